@@ -1,0 +1,171 @@
+"""Run one configured check in a worktree.
+
+A check is the project's own command (tests, lint, ...). It runs:
+- in its own process group, so a timeout kills everything it started, and
+  anything it leaves running when it exits is killed too;
+- with an environment scrubbed of every GIT_* variable (a check's own git
+  commands must act on the worktree, never on a repository a hook named)
+  and of every configured secret, so patched code can never read the
+  GitHub token or the webhook URL;
+- with stdin closed, and stdout and stderr going to one log file per check.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from errauto_daemon.config import CheckConfig
+
+KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    status: str  # passed | failed | timeout | missing | cancelled
+    exit_code: int | None
+    duration: float
+    log_path: str
+    detail: str
+    value: float | None = None  # coverage checks: the percentage covered
+
+
+def check_env(secrets: Iterable[str], extra: Mapping[str, str] | None = None,
+              base: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ if base is None else base)
+    secret_names = set(secrets)
+    for key in list(env):
+        if key.startswith("GIT_") or key in secret_names or key.startswith("ERRAUTO_"):
+            del env[key]
+    # Patched code runs here; keep bytecode caches out of the worktree.
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    for key, value in (extra or {}).items():
+        if key not in secret_names:
+            env[key] = value
+    return env
+
+
+def _resolve(argv0: str, cwd: Path, env: Mapping[str, str]) -> str | None:
+    if "/" in argv0:
+        candidate = Path(argv0) if os.path.isabs(argv0) else cwd / argv0
+        return str(candidate) if os.access(candidate, os.X_OK) and candidate.is_file() else None
+    return shutil.which(argv0, path=env.get("PATH", os.defpath))
+
+
+def run_check(
+    check: CheckConfig,
+    cwd: Path,
+    log_path: Path,
+    env: Mapping[str, str],
+    cancel: threading.Event | None = None,
+) -> CheckResult:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    executable = _resolve(check.command[0], cwd, env)
+    with open(log_path, "wb") as log:
+        log.write(f"$ {' '.join(check.command)}\n# in {cwd}\n".encode("utf-8", "replace"))
+        log.flush()
+        if executable is None:
+            message = f"{check.command[0]}: command not found"
+            log.write(message.encode() + b"\n")
+            return CheckResult(check.name, "missing", None, 0.0, str(log_path), message)
+        try:
+            proc = subprocess.Popen(
+                [executable, *check.command[1:]], cwd=cwd, env=dict(env),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            message = f"{check.command[0]}: cannot run ({exc.strerror})"
+            log.write(message.encode() + b"\n")
+            return CheckResult(check.name, "missing", None, 0.0, str(log_path), message)
+        status = None
+        deadline = start + check.timeout
+        while status is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                status = "timeout"
+                break
+            try:
+                proc.wait(timeout=min(remaining, 0.25))
+            except subprocess.TimeoutExpired:
+                if cancel is not None and cancel.is_set():
+                    status = "cancelled"
+                continue
+            status = "done"
+        if status != "done":
+            _kill_group(proc)
+        else:
+            _kill_leftovers(proc.pid)
+        duration = time.monotonic() - start
+        code = proc.returncode
+        if status == "timeout":
+            detail = f"timed out after {check.timeout:g}s"
+            log.write(f"\n# errauto: {detail}; process group killed\n".encode())
+            return CheckResult(check.name, "timeout", code, duration, str(log_path), detail)
+        if status == "cancelled":
+            log.write(b"\n# errauto: cancelled (daemon stopping)\n")
+            return CheckResult(check.name, "cancelled", code, duration, str(log_path), "cancelled")
+        log.write(f"\n# errauto: exit code {code} after {duration:.2f}s\n".encode())
+    if check.kind == "coverage":
+        return _coverage_result(check, cwd, code, duration, log_path)
+    if code == 0:
+        return CheckResult(check.name, "passed", 0, duration, str(log_path), "exit 0")
+    return CheckResult(check.name, "failed", code, duration, str(log_path), _exit_detail(code))
+
+
+def _exit_detail(code: int | None) -> str:
+    if code is not None and code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit {code}"
+
+
+def _coverage_result(check: CheckConfig, cwd: Path, code: int | None, duration: float,
+                     log_path: Path) -> CheckResult:
+    if code != 0:
+        return CheckResult(check.name, "failed", code, duration, str(log_path), _exit_detail(code))
+    report = cwd / check.report
+    try:
+        data = json.loads(report.read_text())
+        percent = float(data["totals"]["percent_covered"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return CheckResult(check.name, "failed", code, duration, str(log_path),
+                           f"no readable coverage report at {check.report}")
+    return CheckResult(check.name, "passed", code, duration, str(log_path),
+                       f"{percent:.1f}% covered", value=percent)
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=KILL_GRACE)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
+def _kill_leftovers(pgid: int) -> None:
+    # The check exited; anything still in its group (a server a test forgot
+    # to stop) would keep writing into the worktree while it is cleaned.
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,53 @@
+"""`errauto apply PATCH`: validate and route one patch now, in this process."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from errauto_daemon import intake, output
+from errauto_daemon.config import Config
+from errauto_daemon.errors import FatalError
+from errauto_daemon.store import DECIDED, Store
+from errauto_daemon.validate import Validator, wait_decided
+
+
+def read_patch_arg(patch: str) -> tuple[bytes, str]:
+    if patch == "-":
+        return sys.stdin.buffer.read(), "stdin.patch"
+    path = Path(patch)
+    try:
+        return path.read_bytes(), path.name
+    except FileNotFoundError:
+        raise FatalError(f"no such patch file: {patch}") from None
+    except IsADirectoryError:
+        raise FatalError(f"{patch} is a directory, not a patch file") from None
+    except OSError as exc:
+        raise FatalError(f"cannot read {patch}: {exc.strerror}") from None
+
+
+def apply(patch: str, *, repo: str, target: str | None, auto_merge_threshold: float | None,
+          pr_threshold: float | None, as_json: bool) -> int:
+    data, name = read_patch_arg(patch)
+    store = Store()
+    result = intake.submit(store, repo, data, source="cli", name=name, target=target)
+    sub = result.submission
+
+    def thresholds(config: Config) -> Config:
+        if auto_merge_threshold is None and pr_threshold is None:
+            return config
+        return config.with_thresholds(auto_merge_threshold, pr_threshold)
+
+    if sub.state == "queued":
+        sub = Validator(store, config_hook=thresholds).process(sub.id)
+    if sub.state not in DECIDED:
+        sub = wait_decided(store, sub.id)  # another process is validating it
+    if as_json:
+        value = output.submission_json(sub, store.checks(sub.id), full=True)
+        value["duplicate"] = not result.created
+        print(output.dumps(value))
+    else:
+        if not result.created:
+            print(f"this patch was already submitted as #{sub.id}; showing its decision "
+                  f"(`errauto queue retry {sub.id}` validates it again)")
+        print("\n".join(output.decision_lines(sub)))
+    return output.exit_code(sub)

@@ -1,0 +1,105 @@
+"""`errauto queue list / show / approve / reject / retry`."""
+from __future__ import annotations
+
+import getpass
+import time
+from collections.abc import Sequence
+
+from errauto_daemon import output
+from errauto_daemon.errors import FatalError
+from errauto_daemon.store import STATES, Store, Submission
+from errauto_daemon.validate import Validator
+
+RETRYABLE = ("queued", "rejected", "failed", "awaiting_review")
+
+
+def _who() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "someone"
+
+
+def list_(states: Sequence[str] | None, *, limit: int, as_json: bool) -> int:
+    for state in states or ():
+        if state not in STATES:
+            raise FatalError(f"unknown state {state!r}; one of: {', '.join(STATES)}")
+    store = Store()
+    subs = store.list(states, limit=limit)
+    if as_json:
+        print(output.dumps([output.submission_json(s) for s in subs]))
+        return 0
+    if not subs:
+        print("no submissions" + (f" in state {', '.join(states)}" if states else ""))
+        return 0
+    now = time.time()
+    rows = [
+        [str(s.id), s.state, s.route or "-",
+         f"{s.confidence:.2f}" if s.confidence is not None else "-",
+         output.age(now - s.created_at), s.source, output.shorten(s.title, 40),
+         output.shorten(s.reason or "", 60)]
+        for s in subs
+    ]
+    print(output.table(["ID", "STATE", "ROUTE", "CONF", "AGE", "SOURCE", "TITLE", "REASON"], rows))
+    return 0
+
+
+def show(sub_id: int, *, as_json: bool) -> int:
+    store = Store()
+    sub = store.get(sub_id)
+    checks = store.checks(sub_id)
+    if as_json:
+        value = output.submission_json(sub, checks, full=True)
+        value["events"] = store.events(sub_id)
+        print(output.dumps(value))
+        return 0
+    print("\n".join(output.decision_lines(sub)))
+    print(f"  repo: {sub.repo} (target {sub.target})")
+    print(f"  source: {sub.source}" + (f" ({sub.source_detail})" if sub.source_detail else ""))
+    if sub.author:
+        print(f"  author: {sub.author}")
+    if sub.note:
+        print(f"  note: {sub.note}")
+    print(f"  patch: {sub.patch_path()}")
+    if sub.base_commit:
+        print(f"  validated on: {sub.base_commit}")
+    if checks:
+        print("  check logs:")
+        for c in checks:
+            print(f"    {c.name}: {c.status}, {c.detail}, {c.duration:.2f}s  {c.log_path}")
+    print("  history:")
+    for e in store.events(sub_id):
+        change = f"{e['from_state'] or ''} -> {e['to_state']}" if e["to_state"] else e["kind"]
+        print(f"    {output.when(e['ts'])}  {change}" + (f"  ({e['detail']})" if e["detail"] else ""))
+    return 0
+
+
+def approve(sub_id: int, *, as_json: bool) -> int:
+    store = Store()
+    sub = Validator(store).approve(sub_id, _who())
+    return _print_decision(store, sub, as_json)
+
+
+def reject(sub_id: int, reason: str) -> int:
+    store = Store()
+    sub = store.transition(sub_id, "rejected", expect=("awaiting_review", "queued"),
+                           reason=f"rejected by {_who()}: {reason}", detail=f"rejected by {_who()}")
+    print(output.headline(sub))
+    return 0
+
+
+def retry(sub_id: int, *, as_json: bool) -> int:
+    store = Store()
+    current = store.get(sub_id)
+    if current.state not in RETRYABLE:
+        raise FatalError(f"submission {sub_id} is {current.state}; only {', '.join(RETRYABLE)} can be retried")
+    sub = Validator(store).process(sub_id, from_states=RETRYABLE)
+    return _print_decision(store, sub, as_json)
+
+
+def _print_decision(store: Store, sub: Submission, as_json: bool) -> int:
+    if as_json:
+        print(output.dumps(output.submission_json(sub, store.checks(sub.id), full=True)))
+    else:
+        print("\n".join(output.decision_lines(sub)))
+    return output.exit_code(sub)

@@ -1,0 +1,334 @@
+"""Load and validate a repository's errauto configuration.
+
+The configuration is `.errauto.toml` at the repository root, or the
+`[tool.errauto]` table of `pyproject.toml`. It is read from the target
+branch's *committed* tree, so a patch can never change the rules it is
+judged by; when the target has none, the working tree is used (so a fresh
+`errauto init` works before it is committed), then the defaults.
+
+Every key is checked: an unknown key, a wrong type or an impossible value
+fails with one line that names the key.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import sys
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pygit2
+
+from errauto_daemon.errors import ConfigError, FatalError
+from errauto_daemon.patchfile import Limits
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+CONFIG_FILE = ".errauto.toml"
+PYPROJECT = "pyproject.toml"
+
+DEFAULT_WEIGHTS = {"tests": 0.40, "lint": 0.20, "typecheck": 0.15, "security": 0.15, "coverage": 0.10}
+DEFAULT_PROTECTED = (
+    ".github/**",
+    ".pre-commit-config.yaml",
+    "pyproject.toml",
+    "**/conftest.py",
+    ".errauto.toml",
+)
+DEFAULT_SECRET_ENV = ("GITHUB_TOKEN", "SLACK_WEBHOOK_URL")
+
+
+@dataclass(frozen=True)
+class CheckConfig:
+    name: str
+    command: tuple[str, ...]
+    weight: float
+    timeout: float = 600.0
+    gate: bool = False  # must pass for a patch to auto-merge
+    kind: str = "command"  # or "coverage": scored against the base's coverage
+    report: str = "coverage.json"  # coverage: the JSON report the command writes
+    tolerance: float = 5.0  # coverage: percentage points of drop that score 0
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Config:
+    target: str
+    inbox: str = "patches"
+    auto_merge_threshold: float = 0.95
+    pr_threshold: float = 0.80
+    workers: int = 2
+    push: str | None = None
+    submit_refs: tuple[str, ...] = ("refs/for/*",)
+    protected_paths: tuple[str, ...] = DEFAULT_PROTECTED
+    max_patch_bytes: int = Limits.max_patch_bytes
+    max_hunk_lines: int = Limits.max_hunk_lines
+    max_files: int = Limits.max_files
+    max_blob_bytes: int = Limits.max_blob_bytes
+    max_revalidations: int = 3
+    secret_env: tuple[str, ...] = DEFAULT_SECRET_ENV
+    checks: tuple[CheckConfig, ...] = ()
+    source: str = "defaults"
+
+    @property
+    def target_ref(self) -> str:
+        return "refs/heads/" + self.target
+
+    def limits(self) -> Limits:
+        return Limits(self.max_patch_bytes, self.max_hunk_lines, self.max_files, self.max_blob_bytes)
+
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(DEFAULT_SECRET_ENV + self.secret_env))
+
+    def checks_fingerprint(self) -> str:
+        """Identifies what a validation ran: the checks and how they score."""
+        blob = json.dumps([asdict(c) for c in self.checks], sort_keys=True, default=dict)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def with_thresholds(self, auto_merge: float | None, pr: float | None) -> Config:
+        values = asdict(self)
+        values["checks"] = self.checks
+        if auto_merge is not None:
+            values["auto_merge_threshold"] = auto_merge
+        if pr is not None:
+            values["pr_threshold"] = pr
+        values["source"] = self.source + " (thresholds from the command line)"
+        return _validated(values, self.source)
+
+
+# --------------------------------------------------------------------------
+# loading
+
+def head_branch(repo: pygit2.Repository) -> str | None:
+    """The branch HEAD names, even when it has no commits yet."""
+    try:
+        ref = repo.references.get("HEAD")
+    except pygit2.GitError:
+        return None
+    if ref is None or not isinstance(ref.target, str):
+        return None
+    name = ref.target
+    return name[len("refs/heads/"):] if name.startswith("refs/heads/") else None
+
+
+def load(repo: pygit2.Repository, target: str | None = None) -> Config:
+    """The configuration that judges patches for `target` in `repo`."""
+    if target is None:
+        # Which branch is the target is itself configuration: look at the
+        # branch HEAD names, then take every other rule from the target.
+        home = head_branch(repo) or "main"
+        raw, _ = _read_raw(repo, home)
+        value = raw.get("target", home) if raw is not None else home
+        target = value if isinstance(value, str) else home
+    target = target.removeprefix("refs/heads/")
+    if repo.references.get("refs/heads/" + target) is None:
+        raise FatalError(f"target branch {target!r} does not exist in {_repo_dir(repo)}")
+    raw, source = _read_raw(repo, target)
+    values = dict(raw or {})
+    values.setdefault("target", target)
+    if values["target"] != target and isinstance(values["target"], str):
+        # The target's own config names another target: the tree we read is
+        # authoritative for rules but cannot redirect itself.
+        values["target"] = target
+    return _validated(values, source)
+
+
+def _repo_dir(repo: pygit2.Repository) -> str:
+    return str(repo.workdir or repo.path).rstrip("/")
+
+
+def _read_raw(repo: pygit2.Repository, branch: str) -> tuple[dict[str, Any] | None, str]:
+    ref = repo.references.get("refs/heads/" + branch)
+    if ref is not None:
+        tree = ref.peel(pygit2.Commit).tree
+        for name in (CONFIG_FILE, PYPROJECT):
+            try:
+                blob = tree[name]
+            except KeyError:
+                continue
+            if not isinstance(blob, pygit2.Blob):
+                continue
+            found = _extract(blob.data, name, f"{name} on {branch}")
+            if found is not None:
+                return found, f"{name} on {branch}"
+    if repo.workdir:
+        for name in (CONFIG_FILE, PYPROJECT):
+            path = Path(repo.workdir) / name
+            if path.is_file():
+                found = _extract(path.read_bytes(), name, f"{name} in the working tree")
+                if found is not None:
+                    return found, f"{name} in the working tree"
+    return None, "defaults"
+
+
+def _extract(data: bytes, name: str, where: str) -> dict[str, Any] | None:
+    try:
+        doc = tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config error in {where}: invalid TOML: {exc}") from None
+    tool = doc.get("tool", {})
+    section = tool.get("errauto") if isinstance(tool, dict) else None
+    if name == PYPROJECT:
+        if section is None:
+            return None
+        if not isinstance(section, dict):
+            raise ConfigError(f"config error in {where}: tool.errauto must be a table")
+        return dict(section)
+    if section is not None and set(doc) == {"tool"}:
+        doc = section  # .errauto.toml written with the pyproject-style header
+    if not isinstance(doc, dict):
+        raise ConfigError(f"config error in {where}: expected a table")
+    return dict(doc)
+
+
+# --------------------------------------------------------------------------
+# validation
+
+_TOP_KEYS = {
+    "target": str, "inbox": str, "auto_merge_threshold": float, "pr_threshold": float,
+    "workers": int, "push": str, "submit_refs": list, "protected_paths": list,
+    "max_patch_bytes": int, "max_hunk_lines": int, "max_files": int, "max_blob_bytes": int,
+    "max_revalidations": int, "secret_env": list, "checks": dict,
+}
+_CHECK_KEYS = {
+    "command": (str, list), "weight": float, "timeout": float, "gate": bool, "kind": str,
+    "report": str, "tolerance": float, "env": dict,
+}
+
+
+def _type_ok(value: Any, expected: type | tuple[type, ...]) -> bool:
+    if isinstance(value, bool):
+        return expected is bool or (isinstance(expected, tuple) and bool in expected)
+    if expected is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, expected)
+
+
+def _type_name(expected: type | tuple[type, ...]) -> str:
+    names = {str: "a string", float: "a number", int: "an integer", bool: "true or false",
+             list: "a list", dict: "a table"}
+    if isinstance(expected, tuple):
+        return " or ".join(names[t] for t in expected)
+    return names[expected]
+
+
+def _validated(values: Mapping[str, Any], source: str) -> Config:
+    def fail(key: str, message: str) -> ConfigError:
+        return ConfigError(f"config error in {source}: {key} {message}")
+
+    for key, value in values.items():
+        if key == "source":
+            continue
+        if key not in _TOP_KEYS:
+            raise fail(key, "is not a known setting (see docs/configuration.md)")
+        if key == "checks" and isinstance(value, tuple):
+            continue
+        if key in ("submit_refs", "protected_paths", "secret_env") and isinstance(value, tuple):
+            continue
+        if value is None and key == "push":
+            continue
+        if not _type_ok(value, _TOP_KEYS[key]):
+            raise fail(key, f"must be {_type_name(_TOP_KEYS[key])}, got {value!r}")
+
+    out: dict[str, Any] = {"target": values["target"], "source": source}
+    for key in ("auto_merge_threshold", "pr_threshold"):
+        if key in values:
+            v = float(values[key])
+            if not 0.0 <= v <= 1.0:
+                raise fail(key, f"must be between 0 and 1, got {v}")
+            out[key] = v
+    am = out.get("auto_merge_threshold", Config.auto_merge_threshold)
+    pr = out.get("pr_threshold", Config.pr_threshold)
+    if pr > am:
+        raise fail("pr_threshold", f"({pr}) must not be above auto_merge_threshold ({am})")
+    for key in ("workers", "max_patch_bytes", "max_hunk_lines", "max_files", "max_blob_bytes"):
+        if key in values:
+            if values[key] < 1:
+                raise fail(key, f"must be at least 1, got {values[key]}")
+            out[key] = int(values[key])
+    if "max_revalidations" in values:
+        if values["max_revalidations"] < 0:
+            raise fail("max_revalidations", f"must not be negative, got {values['max_revalidations']}")
+        out["max_revalidations"] = int(values["max_revalidations"])
+    for key in ("target", "inbox"):
+        if key in values:
+            v = values[key].strip()
+            if not v or v.startswith("/") or ".." in v.split("/"):
+                raise fail(key, f"must be a relative name, got {values[key]!r}")
+            out[key] = v.removeprefix("refs/heads/") if key == "target" else v
+    if values.get("push") is not None:
+        if not values["push"].strip():
+            raise fail("push", "must name a remote")
+        out["push"] = values["push"].strip()
+    for key in ("submit_refs", "protected_paths", "secret_env"):
+        if key in values:
+            items = tuple(values[key])
+            if not all(isinstance(i, str) and i for i in items):
+                raise fail(key, "must be a list of non-empty strings")
+            out[key] = items
+    for ref in out.get("submit_refs", ()):
+        if not ref.startswith("refs/"):
+            raise fail("submit_refs", f"entries must start with refs/, got {ref!r}")
+
+    checks = values.get("checks", ())
+    if isinstance(checks, tuple):
+        out["checks"] = checks
+    else:
+        out["checks"] = tuple(_check(name, spec, fail) for name, spec in checks.items())
+    return Config(**out)
+
+
+def _check(name: str, spec: Any, fail: Any) -> CheckConfig:
+    key = f"checks.{name}"
+    if not isinstance(spec, dict):
+        raise fail(key, "must be a table")
+    for k, v in spec.items():
+        if k not in _CHECK_KEYS:
+            raise fail(f"{key}.{k}", "is not a known check setting (see docs/configuration.md)")
+        if not _type_ok(v, _CHECK_KEYS[k]):
+            raise fail(f"{key}.{k}", f"must be {_type_name(_CHECK_KEYS[k])}, got {v!r}")
+    if "command" not in spec:
+        raise fail(f"{key}.command", "is required")
+    command = spec["command"]
+    if isinstance(command, str):
+        try:
+            argv = tuple(shlex.split(command))
+        except ValueError as exc:
+            raise fail(f"{key}.command", f"cannot be split into words: {exc}") from None
+    else:
+        if not all(isinstance(a, str) for a in command):
+            raise fail(f"{key}.command", "must be a list of strings")
+        argv = tuple(command)
+    if not argv:
+        raise fail(f"{key}.command", "is empty")
+    if "weight" in spec:
+        weight = float(spec["weight"])
+    elif name in DEFAULT_WEIGHTS:
+        weight = DEFAULT_WEIGHTS[name]
+    else:
+        raise fail(f"{key}.weight", f"is required for a check not named {', '.join(DEFAULT_WEIGHTS)}")
+    if weight < 0:
+        raise fail(f"{key}.weight", f"must not be negative, got {weight}")
+    timeout = float(spec.get("timeout", 600))
+    if timeout <= 0:
+        raise fail(f"{key}.timeout", f"must be positive, got {timeout}")
+    kind = spec.get("kind", "coverage" if name == "coverage" else "command")
+    if kind not in ("command", "coverage"):
+        raise fail(f"{key}.kind", f"must be 'command' or 'coverage', got {kind!r}")
+    tolerance = float(spec.get("tolerance", 5.0))
+    if tolerance <= 0:
+        raise fail(f"{key}.tolerance", f"must be positive, got {tolerance}")
+    env = spec.get("env", {})
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
+        raise fail(f"{key}.env", "must map names to strings")
+    return CheckConfig(
+        name=name, command=argv, weight=weight, timeout=timeout,
+        gate=bool(spec.get("gate", name == "tests")), kind=kind,
+        report=str(spec.get("report", "coverage.json")), tolerance=tolerance, env=dict(env),
+    )

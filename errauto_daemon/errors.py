@@ -1,0 +1,43 @@
+"""The few exception types errauto raises, and the exit codes they map to.
+
+Every command that decides a patch shares these exit codes:
+
+    0  merged, or a pull request was opened
+    1  held for review
+    2  usage error (bad arguments, missing file, unknown submission)
+    3  internal error (a log with the traceback was written)
+    4  rejected
+    5  configuration error
+"""
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_REVIEW = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+EXIT_REJECTED = 4
+EXIT_CONFIG = 5
+
+
+class FatalError(RuntimeError):
+    """A failure the user can act on: printed as one line, no traceback."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(FatalError):
+    """The configuration is invalid; the message names the offending key."""
+
+    exit_code = EXIT_CONFIG
+
+
+class PatchRejected(Exception):
+    """The patch cannot be validated at all: malformed, unsafe, does not apply."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class RetryableError(Exception):
+    """A transient failure: the work can be tried again later."""

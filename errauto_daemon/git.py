@@ -1,0 +1,80 @@
+"""Running the git command line, safely, from anywhere errauto is called.
+
+errauto runs inside git hooks, which export variables such as GIT_DIR and
+GIT_INDEX_FILE for the repository being pushed to or committed in. Left in
+place they silently redirect every git command errauto runs, in any other
+directory, at that repository: `git worktree add` in a hook would then write
+the hook repository's index, and a check's own `git status` would read it.
+We drop the variables that say *which* repository to act on, and keep the
+ones that only configure git (identity, config, ssh).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from errauto_daemon.errors import FatalError
+
+# Variables that select a repository, index, object store or work tree.
+# See git(1), "ENVIRONMENT VARIABLES"; GIT_QUARANTINE_PATH is set for
+# pre-receive hooks, GIT_PREFIX for aliases, GIT_REFLOG_ACTION by porcelain.
+LOCATION_VARS = frozenset((
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_COMMON_DIR",
+    "GIT_NAMESPACE",
+    "GIT_PREFIX",
+    "GIT_QUARANTINE_PATH",
+    "GIT_CEILING_DIRECTORIES",
+    "GIT_DISCOVERY_ACROSS_FILESYSTEM",
+    "GIT_REFLOG_ACTION",
+    "GIT_INTERNAL_SUPER_PREFIX",
+))
+
+
+class GitError(FatalError):
+    pass
+
+
+def scrubbed_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for errauto's own git commands."""
+    env = dict(os.environ if base is None else base)
+    for key in list(env):
+        if key in LOCATION_VARS:
+            del env[key]
+    # Never stop to ask a question: errauto often runs with no terminal.
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    return env
+
+
+def run(
+    args: Sequence[str],
+    cwd: str | Path,
+    *,
+    check: bool = True,
+    input: bytes | None = None,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    proc = subprocess.run(
+        ("git", *args),
+        cwd=cwd,
+        input=input,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=scrubbed_env(env),
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        message = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+        detail = message[-1] if message else f"exit code {proc.returncode}"
+        raise GitError(f"git {args[0]} failed: {detail}")
+    return proc
+
+
+def output(args: Sequence[str], cwd: str | Path) -> str:
+    return run(args, cwd).stdout.decode("utf-8", "surrogateescape").strip()

@@ -1,0 +1,208 @@
+"""Safety rules for untrusted patches, checked before anything is written.
+
+Two passes. `check_names` looks only at the parsed patch: every file name
+must be a plain relative path that cannot reach outside the worktree or into
+`.git` under any spelling a filesystem might fold into `.git`. `check_tree`
+runs after the patch was applied in memory (still nothing written) and looks
+at what the result would contain: nothing written beyond a symlink, no
+symlink pointing outside the tree or into `.git`. Changes to submodules and
+`.gitmodules` are allowed but capped at human review.
+
+git itself has most of these rules (verify_path, is_ntfs_dotgit,
+is_hfs_dotgit); libgit2's apply is laxer, and errauto applies patches with
+its own code, so the rules live here, in one place.
+"""
+from __future__ import annotations
+
+import posixpath
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+
+from errauto_daemon.errors import PatchRejected
+from errauto_daemon.patchapply import MODE_TREE, Overlay
+from errauto_daemon.patchfile import MODE_GITLINK, MODE_LINK, Patch, PatchCommit
+
+MAX_PATH = 4096
+
+# Code points HFS+ ignores when comparing names: ".g\u200cit" is ".git" there.
+_HFS_IGNORABLE = dict.fromkeys(
+    [0x200C, 0x200D, 0x200E, 0x200F, 0x202A, 0x202B, 0x202C, 0x202D, 0x202E,
+     0x206A, 0x206B, 0x206C, 0x206D, 0x206E, 0x206F, 0xFEFF]
+)
+# Files git refuses to follow as symlinks (they are read by git itself).
+_NO_SYMLINK = (".gitmodules", ".gitattributes", ".gitignore", ".mailmap")
+
+
+@dataclass(frozen=True)
+class GuardResult:
+    review_only: tuple[str, ...] = ()  # reasons the patch may at most be reviewed
+
+
+def _fold(component: str) -> str:
+    """The name as a case-folding, dot-trimming filesystem would see it."""
+    name = component.translate(_HFS_IGNORABLE)
+    name = name.split(":", 1)[0]  # NTFS alternate data streams: ".git::$INDEX_ALLOCATION"
+    return name.rstrip(". ").lower()  # NTFS drops trailing dots and spaces
+
+
+def is_dotgit(component: str) -> bool:
+    name = _fold(component)
+    return name == ".git" or re.fullmatch(r"git~\d+", name) is not None
+
+
+def is_gitmodules(component: str) -> bool:
+    name = _fold(component)
+    return name == ".gitmodules" or re.fullmatch(r"gitmod~\d+", name) is not None
+
+
+def path_problem(path: str) -> str | None:
+    """Why `path` may not appear in a patch, or None when it is fine."""
+    shown = repr(path) if any(ord(c) < 32 or ord(c) == 127 for c in path) else path
+    if not path:
+        return "an empty file name"
+    if len(path) > MAX_PATH:
+        return f"a file name longer than {MAX_PATH} characters"
+    if path.startswith("/"):
+        return f"an absolute path ({shown})"
+    if re.match(r"^[A-Za-z]:", path):
+        return f"a drive-letter path ({shown})"
+    if "\\" in path:
+        return f"a backslash in a file name ({shown})"
+    if any(ord(c) < 32 or ord(c) == 127 for c in path):
+        return f"control characters in a file name ({shown})"
+    for component in path.split("/"):
+        if component == "":
+            return f"an empty path component ({shown})"
+        if component in (".", ".."):
+            return f"'{component}' in a path ({shown})"
+        if is_dotgit(component):
+            return f"a path inside .git ({shown})"
+    return None
+
+
+def check_names(patch: Patch) -> None:
+    for fp in patch.files():
+        names = list(fp.paths())
+        names += [_strip_one(n) for n in fp.raw_names if n != "/dev/null"]
+        for name in names:
+            problem = path_problem(name)
+            if problem:
+                raise PatchRejected(f"unsafe patch: {problem}")
+
+
+def _strip_one(name: str) -> str:
+    # Raw names still carry their a/ b/ prefix; "a//etc/passwd" must read as
+    # the absolute path libgit2 would see, and a name without a prefix is
+    # checked whole.
+    return name.split("/", 1)[1] if "/" in name and not name.startswith("/") else name
+
+
+def check_tree(before: Overlay, after: Overlay, commit: PatchCommit) -> GuardResult:
+    """Rules that need the tree: symlinks, submodules. Raises PatchRejected."""
+    review: list[str] = []
+    for fp in commit.files:
+        for path in fp.paths():
+            for ancestor in _ancestors(path):
+                if before.mode(ancestor) == MODE_LINK:
+                    raise PatchRejected(
+                        f"unsafe patch: {path} is beyond a symlink ({ancestor}) in the target")
+                if after.mode(ancestor) == MODE_LINK:
+                    raise PatchRejected(
+                        f"unsafe patch: {path} is beyond the symlink {ancestor} the patch creates")
+        if MODE_GITLINK in (fp.old_mode, fp.new_mode) or any(
+                before.mode(p) == MODE_GITLINK for p in fp.paths() if p):
+            review.append(f"changes the submodule {fp.path}")
+        if any(is_gitmodules(p.rsplit("/", 1)[-1]) for p in fp.paths()):
+            review.append(f"changes {fp.path}")
+    for path, val in after.changes.items():
+        if val is None or val[0] != MODE_LINK:
+            continue
+        problem = symlink_problem(path, val[1])
+        if problem:
+            raise PatchRejected(f"unsafe patch: symlink {path} {problem}")
+        if _fold(path.rsplit("/", 1)[-1]) in _NO_SYMLINK or is_gitmodules(path.rsplit("/", 1)[-1]):
+            raise PatchRejected(f"unsafe patch: {path} may not be a symlink")
+    for path, val in after.changes.items():
+        # A path under a symlink that some other change of this commit made.
+        if val is not None and val[0] != MODE_TREE:
+            for ancestor in _ancestors(path):
+                if after.mode(ancestor) == MODE_LINK:
+                    raise PatchRejected(f"unsafe patch: {path} is beyond the symlink {ancestor}")
+    return GuardResult(tuple(dict.fromkeys(review)))
+
+
+def symlink_problem(path: str, target_bytes: bytes) -> str | None:
+    if not target_bytes:
+        return "has an empty target"
+    if b"\0" in target_bytes or b"\n" in target_bytes:
+        return "has a target with control characters"
+    target = target_bytes.decode("utf-8", "surrogateescape")
+    if target.startswith("/") or re.match(r"^[A-Za-z]:", target):
+        return f"points to an absolute path ({target})"
+    if "\\" in target:
+        return f"has a backslash in its target ({target})"
+    parts = [p for p in target.split("/") if p not in ("", ".")]
+    if any(is_dotgit(p) for p in parts):
+        return f"points into .git ({target})"
+    joined = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+    if joined == ".." or joined.startswith("../"):
+        return f"points outside the repository ({target})"
+    return None
+
+
+def _ancestors(path: str) -> Iterable[str]:
+    parts = path.split("/")
+    for i in range(1, len(parts)):
+        yield "/".join(parts[:i])
+
+
+# --------------------------------------------------------------------------
+# protected paths
+
+@lru_cache(maxsize=256)
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """gitignore-style glob: `*` stays within a component, `**` spans any.
+
+    A pattern that names a directory also covers everything below it.
+    Matching ignores case, so `.GitHub/` cannot slip past `.github/**` on a
+    case-insensitive filesystem.
+    """
+    p = pattern.strip().lstrip("/")
+    out = []
+    i = 0
+    while i < len(p):
+        if p.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif p.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif p[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif p[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif p[i] == "[":
+            end = p.find("]", i + 1)
+            if end == -1:
+                out.append(re.escape(p[i]))
+                i += 1
+            else:
+                body = p[i + 1:end].replace("\\", "\\\\")
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                out.append(f"[{body}]")
+                i = end + 1
+        else:
+            out.append(re.escape(p[i]))
+            i += 1
+    return re.compile("".join(out).rstrip("/") + "(?:/.*)?", re.IGNORECASE)
+
+
+def protected_hits(paths: Iterable[str], patterns: Iterable[str]) -> list[str]:
+    """The paths that match any protected pattern."""
+    compiled = [_glob_regex(p) for p in patterns]
+    return [path for path in paths if any(rx.fullmatch(path) for rx in compiled)]

@@ -1,0 +1,157 @@
+"""The `errauto` command line: one parser, one function per subcommand.
+
+Exit codes are shared by every command that decides a patch (see errors.py):
+0 merged or PR opened, 1 held for review, 2 usage error, 3 internal error,
+4 rejected, 5 configuration error. Ctrl-C exits 130.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import traceback
+from collections.abc import Sequence
+
+from errauto_daemon import __version__, paths
+from errauto_daemon.errors import EXIT_INTERNAL, FatalError
+from errauto_daemon.redact import redact
+
+
+def _threshold(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1: {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="errauto",
+        description="Validate candidate fix patches in isolated worktrees, score them, and route them.",
+    )
+    parser.add_argument("--version", action="version", version=f"errauto {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    p = sub.add_parser("apply", help="validate a patch and route it now, in this process")
+    p.add_argument("patch", help="a .patch / .diff / .eml / .mbox file, or - for standard input")
+    p.add_argument("--repo", default=".", help="the git repository (default: the current directory)")
+    p.add_argument("--target", help="the target branch (default: from the config)")
+    p.add_argument("--auto-merge-threshold", type=_threshold, metavar="X")
+    p.add_argument("--pr-threshold", type=_threshold, metavar="Y")
+    p.add_argument("--json", action="store_true", help="print the decision as JSON")
+
+    q = sub.add_parser("queue", help="list, inspect and decide submissions")
+    qsub = q.add_subparsers(dest="queue_command", metavar="ACTION")
+    qsub.required = True
+    ql = qsub.add_parser("list", help="list submissions, newest first")
+    ql.add_argument("--status", action="append", metavar="STATE",
+                    help="only this state (repeatable): queued, validating, merged, pr_open, "
+                         "awaiting_review, rejected, failed")
+    ql.add_argument("--limit", type=_positive_int, default=50)
+    ql.add_argument("--json", action="store_true")
+    qs = qsub.add_parser("show", help="one submission: checks, explanation, log paths")
+    qs.add_argument("id", type=int)
+    qs.add_argument("--json", action="store_true")
+    qa = qsub.add_parser("approve", help="merge a submission held for review")
+    qa.add_argument("id", type=int)
+    qa.add_argument("--json", action="store_true")
+    qr = qsub.add_parser("reject", help="reject a submission held for review")
+    qr.add_argument("id", type=int)
+    qr.add_argument("--reason", required=True)
+    qt = qsub.add_parser("retry", help="validate a submission again now")
+    qt.add_argument("id", type=int)
+    qt.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("status", help="counts per state and route")
+    s.add_argument("--json", action="store_true")
+
+    i = sub.add_parser("init", help="write a starter .errauto.toml and create the inbox folder")
+    i.add_argument("--repo", default=".")
+    i.add_argument("--force", action="store_true", help="overwrite an existing .errauto.toml")
+
+    d = sub.add_parser("demo", help="run errauto on a temporary repository with sample patches")
+    d.add_argument("--keep", action="store_true", help="keep the temporary repository and state")
+    d.add_argument("--dir", help="make the demo here instead of a temporary directory")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except FatalError as exc:
+        print(f"errauto: {redact(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("errauto: interrupted", file=sys.stderr)
+        return 130
+    except Exception:
+        path = _write_crash_log(argv)
+        print(f"errauto: internal error ({sys.exc_info()[0].__name__}); "  # type: ignore[union-attr]
+              f"a log with the traceback was written to {path}", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "apply":
+        from errauto_daemon.commands.apply import apply
+        return apply(args.patch, repo=args.repo, target=args.target,
+                     auto_merge_threshold=args.auto_merge_threshold,
+                     pr_threshold=args.pr_threshold, as_json=args.json)
+    if args.command == "queue":
+        from errauto_daemon.commands import queue
+        if args.queue_command == "list":
+            return queue.list_(args.status, limit=args.limit, as_json=args.json)
+        if args.queue_command == "show":
+            return queue.show(args.id, as_json=args.json)
+        if args.queue_command == "approve":
+            return queue.approve(args.id, as_json=args.json)
+        if args.queue_command == "reject":
+            return queue.reject(args.id, args.reason)
+        if args.queue_command == "retry":
+            return queue.retry(args.id, as_json=args.json)
+    if args.command == "status":
+        from errauto_daemon.commands.status import status
+        return status(as_json=args.json)
+    if args.command == "init":
+        from errauto_daemon.commands.init import init
+        return init(args.repo, force=args.force)
+    if args.command == "demo":
+        from errauto_daemon.commands.demo import demo
+        return demo(keep=args.keep, directory=args.dir)
+    raise AssertionError(args.command)
+
+
+def _write_crash_log(argv: Sequence[str] | None) -> str:
+    import pygit2
+
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    path = paths.log_dir() / f"crash-{stamp}-{os.getpid()}.log"
+    text = "\n".join([
+        "### errauto crash log",
+        f"errauto {__version__}",
+        f"python {platform.python_version()} ({sys.executable})",
+        f"pygit2 {pygit2.__version__}, libgit2 {pygit2.LIBGIT2_VERSION}",
+        f"platform {platform.platform()}",
+        f"argv {list(sys.argv if argv is None else argv)!r}",
+        "",
+        traceback.format_exc(),
+    ])
+    path.write_text(redact(text))
+    return str(path)

@@ -1,0 +1,201 @@
+"""Merging a validated patch into the target branch: the one owner of ref moves.
+
+A merge commits the validated tree(s) on the exact base they were validated
+on, then moves the target ref with compare-and-swap (`git update-ref NEW
+OLD`). If the ref moved in the meantime nothing is written and the caller
+validates again on the new tip: a combination that was not validated is
+never merged.
+
+Where the target branch is checked out in a non-bare work tree (the main
+one or any linked worktree), the merge behaves like `git merge --ff-only`
+there: `git read-tree -m -u OLD NEW` moves index and files for the changed
+paths only, and refuses if local changes would be overwritten. That runs
+before the ref moves, so a ref never moves under a stale working tree; the
+merge is held with git's reason instead.
+
+With `push = "<remote>"` the new commit is pushed first, fast-forward only.
+A rejected push means the remote moved: fetch it, fast-forward the local
+target to it, and let the caller validate again.
+
+Merges into one target are serialised by a lock file in the state dir.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pygit2
+
+from errauto_daemon import git, paths
+from errauto_daemon.config import Config
+from errauto_daemon.patchfile import PatchCommit, author_time
+from errauto_daemon.workspace import common_dir
+
+MERGED = "merged"
+MOVED = "moved"
+HELD = "held"
+
+
+@dataclass(frozen=True)
+class MergeOutcome:
+    status: str  # merged | moved | held
+    commit: str | None = None  # merged: the new tip
+    tip: str | None = None  # moved: the target's new tip, to validate on
+    reason: str = ""
+
+
+def committer(repo: pygit2.Repository) -> pygit2.Signature:
+    try:
+        return repo.default_signature
+    except (KeyError, pygit2.GitError):
+        return pygit2.Signature("errauto", "errauto@localhost")
+
+
+def build_commits(
+    repo: pygit2.Repository,
+    base: pygit2.Oid,
+    commits: Sequence[PatchCommit],
+    trees: Sequence[pygit2.Oid],
+    *,
+    submission_id: int,
+    fallback_message: str,
+) -> pygit2.Oid:
+    """Create one commit per patch commit, chained on `base`; returns the last."""
+    who = committer(repo)
+    parent = base
+    for commit, tree in zip(commits, trees):
+        author = who
+        if commit.author_name or commit.author_email:
+            when = author_time(commit.author_date)
+            name = commit.author_name or commit.author_email or who.name
+            email = commit.author_email or ""
+            author = (pygit2.Signature(name, email, when[0], when[1]) if when
+                      else pygit2.Signature(name, email))
+        message = commit.message if commit.message.strip() else fallback_message
+        message = message.rstrip("\n") + f"\n\nErrauto-Submission: {submission_id}\n"
+        parent = repo.create_commit(None, author, who, message, tree, [parent])
+    return parent
+
+
+@contextmanager
+def target_lock(repo: pygit2.Repository, ref: str) -> Iterator[None]:
+    key = hashlib.sha256(f"{common_dir(repo)}\0{ref}".encode()).hexdigest()[:16]
+    fd = os.open(paths.locks_dir() / f"merge-{key}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def checkouts_of(repo: pygit2.Repository, ref: str) -> list[Path]:
+    """Non-bare work trees (main and linked) that have `ref` checked out."""
+    out = git.output(("worktree", "list", "--porcelain"), common_dir(repo))
+    found: list[Path] = []
+    current: dict[str, str] = {}
+    for line in out.splitlines() + [""]:
+        if not line:
+            if current.get("branch") == ref and "bare" not in current and "worktree" in current:
+                found.append(Path(current["worktree"]))
+            current = {}
+            continue
+        key, _, value = line.partition(" ")
+        current[key] = value
+    return found
+
+
+def _read_tree(worktree: Path, old: str, new: str, *, dry_run: bool) -> str | None:
+    """Move a checkout from `old` to `new` like a fast-forward; None or the reason not."""
+    git.run(("update-index", "-q", "--refresh"), worktree, check=False)
+    args = ["read-tree", "-m", "-u"] + (["-n"] if dry_run else []) + [old, new]
+    proc = git.run(args, worktree, check=False)
+    if proc.returncode == 0:
+        return None
+    lines = [l.strip() for l in proc.stderr.decode("utf-8", "replace").splitlines() if l.strip()]
+    detail = "; ".join(l.removeprefix("error: ").removeprefix("fatal: ") for l in lines[:3])
+    return f"the target is checked out in {worktree} and {detail or 'git read-tree refused'}"
+
+
+def fast_forward(repo: pygit2.Repository, config: Config, old: str, new: str, message: str) -> MergeOutcome:
+    """Move the local target from `old` to `new` (a descendant), with its checkouts."""
+    ref = config.target_ref
+    current = repo.references.get(ref)
+    if current is None or str(current.target) != old:
+        return MergeOutcome(MOVED, tip=str(current.target) if current else None)
+    trees = checkouts_of(repo, ref)
+    for worktree in trees:
+        reason = _read_tree(worktree, old, new, dry_run=True)
+        if reason:
+            return MergeOutcome(HELD, reason=reason)
+    moved: list[Path] = []
+    for worktree in trees:
+        reason = _read_tree(worktree, old, new, dry_run=False)
+        if reason:
+            _undo(moved, old, new)
+            return MergeOutcome(HELD, reason=reason)
+        moved.append(worktree)
+    proc = git.run(("update-ref", "-m", message, ref, new, old), common_dir(repo), check=False)
+    if proc.returncode != 0:
+        _undo(moved, old, new)
+        tip = repo.references.get(ref)
+        return MergeOutcome(MOVED, tip=str(tip.target) if tip else None)
+    return MergeOutcome(MERGED, commit=new)
+
+
+def _undo(moved: Sequence[Path], old: str, new: str) -> None:
+    for worktree in moved:
+        git.run(("read-tree", "-m", "-u", new, old), worktree, check=False)
+
+
+def merge(repo: pygit2.Repository, config: Config, base: str, new: str, message: str) -> MergeOutcome:
+    """Make `new` (a commit whose first parent chain reaches `base`) the target's tip."""
+    with target_lock(repo, config.target_ref):
+        current = repo.references.get(config.target_ref)
+        if current is None or str(current.target) != base:
+            return MergeOutcome(MOVED, tip=str(current.target) if current else None)
+        for worktree in checkouts_of(repo, config.target_ref):
+            reason = _read_tree(worktree, base, new, dry_run=True)
+            if reason:
+                return MergeOutcome(HELD, reason=reason)
+        if config.push:
+            pushed = _push(repo, config, base, new)
+            if pushed is not None:
+                return pushed
+        outcome = fast_forward(repo, config, base, new, message)
+        if outcome.status != MERGED and config.push:
+            # The remote already has it: the merge happened; the local branch
+            # just could not follow (moved, or local changes in the way).
+            return MergeOutcome(MERGED, commit=new,
+                                reason=f"pushed to {config.push}; local {config.target} did not follow: "
+                                       f"{outcome.reason or 'it moved'}")
+        return outcome
+
+
+def _push(repo: pygit2.Repository, config: Config, base: str, new: str) -> MergeOutcome | None:
+    remote = config.push
+    assert remote is not None
+    cwd = common_dir(repo)
+    proc = git.run(("push", "--porcelain", remote, f"{new}:{config.target_ref}"), cwd, check=False)
+    if proc.returncode == 0:
+        return None
+    text = (proc.stdout + proc.stderr).decode("utf-8", "replace")
+    if not any(word in text for word in ("[rejected]", "non-fast-forward", "fetch first", "stale info")):
+        last = text.strip().splitlines()[-1] if text.strip() else f"exit {proc.returncode}"
+        return MergeOutcome(HELD, reason=f"push to {remote} failed: {last}")
+    fetched = git.run(("fetch", "--quiet", remote, config.target_ref), cwd, check=False)
+    if fetched.returncode != 0:
+        return MergeOutcome(HELD, reason=f"push to {remote} was rejected and fetching it failed")
+    tip = git.output(("rev-parse", "FETCH_HEAD"), cwd)
+    if tip == base:
+        return MergeOutcome(HELD, reason=f"push to {remote} was rejected: {text.strip()[:200]}")
+    if not repo.descendant_of(pygit2.Oid(hex=tip), pygit2.Oid(hex=base)):
+        return MergeOutcome(HELD, reason=f"{config.target} and {remote}/{config.target} have diverged")
+    caught_up = fast_forward(repo, config, base, tip, f"errauto: fast-forward to {remote}")
+    if caught_up.status == HELD:
+        return caught_up
+    return MergeOutcome(MOVED, tip=tip, reason=f"{remote} moved")

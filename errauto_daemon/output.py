@@ -1,0 +1,141 @@
+"""How decisions, submissions and tables are shown to people and to scripts."""
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from errauto_daemon.errors import EXIT_INTERNAL, EXIT_OK, EXIT_REJECTED, EXIT_REVIEW
+from errauto_daemon.store import CheckRow, Submission
+
+STATE_EXIT = {
+    "merged": EXIT_OK,
+    "pr_open": EXIT_OK,
+    "awaiting_review": EXIT_REVIEW,
+    "queued": EXIT_REVIEW,
+    "validating": EXIT_REVIEW,
+    "rejected": EXIT_REJECTED,
+    "failed": EXIT_INTERNAL,
+}
+
+
+def exit_code(sub: Submission) -> int:
+    return STATE_EXIT[sub.state]
+
+
+def when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def age(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def headline(sub: Submission) -> str:
+    what = {
+        "merged": f"merged into {sub.target}" + (f" as {sub.merged_commit[:10]}" if sub.merged_commit else ""),
+        "pr_open": f"pull request opened: {sub.pr_url}",
+        "awaiting_review": "held for review",
+        "rejected": "rejected",
+        "failed": "failed",
+        "queued": "queued",
+        "validating": "being validated",
+    }[sub.state]
+    return f"#{sub.id} {what}: {sub.title}"
+
+
+def decision_lines(sub: Submission) -> list[str]:
+    lines = [headline(sub)]
+    if sub.reason:
+        lines.append(f"  reason: {sub.reason}")
+    explanation = sub.explanation or {}
+    if explanation:
+        lines += ["  " + line for line in _explanation_lines(explanation)]
+    return lines
+
+
+def _explanation_lines(ex: dict[str, Any]) -> list[str]:
+    th = ex.get("thresholds", {})
+    margins = ex.get("margins", {})
+
+    def margin(m: float) -> str:
+        return f"clears by {m:.2f}" if m >= 0 else f"short by {-m:.2f}"
+
+    out = [f"confidence {ex.get('confidence', 0):.2f}  (auto-merge needs {th.get('auto_merge', 0):.2f}: "
+           f"{margin(margins.get('auto_merge', 0))}; pull request needs {th.get('pull_request', 0):.2f}: "
+           f"{margin(margins.get('pull_request', 0))})"]
+    parts = ex.get("parts", [])
+    width = max([len(p["check"]) for p in parts] + [5])
+    for p in parts:
+        out.append(f"  {p['check']:<{width}}  {p['status']:<9} {p['contribution']:.2f} of {p['weight']:.2f}"
+                   f"  {p['detail']}  ({p['duration']:.2f}s)")
+    if not parts:
+        out.append("  no checks are configured (see `errauto init` and docs/configuration.md)")
+    out += [f"  gate: {g}" for g in ex.get("gates", [])]
+    out += [f"  review only: {r}" for r in ex.get("review_only", [])]
+    out += [f"  note: {n}" for n in ex.get("notes", [])]
+    return out
+
+
+def submission_json(sub: Submission, checks: Sequence[CheckRow] = (), *, full: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": sub.id,
+        "state": sub.state,
+        "route": sub.route,
+        "title": sub.title,
+        "author": sub.author,
+        "repo": sub.repo,
+        "target": sub.target,
+        "source": sub.source,
+        "confidence": sub.confidence,
+        "reason": sub.reason,
+        "merged_commit": sub.merged_commit,
+        "pr_url": sub.pr_url,
+        "created_at": sub.created_at,
+        "decided_at": sub.decided_at,
+    }
+    if full:
+        out.update({
+            "source_detail": sub.source_detail,
+            "note": sub.note,
+            "patch": str(sub.patch_path()),
+            "base_commit": sub.base_commit,
+            "result_tree": sub.result_tree,
+            "attempts": sub.attempts,
+            "explanation": sub.explanation,
+            "checks": [
+                {"name": c.name, "status": c.status, "exit_code": c.exit_code,
+                 "duration": round(c.duration, 3), "score": c.score, "weight": c.weight,
+                 "detail": c.detail, "log": c.log_path}
+                for c in checks
+            ],
+        })
+    return out
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=False, default=str)
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        for i, cell in enumerate(row):
+            widths[i] = max(widths[i], len(cell))
+    def fmt(row: Sequence[str]) -> str:
+        return "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip()
+    lines = [fmt(headers), fmt(["-" * w for w in widths])]
+    lines += [fmt(r) for r in rows]
+    return "\n".join(lines)
+
+
+def shorten(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -1,0 +1,455 @@
+"""Apply a parsed patch to a git tree, in memory, the strict way.
+
+Nothing is written while applying: the result is an `Overlay` (a tree plus
+pending changes) that is only turned into git objects once the whole patch
+applied and the guard accepted it. So a patch that does not apply is decided
+without touching a worktree or the object store.
+
+The rules are `git apply`'s defaults, not libgit2's looser ones:
+- context must match exactly (no fuzz); a hunk may move (offset) but hunks
+  apply in order and never overlap;
+- a hunk that starts at line 1 must match at the beginning of the file, one
+  without trailing context must match at its end;
+- a hunk with no context at all is refused, unless the patch's `index` line
+  proves it was made against exactly this file (git needs --unidiff-zero);
+- binary patches apply only to the exact preimage their full index names,
+  and must produce exactly the postimage it names.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+import pygit2
+
+from errauto_daemon.errors import PatchRejected
+from errauto_daemon.patchfile import (
+    MODE_FILE,
+    MODE_GITLINK,
+    MODE_LINK,
+    FilePatch,
+    Hunk,
+    Patch,
+    PatchCommit,
+)
+
+MODE_TREE = 0o040000
+
+
+class DoesNotApply(Exception):
+    """A file patch does not apply to the tree it was given."""
+
+
+def split_lines(data: bytes) -> list[bytes]:
+    """Lines with their endings; a final line without a newline keeps none."""
+    if not data:
+        return []
+    parts = data.split(b"\n")
+    lines = [p + b"\n" for p in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
+
+
+def _kind(mode: int) -> str:
+    if mode == MODE_LINK:
+        return "symlink"
+    if mode == MODE_GITLINK:
+        return "submodule"
+    if mode == MODE_TREE:
+        return "directory"
+    return "file"
+
+
+@dataclass
+class Overlay:
+    """A git tree and the changes made to it so far, addressed by path."""
+
+    repo: pygit2.Repository
+    tree: pygit2.Tree | None
+    # path -> (mode, content) or None for a deletion; a gitlink's "content"
+    # is its commit id in hex.
+    changes: dict[str, tuple[int, bytes] | None] = field(default_factory=dict)
+
+    def _base(self, path: str) -> pygit2.Object | None:
+        if self.tree is None:
+            return None
+        try:
+            return self.tree[path]
+        except KeyError:
+            return None
+
+    def mode(self, path: str) -> int | None:
+        """The mode at `path` (MODE_TREE for a directory), or None."""
+        if path in self.changes:
+            val = self.changes[path]
+            if val is not None:
+                return val[0]
+            return MODE_TREE if self._has_children(path) else None
+        if self._has_children(path):
+            return MODE_TREE
+        obj = self._base(path)
+        if obj is None:
+            return None
+        for ancestor in _ancestors(path):
+            val = self.changes.get(ancestor, ...)
+            if val is None or (val is not ... and val[0] != MODE_TREE):
+                return None  # an ancestor was deleted or replaced by a file
+        return int(obj.filemode)
+
+    def _has_children(self, path: str) -> bool:
+        prefix = path + "/"
+        under = {k: v for k, v in self.changes.items() if k.startswith(prefix)}
+        if any(v is not None for v in under.values()):
+            return True
+        obj = self._base(path)
+        if obj is None or obj.filemode != MODE_TREE:
+            return False
+        if not under:
+            return True  # git trees are never empty
+        return any(p not in under for p in _walk(self.repo, obj, prefix))  # type: ignore[arg-type]
+
+    def read(self, path: str) -> bytes:
+        if path in self.changes:
+            val = self.changes[path]
+            assert val is not None
+            return val[1]
+        obj = self._base(path)
+        assert obj is not None
+        if obj.filemode == MODE_GITLINK:
+            return str(obj.id).encode()
+        return obj.read_raw()
+
+    def blob_id(self, path: str) -> str:
+        if path in self.changes:
+            val = self.changes[path]
+            assert val is not None
+            mode, data = val
+            return data.decode() if mode == MODE_GITLINK else str(pygit2.hash(data))
+        obj = self._base(path)
+        assert obj is not None
+        return str(obj.id)
+
+    def set(self, path: str, mode: int, data: bytes) -> None:
+        self.changes[path] = (mode, data)
+
+    def delete(self, path: str) -> None:
+        self.changes[path] = None
+
+    def changed_paths(self) -> list[str]:
+        return sorted(self.changes)
+
+    def write_tree(self) -> pygit2.Oid:
+        """Write the blobs and trees of the result; returns the root tree id."""
+        root = _build(self.repo, self.tree, dict(self.changes))
+        if root is None:
+            return self.repo.TreeBuilder().write()
+        return root
+
+
+def _ancestors(path: str) -> Iterator[str]:
+    parts = path.split("/")
+    for i in range(1, len(parts)):
+        yield "/".join(parts[:i])
+
+
+def _walk(repo: pygit2.Repository, tree: pygit2.Tree, prefix: str) -> Iterator[str]:
+    for entry in tree:
+        path = prefix + str(entry.name)
+        if entry.filemode == MODE_TREE:
+            yield from _walk(repo, repo[entry.id], path + "/")  # type: ignore[arg-type]
+        else:
+            yield path
+
+
+def _build(repo: pygit2.Repository, tree: pygit2.Tree | None,
+           changes: dict[str, tuple[int, bytes] | None]) -> pygit2.Oid | None:
+    builder = repo.TreeBuilder(tree) if tree is not None else repo.TreeBuilder()
+    direct: dict[str, tuple[int, bytes] | None] = {}
+    nested: dict[str, dict[str, tuple[int, bytes] | None]] = {}
+    for path, val in changes.items():
+        head, sep, rest = path.partition("/")
+        if sep:
+            nested.setdefault(head, {})[rest] = val
+        else:
+            direct[head] = val
+    # Directories first: a file may replace a directory whose files were all
+    # deleted, and a directory may replace a deleted file.
+    for name, sub in nested.items():
+        existing = builder.get(name)
+        is_tree = existing is not None and existing.filemode == MODE_TREE
+        subtree = repo[existing.id] if is_tree else None  # type: ignore[union-attr]
+        oid = _build(repo, subtree, sub)  # type: ignore[arg-type]
+        if oid is None:
+            if is_tree:
+                builder.remove(name)
+        else:
+            if direct.get(name) is not None:
+                raise DoesNotApply(f"{name} would be both a file and a directory")
+            builder.insert(name, oid, MODE_TREE)
+    for name, val in direct.items():
+        existing = builder.get(name)
+        if val is None:
+            if existing is not None and existing.filemode != MODE_TREE:
+                builder.remove(name)
+            continue
+        mode, data = val
+        oid = pygit2.Oid(hex=data.decode()) if mode == MODE_GITLINK else repo.create_blob(data)
+        builder.insert(name, oid, mode)
+    if len(builder) == 0:
+        return None
+    return builder.write()
+
+
+def apply_patch(repo: pygit2.Repository, base_tree: pygit2.Tree, patch: Patch,
+                *, target: str = "the target") -> tuple[list[Overlay], list[str]]:
+    """Apply every commit of `patch` in turn, in memory.
+
+    Returns one overlay per commit, each holding every change from the base
+    up to and including that commit, and notes worth showing. Nothing is
+    written. Raises PatchRejected when the patch does not apply, or is
+    already applied.
+    """
+    overlays: list[Overlay] = []
+    notes: list[str] = []
+    changes: dict[str, tuple[int, bytes] | None] = {}
+    for number, commit in enumerate(patch.commits, 1):
+        label = f"commit {number} ({commit.title}): " if len(patch.commits) > 1 else ""
+        overlay = Overlay(repo, base_tree, dict(changes))
+        try:
+            for fp in commit.files:
+                apply_file(overlay, fp, notes)
+        except DoesNotApply as exc:
+            if _reverse_applies(Overlay(repo, base_tree, dict(changes)), commit):
+                raise PatchRejected(f"{label}already applied on {target}") from None
+            raise PatchRejected(f"{label}does not apply on {target}: {exc}") from None
+        if _unchanged(overlay, changes):
+            raise PatchRejected(f"{label}changes nothing on {target} (already applied?)")
+        overlays.append(overlay)
+        changes = overlay.changes
+    return overlays, notes
+
+
+def _unchanged(overlay: Overlay, before: dict[str, tuple[int, bytes] | None]) -> bool:
+    previous = Overlay(overlay.repo, overlay.tree, before)
+    for path, val in overlay.changes.items():
+        old_mode = previous.mode(path)
+        if val is None:
+            if old_mode is not None and old_mode != MODE_TREE:
+                return False
+            continue
+        if old_mode != val[0] or old_mode == MODE_TREE or previous.read(path) != val[1]:
+            return False
+    return True
+
+
+def _reverse_applies(overlay: Overlay, commit: PatchCommit) -> bool:
+    try:
+        for fp in reversed(commit.files):
+            if fp.is_copy:
+                return False
+            apply_file(overlay, fp.reversed(), [])
+    except (DoesNotApply, ValueError):
+        return False
+    return True
+
+
+def apply_file(overlay: Overlay, fp: FilePatch, notes: list[str]) -> None:
+    old, new = fp.old_path, fp.new_path
+    if old is not None:
+        mode = overlay.mode(old)
+        if mode is None:
+            raise DoesNotApply(f"{old} does not exist")
+        if mode == MODE_TREE:
+            raise DoesNotApply(f"{old} is a directory")
+        if fp.old_mode is not None and _kind(fp.old_mode) != _kind(mode):
+            raise DoesNotApply(f"{old} is a {_kind(mode)}, the patch expects a {_kind(fp.old_mode)}")
+        content = overlay.read(old)
+        current_id = overlay.blob_id(old)
+        preimage_proven = fp.old_id is not None and current_id.startswith(fp.old_id)
+        if fp.old_id is not None and not preimage_proven and not set(fp.old_id) <= {"0"}:
+            if fp.binary is not None:
+                raise DoesNotApply(f"{old} is not the version the binary patch was made against")
+            notes.append(f"{old} changed since the patch was made (index {fp.old_id[:12]}, "
+                         f"target has {current_id[:12]})")
+        old_mode = mode
+    else:
+        content, preimage_proven, old_mode = b"", True, None
+    if new is not None and new != old:
+        existing = overlay.mode(new)
+        if existing is not None:
+            raise DoesNotApply(f"{new} already exists" if existing != MODE_TREE else f"{new} is a directory")
+        for ancestor in _ancestors(new):
+            amode = overlay.mode(ancestor)
+            if amode is not None and amode != MODE_TREE:
+                raise DoesNotApply(f"cannot create {new}: {ancestor} is a {_kind(amode)}")
+
+    if fp.binary is not None:
+        result = _apply_binary(fp, content)
+    elif fp.hunks:
+        result = apply_hunks(content, fp.hunks, path=fp.path, preimage_proven=preimage_proven)
+    else:
+        result = content
+
+    if new is None:
+        if result:
+            raise DoesNotApply(f"deleting {old} would leave content behind")
+        overlay.delete(old)  # type: ignore[arg-type]
+        return
+    new_mode = fp.new_mode if fp.new_mode is not None else (old_mode or MODE_FILE)
+    if new_mode == MODE_GITLINK:
+        result = _gitlink_id(result, new)
+    if old is not None and old != new and not fp.is_copy:
+        overlay.delete(old)
+    overlay.set(new, new_mode, result)
+
+
+def _gitlink_id(content: bytes, path: str) -> bytes:
+    text = content.strip()
+    prefix = b"Subproject commit "
+    if text.startswith(prefix):
+        text = text[len(prefix):].removesuffix(b"-dirty")
+    if len(text) not in (40, 64) or any(c not in b"0123456789abcdef" for c in text):
+        raise DoesNotApply(f"{path}: submodule entry does not name a commit")
+    return text
+
+
+def apply_hunks(content: bytes, hunks: Iterable[Hunk], *, path: str, preimage_proven: bool) -> bytes:
+    lines = split_lines(content)
+    out: list[bytes] = []
+    pos = 0  # lines[:pos] are consumed
+    offset = 0
+    for number, hunk in enumerate(hunks, 1):
+        pre, post = hunk.preimage(), hunk.postimage()
+        where = f"hunk {number} of {path} (patch line {hunk.line})"
+        expected = max(hunk.old_start if hunk.old_count == 0 else hunk.old_start - 1, 0)
+        context_free = hunk.leading_context == 0 and hunk.trailing_context == 0
+        whole_file = expected == 0 and len(pre) == len(lines)
+        if context_free and not whole_file:
+            # Nothing anchors this hunk: applied by position alone it could
+            # land anywhere, or again on top of itself. Only the index line
+            # can prove the file is the one the patch was made against.
+            if not preimage_proven:
+                raise DoesNotApply(
+                    f"{where} has no context lines, so where it belongs cannot be checked; "
+                    "make the patch with context (git diff -U3)")
+            at = expected
+            if at < pos or lines[at:at + len(pre)] != pre:
+                raise DoesNotApply(f"{where} does not match")
+        else:
+            at_or_none = _find(lines, pre, expected + offset, pos,
+                               match_beginning=hunk.old_start <= 1,
+                               match_end=hunk.trailing_context == 0)
+            if at_or_none is None:
+                raise DoesNotApply(f"{where} does not match")
+            at = at_or_none
+        out += lines[pos:at]
+        out += post
+        pos = at + len(pre)
+        offset = at - expected
+    out += lines[pos:]
+    return b"".join(out)
+
+
+def _find(lines: list[bytes], pre: list[bytes], expected: int, floor: int,
+          *, match_beginning: bool, match_end: bool) -> int | None:
+    n = len(pre)
+
+    def fits(at: int) -> bool:
+        if at < floor or at + n > len(lines):
+            return False
+        if match_beginning and at != 0:
+            return False
+        if match_end and at + n != len(lines):
+            return False
+        return lines[at:at + n] == pre
+
+    if match_beginning:
+        return 0 if fits(0) else None
+    if match_end:
+        at = len(lines) - n
+        return at if fits(at) else None
+    expected = min(max(expected, floor), len(lines))
+    # Search outwards from where the hunk says it belongs, as git does.
+    for distance in range(0, len(lines) + 1):
+        for at in (expected - distance, expected + distance) if distance else (expected,):
+            if fits(at):
+                return at
+        if expected - distance < floor and expected + distance > len(lines):
+            break
+    return None
+
+
+def _apply_binary(fp: FilePatch, content: bytes) -> bytes:
+    assert fp.binary is not None
+    forward = fp.binary[0]
+    if fp.old_id is None or fp.new_id is None or len(fp.old_id) < 40 or len(fp.new_id) < 40:
+        raise DoesNotApply(f"binary patch for {fp.path} lacks the full index; "
+                           "make it with `git diff --binary`")
+    if fp.old_path is not None and str(pygit2.hash(content)) != fp.old_id:
+        raise DoesNotApply(f"{fp.old_path} is not the version the binary patch was made against")
+    if forward.kind == "literal":
+        result = forward.data
+    else:
+        result = apply_delta(content, forward.data)
+    if fp.new_path is None:
+        return b""
+    if str(pygit2.hash(result)) != fp.new_id:
+        raise DoesNotApply(f"binary patch for {fp.path} does not produce the content its index names")
+    return result
+
+
+def apply_delta(source: bytes, delta: bytes) -> bytes:
+    """git's binary delta format: two sizes, then copy and insert opcodes."""
+    try:
+        return _apply_delta(source, delta)
+    except IndexError:
+        raise DoesNotApply("corrupt binary delta") from None
+
+
+def _apply_delta(source: bytes, delta: bytes) -> bytes:
+    i = 0
+
+    def varint() -> int:
+        nonlocal i
+        value = shift = 0
+        while True:
+            byte = delta[i]
+            i += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                return value
+
+    if varint() != len(source):
+        raise DoesNotApply("binary delta was made for a different preimage")
+    size = varint()
+    out = bytearray()
+    while i < len(delta):
+        cmd = delta[i]
+        i += 1
+        if cmd & 0x80:
+            off = length = 0
+            for bit, shift in ((0x01, 0), (0x02, 8), (0x04, 16), (0x08, 24)):
+                if cmd & bit:
+                    off |= delta[i] << shift
+                    i += 1
+            for bit, shift in ((0x10, 0), (0x20, 8), (0x40, 16)):
+                if cmd & bit:
+                    length |= delta[i] << shift
+                    i += 1
+            length = length or 0x10000
+            if off + length > len(source) or len(out) + length > size:
+                raise DoesNotApply("corrupt binary delta")
+            out += source[off:off + length]
+        elif cmd:
+            if i + cmd > len(delta) or len(out) + cmd > size:
+                raise DoesNotApply("corrupt binary delta")
+            out += delta[i:i + cmd]
+            i += cmd
+        else:
+            raise DoesNotApply("corrupt binary delta")
+    if len(out) != size:
+        raise DoesNotApply("corrupt binary delta")
+    return bytes(out)
+

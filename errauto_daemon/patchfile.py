@@ -1,0 +1,892 @@
+"""Parse patch files: `git diff` output, `git format-patch` mail, plain `diff -u`.
+
+The parser is errauto's own and deliberately strict. Patches are untrusted
+input, and what a patch *means* (which paths, which modes, which lines) must
+be decided by the same code that the guard inspects and the applier executes,
+so that no other tool's leniency can make them disagree.
+
+A parsed `Patch` is one or more `PatchCommit`s (a mailbox may carry a series),
+each a tuple of `FilePatch`es. Nothing here touches a repository; resolving
+the path prefix of a plain unified diff takes an optional `exists` callback.
+"""
+from __future__ import annotations
+
+import base64
+import email
+import email.policy
+import email.utils
+import hashlib
+import re
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from email.message import Message
+from pathlib import PurePosixPath
+
+from errauto_daemon.errors import PatchRejected
+
+MODE_FILE = 0o100644
+MODE_EXEC = 0o100755
+MODE_LINK = 0o120000
+MODE_GITLINK = 0o160000
+VALID_MODES = frozenset((MODE_FILE, MODE_EXEC, MODE_LINK, MODE_GITLINK))
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_patch_bytes: int = 5 * 1024 * 1024
+    max_hunk_lines: int = 10_000
+    max_files: int = 1_000
+    max_blob_bytes: int = 50 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Hunk:
+    old_start: int
+    old_count: int
+    new_start: int
+    new_count: int
+    # (tag, content): tag is " ", "-" or "+"; content keeps its line ending,
+    # which is missing only where the patch said "\ No newline at end of file".
+    lines: tuple[tuple[str, bytes], ...]
+    line: int = 0
+
+    def preimage(self) -> list[bytes]:
+        return [c for t, c in self.lines if t != "+"]
+
+    def postimage(self) -> list[bytes]:
+        return [c for t, c in self.lines if t != "-"]
+
+    @property
+    def leading_context(self) -> int:
+        n = 0
+        for tag, _ in self.lines:
+            if tag != " ":
+                break
+            n += 1
+        return n
+
+    @property
+    def trailing_context(self) -> int:
+        n = 0
+        for tag, _ in reversed(self.lines):
+            if tag != " ":
+                break
+            n += 1
+        return n
+
+    def reversed(self) -> Hunk:
+        swap = {" ": " ", "-": "+", "+": "-"}
+        # Keep "-" before "+" within each change block, as diff does.
+        out: list[tuple[str, bytes]] = []
+        block_minus: list[tuple[str, bytes]] = []
+        block_plus: list[tuple[str, bytes]] = []
+        for tag, content in self.lines:
+            if tag == " ":
+                out += block_minus + block_plus
+                block_minus, block_plus = [], []
+                out.append((tag, content))
+            elif swap[tag] == "-":
+                block_minus.append(("-", content))
+            else:
+                block_plus.append(("+", content))
+        out += block_minus + block_plus
+        return Hunk(self.new_start, self.new_count, self.old_start, self.old_count,
+                    tuple(out), self.line)
+
+
+@dataclass(frozen=True)
+class BinaryHunk:
+    kind: str  # "literal" (the whole new content) or "delta" (git's delta format)
+    size: int  # inflated size
+    data: bytes
+
+
+@dataclass(frozen=True)
+class FilePatch:
+    old_path: str | None  # None: the patch creates the file
+    new_path: str | None  # None: the patch deletes the file
+    old_mode: int | None = None  # None: unknown (plain diff) or unchanged
+    new_mode: int | None = None
+    old_id: str | None = None  # object ids from the "index" line, maybe abbreviated
+    new_id: str | None = None
+    hunks: tuple[Hunk, ...] = ()
+    binary: tuple[BinaryHunk, BinaryHunk | None] | None = None
+    is_copy: bool = False
+    line: int = 0
+    # Every spelling of a file name the input gave, before prefixes were
+    # stripped; the guard checks these as well as the resolved paths.
+    raw_names: tuple[str, ...] = ()
+
+    @property
+    def path(self) -> str:
+        path = self.new_path if self.new_path is not None else self.old_path
+        assert path is not None
+        return path
+
+    @property
+    def is_rename(self) -> bool:
+        return (not self.is_copy and self.old_path is not None
+                and self.new_path is not None and self.old_path != self.new_path)
+
+    def reversed(self) -> FilePatch:
+        if self.is_copy:
+            raise ValueError("a copy cannot be reversed")
+        binary = None
+        if self.binary is not None:
+            forward, backward = self.binary
+            if backward is None:
+                raise ValueError("binary patch has no reverse hunk")
+            binary = (backward, forward)
+        return replace(
+            self,
+            old_path=self.new_path, new_path=self.old_path,
+            old_mode=self.new_mode, new_mode=self.old_mode,
+            old_id=self.new_id, new_id=self.old_id,
+            hunks=tuple(h.reversed() for h in self.hunks),
+            binary=binary,
+        )
+
+    def paths(self) -> tuple[str, ...]:
+        return tuple(p for p in (self.old_path, self.new_path) if p is not None)
+
+    def stats(self) -> tuple[int, int]:
+        added = sum(1 for h in self.hunks for t, _ in h.lines if t == "+")
+        removed = sum(1 for h in self.hunks for t, _ in h.lines if t == "-")
+        return added, removed
+
+
+@dataclass(frozen=True)
+class PatchCommit:
+    title: str
+    message: str
+    files: tuple[FilePatch, ...]
+    author_name: str | None = None
+    author_email: str | None = None
+    author_date: str | None = None  # as the mail gave it (RFC 2822)
+
+
+@dataclass(frozen=True)
+class Patch:
+    format: str  # "git-diff", "mbox" or "unified"
+    commits: tuple[PatchCommit, ...]
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def title(self) -> str:
+        first = self.commits[0].title
+        if len(self.commits) == 1:
+            return first
+        return f"{first} (+{len(self.commits) - 1} more commits)"
+
+    @property
+    def author(self) -> str | None:
+        c = self.commits[0]
+        if c.author_name and c.author_email:
+            return f"{c.author_name} <{c.author_email}>"
+        return c.author_name or c.author_email
+
+    def files(self) -> list[FilePatch]:
+        return [f for c in self.commits for f in c.files]
+
+    def patch_id(self) -> str:
+        """A content id stable under line-number, context and file-order changes.
+
+        Like `git patch-id --stable`: per file, hash the paths and the changed
+        lines with whitespace removed; sum the per-file hashes so file order
+        does not matter. Series are hashed commit by commit, in order.
+        """
+        outer = hashlib.sha1()
+        for commit in self.commits:
+            total = 0
+            for fp in commit.files:
+                h = hashlib.sha1()
+                h.update(f"{fp.old_path}\0{fp.new_path}\0{fp.old_mode}\0{fp.new_mode}\0".encode(
+                    "utf-8", "surrogateescape"))
+                for hunk in fp.hunks:
+                    for tag, content in hunk.lines:
+                        if tag != " ":
+                            h.update(tag.encode() + b"".join(content.split()) + b"\n")
+                if fp.binary is not None:
+                    h.update(b"binary\0" + (fp.new_id or "").encode())
+                total = (total + int.from_bytes(h.digest(), "big")) % (1 << 160)
+            outer.update(total.to_bytes(20, "big"))
+        return outer.hexdigest()
+
+
+# --------------------------------------------------------------------------
+# entry point
+
+_MBOX_FROM = re.compile(rb"^From \S+ .*\d\d:\d\d(:\d\d)? .*\d{4}\s*$")
+_MAIL_HEADER = re.compile(rb"^(From|Subject|Date|To|Cc|Message-I[Dd]|MIME-Version|Content-Type"
+                          rb"|Return-Path|Received|Delivered-To|X-[\w-]+): ", re.IGNORECASE)
+_ED_COMMAND = re.compile(rb"^\d+(,\d+)?[acdi]\s*$")
+_NORMAL_DIFF = re.compile(rb"^\d+(,\d+)?[acd]\d+(,\d+)?\s*$")
+_HUNK_HEADER = re.compile(rb"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+
+
+def parse(
+    data: bytes,
+    name: str = "patch",
+    *,
+    limits: Limits = Limits(),
+    exists: Callable[[str], bool] | None = None,
+) -> Patch:
+    """Parse `data` (the bytes of a patch file called `name`).
+
+    Raises PatchRejected with a reason a person can act on.
+    """
+    if len(data) > limits.max_patch_bytes:
+        raise PatchRejected(
+            f"patch is {len(data):,} bytes; the limit is {limits.max_patch_bytes:,} "
+            "(max_patch_bytes)")
+    if not data.strip():
+        raise PatchRejected("patch is empty")
+    if b"\0" in data:
+        raise PatchRejected("patch contains NUL bytes: it is not a text patch "
+                            "(binary changes must use `git diff --binary`)")
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+
+    if _looks_like_mail(data):
+        commits = _parse_mailbox(data, name, limits, exists)
+        fmt = "mbox"
+    else:
+        files, kind = _parse_diff(data, 0, limits, exists)
+        if not files:
+            raise PatchRejected(_why_no_diff(data, name))
+        fmt = "git-diff" if kind == "git" else "unified"
+        commits = [PatchCommit(title=title_from_filename(name), message="", files=tuple(files))]
+
+    total = sum(len(c.files) for c in commits)
+    if total > limits.max_files:
+        raise PatchRejected(f"patch changes {total:,} files; the limit is {limits.max_files:,} (max_files)")
+    return Patch(format=fmt, commits=tuple(commits))
+
+
+def title_from_filename(name: str) -> str:
+    stem = PurePosixPath(name.replace("\\", "/")).name
+    for suffix in (".patch", ".diff", ".eml", ".mbox", ".txt"):
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    stem = re.sub(r"^\d{4}-", "", stem)  # format-patch numbering
+    title = re.sub(r"[-_]+", " ", stem).strip()
+    return title or "untitled patch"
+
+
+def _looks_like_mail(data: bytes) -> bool:
+    first = data.lstrip(b"\r\n").split(b"\n", 1)[0]
+    if _MBOX_FROM.match(first):
+        return True
+    if not _MAIL_HEADER.match(first):
+        return False
+    head = data.split(b"\n\n", 1)[0]
+    return re.search(rb"^Subject:", head, re.MULTILINE | re.IGNORECASE) is not None
+
+
+def _why_no_diff(data: bytes, name: str) -> str:
+    lines = data.splitlines()
+    if any(_NORMAL_DIFF.match(l) for l in lines) and any(l.startswith((b"< ", b"> ")) for l in lines):
+        return "normal (non-unified) diffs are not accepted; send a unified diff (`git diff` or `diff -u`)"
+    if any(_ED_COMMAND.match(l) for l in lines):
+        return "ed-style scripts are not accepted; send a unified diff (`git diff` or `diff -u`)"
+    if any(l.startswith(b"*** ") for l in lines) and any(l.startswith(b"***************") for l in lines):
+        return "context diffs are not accepted; send a unified diff (`git diff` or `diff -u`)"
+    if any(l.startswith(b"diff --git ") for l in lines):
+        return "the diff --git header is not followed by a file change"
+    return f"no diff found in {name}: expected `git diff`, `git format-patch` or `diff -u` output"
+
+
+# --------------------------------------------------------------------------
+# mail
+
+def _split_mbox(data: bytes) -> list[bytes]:
+    lines = data.split(b"\n")
+    starts = [i for i, l in enumerate(lines) if _MBOX_FROM.match(l)
+              and (i == 0 or not lines[i - 1].strip() or i == _first_nonblank(lines))]
+    if not starts:
+        return [data]
+    if starts[0] != _first_nonblank(lines):
+        starts.insert(0, 0)
+    chunks = []
+    for a, b in zip(starts, starts[1:] + [len(lines)]):
+        chunk = lines[a:b]
+        if _MBOX_FROM.match(chunk[0]):
+            chunk = chunk[1:]
+        chunks.append(b"\n".join(chunk))
+    return chunks
+
+
+def _first_nonblank(lines: Sequence[bytes]) -> int:
+    for i, line in enumerate(lines):
+        if line.strip():
+            return i
+    return 0
+
+
+_SUBJECT_PREFIX = re.compile(r"^(\s*((re|fwd?|aw)\s*:|\[[^\]]*\]))+\s*", re.IGNORECASE)
+_PATCH_NUMBER = re.compile(r"\[[^\]]*?\b0+/\d+\s*\]")
+
+
+def _parse_mailbox(
+    data: bytes, name: str, limits: Limits, exists: Callable[[str], bool] | None,
+) -> list[PatchCommit]:
+    commits: list[PatchCommit] = []
+    offset = 0
+    for index, raw in enumerate(_split_mbox(data), 1):
+        if not raw.strip():
+            continue
+        try:
+            msg = email.message_from_bytes(raw, policy=email.policy.default)
+            subject_raw = str(msg.get("Subject", "") or "")
+            from_raw = str(msg.get("From", "") or "")
+            date_raw = str(msg.get("Date", "") or "") or None
+        except Exception as exc:  # the email package raises many types on hostile headers
+            raise PatchRejected(f"mail {index}: cannot read its headers ({type(exc).__name__})") from None
+        subject_oneline = " ".join(subject_raw.split())
+        body = _mail_body(msg)
+        if body is None:
+            raise PatchRejected(f"mail {index} ({subject_oneline or 'no subject'}): no text part")
+        # git am honours "From:" / "Subject:" / "Date:" lines at the top of the body.
+        body, in_body = _in_body_headers(body)
+        subject_oneline = in_body.get("subject", subject_oneline)
+        from_raw = in_body.get("from", from_raw)
+        date_raw = in_body.get("date", date_raw)
+
+        files, _ = _parse_diff(body, offset, limits, exists)
+        offset += raw.count(b"\n") + 1
+        if not files:
+            if _PATCH_NUMBER.search(subject_oneline):
+                continue  # a cover letter: [PATCH 0/N]
+            raise PatchRejected(f"mail {index} ({subject_oneline or 'no subject'}) has no diff")
+
+        title = _SUBJECT_PREFIX.sub("", subject_oneline).strip() or title_from_filename(name)
+        message_body = _commit_message_body(body)
+        message = title + ("\n\n" + message_body if message_body else "") + "\n"
+        author_name, author_email = email.utils.parseaddr(from_raw)
+        commits.append(PatchCommit(
+            title=title, message=message, files=tuple(files),
+            author_name=author_name or None, author_email=author_email or None,
+            author_date=date_raw,
+        ))
+    if not commits:
+        raise PatchRejected(f"no diff found in {name}: the mail carries no patch")
+    return commits
+
+
+def _mail_body(msg: Message) -> bytes | None:
+    if not msg.is_multipart():
+        payload = msg.get_payload(decode=True)
+        return payload if isinstance(payload, bytes) else None
+    best: bytes | None = None
+    for part in msg.walk():
+        if part.is_multipart():
+            continue
+        ctype = part.get_content_type()
+        if not (ctype.startswith("text/") or ctype in ("application/x-patch", "application/x-diff")):
+            continue
+        payload = part.get_payload(decode=True)
+        if not isinstance(payload, bytes):
+            continue
+        if best is None:
+            best = payload
+        elif b"\n@@ " in payload or payload.startswith(b"diff --git") or b"\ndiff --git " in payload:
+            best = best + b"\n" + payload
+    return best
+
+
+def _in_body_headers(body: bytes) -> tuple[bytes, dict[str, str]]:
+    found: dict[str, str] = {}
+    lines = body.split(b"\n")
+    i = 0
+    while i < len(lines):
+        m = re.match(rb"^(From|Subject|Date):\s*(.*?)\s*$", lines[i])
+        if not m:
+            break
+        found[m.group(1).decode().lower()] = m.group(2).decode("utf-8", "replace")
+        i += 1
+    if found and i < len(lines) and not lines[i].strip():
+        return b"\n".join(lines[i + 1:]), found
+    return body, {}
+
+
+def _commit_message_body(body: bytes) -> str:
+    out: list[bytes] = []
+    for line in body.split(b"\n"):
+        stripped = line.rstrip(b"\r")
+        if stripped == b"---" or stripped.startswith(b"diff --git ") or stripped.startswith(b"Index: "):
+            break
+        if stripped.startswith(b"--- ") or stripped.startswith(b"-- "):
+            break
+        out.append(stripped)
+    return b"\n".join(out).decode("utf-8", "replace").strip()
+
+
+def author_time(date: str | None) -> tuple[int, int] | None:
+    """(seconds since the epoch, UTC offset in minutes) from a mail Date header."""
+    if not date:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(date)
+    except (TypeError, ValueError, IndexError):
+        return None
+    offset = parsed.utcoffset()
+    minutes = int(offset.total_seconds() // 60) if offset is not None else 0
+    return int(parsed.timestamp()), minutes
+
+
+# --------------------------------------------------------------------------
+# diffs
+
+def _parse_diff(
+    data: bytes, line_offset: int, limits: Limits, exists: Callable[[str], bool] | None,
+) -> tuple[list[FilePatch], str]:
+    parser = _DiffParser(data, line_offset, limits)
+    files = parser.run()
+    kind = "git" if parser.saw_git else "unified"
+    if parser.traditional:
+        files = _resolve_traditional(files, exists)
+    seen: set[str] = set()
+    for fp in files:
+        for path in dict.fromkeys(fp.paths()):
+            if fp.is_copy and path == fp.old_path:
+                continue
+            if path in seen:
+                raise PatchRejected(f"the patch changes {path} more than once")
+            seen.add(path)
+    return files, kind
+
+
+def _strip_cr(line: bytes) -> bytes:
+    line = line[:-1] if line.endswith(b"\n") else line
+    return line[:-1] if line.endswith(b"\r") else line
+
+
+_C_ESCAPES = {b"a": 7, b"b": 8, b"t": 9, b"n": 10, b"v": 11, b"f": 12, b"r": 13, b'"': 34, b"\\": 92}
+
+
+def _unquote(text: bytes) -> tuple[bytes, bytes]:
+    """Split a leading C-quoted name (as git writes unusual names) off `text`."""
+    assert text.startswith(b'"')
+    out = bytearray()
+    i = 1
+    while i < len(text):
+        ch = text[i:i + 1]
+        if ch == b'"':
+            return bytes(out), text[i + 1:]
+        if ch == b"\\":
+            nxt = text[i + 1:i + 2]
+            if nxt in _C_ESCAPES:
+                out.append(_C_ESCAPES[nxt])
+                i += 2
+                continue
+            octal = text[i + 1:i + 4]
+            if re.fullmatch(rb"[0-3][0-7][0-7]", octal):
+                out.append(int(octal, 8))
+                i += 4
+                continue
+            raise PatchRejected(f"bad escape in quoted file name {text[:80]!r}")
+        out += ch
+        i += 1
+    raise PatchRejected(f"unterminated quoted file name {text[:80]!r}")
+
+
+def _decode_name(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def _name_field(text: bytes, *, timestamps: bool) -> str:
+    """The file name from a `---`/`+++`/`rename from` line's argument."""
+    if text.startswith(b'"'):
+        name, _ = _unquote(text)
+        return _decode_name(name)
+    if timestamps and b"\t" in text:
+        text = text.split(b"\t", 1)[0]
+    elif not timestamps:
+        text = text.rstrip(b"\t")
+    return _decode_name(text)
+
+
+def _strip_prefix(name: str) -> str | None:
+    """Strip the a/ or b/ style first component (git apply's -p1)."""
+    if "/" not in name:
+        return None
+    return name.split("/", 1)[1]
+
+
+def _git_header_names(rest: bytes) -> tuple[str | None, str | None]:
+    if rest.startswith(b'"'):
+        first, tail = _unquote(rest)
+        tail = tail.lstrip(b" ")
+        second = _unquote(tail)[0] if tail.startswith(b'"') else tail
+        return _decode_name(first), _decode_name(second)
+    # Unquoted names may contain spaces: find the split where both halves
+    # name the same file once their prefixes are stripped (as git does).
+    for i, ch in enumerate(rest):
+        if ch != 0x20:
+            continue
+        left, right = rest[:i], rest[i + 1:]
+        if right.startswith(b'"'):
+            return _decode_name(left), _decode_name(_unquote(right)[0])
+        a, b = _strip_prefix(_decode_name(left)), _strip_prefix(_decode_name(right))
+        if a is not None and a == b:
+            return _decode_name(left), _decode_name(right)
+    return None, None
+
+
+def _parse_mode(text: bytes, line: int) -> int:
+    try:
+        mode = int(text.strip(), 8)
+    except ValueError:
+        raise PatchRejected(f"line {line}: bad file mode {text.strip()[:20]!r}") from None
+    if mode == 0o100664:  # old git wrote group-writable files this way
+        mode = MODE_FILE
+    if mode not in VALID_MODES:
+        raise PatchRejected(f"line {line}: unsupported file mode {mode:o}")
+    return mode
+
+
+class _DiffParser:
+    def __init__(self, data: bytes, line_offset: int, limits: Limits) -> None:
+        lines = data.split(b"\n")
+        if lines and lines[-1] == b"":
+            lines.pop()
+        self.lines = [l + b"\n" for l in lines]
+        self.offset = line_offset
+        self.limits = limits
+        self.i = 0
+        self.saw_git = False
+        self.traditional = False
+
+    def lineno(self, i: int | None = None) -> int:
+        return self.offset + (self.i if i is None else i) + 1
+
+    def header(self, i: int) -> bytes:
+        return _strip_cr(self.lines[i])
+
+    def run(self) -> list[FilePatch]:
+        files: list[FilePatch] = []
+        n = len(self.lines)
+        while self.i < n:
+            line = self.header(self.i)
+            if line.startswith(b"diff --git "):
+                self.saw_git = True
+                files.append(self._git_file())
+            elif (line.startswith(b"--- ") and self.i + 2 < n
+                  and self.header(self.i + 1).startswith(b"+++ ")
+                  and self.header(self.i + 2).startswith(b"@@ ")):
+                self.traditional = True
+                files.append(self._traditional_file())
+            else:
+                self.i += 1  # commit message, diffstat, "Index:" lines, signature
+            if len(files) > self.limits.max_files:
+                raise PatchRejected(
+                    f"patch changes more than {self.limits.max_files:,} files (max_files)")
+        return files
+
+    # -- git style -----------------------------------------------------------
+
+    def _git_file(self) -> FilePatch:
+        start = self.lineno()
+        header = self.header(self.i)
+        self.i += 1
+        a_name, b_name = _git_header_names(header[len(b"diff --git "):])
+        raw_names = [n for n in (a_name, b_name) if n is not None]
+        old_mode = new_mode = None
+        old_id = new_id = None
+        is_new = is_deleted = is_copy = is_rename = False
+        from_name = to_name = None
+        minus = plus = None
+        hunks: list[Hunk] = []
+        binary = None
+        n = len(self.lines)
+        while self.i < n:
+            line = self.header(self.i)
+            ln = self.lineno()
+            if line.startswith(b"old mode "):
+                old_mode = _parse_mode(line[9:], ln)
+            elif line.startswith(b"new mode "):
+                new_mode = _parse_mode(line[9:], ln)
+            elif line.startswith(b"deleted file mode "):
+                is_deleted, old_mode = True, _parse_mode(line[18:], ln)
+            elif line.startswith(b"new file mode "):
+                is_new, new_mode = True, _parse_mode(line[14:], ln)
+            elif line.startswith((b"rename from ", b"rename old ")):
+                is_rename, from_name = True, _name_field(line.split(b" ", 2)[2], timestamps=False)
+            elif line.startswith((b"rename to ", b"rename new ")):
+                is_rename, to_name = True, _name_field(line.split(b" ", 2)[2], timestamps=False)
+            elif line.startswith(b"copy from "):
+                is_copy, from_name = True, _name_field(line[10:], timestamps=False)
+            elif line.startswith(b"copy to "):
+                is_copy, to_name = True, _name_field(line[8:], timestamps=False)
+            elif line.startswith((b"similarity index ", b"dissimilarity index ")):
+                pass
+            elif line.startswith(b"index "):
+                m = re.fullmatch(rb"index ([0-9a-f]{4,64})\.\.([0-9a-f]{4,64})(?: ([0-7]{6}))?", line)
+                if not m:
+                    raise PatchRejected(f"line {ln}: malformed index line")
+                old_id, new_id = m.group(1).decode(), m.group(2).decode()
+                if m.group(3):
+                    old_mode = new_mode = _parse_mode(m.group(3), ln)
+            elif line.startswith(b"--- "):
+                minus = _name_field(line[4:], timestamps=True)
+                if self.i + 1 >= n or not self.header(self.i + 1).startswith(b"+++ "):
+                    raise PatchRejected(f"line {ln}: '---' line not followed by '+++'")
+                self.i += 1
+                plus = _name_field(self.header(self.i)[4:], timestamps=True)
+                raw_names += [minus, plus]
+            elif line.startswith(b"@@ "):
+                if minus is None:
+                    raise PatchRejected(f"line {ln}: hunk before the '---'/'+++' file names")
+                hunks.append(self._hunk())
+                continue
+            elif line == b"GIT binary patch":
+                self.i += 1
+                binary = self._binary()
+                continue
+            elif line.startswith(b"Binary files ") and line.endswith(b" differ"):
+                name = b_name or a_name or "a file"
+                raise PatchRejected(
+                    f"binary change to {_strip_prefix(name) or name} has no content; "
+                    "make the patch with `git diff --binary` or `git format-patch`")
+            else:
+                break
+            self.i += 1
+        for n_ in (from_name, to_name):
+            if n_ is not None:
+                raw_names.append(n_)
+
+        # Resolve names: explicit rename/copy lines, then ---/+++, then the header.
+        def stripped(name: str | None, what: str) -> str | None:
+            if name is None or name == "/dev/null":
+                return None
+            s = _strip_prefix(name)
+            if s is None:
+                raise PatchRejected(f"line {start}: {what} name {name!r} has no a/ or b/ prefix to strip")
+            return s
+
+        old_path = from_name if from_name is not None else stripped(minus, "old")
+        new_path = to_name if to_name is not None else stripped(plus, "new")
+        head_old = stripped(a_name, "old") if a_name is not None else None
+        head_new = stripped(b_name, "new") if b_name is not None else None
+        if old_path is None and not is_new:
+            old_path = head_old
+        if new_path is None and not is_deleted:
+            new_path = head_new
+        if is_new:
+            if minus not in (None, "/dev/null") or from_name is not None:
+                raise PatchRejected(f"line {start}: new file has an old name")
+            old_path = None
+        if is_deleted:
+            if plus not in (None, "/dev/null") or to_name is not None:
+                raise PatchRejected(f"line {start}: deleted file has a new name")
+            new_path = None
+        if minus == "/dev/null" and not is_new:
+            raise PatchRejected(f"line {start}: '--- /dev/null' without 'new file mode'")
+        if plus == "/dev/null" and not is_deleted:
+            raise PatchRejected(f"line {start}: '+++ /dev/null' without 'deleted file mode'")
+        if old_path is None and new_path is None:
+            raise PatchRejected(f"line {start}: cannot tell which file this diff changes")
+        # The names on the diff --git line must agree with the others.
+        if head_old is not None and old_path is not None and head_old != old_path:
+            raise PatchRejected(f"line {start}: inconsistent old file name ({head_old} vs {old_path})")
+        if head_new is not None and new_path is not None and head_new != new_path:
+            raise PatchRejected(f"line {start}: inconsistent new file name ({head_new} vs {new_path})")
+        if (is_rename or is_copy) and (old_path is None or new_path is None):
+            raise PatchRejected(f"line {start}: rename or copy without both names")
+        if not is_rename and not is_copy and old_path and new_path and old_path != new_path:
+            raise PatchRejected(f"line {start}: file names differ but this is not a rename")
+        if binary is not None and hunks:
+            raise PatchRejected(f"line {start}: both text hunks and a binary patch for one file")
+        if not (hunks or binary or is_new or is_deleted or is_rename or is_copy
+                or (new_mode is not None and old_mode is not None and new_mode != old_mode)):
+            raise PatchRejected(f"line {start}: the diff for {new_path or old_path} changes nothing")
+        if is_new and new_mode is None:
+            new_mode = MODE_FILE
+        return FilePatch(
+            old_path=old_path, new_path=new_path,
+            old_mode=old_mode, new_mode=new_mode if new_mode is not None else old_mode,
+            old_id=old_id, new_id=new_id,
+            hunks=tuple(hunks), binary=binary, is_copy=is_copy,
+            line=start, raw_names=tuple(raw_names),
+        )
+
+    def _hunk(self) -> Hunk:
+        start = self.lineno()
+        m = _HUNK_HEADER.match(self.header(self.i))
+        if not m:
+            raise PatchRejected(f"line {start}: malformed hunk header")
+        old_start, new_start = int(m.group(1)), int(m.group(3))
+        old_count = int(m.group(2)) if m.group(2) is not None else 1
+        new_count = int(m.group(4)) if m.group(4) is not None else 1
+        limit = self.limits.max_hunk_lines
+        if old_count > limit or new_count > limit or old_start > 10**9 or new_start > 10**9:
+            raise PatchRejected(
+                f"line {start}: hunk claims {max(old_count, new_count):,} lines; "
+                f"the limit is {limit:,} (max_hunk_lines)")
+        self.i += 1
+        old_left, new_left = old_count, new_count
+        body: list[tuple[str, bytes]] = []
+        n = len(self.lines)
+        while old_left > 0 or new_left > 0:
+            if self.i >= n:
+                raise PatchRejected(f"line {start}: hunk is truncated "
+                                    f"(header promises {old_count} old and {new_count} new lines)")
+            raw = self.lines[self.i]
+            if raw.startswith(b"\\"):
+                self._no_newline(body)
+                self.i += 1
+                continue
+            if raw in (b"\n", b"\r\n"):
+                tag, content = " ", raw  # mailers strip the space of empty context lines
+            else:
+                tag, content = chr(raw[0]), raw[1:]
+            if tag == " ":
+                old_left -= 1
+                new_left -= 1
+            elif tag == "-":
+                old_left -= 1
+            elif tag == "+":
+                new_left -= 1
+            else:
+                raise PatchRejected(
+                    f"line {self.lineno()}: unexpected line in hunk "
+                    f"(header promises {old_count} old and {new_count} new lines)")
+            if old_left < 0 or new_left < 0:
+                raise PatchRejected(
+                    f"line {start}: hunk body does not match its header "
+                    f"(-{old_start},{old_count} +{new_start},{new_count})")
+            body.append((tag, content))
+            self.i += 1
+        if self.i < n and self.lines[self.i].startswith(b"\\"):
+            self._no_newline(body)
+            self.i += 1
+        return Hunk(old_start, old_count, new_start, new_count, tuple(body), start)
+
+    def _no_newline(self, body: list[tuple[str, bytes]]) -> None:
+        if not body:
+            raise PatchRejected(f"line {self.lineno()}: '\\ No newline' marker without a line before it")
+        tag, content = body[-1]
+        if content.endswith(b"\r\n") and not self.lines[self.i].rstrip(b"\n").endswith(b"\r"):
+            content = content[:-1]  # the file's own CR stays; only the LF was missing
+        elif content.endswith(b"\n"):
+            content = content[:-1]
+        body[-1] = (tag, content)
+
+    def _binary(self) -> tuple[BinaryHunk, BinaryHunk | None]:
+        forward = self._binary_hunk()
+        if forward is None:
+            raise PatchRejected(f"line {self.lineno()}: 'GIT binary patch' without a literal or delta")
+        backward = self._binary_hunk()
+        return forward, backward
+
+    def _binary_hunk(self) -> BinaryHunk | None:
+        n = len(self.lines)
+        if self.i >= n:
+            return None
+        line = self.header(self.i)
+        m = re.fullmatch(rb"(literal|delta) (\d+)", line)
+        if not m:
+            return None
+        start = self.lineno()
+        kind, size = m.group(1).decode(), int(m.group(2))
+        if size > self.limits.max_blob_bytes:
+            raise PatchRejected(f"line {start}: binary hunk of {size:,} bytes is over the limit "
+                                f"of {self.limits.max_blob_bytes:,} (max_blob_bytes)")
+        self.i += 1
+        encoded = bytearray()
+        while self.i < n:
+            line = self.header(self.i)
+            self.i += 1
+            if not line:
+                break
+            length_char = line[0]
+            if 65 <= length_char <= 90:
+                length = length_char - 64
+            elif 97 <= length_char <= 122:
+                length = length_char - 96 + 26
+            else:
+                raise PatchRejected(f"line {self.lineno() - 1}: corrupt binary patch line")
+            chunk = line[1:]
+            if len(chunk) != (length + 3) // 4 * 5:
+                raise PatchRejected(f"line {self.lineno() - 1}: corrupt binary patch line")
+            try:
+                encoded += base64.b85decode(chunk)[:length]
+            except ValueError:
+                raise PatchRejected(f"line {self.lineno() - 1}: corrupt binary patch line") from None
+        inflater = zlib.decompressobj()
+        try:
+            data = inflater.decompress(bytes(encoded), size + 1)
+        except zlib.error:
+            raise PatchRejected(f"line {start}: binary patch data is corrupt") from None
+        if len(data) != size or not inflater.eof:
+            raise PatchRejected(f"line {start}: binary patch inflates to a different size than it declares")
+        return BinaryHunk(kind, size, data)
+
+    # -- plain unified diff ----------------------------------------------------
+
+    def _traditional_file(self) -> FilePatch:
+        start = self.lineno()
+        minus_line = self.header(self.i)[4:]
+        plus_line = self.header(self.i + 1)[4:]
+        minus = _name_field(minus_line, timestamps=True)
+        plus = _name_field(plus_line, timestamps=True)
+        self.i += 2
+        hunks: list[Hunk] = []
+        while self.i < len(self.lines) and self.header(self.i).startswith(b"@@ "):
+            hunks.append(self._hunk())
+        epoch = re.compile(rb"\t1970-01-01 00:00:00(\.0+)? \+0000$|\tThu Jan  1 00:00:00 1970$")
+        creates = minus == "/dev/null" or (
+            bool(epoch.search(minus_line)) and len(hunks) == 1 and hunks[0].old_count == 0)
+        deletes = plus == "/dev/null" or (
+            bool(epoch.search(plus_line)) and len(hunks) == 1 and hunks[0].new_count == 0)
+        return FilePatch(
+            old_path=None if creates else minus,
+            new_path=None if deletes else plus,
+            new_mode=MODE_FILE if creates else None,
+            hunks=tuple(hunks), line=start, raw_names=(minus, plus),
+        )
+
+
+def _resolve_traditional(files: list[FilePatch], exists: Callable[[str], bool] | None) -> list[FilePatch]:
+    """Pick the strip level (-p0 or -p1) for plain unified diffs.
+
+    GNU patch's rule, simplified: prefer the level at which the files being
+    changed exist in the repository; with nothing to go on, strip one
+    component when every name has one to strip (the `a/` `b/` convention).
+    """
+    def names(fp: FilePatch) -> list[str]:
+        return [n for n in (fp.old_path, fp.new_path) if n is not None]
+
+    def level_works(level: int) -> bool:
+        for fp in files:
+            for n in names(fp):
+                if level and "/" not in n:
+                    return False
+            if exists is not None and fp.old_path is not None:
+                candidates = [_strip(n, level) for n in names(fp)]
+                if not any(exists(c) for c in candidates):
+                    return False
+        return True
+
+    level = 1 if level_works(1) else 0 if level_works(0) else -1
+    if level < 0:
+        changed = next((n for fp in files for n in names(fp)), "?")
+        raise PatchRejected(f"cannot find the files this diff changes (first: {changed})")
+    out = []
+    for fp in files:
+        old = _strip(fp.old_path, level) if fp.old_path is not None else None
+        new = _strip(fp.new_path, level) if fp.new_path is not None else None
+        if old is not None and new is not None and old != new:
+            # `diff -u foo.py.orig foo.py`: the file is the one that exists.
+            if exists is not None and exists(old) and not exists(new):
+                new = old
+            else:
+                old = new
+        out.append(replace(fp, old_path=old, new_path=new))
+    return out
+
+
+def _strip(name: str, level: int) -> str:
+    return name.split("/", level)[-1] if level else name

@@ -1,0 +1,278 @@
+"""Validate one submission and carry out its route.
+
+    claim (queued -> validating)
+    parse + guard names          malformed / unsafe       -> rejected
+    apply in memory on the tip   does not apply / applied -> rejected
+    guard the result tree        symlinks, submodules
+    write objects; take a pooled worktree at the tip; write the patch into it
+    run the checks; clean the worktree
+    score -> decide -> carry out:
+        auto_merge    commit on the validated base, CAS the ref; if the target
+                      moved, validate again on the new tip (bounded)
+        pull_request  (GitHub route) / review when GitHub is not configured
+        review        awaiting_review, with the explanation
+
+Every outcome is a state transition in the store; nothing is kept only in
+memory. An unexpected exception marks the submission failed with a one-line
+reason and propagates, so the caller can log the traceback.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pygit2
+
+from errauto_daemon import checks as checks_mod
+from errauto_daemon import config as config_mod
+from errauto_daemon import guard, merge, paths, route, score
+from errauto_daemon.config import Config
+from errauto_daemon.errors import FatalError, PatchRejected
+from errauto_daemon.intake import open_repo
+from errauto_daemon.patchapply import Overlay, apply_patch
+from errauto_daemon.patchfile import Patch, parse
+from errauto_daemon.store import DECIDED, CheckRow, Store, Submission
+from errauto_daemon.workspace import Pool
+
+ConfigHook = Callable[[Config], Config]
+
+
+@dataclass(frozen=True)
+class Validation:
+    base: str
+    patch: Patch
+    trees: tuple[pygit2.Oid, ...]
+    results: tuple[checks_mod.CheckResult, ...]
+    confidence: score.Confidence
+    attempt: int
+
+
+class Validator:
+    """Validates submissions of any repository; one per worker thread."""
+
+    def __init__(self, store: Store, *, cancel: threading.Event | None = None,
+                 config_hook: ConfigHook | None = None, pool_size: int = 8) -> None:
+        self.store = store
+        self.cancel = cancel
+        self.config_hook = config_hook
+        self.pool_size = pool_size
+
+    # -- entry points ------------------------------------------------------------
+
+    def process(self, sub_id: int, from_states: tuple[str, ...] = ("queued",)) -> Submission:
+        """Claim and decide a submission; returns it as it ends up."""
+        sub = self.store.claim(sub_id, from_states)
+        if sub is None:
+            return self.store.get(sub_id)
+        return self._guarded(sub, self._decide)
+
+    def approve(self, sub_id: int, who: str) -> Submission:
+        """A person approved a held submission: merge it, with the same CAS rules."""
+        sub = self.store.claim(sub_id, ("awaiting_review",), detail=f"approved by {who}")
+        if sub is None:
+            current = self.store.get(sub_id)
+            raise FatalError(f"submission {sub_id} is {current.state}; only awaiting_review can be approved")
+        return self._guarded(sub, lambda s: self._approve(s, who))
+
+    def _guarded(self, sub: Submission, work: Callable[[Submission], Submission]) -> Submission:
+        try:
+            return work(sub)
+        except PatchRejected as exc:
+            return self.store.transition(sub.id, "rejected", route=route.REJECTED, reason=exc.reason)
+        except FatalError as exc:
+            # A user-fixable problem (bad config, missing target): not the patch's fault.
+            self.store.transition(sub.id, "failed", reason=str(exc))
+            raise
+        except BaseException as exc:
+            self.store.transition(sub.id, "failed", reason=f"internal error: {type(exc).__name__}")
+            raise
+
+    # -- the pipeline ------------------------------------------------------------
+
+    def _config(self, repo: pygit2.Repository, sub: Submission) -> Config:
+        config = config_mod.load(repo, sub.target)
+        return self.config_hook(config) if self.config_hook else config
+
+    def _decide(self, sub: Submission) -> Submission:
+        repo = open_repo(sub.repo)
+        config = self._config(repo, sub)
+        revalidations = 0
+        while True:
+            tip = repo.references[config.target_ref].peel(pygit2.Commit)
+            validation = self.validate(repo, config, sub, tip)
+            conf = validation.confidence
+            decision = route.decide(conf, github=False)
+            explanation = self._explanation(validation, decision)
+            fields: dict[str, Any] = dict(
+                confidence=conf.value, explanation=explanation, base_commit=validation.base,
+                result_tree=str(validation.trees[-1]))
+            if decision.route == route.AUTO_MERGE:
+                outcome = self._merge(repo, config, sub, validation)
+                if outcome.status == merge.MERGED:
+                    return self.store.transition(
+                        sub.id, "merged", route=route.AUTO_MERGE, merged_commit=outcome.commit,
+                        reason=outcome.reason or decision.reason, **fields)
+                if outcome.status == merge.MOVED:
+                    revalidations += 1
+                    if revalidations > config.max_revalidations:
+                        return self.store.transition(
+                            sub.id, "awaiting_review", route=route.REVIEW,
+                            reason=f"{config.target} kept moving: validated {revalidations} times "
+                                   "without a chance to merge", **fields)
+                    self.store.add_event(sub.id, "revalidate",
+                                         f"{config.target} moved to {str(outcome.tip)[:12]}")
+                    continue
+                return self.store.transition(
+                    sub.id, "awaiting_review", route=route.REVIEW,
+                    reason=f"auto-merge held: {outcome.reason}", **fields)
+            return self.store.transition(sub.id, "awaiting_review", route=route.REVIEW,
+                                         reason=decision.reason, **fields)
+
+    def _approve(self, sub: Submission, who: str) -> Submission:
+        repo = open_repo(sub.repo)
+        config = self._config(repo, sub)
+        approved = {c.name: c.status for c in self.store.checks(sub.id)}
+        revalidations = 0
+        while True:
+            tip = repo.references[config.target_ref].peel(pygit2.Commit)
+            if sub.base_commit == str(tip.id) and sub.result_tree and revalidations == 0:
+                validation = self._reapply(repo, config, sub, tip)
+            else:
+                validation = self.validate(repo, config, sub, tip)
+                worse = [r.name for r in validation.results
+                         if approved.get(r.name) == "passed" and r.status != "passed"]
+                if worse:
+                    return self.store.transition(
+                        sub.id, "awaiting_review", route=route.REVIEW,
+                        reason=f"approved by {who}, but on the new tip of {config.target} "
+                               f"{', '.join(worse)} no longer pass",
+                        confidence=validation.confidence.value, base_commit=validation.base,
+                        result_tree=str(validation.trees[-1]),
+                        explanation=self._explanation(validation, None))
+            outcome = self._merge(repo, config, sub, validation)
+            if outcome.status == merge.MERGED:
+                return self.store.transition(
+                    sub.id, "merged", merged_commit=outcome.commit, base_commit=validation.base,
+                    reason=f"approved by {who}" + (f"; {outcome.reason}" if outcome.reason else ""),
+                    detail=f"approved by {who}")
+            if outcome.status == merge.MOVED and revalidations < config.max_revalidations:
+                revalidations += 1
+                continue
+            reason = outcome.reason or f"{config.target} kept moving"
+            return self.store.transition(sub.id, "awaiting_review",
+                                         reason=f"approved by {who}, but the merge was held: {reason}")
+
+    def validate(self, repo: pygit2.Repository, config: Config, sub: Submission,
+                 tip: pygit2.Commit) -> Validation:
+        patch, overlays, review_only, notes = self._apply(repo, config, sub, tip)
+        changed = sorted({p for f in patch.files() for p in f.paths()})
+        protected = guard.protected_hits(changed, config.protected_paths)
+        trees = tuple(o.write_tree() for o in overlays)
+        attempt = self._next_attempt(sub.id)
+        results, baselines = self._run_checks(repo, config, sub, tip, overlays[-1], attempt)
+        self.store.record_checks(sub.id, attempt, str(tip.id), [
+            CheckRow(r.name, attempt, r.status, r.exit_code, r.duration,
+                     score.check_score(c, r, baselines.get(c.name))[0], c.weight, r.detail,
+                     r.log_path, str(tip.id))
+            for c, r in zip(config.checks, results)])
+        conf = score.compute(config, results, baselines=baselines, protected=protected,
+                             review_only=review_only, notes=notes)
+        return Validation(str(tip.id), patch, trees, tuple(results), conf, attempt)
+
+    def _reapply(self, repo: pygit2.Repository, config: Config, sub: Submission,
+                 tip: pygit2.Commit) -> Validation:
+        """The trees of an already-validated submission on its unchanged base."""
+        patch, overlays, review_only, notes = self._apply(repo, config, sub, tip)
+        trees = tuple(o.write_tree() for o in overlays)
+        if str(trees[-1]) != sub.result_tree:
+            raise FatalError(f"submission {sub.id} no longer produces the tree it was validated with")
+        conf = score.compute(config, (), review_only=review_only, notes=notes)
+        return Validation(str(tip.id), patch, trees, (), conf, 0)
+
+    def _apply(self, repo: pygit2.Repository, config: Config, sub: Submission,
+               tip: pygit2.Commit) -> tuple[Patch, list[Overlay], list[str], list[str]]:
+        data = sub.read_patch()
+        patch = parse(data, sub.source_detail or "patch", limits=config.limits(),
+                      exists=lambda p: p in tip.tree)
+        guard.check_names(patch)
+        overlays, notes = apply_patch(repo, tip.tree, patch, target=config.target)
+        review_only: list[str] = []
+        before = Overlay(repo, tip.tree)
+        for commit, after in zip(patch.commits, overlays):
+            review_only += guard.check_tree(before, after, commit).review_only
+            before = after
+        return patch, overlays, review_only, notes
+
+    def _run_checks(self, repo: pygit2.Repository, config: Config, sub: Submission,
+                    tip: pygit2.Commit, overlay: Overlay, attempt: int,
+                    ) -> tuple[list[checks_mod.CheckResult], dict[str, float | None]]:
+        env = checks_mod.check_env(config.secrets())
+        log_dir = paths.check_logs_dir() / str(sub.id)
+        baselines: dict[str, float | None] = {}
+        if not config.checks:
+            return [], baselines
+        pool = Pool(repo, self.pool_size)
+        with pool.acquire(tip) as slot:
+            try:
+                for check in config.checks:
+                    if check.kind != "coverage":
+                        continue
+                    fp = config.checks_fingerprint()
+                    found, value = self.store.baseline(sub.repo, str(tip.tree.id), check.name, fp)
+                    if not found:
+                        base_result = checks_mod.run_check(
+                            check, slot.path, log_dir / f"{attempt}-{check.name}-base.log",
+                            {**env, **check.env}, self.cancel)
+                        value = base_result.value
+                        self.store.set_baseline(sub.repo, str(tip.tree.id), check.name, fp, value)
+                        slot.clean()
+                    baselines[check.name] = value
+                slot.write(overlay)
+                results = [
+                    checks_mod.run_check(check, slot.path, log_dir / f"{attempt}-{check.name}.log",
+                                         checks_mod.check_env(config.secrets(), check.env), self.cancel)
+                    for check in config.checks
+                ]
+            finally:
+                slot.clean()
+        return results, baselines
+
+    def _merge(self, repo: pygit2.Repository, config: Config, sub: Submission,
+               validation: Validation) -> merge.MergeOutcome:
+        new = merge.build_commits(
+            repo, pygit2.Oid(hex=validation.base), validation.patch.commits, validation.trees,
+            submission_id=sub.id, fallback_message=sub.title + "\n")
+        return merge.merge(repo, config, validation.base, str(new),
+                           f"errauto: merge submission {sub.id} ({sub.title})")
+
+    def _next_attempt(self, sub_id: int) -> int:
+        row = self.store.conn.execute(
+            "SELECT COALESCE(MAX(attempt), 0) + 1 FROM checks WHERE submission_id = ?",
+            (sub_id,)).fetchone()
+        return int(row[0])
+
+    @staticmethod
+    def _explanation(validation: Validation, decision: route.Decision | None) -> dict[str, Any]:
+        out = validation.confidence.to_json()
+        out["base"] = validation.base
+        out["attempt"] = validation.attempt
+        if decision is not None:
+            out["route"] = decision.route
+            out["reason"] = decision.reason
+        return out
+
+
+def wait_decided(store: Store, sub_id: int, timeout: float | None = None,
+                 poll: float = 0.1) -> Submission:
+    """Block until another process has decided the submission."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        sub = store.get(sub_id)
+        if sub.state in DECIDED:
+            return sub
+        if deadline is not None and time.monotonic() > deadline:
+            return sub
+        time.sleep(poll)

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pygit2
+import pytest
+from pygit2.enums import ConfigLevel
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from gitfixture import GitRepo, python_project  # noqa: E402
+
+REAL_HOME = Path(os.path.expanduser("~")).resolve()
+SECRET_VARS = ("GITHUB_TOKEN", "SLACK_WEBHOOK_URL", "ERRAUTO_HOME")
+
+
+def _real_state_dirs() -> list[Path]:
+    return [REAL_HOME / ".local" / "state" / "errauto", REAL_HOME / ".cache" / "errauto",
+            REAL_HOME / ".local" / "share" / "errauto", REAL_HOME / "errauto"]
+
+
+def _snapshot() -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for path in _real_state_dirs():
+        out[str(path)] = path.stat().st_mtime if path.exists() else None
+    return out
+
+
+@pytest.fixture(autouse=True)
+def sealed_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Point HOME, XDG dirs and ERRAUTO_HOME at tmp; pin git identity and config.
+
+    Fails the test if anything appeared in, or changed, the real user's
+    errauto directories.
+    """
+    before = _snapshot()
+    home = tmp_path / "home"
+    home.mkdir()
+    for key in list(os.environ):
+        if key.startswith("GIT_") or key in SECRET_VARS:
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("HOME", str(home))
+    for var, sub in (("XDG_CONFIG_HOME", ".config"), ("XDG_CACHE_HOME", ".cache"),
+                     ("XDG_DATA_HOME", ".local/share"), ("XDG_STATE_HOME", ".local/state")):
+        monkeypatch.setenv(var, str(home / sub))
+    monkeypatch.setenv("ERRAUTO_HOME", str(tmp_path / "state"))
+    (home / ".gitconfig").write_text(
+        "[user]\n\tname = Test Author\n\temail = test@example.com\n"
+        "[init]\n\tdefaultBranch = main\n[commit]\n\tgpgsign = false\n"
+        "[protocol \"file\"]\n\tallow = always\n")
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    # libgit2 reads HOME once, when it starts: point its config search at the
+    # sealed home too, so pygit2 never sees the real user's ~/.gitconfig.
+    empty = tmp_path / "no-system-config"
+    empty.mkdir()
+    search = pygit2.settings.search_path
+    saved = {level: search[level] for level in (ConfigLevel.GLOBAL, ConfigLevel.XDG, ConfigLevel.SYSTEM)}
+    search[ConfigLevel.GLOBAL] = str(home)
+    search[ConfigLevel.XDG] = str(home / ".config")
+    search[ConfigLevel.SYSTEM] = str(empty)
+    monkeypatch.setenv("GIT_AUTHOR_DATE", "2026-01-01T00:00:00+00:00")
+    monkeypatch.setenv("GIT_COMMITTER_DATE", "2026-01-01T00:00:00+00:00")
+    threads = set(threading.enumerate())
+    yield tmp_path
+    for level, value in saved.items():
+        search[level] = value
+    assert _snapshot() == before, "the test touched the real user's errauto state"
+    leaked = [t for t in threading.enumerate() if t not in threads and t.is_alive() and not t.daemon]
+    assert not leaked, f"threads leaked: {leaked}"
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> GitRepo:
+    return python_project(tmp_path / "project")
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> GitRepo:
+    r = GitRepo(tmp_path / "repo")
+    r.commit("initial", {"README": "hello\n"})
+    return r

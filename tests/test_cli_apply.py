@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from errauto_daemon.main import main
+from gitfixture import CALC, GitRepo
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_good_fix_is_merged_and_checkout_follows(project: GitRepo, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    base = project.head()
+    patch = tmp_path / "fix-add.patch"
+    patch.write_bytes(project.make_patch({"calc.py": CALC.replace("a - b", "a + b")}))
+
+    code, out, _ = run(capsys, "apply", str(patch), "--repo", str(project.path))
+
+    assert code == 0, out
+    assert "merged into main" in out
+    assert project.head("main") != base
+    assert project.git("rev-parse", "main^").strip() == base
+    assert "a + b" in project.read("calc.py")
+    assert project.git("status", "--porcelain") == ""
+    assert "Errauto-Submission: 1" in project.git("log", "-1", "--format=%B")
+
+
+def test_fix_breaking_tests_is_held_for_review(project: GitRepo, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    base = project.head()
+    patch = tmp_path / "mul.patch"
+    patch.write_bytes(project.make_patch({"calc.py": CALC.replace("a * b", "a * b + 1")}))
+
+    code, out, _ = run(capsys, "apply", str(patch), "--repo", str(project.path), "--json")
+
+    assert code == 1
+    result = json.loads(out)
+    assert result["state"] == "awaiting_review"
+    assert result["explanation"]["gates"][0].startswith("tests must pass")
+    assert project.head("main") == base
