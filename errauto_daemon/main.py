@@ -101,6 +101,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("errauto: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`errauto queue list | head`): not an error of ours.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
     except Exception:
         path = _write_crash_log(argv)
         print(f"errauto: internal error ({sys.exc_info()[0].__name__}); "  # type: ignore[union-attr]

@@ -114,8 +114,9 @@ sys.exit(1 if bad else 0)
 '''
 
 
-def config_toml(*, tests: bool = True, lint: bool = True, extra: str = "") -> str:
-    lines = ['target = "main"']
+def config_toml(*, tests: bool = True, lint: bool = True, extra: str = "", top: str = "") -> str:
+    """A config; `top` holds top-level keys, `extra` more tables."""
+    lines = ['target = "main"', top.rstrip("\n")]
     if tests:
         lines += ["[checks.tests]", f'command = ["{PYTHON}", "-m", "unittest", "discover", "-q", "-s", "tests", "-t", "."]']
     if lint:

@@ -1,0 +1,209 @@
+"""`errauto demo`: a temporary project, real patches, real decisions.
+
+Builds a small Python project with its own tests, a lint script and a
+docstring check, commits an errauto config, then feeds it six patches made
+with real git: a good fix, a fix that fails lint, a fix that breaks the
+tests, a fix without docstrings (scored for a pull request, which without
+GitHub is held for review), a patch that no longer applies, and a patch
+that tries to write outside the repository through a symlink. Prints the
+queue as a table and where the repository and state are.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from errauto_daemon import intake, output
+from errauto_daemon.store import Store
+from errauto_daemon.validate import Validator
+
+STATS = '''\
+"""Small statistics helpers."""
+
+
+def mean(values):
+    """The arithmetic mean of a non-empty sequence."""
+    return sum(values) / len(values)
+
+
+def median(values):
+    """The middle value of a non-empty sequence."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[middle]
+    return ordered[middle]
+'''
+
+TESTS = '''\
+import unittest
+
+from stats import mean, median
+
+
+class StatsTest(unittest.TestCase):
+    def test_mean(self):
+        self.assertEqual(mean([1, 2, 3, 4]), 2.5)
+
+    def test_median_odd(self):
+        self.assertEqual(median([3, 1, 2]), 2)
+
+    def test_median_even(self):
+        self.assertEqual(median([4, 1, 3, 2]), 2.5)
+'''
+
+LINT = '''\
+"""The project's lint: short lines, no trailing spaces, no tabs."""
+import pathlib
+import sys
+
+problems = 0
+for path in sorted(pathlib.Path(".").rglob("*.py")):
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if len(line) > 79 or line != line.rstrip() or "\\t" in line:
+            print(f"{path}:{number}: style")
+            problems += 1
+sys.exit(1 if problems else 0)
+'''
+
+DOCS = '''\
+"""The project's docs check: every public function has a docstring."""
+import ast
+import pathlib
+import sys
+
+missing = 0
+for path in sorted(pathlib.Path(".").glob("*.py")):
+    if path.name.startswith("test_"):
+        continue
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+            if ast.get_docstring(node) is None:
+                print(f"{path}:{node.lineno}: {node.name} has no docstring")
+                missing += 1
+sys.exit(1 if missing else 0)
+'''
+
+
+def _config() -> str:
+    py = sys.executable
+    return f'''\
+target = "main"
+auto_merge_threshold = 0.95
+pr_threshold = 0.80
+
+[checks.tests]
+command = ["{py}", "-m", "unittest", "discover", "-q"]
+weight = 0.60
+gate = true
+
+[checks.lint]
+command = ["{py}", "tools/lint.py"]
+weight = 0.25
+
+[checks.docs]
+command = ["{py}", "tools/docs.py"]
+weight = 0.15
+'''
+
+
+def _git(cwd: Path, *args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(GIT_AUTHOR_NAME="errauto demo", GIT_AUTHOR_EMAIL="demo@example.com",
+               GIT_COMMITTER_NAME="errauto demo", GIT_COMMITTER_EMAIL="demo@example.com")
+    return subprocess.run(("git", *args), cwd=cwd, env=env, check=True,
+                          capture_output=True).stdout.decode()
+
+
+def _patch(repo: Path, edits: dict[str, str]) -> bytes:
+    for name, text in edits.items():
+        (repo / name).write_text(text)
+    _git(repo, "add", "-A")
+    diff = _git(repo, "diff", "--cached").encode()
+    _git(repo, "reset", "-q", "--hard", "HEAD")
+    return diff
+
+
+def build_project(root: Path) -> Path:
+    repo = root / "project"
+    (repo / "tools").mkdir(parents=True)
+    _git(repo, "init", "-q", "-b", "main")
+    (repo / "stats.py").write_text(STATS)
+    (repo / "test_stats.py").write_text(TESTS.replace(
+        "    def test_median_even(self):\n        self.assertEqual(median([4, 1, 3, 2]), 2.5)\n", ""))
+    (repo / "tools" / "lint.py").write_text(LINT)
+    (repo / "tools" / "docs.py").write_text(DOCS)
+    (repo / ".errauto.toml").write_text(_config())
+    (repo / "docs").symlink_to("/tmp")  # an old convenience link, pointing outside
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-q", "-m", "A small statistics module")
+    return repo
+
+
+def sample_patches(repo: Path) -> list[tuple[str, bytes]]:
+    """Six patches, all made against the project's first commit."""
+    even = ("    if len(ordered) % 2:\n        return ordered[middle]\n"
+            "    return (ordered[middle - 1] + ordered[middle]) / 2\n")
+    good = _patch(repo, {
+        "stats.py": STATS.replace("    if len(ordered) % 2:\n        return ordered[middle]\n"
+                                  "    return ordered[middle]\n", even),
+        "test_stats.py": TESTS,
+    })
+    guard_empty = (
+        "    if not values:\n"
+        "        raise ValueError(\"mean() needs at least one value, got an empty sequence\")\n"
+        "    return sum(values) / len(values)")
+    lint_fail = _patch(repo, {"stats.py": STATS.replace("    return sum(values) / len(values)", guard_empty)})
+    breaks = _patch(repo, {"stats.py": STATS.replace("sum(values) / len(values)",
+                                                     "sum(values) // len(values)")})
+    undocumented = _patch(repo, {"spread.py": (
+        '"""Spread of a sample."""\n\n\ndef value_range(values):\n'
+        "    return max(values) - min(values)\n")})
+    stale = (b"diff --git a/stats.py b/stats.py\n--- a/stats.py\n+++ b/stats.py\n"
+             b"@@ -1,3 +1,3 @@\n-\"\"\"Statistics helpers, version 0.\"\"\"\n"
+             b"+\"\"\"Statistics helpers.\"\"\"\n \n \n")
+    escape = (b"diff --git a/docs/errauto-demo.sh b/docs/errauto-demo.sh\nnew file mode 100755\n"
+              b"--- /dev/null\n+++ b/docs/errauto-demo.sh\n@@ -0,0 +1,2 @@\n"
+              b"+#!/bin/sh\n+echo written outside the repository\n")
+    return [
+        ("0001-median-of-an-even-count.patch", good),
+        ("0002-mean-of-nothing.patch", lint_fail),
+        ("0003-integer-mean.patch", breaks),
+        ("0004-value-range.patch", undocumented),
+        ("0005-stale-docstring.patch", stale),
+        ("0006-helper-script.patch", escape),
+    ]
+
+
+def demo(*, keep: bool = True, directory: str | None = None) -> int:
+    root = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="errauto-demo-"))
+    root.mkdir(parents=True, exist_ok=True)
+    os.environ["ERRAUTO_HOME"] = str(root / "state")
+    repo = build_project(root)
+    inbox = root / "patches"
+    inbox.mkdir(exist_ok=True)
+    store = Store()
+    validator = Validator(store)
+    print(f"demo project: {repo}")
+    started = time.monotonic()
+    for name, data in sample_patches(repo):
+        (inbox / name).write_bytes(data)
+        result = intake.submit(store, repo, data, source="cli", name=name)
+        sub = validator.process(result.submission.id)
+        print(f"  {name:<34} -> {sub.state}")
+    elapsed = time.monotonic() - started
+    subs = sorted(store.list(limit=100), key=lambda s: s.id)
+    rows = [[str(s.id), s.state, s.route or "-",
+             f"{s.confidence:.2f}" if s.confidence is not None else "-",
+             output.shorten(s.title, 28), output.shorten(s.reason or "", 70)] for s in subs]
+    print()
+    print(output.table(["ID", "STATE", "ROUTE", "CONF", "TITLE", "REASON"], rows))
+    print()
+    print(f"{len(subs)} patches decided in {elapsed:.1f}s")
+    print(f"repository: {repo}   (git log --oneline shows what was merged)")
+    print(f"state:      {root / 'state'}   (ERRAUTO_HOME={root / 'state'} errauto queue show 2)")
+    return 0
