@@ -197,13 +197,16 @@ class Slot:
     def clean(self) -> None:
         """Put the worktree back to exactly its base: the state every use starts from."""
         repo = self.repo
+        head_tree = repo.head.peel(pygit2.Commit).tree
         status = repo.status(untracked_files="normal", ignored=True)
+        if any(flags & _INDEX_DIRTY for flags in status.values()):
+            # A check staged something: rebuild the index from HEAD, look again.
+            repo.index.read_tree(head_tree)
+            repo.index.write()
+            status = repo.status(untracked_files="normal", ignored=True)
         restore: list[str] = []
-        index_dirty = False
         for path, flags in status.items():
-            if flags & _INDEX_DIRTY:
-                index_dirty = True
-            if flags & _UNTRACKED and not flags & (_TRACKED_DIRTY | _INDEX_DIRTY):
+            if flags & _UNTRACKED and not flags & _TRACKED_DIRTY:
                 full = self.path / path.rstrip("/")
                 if full.is_symlink() or full.is_file():
                     full.unlink()
@@ -211,11 +214,6 @@ class Slot:
                     _rmtree(full)
             else:
                 restore.append(path.rstrip("/"))
-        head_tree = repo.head.peel(pygit2.Commit).tree
-        if index_dirty:
-            # A check staged something: rebuild the index from HEAD.
-            repo.index.read_tree(head_tree)
-            repo.index.write()
         if restore:
             for path in restore:
                 full = self.path / path

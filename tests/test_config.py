@@ -1,0 +1,148 @@
+"""Configuration: where it is read from, and one clear line for every mistake."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from errauto_daemon import config
+from errauto_daemon.errors import ConfigError
+from errauto_daemon.main import main
+from gitfixture import CALC, PYTHON, GitRepo, config_toml, python_project
+
+
+def load(repo: GitRepo) -> config.Config:
+    return config.load(repo.pygit2())
+
+
+@pytest.mark.parametrize("text, key", [
+    ("colour = 'blue'\n", "colour"),
+    ("workers = 'two'\n", "workers"),
+    ("workers = 0\n", "workers"),
+    ("auto_merge_threshold = 1.5\n", "auto_merge_threshold"),
+    ("pr_threshold = 0.99\nauto_merge_threshold = 0.9\n", "pr_threshold"),
+    ("protected_paths = 'x'\n", "protected_paths"),
+    ("submit_refs = ['heads/x']\n", "submit_refs"),
+    ("max_patch_bytes = -1\n", "max_patch_bytes"),
+    ("inbox = '/abs'\n", "inbox"),
+    ("[checks.lint]\ncommand = 'ruff check .'\nweight = -0.1\n", "checks.lint.weight"),
+    ("[checks.lint]\ncommand = 'ruff check .'\ntimeout = 0\n", "checks.lint.timeout"),
+    ("[checks.lint]\nweight = 0.2\n", "checks.lint.command"),
+    ("[checks.lint]\ncommand = ''\n", "checks.lint.command"),
+    ("[checks.lint]\ncommand = 'x'\nretries = 3\n", "checks.lint.retries"),
+    ("[checks.docs]\ncommand = 'x'\n", "checks.docs.weight"),
+    ("[checks.lint]\ncommand = 'x'\ngate = 'yes'\n", "checks.lint.gate"),
+    ("[checks.cov]\ncommand = 'x'\nweight = 1\nkind = 'magic'\n", "checks.cov.kind"),
+    ("checks = 3\n", "checks"),
+    ("this is not toml\n", "invalid TOML"),
+])
+def test_bad_config_fails_with_one_line_naming_the_key(
+        repo: GitRepo, tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, key: str) -> None:
+    repo.commit("config", {".errauto.toml": text})
+    with pytest.raises(ConfigError) as info:
+        load(repo)
+    assert key in str(info.value)
+    assert "\n" not in str(info.value)
+
+    patch = tmp_path / "p.patch"
+    patch.write_bytes(repo.make_patch({"README": "hello there\n"}))
+    code = main(["apply", str(patch), "--repo", str(repo.path)])
+    err = capsys.readouterr().err
+    assert code == 5
+    assert err.count("\n") == 1 and key in err
+
+
+def test_defaults_without_any_config(repo: GitRepo) -> None:
+    cfg = load(repo)
+    assert cfg.target == "main"
+    assert cfg.auto_merge_threshold == 0.95 and cfg.pr_threshold == 0.80
+    assert cfg.checks == ()
+    assert cfg.source == "defaults"
+    assert ".github/**" in cfg.protected_paths
+
+
+def test_pyproject_tool_section(repo: GitRepo) -> None:
+    repo.commit("pyproject", {"pyproject.toml": (
+        "[project]\nname = 'x'\n\n[tool.errauto]\nworkers = 3\n"
+        "[tool.errauto.checks.tests]\ncommand = 'python -m pytest -q'\n")})
+    cfg = load(repo)
+    assert cfg.workers == 3
+    assert cfg.checks[0].name == "tests" and cfg.checks[0].weight == 0.40 and cfg.checks[0].gate
+    assert cfg.checks[0].command == ("python", "-m", "pytest", "-q")
+    assert cfg.source == "pyproject.toml on main"
+
+
+def test_errauto_toml_wins_over_pyproject(repo: GitRepo) -> None:
+    repo.commit("both", {"pyproject.toml": "[tool.errauto]\nworkers = 3\n", ".errauto.toml": "workers = 5\n"})
+    assert load(repo).workers == 5
+
+
+def test_committed_config_wins_over_working_tree(repo: GitRepo) -> None:
+    repo.commit("config", {".errauto.toml": "workers = 4\n"})
+    repo.write(".errauto.toml", "workers = 9\n")
+    assert load(repo).workers == 4
+
+
+def test_working_tree_is_the_fallback(repo: GitRepo) -> None:
+    repo.write(".errauto.toml", "workers = 9\n")
+    cfg = load(repo)
+    assert cfg.workers == 9 and cfg.source == ".errauto.toml in the working tree"
+
+
+def test_config_read_from_target_branch_not_from_head(repo: GitRepo) -> None:
+    repo.commit("config", {".errauto.toml": "workers = 4\n"})
+    repo.git("checkout", "-q", "-b", "feature")
+    repo.commit("feature config", {".errauto.toml": "target = 'main'\nworkers = 7\n"})
+    cfg = load(repo)  # HEAD is feature, whose config names main as the target
+    assert cfg.target == "main" and cfg.workers == 4
+
+
+def test_missing_target_branch_is_a_clear_error(repo: GitRepo) -> None:
+    repo.commit("config", {".errauto.toml": "target = 'release'\n"})
+    with pytest.raises(Exception) as info:
+        load(repo)
+    assert "release" in str(info.value) and "does not exist" in str(info.value)
+
+
+def test_a_patch_cannot_change_the_rules_it_is_judged_by(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The committed config makes auto-merge impossible; the patch lowers the
+    # threshold and fixes the bug. It must be judged by the committed rules.
+    project = python_project(tmp_path / "p", config=config_toml(top="auto_merge_threshold = 1.0\npr_threshold = 1.0\n")
+                             .replace("[checks.lint]", "[checks.lint]\nweight = 0.2\ngate = false\n").replace(
+                                 'command = ["' + PYTHON + '", "tools/lint.py"]',
+                                 'command = ["' + PYTHON + '", "-c", "raise SystemExit(1)"]'))
+    lowered = project.read(".errauto.toml").replace("auto_merge_threshold = 1.0", "auto_merge_threshold = 0.1")
+    patch = tmp_path / "p.patch"
+    patch.write_bytes(project.make_patch({"calc.py": CALC.replace("a - b", "a + b"), ".errauto.toml": lowered}))
+
+    code = main(["apply", str(patch), "--repo", str(project.path), "--json"])
+    result = json.loads(capsys.readouterr().out)
+
+    assert code == 1
+    assert result["explanation"]["thresholds"]["auto_merge"] == 1.0
+    assert any("protected" in g for g in result["explanation"]["gates"])
+
+
+def test_command_line_thresholds_override(project: GitRepo, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    patch = tmp_path / "p.patch"
+    patch.write_bytes(project.make_patch({"calc.py": CALC.replace("a - b", "a + b  " + "#" * 80)}))
+    code = main(["apply", str(patch), "--repo", str(project.path), "--json",
+                 "--auto-merge-threshold", "0.6", "--pr-threshold", "0.5"])
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0 and result["state"] == "merged"  # tests pass, lint fails: 0.67
+
+
+def test_command_line_thresholds_are_validated(project: GitRepo, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    patch = tmp_path / "p.patch"
+    patch.write_bytes(project.make_patch({"calc.py": CALC.replace("a - b", "a + b")}))
+    with pytest.raises(SystemExit) as info:
+        main(["apply", str(patch), "--auto-merge-threshold", "2"])
+    assert info.value.code == 2
+    code = main(["apply", str(patch), "--repo", str(project.path),
+                 "--auto-merge-threshold", "0.5", "--pr-threshold", "0.9"])
+    assert code == 5
+    assert "pr_threshold" in capsys.readouterr().err

@@ -1,0 +1,157 @@
+"""Pooled worktrees: isolated from the user's checkout, reset by diff, cleaned."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import pygit2
+import pytest
+
+from errauto_daemon.main import main
+from errauto_daemon.patchapply import Overlay
+from errauto_daemon.workspace import Pool
+from gitfixture import CALC, PYTHON, GitRepo, config_toml, python_project
+
+
+def snapshot(root: Path, skip: tuple[str, ...] = ()) -> dict[str, tuple[int, float, str]]:
+    out = {}
+    for path in sorted(root.rglob("*")):
+        rel = str(path.relative_to(root))
+        if any(rel.startswith(s) for s in skip) or path.is_dir():
+            continue
+        data = path.read_bytes() if not path.is_symlink() else os.readlink(path).encode()
+        out[rel] = (path.stat().st_size if not path.is_symlink() else 0,
+                    path.lstat().st_mtime, hashlib.sha1(data).hexdigest())
+    return out
+
+
+def tip(repo: GitRepo) -> pygit2.Commit:
+    r = repo.pygit2()
+    return r.references["refs/heads/main"].peel(pygit2.Commit)
+
+
+def test_validation_never_touches_the_users_checkout_index_or_head(
+        project: GitRepo, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Held for review (tests fail), so errauto has no reason to touch the checkout.
+    patch = tmp_path / "p.patch"
+    patch.write_bytes(project.make_patch({"calc.py": CALC.replace("a * b", "a * b + 1")}))
+    project.write("calc.py", project.read("calc.py") + "# local edit\n")
+    project.write("untracked.txt", "mine\n")
+    before = snapshot(project.path, skip=(".git/objects", ".git/logs", ".git/worktrees"))
+    refs_before = project.git("show-ref")
+
+    assert main(["apply", str(patch), "--repo", str(project.path)]) == 1
+    capsys.readouterr()
+
+    assert snapshot(project.path, skip=(".git/objects", ".git/logs", ".git/worktrees")) == before
+    assert project.git("show-ref") == refs_before
+
+
+def test_slot_is_reused_and_moved_by_diff_only(project: GitRepo) -> None:
+    repo = project.pygit2()
+    pool = Pool(repo, size=1)
+    with pool.acquire(tip(project)) as slot:
+        first_path = slot.path
+        untouched = slot.path / "tests" / "test_calc.py"
+        stamp = untouched.stat().st_mtime_ns
+        inode = untouched.stat().st_ino
+    time.sleep(0.01)
+    project.commit("change calc", {"calc.py": CALC.replace("a - b", "a + b")})
+    with pool.acquire(tip(project)) as slot:
+        assert slot.path == first_path
+        assert "a + b" in (slot.path / "calc.py").read_text()
+        assert untouched.stat().st_mtime_ns == stamp and untouched.stat().st_ino == inode
+        assert str(slot.repo.head.target) == project.head()
+    # The slot appears as a detached linked worktree of the user's repository.
+    listing = project.git("worktree", "list", "--porcelain")
+    assert str(first_path) in listing and "detached" in listing
+
+
+def test_slot_is_cleaned_of_everything_a_check_left(project: GitRepo) -> None:
+    repo = project.pygit2()
+    project.commit("ignore", {".gitignore": "*.log\nbuild/\n"})
+    pool = Pool(repo, size=1)
+    with pool.acquire(tip(project)) as slot:
+        root = slot.path
+        (root / "junk.txt").write_text("x")
+        (root / "app.log").write_text("ignored but still junk")
+        (root / "build" / "deep").mkdir(parents=True)
+        (root / "build" / "deep" / "out.o").write_text("x")
+        (root / "calc.py").write_text("clobbered\n")
+        (root / "tests" / "test_calc.py").unlink()
+        (root / "newdir").mkdir()
+        (root / "newdir" / "f").write_text("x")
+        readonly = root / "ro"
+        readonly.mkdir()
+        (readonly / "f").write_text("x")
+        readonly.chmod(0o500)
+        slot.repo.index.add("junk.txt")
+        slot.repo.index.write()
+        slot.clean()
+        status = slot.repo.status(untracked_files="all", ignored=True)
+        assert status == {}
+        assert (root / "calc.py").read_text() == CALC
+        assert (root / "tests" / "test_calc.py").exists()
+        assert not (root / "app.log").exists() and not (root / "build").exists()
+
+
+def test_a_crashed_use_is_cleaned_before_the_next_one(project: GitRepo) -> None:
+    repo = project.pygit2()
+    pool = Pool(repo, size=1)
+    with pool.acquire(tip(project)) as slot:
+        overlay = Overlay(repo, tip(project).tree)
+        overlay.set("calc.py", 0o100644, b"patched\n")
+        slot.write(overlay)
+        (slot.path / "leftover").write_text("x")
+        # No clean(): as if the process died mid-validation.
+    with pool.acquire(tip(project)) as slot:
+        assert (slot.path / "calc.py").read_text() == CALC
+        assert not (slot.path / "leftover").exists()
+
+
+def test_concurrent_users_get_distinct_slots(project: GitRepo) -> None:
+    pool = Pool(project.pygit2(), size=2)
+    with pool.acquire(tip(project)) as a, Pool(project.pygit2(), size=2).acquire(tip(project)) as b:
+        assert a.path != b.path
+        assert (a.path / "calc.py").exists() and (b.path / "calc.py").exists()
+
+
+def test_deleted_slot_is_recreated_and_stale_slots_pruned(project: GitRepo) -> None:
+    import shutil
+
+    pool = Pool(project.pygit2(), size=1)
+    with pool.acquire(tip(project)) as slot:
+        slot_dir = slot.dir
+    shutil.rmtree(slot_dir)
+    with pool.acquire(tip(project)) as slot:
+        assert (slot.path / "calc.py").read_text() == CALC
+    assert project.git("worktree", "list").count("errauto-0") == 1
+
+    old = time.time() - 30 * 86400
+    os.utime(pool.dir / "slot-0.lock", (old, old))
+    assert pool.prune() == [0]
+    assert not slot_dir.exists()
+    assert "errauto-0" not in project.git("worktree", "list")
+
+
+def test_checks_cannot_see_the_previous_patch(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The second patch's check fails if anything of the first patch (or of
+    # the first check's output) is still in the worktree.
+    probe = ("import pathlib, sys; bad = [p for p in ('first.txt', 'check-output.txt') "
+             "if pathlib.Path(p).exists()]; pathlib.Path('check-output.txt').write_text('x'); "
+             "sys.exit(1 if bad else 0)")
+    project = python_project(tmp_path / "p", config=config_toml(
+        lint=False, extra=f'[checks.probe]\ncommand = ["{PYTHON}", "-c", "{probe}"]\nweight = 0.5\n'))
+    first = tmp_path / "first.patch"
+    first.write_bytes(project.make_patch({"calc.py": CALC.replace("a * b", "a * b + 1"), "first.txt": "1\n"}))
+    second = tmp_path / "second.patch"
+    second.write_bytes(project.make_patch({"calc.py": CALC.replace("a - b", "a + b")}))
+
+    assert main(["apply", str(first), "--repo", str(project.path)]) == 1
+    capsys.readouterr()
+    assert main(["apply", str(second), "--repo", str(project.path), "--json"]) == 0, capsys.readouterr()
+    result = json.loads(capsys.readouterr().out)
+    assert {c["name"]: c["status"] for c in result["checks"]} == {"tests": "passed", "probe": "passed"}
