@@ -21,6 +21,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,20 @@ class Validation:
     results: tuple[checks_mod.CheckResult, ...]
     confidence: score.Confidence
     attempt: int
+    timings: dict[str, float]
+
+
+class _Clock:
+    """Seconds spent per phase, shown with the explanation and read by bench/."""
+
+    def __init__(self) -> None:
+        self.phases: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.phases[phase] = round(self.phases.get(phase, 0.0) + now - self._last, 6)
+        self._last = now
 
 
 class Validator:
@@ -59,6 +74,19 @@ class Validator:
         self.cancel = cancel
         self.config_hook = config_hook
         self.pool_size = pool_size
+        # The worktree used by the last validation, still to be cleaned. It is
+        # cleaned after the decision is recorded, so the decision does not
+        # wait for the scan; and before this validator takes another slot.
+        self._pending: ExitStack | None = None
+        # Open repositories, kept across submissions (pygit2 objects are not
+        # shared between threads: one Validator per thread).
+        self._repos: dict[str, pygit2.Repository] = {}
+
+    def release(self) -> None:
+        """Clean and unlock the worktree the last validation used, if any."""
+        if self._pending is not None:
+            stack, self._pending = self._pending, None
+            stack.close()
 
     # -- entry points ------------------------------------------------------------
 
@@ -67,7 +95,10 @@ class Validator:
         sub = self.store.claim(sub_id, from_states)
         if sub is None:
             return self.store.get(sub_id)
-        return self._guarded(sub, self._decide)
+        try:
+            return self._guarded(sub, self._decide)
+        finally:
+            self.release()
 
     def approve(self, sub_id: int, who: str) -> Submission:
         """A person approved a held submission: merge it, with the same CAS rules."""
@@ -75,7 +106,10 @@ class Validator:
         if sub is None:
             current = self.store.get(sub_id)
             raise FatalError(f"submission {sub_id} is {current.state}; only awaiting_review can be approved")
-        return self._guarded(sub, lambda s: self._approve(s, who))
+        try:
+            return self._guarded(sub, lambda s: self._approve(s, who))
+        finally:
+            self.release()
 
     def _guarded(self, sub: Submission, work: Callable[[Submission], Submission]) -> Submission:
         try:
@@ -92,12 +126,18 @@ class Validator:
 
     # -- the pipeline ------------------------------------------------------------
 
+    def _open(self, path: str) -> pygit2.Repository:
+        repo = self._repos.get(path)
+        if repo is None:
+            repo = self._repos[path] = open_repo(path)
+        return repo
+
     def _config(self, repo: pygit2.Repository, sub: Submission) -> Config:
         config = config_mod.load(repo, sub.target)
         return self.config_hook(config) if self.config_hook else config
 
     def _decide(self, sub: Submission) -> Submission:
-        repo = open_repo(sub.repo)
+        repo = self._open(sub.repo)
         config = self._config(repo, sub)
         revalidations = 0
         while True:
@@ -110,7 +150,9 @@ class Validator:
                 confidence=conf.value, explanation=explanation, base_commit=validation.base,
                 result_tree=str(validation.trees[-1]))
             if decision.route == route.AUTO_MERGE:
+                started = time.perf_counter()
                 outcome = self._merge(repo, config, sub, validation)
+                explanation["timings"]["merge"] = round(time.perf_counter() - started, 6)
                 if outcome.status == merge.MERGED:
                     return self.store.transition(
                         sub.id, "merged", route=route.AUTO_MERGE, merged_commit=outcome.commit,
@@ -132,7 +174,7 @@ class Validator:
                                          reason=decision.reason, **fields)
 
     def _approve(self, sub: Submission, who: str) -> Submission:
-        repo = open_repo(sub.repo)
+        repo = self._open(sub.repo)
         config = self._config(repo, sub)
         approved = {c.name: c.status for c in self.store.checks(sub.id)}
         revalidations = 0
@@ -167,12 +209,15 @@ class Validator:
 
     def validate(self, repo: pygit2.Repository, config: Config, sub: Submission,
                  tip: pygit2.Commit) -> Validation:
+        self.release()
+        clock = _Clock()
         patch, overlays, review_only, notes = self._apply(repo, config, sub, tip)
         changed = sorted({p for f in patch.files() for p in f.paths()})
         protected = guard.protected_hits(changed, config.protected_paths)
         trees = tuple(o.write_tree() for o in overlays)
+        clock.lap("apply")
         attempt = self._next_attempt(sub.id)
-        results, baselines = self._run_checks(repo, config, sub, tip, overlays[-1], attempt)
+        results, baselines = self._run_checks(repo, config, sub, tip, overlays[-1], attempt, clock)
         self.store.record_checks(sub.id, attempt, str(tip.id), [
             CheckRow(r.name, attempt, r.status, r.exit_code, r.duration,
                      score.check_score(c, r, baselines.get(c.name))[0], c.weight, r.detail,
@@ -180,7 +225,8 @@ class Validator:
             for c, r in zip(config.checks, results)])
         conf = score.compute(config, results, baselines=baselines, protected=protected,
                              review_only=review_only, notes=notes)
-        return Validation(str(tip.id), patch, trees, tuple(results), conf, attempt)
+        clock.lap("score")
+        return Validation(str(tip.id), patch, trees, tuple(results), conf, attempt, clock.phases)
 
     def _reapply(self, repo: pygit2.Repository, config: Config, sub: Submission,
                  tip: pygit2.Commit) -> Validation:
@@ -190,7 +236,7 @@ class Validator:
         if str(trees[-1]) != sub.result_tree:
             raise FatalError(f"submission {sub.id} no longer produces the tree it was validated with")
         conf = score.compute(config, (), review_only=review_only, notes=notes)
-        return Validation(str(tip.id), patch, trees, (), conf, 0)
+        return Validation(str(tip.id), patch, trees, (), conf, 0, {})
 
     def _apply(self, repo: pygit2.Repository, config: Config, sub: Submission,
                tip: pygit2.Commit) -> tuple[Patch, list[Overlay], list[str], list[str]]:
@@ -207,37 +253,42 @@ class Validator:
         return patch, overlays, review_only, notes
 
     def _run_checks(self, repo: pygit2.Repository, config: Config, sub: Submission,
-                    tip: pygit2.Commit, overlay: Overlay, attempt: int,
+                    tip: pygit2.Commit, overlay: Overlay, attempt: int, clock: _Clock,
                     ) -> tuple[list[checks_mod.CheckResult], dict[str, float | None]]:
-        env = checks_mod.check_env(config.secrets())
         log_dir = paths.check_logs_dir() / str(sub.id)
         baselines: dict[str, float | None] = {}
         if not config.checks:
             return [], baselines
-        pool = Pool(repo, self.pool_size)
-        with pool.acquire(tip) as slot:
-            try:
-                for check in config.checks:
-                    if check.kind != "coverage":
-                        continue
-                    fp = config.checks_fingerprint()
-                    found, value = self.store.baseline(sub.repo, str(tip.tree.id), check.name, fp)
-                    if not found:
-                        base_result = checks_mod.run_check(
-                            check, slot.path, log_dir / f"{attempt}-{check.name}-base.log",
-                            {**env, **check.env}, self.cancel)
-                        value = base_result.value
-                        self.store.set_baseline(sub.repo, str(tip.tree.id), check.name, fp, value)
-                        slot.clean()
-                    baselines[check.name] = value
-                slot.write(overlay)
-                results = [
-                    checks_mod.run_check(check, slot.path, log_dir / f"{attempt}-{check.name}.log",
-                                         checks_mod.check_env(config.secrets(), check.env), self.cancel)
-                    for check in config.checks
-                ]
-            finally:
-                slot.clean()
+        pool = Pool(repo, self.pool_size, self._repos)
+        stack = ExitStack()
+        slot = stack.enter_context(pool.acquire(tip))
+        stack.callback(slot.clean)  # runs before the slot is unlocked
+        self._pending = stack
+        try:
+            for check in config.checks:
+                if check.kind != "coverage":
+                    continue
+                fp = config.checks_fingerprint()
+                found, value = self.store.baseline(sub.repo, str(tip.tree.id), check.name, fp)
+                if not found:
+                    base_result = checks_mod.run_check(
+                        check, slot.path, log_dir / f"{attempt}-{check.name}-base.log",
+                        checks_mod.check_env(config.secrets(), check.env), self.cancel)
+                    value = base_result.value
+                    self.store.set_baseline(sub.repo, str(tip.tree.id), check.name, fp, value)
+                    slot.clean()
+                baselines[check.name] = value
+            slot.write(overlay)
+            clock.lap("worktree")
+            results = [
+                checks_mod.run_check(check, slot.path, log_dir / f"{attempt}-{check.name}.log",
+                                     checks_mod.check_env(config.secrets(), check.env), self.cancel)
+                for check in config.checks
+            ]
+            clock.lap("checks")
+        except BaseException:
+            self.release()
+            raise
         return results, baselines
 
     def _merge(self, repo: pygit2.Repository, config: Config, sub: Submission,
@@ -259,6 +310,7 @@ class Validator:
         out = validation.confidence.to_json()
         out["base"] = validation.base
         out["attempt"] = validation.attempt
+        out["timings"] = validation.timings
         if decision is not None:
             out["route"] = decision.route
             out["reason"] = decision.reason
