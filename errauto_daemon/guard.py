@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
+import pygit2
+
 from errauto_daemon.errors import PatchRejected
 from errauto_daemon.patchapply import MODE_TREE, Overlay
 from errauto_daemon.patchfile import MODE_GITLINK, MODE_LINK, Patch, PatchCommit
@@ -31,8 +33,17 @@ _HFS_IGNORABLE = dict.fromkeys(
     [0x200C, 0x200D, 0x200E, 0x200F, 0x202A, 0x202B, 0x202C, 0x202D, 0x202E,
      0x206A, 0x206B, 0x206C, 0x206D, 0x206E, 0x206F, 0xFEFF]
 )
-# Files git refuses to follow as symlinks (they are read by git itself).
-_NO_SYMLINK = (".gitmodules", ".gitattributes", ".gitignore", ".mailmap")
+# Files git refuses to follow as symlinks (they are read by git itself), with
+# the NTFS 8.3 short names git also recognises for them (is_ntfs_dot_generic):
+# the first six characters or a hash-based fallback, then "~N".
+_NO_SYMLINK = {
+    ".gitmodules": ("gitmod", "gi7eba"),
+    ".gitattributes": ("gitatt", "gi7d29"),
+    ".gitignore": ("gitign", "gi250a"),
+    ".mailmap": ("mailma", "maba30"),
+}
+# How many symlinks resolving one target may pass through (Linux's limit).
+_MAX_LINK_HOPS = 40
 
 
 @dataclass(frozen=True)
@@ -52,9 +63,14 @@ def is_dotgit(component: str) -> bool:
     return name == ".git" or re.fullmatch(r"git~\d+", name) is not None
 
 
-def is_gitmodules(component: str) -> bool:
+def _is_special(component: str, dotname: str) -> bool:
     name = _fold(component)
-    return name == ".gitmodules" or re.fullmatch(r"gitmod~\d+", name) is not None
+    short = "|".join(_NO_SYMLINK[dotname])
+    return name == dotname or re.fullmatch(rf"(?:{short})~\d+", name) is not None
+
+
+def is_gitmodules(component: str) -> bool:
+    return _is_special(component, ".gitmodules")
 
 
 def path_problem(path: str) -> str | None:
@@ -99,16 +115,37 @@ def _strip_one(name: str) -> str:
     return name.split("/", 1)[1] if "/" in name and not name.startswith("/") else name
 
 
+def check_base(patch: Patch, tree: pygit2.Tree) -> None:
+    """Refuse paths beyond a symlink the target already has, before applying.
+
+    `check_tree` catches these too, but only after the patch was applied in
+    memory, where the applier would already have refused with a less
+    telling reason ("does not exist", "is a symlink").
+    """
+    for path in dict.fromkeys(p for fp in patch.files() for p in fp.paths()):
+        for ancestor in _ancestors(path):
+            try:
+                mode = tree[ancestor].filemode
+            except KeyError:
+                break
+            if mode == MODE_LINK:
+                raise PatchRejected(f"unsafe patch: {path} is beyond a symlink ({ancestor}) in the target")
+            if mode != MODE_TREE:
+                break
+
+
 def check_tree(before: Overlay, after: Overlay, commit: PatchCommit) -> GuardResult:
     """Rules that need the tree: symlinks, submodules. Raises PatchRejected."""
     review: list[str] = []
     for fp in commit.files:
         for path in fp.paths():
+            # Deleting what was there is fine when the patch replaces a directory with a link.
+            deleted = path in after.changes and after.changes[path] is None
             for ancestor in _ancestors(path):
                 if before.mode(ancestor) == MODE_LINK:
                     raise PatchRejected(
                         f"unsafe patch: {path} is beyond a symlink ({ancestor}) in the target")
-                if after.mode(ancestor) == MODE_LINK:
+                if after.mode(ancestor) == MODE_LINK and not deleted:
                     raise PatchRejected(
                         f"unsafe patch: {path} is beyond the symlink {ancestor} the patch creates")
         if MODE_GITLINK in (fp.old_mode, fp.new_mode) or any(
@@ -122,8 +159,21 @@ def check_tree(before: Overlay, after: Overlay, commit: PatchCommit) -> GuardRes
         problem = symlink_problem(path, val[1])
         if problem:
             raise PatchRejected(f"unsafe patch: symlink {path} {problem}")
-        if _fold(path.rsplit("/", 1)[-1]) in _NO_SYMLINK or is_gitmodules(path.rsplit("/", 1)[-1]):
+        if any(_is_special(path.rsplit("/", 1)[-1], name) for name in _NO_SYMLINK):
             raise PatchRejected(f"unsafe patch: {path} may not be a symlink")
+    # symlink_problem reads each target alone, resolving ".." lexically; the
+    # filesystem follows the links a target passes through ("up -> ." makes
+    # "up/../x" leave the repository). When the patch adds, changes or removes
+    # a symlink, resolve every symlink of the result as the filesystem would.
+    if any(MODE_LINK in (before.mode(p), after.mode(p)) for p in after.changes):
+        for path in dict.fromkeys([*after.changes, *_tree_links(after.repo, after.tree)]):
+            if after.mode(path) != MODE_LINK:
+                continue
+            problem = _resolved_problem(after, path)
+            # A committed link that already left the repository is the user's own.
+            new = path in after.changes or before.mode(path) != MODE_LINK
+            if problem and (new or not _resolved_problem(before, path)):
+                raise PatchRejected(f"unsafe patch: symlink {path} {problem}")
     for path, val in after.changes.items():
         # A path under a symlink that some other change of this commit made.
         if val is not None and val[0] != MODE_TREE:
@@ -150,6 +200,45 @@ def symlink_problem(path: str, target_bytes: bytes) -> str | None:
     if joined == ".." or joined.startswith("../"):
         return f"points outside the repository ({target})"
     return None
+
+
+def _resolved_problem(tree: Overlay, path: str) -> str | None:
+    """Why the symlink at `path`, followed through `tree` as the filesystem
+    would, leads out of it; or None."""
+    own = tree.read(path).decode("utf-8", "surrogateescape")
+    resolved = path.split("/")[:-1]
+    pending = own.split("/")
+    hops = 0
+    while pending:
+        part = pending.pop(0)
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not resolved:
+                return f"points outside the repository once the symlinks in its way are followed ({own})"
+            resolved.pop()
+            continue
+        resolved.append(part)
+        here = "/".join(resolved)
+        if tree.mode(here) != MODE_LINK:
+            continue
+        hops += 1
+        if hops > _MAX_LINK_HOPS:
+            return None  # a loop: the filesystem gives up (ELOOP) and follows nothing
+        target = tree.read(here).decode("utf-8", "surrogateescape")
+        if target.startswith("/"):
+            return f"points outside the repository through the symlink {here} ({own})"
+        resolved.pop()
+        pending = target.split("/") + pending
+    return None
+
+
+def _tree_links(repo: pygit2.Repository, tree: pygit2.Tree | None, prefix: str = "") -> Iterable[str]:
+    for entry in tree or ():
+        if entry.filemode == MODE_TREE:
+            yield from _tree_links(repo, repo[entry.id], f"{prefix}{entry.name}/")  # type: ignore[arg-type]
+        elif entry.filemode == MODE_LINK:
+            yield f"{prefix}{entry.name}"
 
 
 def _ancestors(path: str) -> Iterable[str]:
@@ -203,6 +292,18 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
 
 
 def protected_hits(paths: Iterable[str], patterns: Iterable[str]) -> list[str]:
-    """The paths that match any protected pattern."""
+    """The paths that match any protected pattern.
+
+    A path is also matched as a filesystem folding names would see it
+    (".git\\u200chub", ".github." are ".github" on HFS+ / NTFS), and as the
+    directory it could become: a symlink `.github -> elsewhere` fills
+    `.github/**` with whatever `elsewhere` holds.
+    """
     compiled = [_glob_regex(p) for p in patterns]
-    return [path for path in paths if any(rx.fullmatch(path) for rx in compiled)]
+
+    def spellings(path: str) -> set[str]:
+        folded = "/".join(_fold(c) for c in path.split("/"))
+        return {path, folded, path + "/", folded + "/"}
+
+    return [path for path in paths
+            if any(rx.fullmatch(s) for rx in compiled for s in spellings(path))]
