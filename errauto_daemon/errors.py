@@ -32,11 +32,23 @@ class ConfigError(FatalError):
 
 
 class PatchRejected(Exception):
-    """The patch cannot be validated at all: malformed, unsafe, does not apply."""
+    """The patch cannot be validated at all: malformed, unsafe, does not apply.
+
+    Reasons quote file names from the patch; control characters in them are
+    shown escaped, so a hostile name cannot drive the reader's terminal.
+    """
 
     def __init__(self, reason: str) -> None:
+        reason = printable(reason)
         super().__init__(reason)
         self.reason = reason
+
+
+def printable(text: str) -> str:
+    """`text` with control characters shown as escapes."""
+    if not any(ord(c) < 32 or 127 <= ord(c) < 160 for c in text):
+        return text
+    return "".join(c if not (ord(c) < 32 or 127 <= ord(c) < 160) else repr(c)[1:-1] for c in text)
 
 
 class RetryableError(Exception):

@@ -342,10 +342,6 @@ def test_hostile_name_is_rejected_and_nothing_is_written(
     assert outcome.row["route"] == "rejected"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "patchfile._DiffParser._git_file puts raw names into 'inconsistent old/new file name' "
-    "reasons (f'{head_old} vs {old_path}', not repr), so an escape sequence in a name "
-    "reaches the user's terminal and the queue"))
 def test_a_parse_rejection_does_not_echo_control_characters(
         world: World, capsys: pytest.CaptureFixture[str]) -> None:
     data = b"diff --git a/calc.py\x1b[2J b/calc.py\x1b[2J\n--- a/calc.py\n+++ b/calc.py\n" \
