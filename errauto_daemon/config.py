@@ -190,13 +190,13 @@ def _extract(data: bytes, name: str, where: str) -> dict[str, Any] | None:
 # --------------------------------------------------------------------------
 # validation
 
-_TOP_KEYS = {
+_TOP_KEYS: dict[str, type | tuple[type, ...]] = {
     "target": str, "inbox": str, "auto_merge_threshold": float, "pr_threshold": float,
     "workers": int, "push": str, "submit_refs": list, "protected_paths": list,
     "max_patch_bytes": int, "max_hunk_lines": int, "max_files": int, "max_blob_bytes": int,
     "max_revalidations": int, "secret_env": list, "checks": dict,
 }
-_CHECK_KEYS = {
+_CHECK_KEYS: dict[str, type | tuple[type, ...]] = {
     "command": (str, list), "weight": float, "timeout": float, "gate": bool, "kind": str,
     "report": str, "tolerance": float, "env": dict,
 }

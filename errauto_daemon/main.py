@@ -152,7 +152,7 @@ def _write_crash_log(argv: Sequence[str] | None) -> str:
         "### errauto crash log",
         f"errauto {__version__}",
         f"python {platform.python_version()} ({sys.executable})",
-        f"pygit2 {pygit2.__version__}, libgit2 {pygit2.LIBGIT2_VERSION}",
+        f"pygit2 {getattr(pygit2, '__version__', '?')}, libgit2 {pygit2.LIBGIT2_VERSION}",
         f"platform {platform.platform()}",
         f"argv {list(sys.argv if argv is None else argv)!r}",
         "",

@@ -316,7 +316,7 @@ class Store:
             raise FatalError(f"no submission {sub_id}")
         return Submission.from_row(row)
 
-    def list(self, states: Sequence[str] | None = None, limit: int = 200,
+    def submissions(self, states: Sequence[str] | None = None, limit: int = 200,
              repo: str | None = None) -> list[Submission]:
         query = "SELECT * FROM submissions"
         clauses: list[str] = []

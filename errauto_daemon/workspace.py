@@ -129,7 +129,7 @@ class Slot:
         git.run(("worktree", "add", "--detach", "--no-checkout", str(self.path), str(base.id)),
                 self.pool.common_dir)
         self.pool.repos.pop(str(self.path), None)
-        self.repo.checkout_tree(self.repo[base.tree_id], strategy=CheckoutStrategy.FORCE)
+        _checkout(self.repo, self.repo[base.tree_id], None)
         self.repo.set_head(base.id)
         self._write_state(base=str(base.id), clean=True)
 
@@ -148,16 +148,17 @@ class Slot:
             repo = self.repo
             try:
                 old_tree = repo[current].peel(pygit2.Tree)
+                assert isinstance(old_tree, pygit2.Tree)
             except (KeyError, ValueError):
                 self._create(base)  # the old base was garbage-collected
                 return
             new_tree = repo[base.tree_id]
+            assert isinstance(new_tree, pygit2.Tree)
             diff = old_tree.diff_to_tree(new_tree)
             changed = sorted({p for d in diff.deltas for p in (d.old_file.path, d.new_file.path)})
             self._write_state(base=current, clean=False)
             if changed:
-                repo.checkout_tree(new_tree, paths=changed,
-                                   strategy=CheckoutStrategy.FORCE | CheckoutStrategy.DISABLE_PATHSPEC_MATCH)
+                _checkout(repo, new_tree, changed)
             repo.set_head(base.id)
             self._write_state(base=str(base.id), clean=True)
 
@@ -221,8 +222,7 @@ class Slot:
                 full = self.path / path
                 if full.is_dir() and not full.is_symlink():
                     _rmtree(full)  # a directory where HEAD has a file
-            repo.checkout_tree(head_tree, paths=restore,
-                               strategy=CheckoutStrategy.FORCE | CheckoutStrategy.DISABLE_PATHSPEC_MATCH)
+            _checkout(repo, head_tree, restore)
         state = self._read_state()
         self._write_state(base=state.get("base"), clean=True)
 
@@ -287,6 +287,15 @@ class Pool:
                 lock.unlink(missing_ok=True)
         git.run(("worktree", "prune"), self.common_dir, check=False)
         return removed
+
+
+def _checkout(repo: pygit2.Repository, tree: pygit2.Object, paths: list[str] | None) -> None:
+    """Force `paths` (all when None) of the worktree and its index to `tree`."""
+    if paths is None:
+        repo.checkout_tree(tree, strategy=CheckoutStrategy.FORCE)  # type: ignore[no-untyped-call]
+    else:
+        repo.checkout_tree(  # type: ignore[no-untyped-call]
+            tree, paths=paths, strategy=CheckoutStrategy.FORCE | CheckoutStrategy.DISABLE_PATHSPEC_MATCH)
 
 
 def _refuse_symlinked_parents(root: Path, path: str) -> None:

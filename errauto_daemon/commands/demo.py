@@ -196,7 +196,7 @@ def demo(*, keep: bool = True, directory: str | None = None) -> int:
         sub = validator.process(result.submission.id)
         print(f"  {name:<34} -> {sub.state}")
     elapsed = time.monotonic() - started
-    subs = sorted(store.list(limit=100), key=lambda s: s.id)
+    subs = sorted(store.submissions(limit=100), key=lambda s: s.id)
     rows = [[str(s.id), s.state, s.route or "-",
              f"{s.confidence:.2f}" if s.confidence is not None else "-",
              output.shorten(s.title, 28), output.shorten(s.reason or "", 70)] for s in subs]

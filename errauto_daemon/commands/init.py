@@ -34,10 +34,12 @@ def detect(root: Path) -> dict[str, str | None]:
         found["tests"] = "python -m unittest discover -q"
     else:
         found["tests"] = None
-    uses = lambda tool, *files: (  # noqa: E731
-        re.search(rf"\b{tool}\b", meta) is not None
-        or any((root / f).is_file() for f in files)
-        or shutil.which(tool) is not None)
+
+    def uses(tool: str, *files: str) -> bool:
+        return (re.search(rf"\b{tool}\b", meta) is not None
+                or any((root / f).is_file() for f in files)
+                or shutil.which(tool) is not None)
+
     found["lint"] = "ruff check ." if uses("ruff", "ruff.toml", ".ruff.toml") else None
     found["typecheck"] = "mypy ." if uses("mypy", "mypy.ini", ".mypy.ini") else None
     source = "src" if (root / "src").is_dir() else "."

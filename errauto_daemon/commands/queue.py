@@ -25,7 +25,7 @@ def list_(states: Sequence[str] | None, *, limit: int, as_json: bool) -> int:
         if state not in STATES:
             raise FatalError(f"unknown state {state!r}; one of: {', '.join(STATES)}")
     store = Store()
-    subs = store.list(states, limit=limit)
+    subs = store.submissions(states, limit=limit)
     if as_json:
         print(output.dumps([output.submission_json(s) for s in subs]))
         return 0
