@@ -36,6 +36,13 @@ from errauto_daemon.patchfile import (
 MODE_TREE = 0o040000
 
 
+# Line comparisons one hunk may spend looking for its place.
+SEARCH_BUDGET = 5_000_000
+# An abbreviated object id must have at least this many hex digits to prove
+# which version of a file a context-free hunk was made against.
+MIN_PROOF_DIGITS = 7
+
+
 class DoesNotApply(Exception):
     """A file patch does not apply to the tree it was given."""
 
@@ -89,12 +96,13 @@ class Overlay:
         if self._has_children(path):
             return MODE_TREE
         obj = self._base(path)
-        if obj is None:
-            return None
+        if obj is None or obj.filemode == MODE_TREE:
+            return None  # no such path, or a directory whose files were all deleted
         for ancestor in _ancestors(path):
-            val = self.changes.get(ancestor, ...)
-            if val is None or (val is not ... and val[0] != MODE_TREE):
-                return None  # an ancestor was deleted or replaced by a file
+            if ancestor in self.changes:
+                val = self.changes[ancestor]
+                if val is None or val[0] != MODE_TREE:
+                    return None  # an ancestor was deleted or replaced by a file
         return int(obj.filemode)
 
     def _has_children(self, path: str) -> bool:
@@ -178,7 +186,7 @@ def _build(repo: pygit2.Repository, tree: pygit2.Tree | None,
     for name, sub in nested.items():
         existing = builder.get(name)
         is_tree = existing is not None and existing.filemode == MODE_TREE
-        subtree = repo[existing.id] if is_tree else None  # type: ignore[union-attr]
+        subtree = repo[existing.id] if is_tree and existing is not None else None
         oid = _build(repo, subtree, sub)  # type: ignore[arg-type]
         if oid is None:
             if is_tree:
@@ -216,9 +224,10 @@ def apply_patch(repo: pygit2.Repository, base_tree: pygit2.Tree, patch: Patch,
     for number, commit in enumerate(patch.commits, 1):
         label = f"commit {number} ({commit.title}): " if len(patch.commits) > 1 else ""
         overlay = Overlay(repo, base_tree, dict(changes))
+        before = Overlay(repo, base_tree, dict(changes))
         try:
-            for fp in commit.files:
-                apply_file(overlay, fp, notes)
+            for fp in _apply_order(commit.files):
+                apply_file(overlay, fp, notes, source=before)
         except DoesNotApply as exc:
             if _reverse_applies(Overlay(repo, base_tree, dict(changes)), commit):
                 raise PatchRejected(f"{label}already applied on {target}") from None
@@ -243,30 +252,44 @@ def _unchanged(overlay: Overlay, before: dict[str, tuple[int, bytes] | None]) ->
     return True
 
 
+def _apply_order(files: Iterable[FilePatch]) -> list[FilePatch]:
+    """Deletions first, as git writes its results: a file may replace a
+    directory (or a symlink) that the same patch deletes after it."""
+    return sorted(files, key=lambda fp: fp.new_path is not None)
+
+
 def _reverse_applies(overlay: Overlay, commit: PatchCommit) -> bool:
+    before = Overlay(overlay.repo, overlay.tree, dict(overlay.changes))
     try:
-        for fp in reversed(commit.files):
-            if fp.is_copy:
-                return False
-            apply_file(overlay, fp.reversed(), [])
-    except (DoesNotApply, ValueError):
+        for fp in _apply_order(fp.reversed() for fp in reversed(commit.files)):
+            apply_file(overlay, fp, [], source=before)
+    except (DoesNotApply, ValueError):  # ValueError: a copy cannot be reversed
         return False
     return True
 
 
-def apply_file(overlay: Overlay, fp: FilePatch, notes: list[str]) -> None:
+def apply_file(overlay: Overlay, fp: FilePatch, notes: list[str], *, source: Overlay | None = None) -> None:
+    """Apply one file patch to `overlay`.
+
+    `source` is the state before the commit: like git, a copy or rename reads
+    its preimage there, not from what the commit's earlier files made of it.
+    """
     old, new = fp.old_path, fp.new_path
+    src = source if source is not None and (fp.is_copy or fp.is_rename) else overlay
     if old is not None:
-        mode = overlay.mode(old)
+        mode = src.mode(old)
         if mode is None:
             raise DoesNotApply(f"{old} does not exist")
         if mode == MODE_TREE:
             raise DoesNotApply(f"{old} is a directory")
         if fp.old_mode is not None and _kind(fp.old_mode) != _kind(mode):
             raise DoesNotApply(f"{old} is a {_kind(mode)}, the patch expects a {_kind(fp.old_mode)}")
-        content = overlay.read(old)
-        current_id = overlay.blob_id(old)
-        preimage_proven = fp.old_id is not None and current_id.startswith(fp.old_id)
+        content = src.read(old)
+        if mode == MODE_GITLINK:  # as git diff shows a submodule
+            content = b"Subproject commit " + content + b"\n"
+        current_id = src.blob_id(old)
+        preimage_proven = (fp.old_id is not None and len(fp.old_id) >= MIN_PROOF_DIGITS
+                           and current_id.startswith(fp.old_id))
         if fp.old_id is not None and not preimage_proven and not set(fp.old_id) <= {"0"}:
             if fp.binary is not None:
                 raise DoesNotApply(f"{old} is not the version the binary patch was made against")
@@ -275,6 +298,8 @@ def apply_file(overlay: Overlay, fp: FilePatch, notes: list[str]) -> None:
         old_mode = mode
     else:
         content, preimage_proven, old_mode = b"", True, None
+    if fp.is_rename:
+        overlay.delete(old)  # type: ignore[arg-type]  # first: the new name may lie below the old
     if new is not None and new != old:
         existing = overlay.mode(new)
         if existing is not None:
@@ -299,8 +324,6 @@ def apply_file(overlay: Overlay, fp: FilePatch, notes: list[str]) -> None:
     new_mode = fp.new_mode if fp.new_mode is not None else (old_mode or MODE_FILE)
     if new_mode == MODE_GITLINK:
         result = _gitlink_id(result, new)
-    if old is not None and old != new and not fp.is_copy:
-        overlay.delete(old)
     overlay.set(new, new_mode, result)
 
 
@@ -370,13 +393,22 @@ def _find(lines: list[bytes], pre: list[bytes], expected: int, floor: int,
         at = len(lines) - n
         return at if fits(at) else None
     expected = min(max(expected, floor), len(lines))
-    # Search outwards from where the hunk says it belongs, as git does.
-    for distance in range(0, len(lines) + 1):
-        for at in (expected - distance, expected + distance) if distance else (expected,):
-            if fits(at):
-                return at
-        if expected - distance < floor and expected + distance > len(lines):
-            break
+    if not pre:
+        return expected
+    # Search outwards from where the hunk says it belongs, as git does, but
+    # only at lines equal to the hunk's first one, and within a work budget:
+    # a hostile hunk must not make placing it cost minutes of CPU.
+    first = pre[0]
+    candidates = [i for i in range(floor, len(lines) - n + 1) if lines[i] == first]
+    candidates.sort(key=lambda i: (abs(i - expected), i > expected))
+    work = 0
+    for at in candidates:
+        work += n
+        if work > SEARCH_BUDGET:
+            raise DoesNotApply("a hunk would take too long to place (too many near-matches); "
+                               "make the patch with more context")
+        if lines[at:at + n] == pre:
+            return at
     return None
 
 

@@ -12,6 +12,7 @@ the path prefix of a plain unified diff takes an optional `exists` callback.
 from __future__ import annotations
 
 import base64
+import datetime
 import email
 import email.policy
 import email.utils
@@ -222,6 +223,7 @@ _MAIL_HEADER = re.compile(rb"^(From|Subject|Date|To|Cc|Message-I[Dd]|MIME-Versio
                           rb"|Return-Path|Received|Delivered-To|X-[\w-]+): ", re.IGNORECASE)
 _ED_COMMAND = re.compile(rb"^\d+(,\d+)?[acdi]\s*$")
 _NORMAL_DIFF = re.compile(rb"^\d+(,\d+)?[acd]\d+(,\d+)?\s*$")
+_BINARY_DIFFERS = re.compile(rb"Binary files (.+) and (.+) differ")
 _HUNK_HEADER = re.compile(rb"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 
 
@@ -247,12 +249,13 @@ def parse(
                             "(binary changes must use `git diff --binary`)")
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
+    budget = _Budget(limits)
 
     if _looks_like_mail(data):
-        commits = _parse_mailbox(data, name, limits, exists)
+        commits = _parse_mailbox(data, name, limits, exists, budget)
         fmt = "mbox"
     else:
-        files, kind = _parse_diff(data, 0, limits, exists)
+        files, kind = _parse_diff(data, 0, limits, exists, budget)
         if not files:
             raise PatchRejected(_why_no_diff(data, name))
         fmt = "git-diff" if kind == "git" else "unified"
@@ -301,12 +304,13 @@ def _why_no_diff(data: bytes, name: str) -> str:
 # --------------------------------------------------------------------------
 # mail
 
-def _split_mbox(data: bytes) -> list[bytes]:
+def _split_mbox(data: bytes) -> list[tuple[int, bytes]]:
+    """The mails in `data`, each with the number of lines of `data` before it."""
     lines = data.split(b"\n")
     starts = [i for i, l in enumerate(lines) if _MBOX_FROM.match(l)
               and (i == 0 or not lines[i - 1].strip() or i == _first_nonblank(lines))]
     if not starts:
-        return [data]
+        return [(0, data)]
     if starts[0] != _first_nonblank(lines):
         starts.insert(0, 0)
     chunks = []
@@ -314,8 +318,17 @@ def _split_mbox(data: bytes) -> list[bytes]:
         chunk = lines[a:b]
         if _MBOX_FROM.match(chunk[0]):
             chunk = chunk[1:]
-        chunks.append(b"\n".join(chunk))
+            a += 1
+        chunks.append((a, b"\n".join(chunk)))
     return chunks
+
+
+def _header_lines(raw: bytes) -> int:
+    """The lines of a mail before its body: the headers and the blank line."""
+    for i, line in enumerate(raw.split(b"\n")):
+        if not line.rstrip(b"\r"):
+            return i + 1
+    return 0
 
 
 def _first_nonblank(lines: Sequence[bytes]) -> int:
@@ -330,11 +343,10 @@ _PATCH_NUMBER = re.compile(r"\[[^\]]*?\b0+/\d+\s*\]")
 
 
 def _parse_mailbox(
-    data: bytes, name: str, limits: Limits, exists: Callable[[str], bool] | None,
+    data: bytes, name: str, limits: Limits, exists: Callable[[str], bool] | None, budget: _Budget,
 ) -> list[PatchCommit]:
     commits: list[PatchCommit] = []
-    offset = 0
-    for index, raw in enumerate(_split_mbox(data), 1):
+    for index, (offset, raw) in enumerate(_split_mbox(data), 1):
         if not raw.strip():
             continue
         try:
@@ -348,14 +360,18 @@ def _parse_mailbox(
         body = _mail_body(msg)
         if body is None:
             raise PatchRejected(f"mail {index} ({subject_oneline or 'no subject'}): no text part")
+        # Line numbers count from the top of the mailbox; they are exact
+        # where the body is not transfer-encoded.
+        offset += _header_lines(raw)
         # git am honours "From:" / "Subject:" / "Date:" lines at the top of the body.
+        lines_before = body.count(b"\n")
         body, in_body = _in_body_headers(body)
+        offset += lines_before - body.count(b"\n")
         subject_oneline = in_body.get("subject", subject_oneline)
         from_raw = in_body.get("from", from_raw)
         date_raw = in_body.get("date", date_raw)
 
-        files, _ = _parse_diff(body, offset, limits, exists)
-        offset += raw.count(b"\n") + 1
+        files, _ = _parse_diff(body, offset, limits, exists, budget)
         if not files:
             if _PATCH_NUMBER.search(subject_oneline):
                 continue  # a cover letter: [PATCH 0/N]
@@ -439,22 +455,48 @@ def author_time(date: str | None) -> tuple[int, int] | None:
 # --------------------------------------------------------------------------
 # diffs
 
+class _Budget:
+    """What the binary hunks of one patch may inflate to, all together.
+
+    Each hunk is held to max_blob_bytes; without a total, a few megabytes of
+    well-compressed hunks (or of deltas copying one source over and over)
+    could still demand gigabytes. Twice max_blob_bytes lets one file at the
+    limit carry both its forward and its reverse hunk.
+    """
+
+    def __init__(self, limits: Limits) -> None:
+        self.total = 2 * limits.max_blob_bytes
+        self.left = self.total
+
+    def spend(self, size: int, line: int) -> None:
+        self.left -= size
+        if self.left < 0:
+            raise PatchRejected(
+                f"line {line}: the binary hunks of this patch inflate to more than {self.total:,} bytes "
+                "together (twice max_blob_bytes)")
+
+
 def _parse_diff(
     data: bytes, line_offset: int, limits: Limits, exists: Callable[[str], bool] | None,
+    budget: _Budget,
 ) -> tuple[list[FilePatch], str]:
-    parser = _DiffParser(data, line_offset, limits)
+    parser = _DiffParser(data, line_offset, limits, budget)
     files = parser.run()
     kind = "git" if parser.saw_git else "unified"
     if parser.traditional:
         files = _resolve_traditional(files, exists)
     seen: set[str] = set()
+    deleted: set[str] = set()  # may be created once more: git writes a type change that way
     for fp in files:
         for path in dict.fromkeys(fp.paths()):
             if fp.is_copy and path == fp.old_path:
                 continue
-            if path in seen:
+            if path in seen and not (fp.old_path is None and path in deleted):
                 raise PatchRejected(f"the patch changes {path} more than once")
             seen.add(path)
+            deleted.discard(path)
+        if fp.new_path is None and fp.old_path is not None:
+            deleted.add(fp.old_path)
     return files, kind
 
 
@@ -493,7 +535,11 @@ def _unquote(text: bytes) -> tuple[bytes, bytes]:
 
 
 def _decode_name(raw: bytes) -> str:
-    return raw.decode("utf-8", "surrogateescape")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        # git trees can hold such a name, but pygit2 cannot write one.
+        raise PatchRejected(f"file name {raw[:80]!r} is not UTF-8; errauto cannot write it") from None
 
 
 def _name_field(text: bytes, *, timestamps: bool) -> str:
@@ -547,14 +593,34 @@ def _parse_mode(text: bytes, line: int) -> int:
     return mode
 
 
+def _delta_result_size(delta: bytes) -> int | None:
+    """The second size in a git binary delta's header (the first is the source's)."""
+    sizes = []
+    i = 0
+    for _ in range(2):
+        value = shift = 0
+        while True:
+            if i >= len(delta) or shift > 63:
+                return None
+            byte = delta[i]
+            i += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        sizes.append(value)
+    return sizes[1]
+
+
 class _DiffParser:
-    def __init__(self, data: bytes, line_offset: int, limits: Limits) -> None:
+    def __init__(self, data: bytes, line_offset: int, limits: Limits, budget: _Budget) -> None:
         lines = data.split(b"\n")
         if lines and lines[-1] == b"":
             lines.pop()
         self.lines = [l + b"\n" for l in lines]
         self.offset = line_offset
         self.limits = limits
+        self.budget = budget
         self.i = 0
         self.saw_git = False
         self.traditional = False
@@ -573,6 +639,13 @@ class _DiffParser:
             if line.startswith(b"diff --git "):
                 self.saw_git = True
                 files.append(self._git_file())
+            elif m := _BINARY_DIFFERS.fullmatch(line):
+                name = _name_field(m.group(2), timestamps=False)
+                if name == "/dev/null":  # a deleted file
+                    name = _name_field(m.group(1), timestamps=False)
+                raise PatchRejected(
+                    f"line {self.lineno()}: binary change to {_strip_prefix(name) or name} has no content; "
+                    "make the patch with `git diff --binary` or `git format-patch`")
             elif (line.startswith(b"--- ") and self.i + 2 < n
                   and self.header(self.i + 1).startswith(b"+++ ")
                   and self.header(self.i + 2).startswith(b"@@ ")):
@@ -721,7 +794,9 @@ class _DiffParser:
         old_count = int(m.group(2)) if m.group(2) is not None else 1
         new_count = int(m.group(4)) if m.group(4) is not None else 1
         limit = self.limits.max_hunk_lines
-        if old_count > limit or new_count > limit or old_start > 10**9 or new_start > 10**9:
+        if old_start > 10**9 or new_start > 10**9:
+            raise PatchRejected(f"line {start}: hunk starts at line {max(old_start, new_start):,}")
+        if old_count > limit or new_count > limit:
             raise PatchRejected(
                 f"line {start}: hunk claims {max(old_count, new_count):,} lines; "
                 f"the limit is {limit:,} (max_hunk_lines)")
@@ -762,7 +837,19 @@ class _DiffParser:
         if self.i < n and self.lines[self.i].startswith(b"\\"):
             self._no_newline(body)
             self.i += 1
+        if self.i < n and self._continues_hunk(self.header(self.i)):
+            # git and patch would silently drop these lines; a reader would not.
+            raise PatchRejected(
+                f"line {start}: hunk body does not match its header "
+                f"(-{old_start},{old_count} +{new_start},{new_count}): line {self.lineno()} "
+                "is past its end")
         return Hunk(old_start, old_count, new_start, new_count, tuple(body), start)
+
+    @staticmethod
+    def _continues_hunk(line: bytes) -> bool:
+        if line.startswith(b"--- ") or line in (b"--", b"-- "):  # the next file, a mail signature
+            return False
+        return line.startswith((b"+", b"-", b" "))
 
     def _no_newline(self, body: list[tuple[str, bytes]]) -> None:
         if not body:
@@ -794,6 +881,7 @@ class _DiffParser:
         if size > self.limits.max_blob_bytes:
             raise PatchRejected(f"line {start}: binary hunk of {size:,} bytes is over the limit "
                                 f"of {self.limits.max_blob_bytes:,} (max_blob_bytes)")
+        self.budget.spend(size, start)
         self.i += 1
         encoded = bytearray()
         while self.i < n:
@@ -822,6 +910,15 @@ class _DiffParser:
             raise PatchRejected(f"line {start}: binary patch data is corrupt") from None
         if len(data) != size or not inflater.eof:
             raise PatchRejected(f"line {start}: binary patch inflates to a different size than it declares")
+        if kind == "delta":
+            result_size = _delta_result_size(data)
+            if result_size is None:
+                raise PatchRejected(f"line {start}: binary delta is corrupt")
+            if result_size > self.limits.max_blob_bytes:
+                raise PatchRejected(
+                    f"line {start}: binary delta makes a file of {result_size:,} bytes, over the limit "
+                    f"of {self.limits.max_blob_bytes:,} (max_blob_bytes)")
+            self.budget.spend(result_size, start)
         return BinaryHunk(kind, size, data)
 
     # -- plain unified diff ----------------------------------------------------
@@ -836,17 +933,38 @@ class _DiffParser:
         hunks: list[Hunk] = []
         while self.i < len(self.lines) and self.header(self.i).startswith(b"@@ "):
             hunks.append(self._hunk())
-        epoch = re.compile(rb"\t1970-01-01 00:00:00(\.0+)? \+0000$|\tThu Jan  1 00:00:00 1970$")
         creates = minus == "/dev/null" or (
-            bool(epoch.search(minus_line)) and len(hunks) == 1 and hunks[0].old_count == 0)
+            _is_epoch(minus_line) and len(hunks) == 1 and hunks[0].old_count == 0)
         deletes = plus == "/dev/null" or (
-            bool(epoch.search(plus_line)) and len(hunks) == 1 and hunks[0].new_count == 0)
+            _is_epoch(plus_line) and len(hunks) == 1 and hunks[0].new_count == 0)
         return FilePatch(
             old_path=None if creates else minus,
             new_path=None if deletes else plus,
             new_mode=MODE_FILE if creates else None,
             hunks=tuple(hunks), line=start, raw_names=(minus, plus),
         )
+
+
+_TIMESTAMP = re.compile(rb"\t(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)(?:\.(\d+))? ([+-])(\d\d)(\d\d)$")
+
+
+def _is_epoch(name_line: bytes) -> bool:
+    """Whether a ---/+++ line carries the epoch, diff -N's mark of a missing file.
+
+    diff writes it in the local time zone: `1969-12-31 19:00:00 -0500` too.
+    """
+    if name_line.endswith(b"\tThu Jan  1 00:00:00 1970"):
+        return True
+    m = _TIMESTAMP.search(name_line)
+    if not m or (m.group(2) and m.group(2).strip(b"0")):
+        return False
+    try:
+        local = datetime.datetime.strptime(m.group(1).decode(), "%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return False
+    offset = datetime.timedelta(hours=int(m.group(4)), minutes=int(m.group(5)))
+    utc = local - offset if m.group(3) == b"+" else local + offset
+    return utc == datetime.datetime(1970, 1, 1)
 
 
 def _resolve_traditional(files: list[FilePatch], exists: Callable[[str], bool] | None) -> list[FilePatch]:

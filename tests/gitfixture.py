@@ -56,14 +56,18 @@ class GitRepo:
         return subprocess.run(("git", "diff", *args), cwd=self.path, capture_output=True, check=True,
                               env=env).stdout
 
-    def make_patch(self, edits: dict[str, str | None], *, binary: bool = False) -> bytes:
-        """The `git diff` of `edits` against HEAD; the work tree is restored after."""
+    def edit(self, edits: dict[str, str | bytes | None]) -> None:
+        """Write (or, for None, delete) files, and stage everything."""
         for name, content in edits.items():
             if content is None:
                 (self.path / name).unlink()
             else:
                 self.write(name, content)
         self.git("add", "-A")
+
+    def make_patch(self, edits: dict[str, str | bytes | None], *, binary: bool = False) -> bytes:
+        """The `git diff` of `edits` against HEAD; the work tree is restored after."""
+        self.edit(edits)
         patch = self.diff("--cached", *(["--binary"] if binary else []))
         self.git("reset", "-q", "--hard", "HEAD")
         return patch
