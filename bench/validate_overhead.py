@@ -72,33 +72,31 @@ def make_patches(work: Path, count: int, files: int) -> list[bytes]:
     return patches
 
 
-def bench_errauto(repo: Path, patches: list[bytes]) -> tuple[list[float], list[float], list[dict[str, float]], float]:
-    """Per patch: overhead until decided, overhead until the worker is free again."""
-    from errauto_daemon import intake
-    from errauto_daemon.store import Store
-    from errauto_daemon.validate import Validator
+class Errauto:
+    """errauto in this process, as the daemon's worker runs it."""
 
-    store = Store()
-    validator = Validator(store)
-    decided, full, phases = [], [], []
-    # The first use creates the pooled worktree (a full checkout, once).
-    started = time.perf_counter()
-    warm = intake.submit(store, repo, patches[0], source="cli", name="warmup.patch")
-    validator.process(warm.submission.id)
-    first = time.perf_counter() - started
-    for i, data in enumerate(patches[1:], 1):
+    def __init__(self, repo: Path) -> None:
+        from errauto_daemon.store import Store
+        from errauto_daemon.validate import Validator
+
+        self.repo = repo
+        self.store = Store()
+        self.validator = Validator(self.store)
+
+    def decide(self, data: bytes, name: str) -> tuple[float, float, dict[str, float]]:
+        """Overhead until decided, overhead until the worker is free, phases."""
+        from errauto_daemon import intake
+
         wall = time.time()
         started = time.perf_counter()
-        sub = intake.submit(store, repo, data, source="cli", name=f"p{i}.patch").submission
-        sub = validator.process(sub.id)
+        sub = intake.submit(self.store, self.repo, data, source="cli", name=name).submission
+        sub = self.validator.process(sub.id)
         elapsed = time.perf_counter() - started
         assert sub.state == "merged", (sub.state, sub.reason)
         assert sub.decided_at is not None
-        inside = sum(c.duration for c in store.checks(sub.id))
-        decided.append(sub.decided_at - wall - inside)
-        full.append(elapsed - inside)
-        phases.append(dict((sub.explanation or {}).get("timings", {})))
-    return decided, full, phases, first
+        inside = sum(c.duration for c in self.store.checks(sub.id))
+        return (sub.decided_at - wall - inside, elapsed - inside,
+                dict((sub.explanation or {}).get("timings", {})))
 
 
 def bench_not_applying(repo: Path, work: Path) -> tuple[float, bool]:
@@ -124,22 +122,18 @@ def bench_not_applying(repo: Path, work: Path) -> tuple[float, bool]:
     return statistics.median(times), before == sorted(str(p) for p in worktrees.rglob("state.json")) and stamps == after
 
 
-def bench_naive(repo: Path, patches: list[bytes]) -> list[float]:
+def naive(repo: Path, data: bytes, scratch: Path) -> float:
+    """`git worktree add` + `git apply` + the check + `git worktree remove`, minus the check."""
     true = shutil.which("true") or "/bin/true"
-    overheads = []
-    scratch = Path(tempfile.mkdtemp(prefix="naive-"))
-    for i, data in enumerate(patches[1:], 1):
-        wt = scratch / f"wt{i}"
-        started = time.perf_counter()
-        git(repo, "worktree", "add", "-q", "--detach", str(wt), "main")
-        git(wt, "apply", "-", input=data)
-        check_start = time.perf_counter()
-        subprocess.run([true], cwd=wt, check=True)
-        inside = time.perf_counter() - check_start
-        git(repo, "worktree", "remove", "--force", str(wt))
-        overheads.append(time.perf_counter() - started - inside)
-    shutil.rmtree(scratch, ignore_errors=True)
-    return overheads
+    wt = scratch / "wt"
+    started = time.perf_counter()
+    git(repo, "worktree", "add", "-q", "--detach", str(wt), "main")
+    git(wt, "apply", "-", input=data)
+    check_start = time.perf_counter()
+    subprocess.run([true], cwd=wt, check=True)
+    inside = time.perf_counter() - check_start
+    git(repo, "worktree", "remove", "--force", str(wt))
+    return time.perf_counter() - started - inside
 
 
 def run(files: int, count: int, bare: bool, profile: bool = False) -> dict[str, float]:
@@ -149,21 +143,36 @@ def run(files: int, count: int, bare: bool, profile: bool = False) -> dict[str, 
         work = base / "work"
         repo = build_repo(work, files, bare_copy=bare)
         patches = make_patches(work, count + 1, files)
-        naive = bench_naive(repo, patches) if not profile else [float("nan")]
+        errauto = Errauto(repo)
+        started = time.perf_counter()
+        errauto.decide(patches[0], "warmup.patch")  # creates the pooled worktree, once
+        first = time.perf_counter() - started
+        scratch = Path(tempfile.mkdtemp(prefix="naive-", dir=base))
+        overheads, full, phases, naive_times = [], [], [], []
         if profile:
             import cProfile
             import pstats
 
             profiler = cProfile.Profile()
-            profiler.enable()
-        overheads, full, phases, first = bench_errauto(repo, patches)
+        # Interleaved, so both see the same machine: page cache, writeback, load.
+        for i, data in enumerate(patches[1:], 1):
+            if not profile:
+                naive_times.append(naive(repo, data, scratch))
+            else:
+                profiler.enable()
+            decided, cycle, timings = errauto.decide(data, f"p{i}.patch")
+            if profile:
+                profiler.disable()
+            overheads.append(decided)
+            full.append(cycle)
+            phases.append(timings)
         if profile:
-            profiler.disable()
             pstats.Stats(profiler).sort_stats("tottime").print_stats(20)
+            naive_times = [float("nan")]
         reject, untouched = bench_not_applying(repo, work)
         med = statistics.median(overheads)
         p95 = sorted(overheads)[int(0.95 * (len(overheads) - 1))]
-        naive_med = statistics.median(naive)
+        naive_med = statistics.median(naive_times)
         phase_names = sorted({k for p in phases for k in p})
         breakdown = {k: statistics.median([p.get(k, 0.0) for p in phases]) for k in phase_names}
         kind = "bare" if bare else "checked out"

@@ -53,3 +53,7 @@ def printable(text: str) -> str:
 
 class RetryableError(Exception):
     """A transient failure: the work can be tried again later."""
+
+
+class Cancelled(Exception):
+    """Validation was stopped (the daemon is shutting down): requeue, do not decide."""

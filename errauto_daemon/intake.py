@@ -65,4 +65,15 @@ def submit(
         title=title or found_title, author=author, note=note, patch_sha256=sha, dedup_key=dedup,
         state=state, reason=reason,
     )
+    if not created and reopens(submission):
+        # Sent again after errauto itself turned it down (did not apply,
+        # failed): try again; the target may have changed. A person's
+        # rejection stands.
+        if store.requeue(submission.id, f"resubmitted ({source})", expect=("rejected", "failed")):
+            submission = store.get(submission.id)
     return SubmitResult(submission, created)
+
+
+def reopens(sub: Submission) -> bool:
+    """Whether sending this submission's patch again validates it again."""
+    return sub.state == "failed" or (sub.state == "rejected" and sub.route == "rejected")

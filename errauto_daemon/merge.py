@@ -110,10 +110,18 @@ def checkouts_of(repo: pygit2.Repository, ref: str) -> list[Path]:
 
 
 def _read_tree(worktree: Path, old: str, new: str, *, dry_run: bool) -> str | None:
-    """Move a checkout from `old` to `new` like a fast-forward; None or the reason not."""
-    git.run(("update-index", "-q", "--refresh"), worktree, check=False)
+    """Move a checkout from `old` to `new` like a fast-forward; None or the reason not.
+
+    `read-tree -m -u` checks every path before it writes any, so a refusal
+    leaves the checkout as it was. Its up-to-date test trusts the index's
+    stat data: when it refuses, refresh the index (as `git merge` does up
+    front) and ask once more, so a merely touched file does not hold a merge.
+    """
     args = ["read-tree", "-m", "-u"] + (["-n"] if dry_run else []) + [old, new]
     proc = git.run(args, worktree, check=False)
+    if proc.returncode != 0:
+        git.run(("update-index", "-q", "--refresh"), worktree, check=False)
+        proc = git.run(args, worktree, check=False)
     if proc.returncode == 0:
         return None
     lines = [l.strip() for l in proc.stderr.decode("utf-8", "replace").splitlines() if l.strip()]
@@ -128,10 +136,6 @@ def fast_forward(repo: pygit2.Repository, config: Config, old: str, new: str, me
     if current is None or str(current.target) != old:
         return MergeOutcome(MOVED, tip=str(current.target) if current else None)
     trees = checkouts_of(repo, ref)
-    for worktree in trees:
-        reason = _read_tree(worktree, old, new, dry_run=True)
-        if reason:
-            return MergeOutcome(HELD, reason=reason)
     moved: list[Path] = []
     for worktree in trees:
         reason = _read_tree(worktree, old, new, dry_run=False)
@@ -158,11 +162,12 @@ def merge(repo: pygit2.Repository, config: Config, base: str, new: str, message:
         current = repo.references.get(config.target_ref)
         if current is None or str(current.target) != base:
             return MergeOutcome(MOVED, tip=str(current.target) if current else None)
-        for worktree in checkouts_of(repo, config.target_ref):
-            reason = _read_tree(worktree, base, new, dry_run=True)
-            if reason:
-                return MergeOutcome(HELD, reason=reason)
         if config.push:
+            # Nothing may be pushed that the local checkouts could not follow.
+            for worktree in checkouts_of(repo, config.target_ref):
+                reason = _read_tree(worktree, base, new, dry_run=True)
+                if reason:
+                    return MergeOutcome(HELD, reason=reason)
             pushed = _push(repo, config, base, new)
             if pushed is not None:
                 return pushed
@@ -176,6 +181,15 @@ def merge(repo: pygit2.Repository, config: Config, base: str, new: str, message:
         return outcome
 
 
+def remote_tip(repo: pygit2.Repository, config: Config) -> str | None:
+    """The target's tip on the push remote (fetched now), or None if unreachable."""
+    assert config.push is not None
+    cwd = common_dir(repo)
+    if git.run(("fetch", "--quiet", config.push, config.target_ref), cwd, check=False).returncode != 0:
+        return None
+    return git.output(("rev-parse", "FETCH_HEAD"), cwd)
+
+
 def _push(repo: pygit2.Repository, config: Config, base: str, new: str) -> MergeOutcome | None:
     remote = config.push
     assert remote is not None
@@ -187,10 +201,9 @@ def _push(repo: pygit2.Repository, config: Config, base: str, new: str) -> Merge
     if not any(word in text for word in ("[rejected]", "non-fast-forward", "fetch first", "stale info")):
         last = text.strip().splitlines()[-1] if text.strip() else f"exit {proc.returncode}"
         return MergeOutcome(HELD, reason=f"push to {remote} failed: {last}")
-    fetched = git.run(("fetch", "--quiet", remote, config.target_ref), cwd, check=False)
-    if fetched.returncode != 0:
+    tip = remote_tip(repo, config)
+    if tip is None:
         return MergeOutcome(HELD, reason=f"push to {remote} was rejected and fetching it failed")
-    tip = git.output(("rev-parse", "FETCH_HEAD"), cwd)
     if tip == base:
         return MergeOutcome(HELD, reason=f"push to {remote} was rejected: {text.strip()[:200]}")
     if not repo.descendant_of(pygit2.Oid(hex=tip), pygit2.Oid(hex=base)):

@@ -18,6 +18,8 @@ decide one submission.
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -65,7 +67,10 @@ CREATE TABLE submissions (
     base_commit TEXT,
     result_tree TEXT,
     merged_commit TEXT,
+    merge_intent TEXT,
     pr_url TEXT,
+    pr_number INTEGER,
+    pr_state TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
@@ -101,6 +106,32 @@ CREATE TABLE events (
 );
 CREATE INDEX events_ts ON events (ts);
 CREATE INDEX events_submission ON events (submission_id);
+CREATE TABLE validations (
+    base_tree TEXT NOT NULL,
+    dedup_key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    result_tree TEXT NOT NULL,
+    results TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (base_tree, dedup_key, fingerprint)
+);
+CREATE TABLE daemon (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    version TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    heartbeat_at REAL NOT NULL,
+    stopped_at REAL
+);
+CREATE TABLE refs_seen (
+    repo TEXT NOT NULL,
+    ref TEXT NOT NULL,
+    sha TEXT NOT NULL,
+    submission_id INTEGER,
+    seen_at REAL NOT NULL,
+    PRIMARY KEY (repo, ref)
+);
 CREATE TABLE baselines (
     repo TEXT NOT NULL,
     base_tree TEXT NOT NULL,
@@ -133,7 +164,10 @@ class Submission:
     base_commit: str | None
     result_tree: str | None
     merged_commit: str | None
+    merge_intent: str | None
     pr_url: str | None
+    pr_number: int | None
+    pr_state: str | None
     attempts: int
     created_at: float
     updated_at: float
@@ -358,7 +392,7 @@ class Store:
         """
         assert to_state in STATES, to_state
         allowed = {"route", "confidence", "explanation", "reason", "base_commit", "result_tree",
-                   "merged_commit", "pr_url"}
+                   "merged_commit", "merge_intent", "pr_url", "pr_number", "pr_state"}
         assert set(fields) <= allowed, fields
         if "explanation" in fields and fields["explanation"] is not None:
             fields["explanation"] = json.dumps(fields["explanation"], sort_keys=True)
@@ -381,6 +415,85 @@ class Store:
                 (sub_id, now, row["state"], to_state, fields.get("route"), detail))
             fresh = conn.execute("SELECT * FROM submissions WHERE id = ?", (sub_id,)).fetchone()
         return Submission.from_row(fresh)
+
+    @contextmanager
+    def hold(self, sub_id: int) -> Iterator[bool]:
+        """An exclusive, process-wide hold on one submission while it is worked on.
+
+        A flock, so it dies with its holder: a submission left `validating`
+        whose hold can be taken was abandoned by a process that died. Yields
+        False when another process holds it. Holders must re-read the state
+        after taking the hold (the lock file is removed on release).
+        """
+        directory = paths.locks_dir() / "claims"
+        directory.mkdir(exist_ok=True)
+        path = directory / f"{sub_id}.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    yield False
+                    return
+                raise
+            try:
+                yield True
+            finally:
+                path.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+
+    def set_fields(self, sub_id: int, **fields: Any) -> None:
+        """Record facts about a submission without changing its state."""
+        allowed = {"merge_intent", "pr_url", "pr_number", "pr_state", "reason"}
+        assert set(fields) <= allowed, fields
+        with self.transaction() as conn:
+            sets = ", ".join(f"{k} = ?" for k in fields)
+            conn.execute(f"UPDATE submissions SET {sets}, updated_at = ? WHERE id = ?",
+                         (*fields.values(), time.time(), sub_id))
+
+    def requeue(self, sub_id: int, detail: str, *, uncount_attempt: bool = False,
+                expect: Sequence[str] = ("validating",)) -> bool:
+        """Put a submission back in the queue (it was interrupted, or resubmitted).
+
+        `uncount_attempt`: the interrupted attempt was not the patch's doing
+        (a shutdown), so it does not count towards the attempt limit.
+        """
+        now = time.time()
+        with self.transaction() as conn:
+            row = conn.execute("SELECT state FROM submissions WHERE id = ?", (sub_id,)).fetchone()
+            if row is None or row["state"] not in expect:
+                return False
+            conn.execute(
+                "UPDATE submissions SET state = 'queued', updated_at = ?, decided_at = NULL, "
+                "merge_intent = NULL, attempts = attempts - ? WHERE id = ?",
+                (now, 1 if uncount_attempt else 0, sub_id))
+            conn.execute(
+                "INSERT INTO events (submission_id, ts, kind, from_state, to_state, detail) "
+                "VALUES (?, ?, 'state', ?, 'queued', ?)", (sub_id, now, row["state"], detail))
+        return True
+
+    def queued_ids(self, limit: int = 100) -> list[int]:
+        return [r[0] for r in self.conn.execute(
+            "SELECT id FROM submissions WHERE state = 'queued' ORDER BY id LIMIT ?", (limit,))]
+
+    # -- validation cache ------------------------------------------------------------
+
+    def cached_validation(self, base_tree: str, dedup_key: str,
+                          fingerprint: str) -> tuple[str, dict[str, Any]] | None:
+        row = self.conn.execute(
+            "SELECT result_tree, results FROM validations WHERE base_tree = ? AND dedup_key = ? "
+            "AND fingerprint = ?", (base_tree, dedup_key, fingerprint)).fetchone()
+        return (row[0], json.loads(row[1])) if row is not None else None
+
+    def cache_validation(self, base_tree: str, dedup_key: str, fingerprint: str,
+                         result_tree: str, results: dict[str, Any]) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO validations (base_tree, dedup_key, fingerprint, result_tree, "
+                "results, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (base_tree, dedup_key, fingerprint, result_tree, json.dumps(results), time.time()))
 
     def add_event(self, sub_id: int | None, kind: str, detail: str | None = None) -> None:
         with self.transaction() as conn:

@@ -18,6 +18,7 @@ reason and propagates, so the caller can log the traceback.
 """
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from errauto_daemon import checks as checks_mod
 from errauto_daemon import config as config_mod
 from errauto_daemon import guard, merge, paths, route, score
 from errauto_daemon.config import Config
-from errauto_daemon.errors import FatalError, PatchRejected
+from errauto_daemon.errors import Cancelled, FatalError, PatchRejected
 from errauto_daemon.intake import open_repo
 from errauto_daemon.patchapply import Overlay, apply_patch
 from errauto_daemon.patchfile import Patch, parse
@@ -69,9 +70,11 @@ class Validator:
     """Validates submissions of any repository; one per worker thread."""
 
     def __init__(self, store: Store, *, cancel: threading.Event | None = None,
-                 config_hook: ConfigHook | None = None, pool_size: int = 8) -> None:
+                 config_hook: ConfigHook | None = None, pool_size: int = 8,
+                 use_cache: bool = True) -> None:
         self.store = store
         self.cancel = cancel
+        self.use_cache = use_cache
         self.config_hook = config_hook
         self.pool_size = pool_size
         # The worktree used by the last validation, still to be cleaned. It is
@@ -91,31 +94,87 @@ class Validator:
     # -- entry points ------------------------------------------------------------
 
     def process(self, sub_id: int, from_states: tuple[str, ...] = ("queued",)) -> Submission:
-        """Claim and decide a submission; returns it as it ends up."""
-        sub = self.store.claim(sub_id, from_states)
-        if sub is None:
-            return self.store.get(sub_id)
-        try:
-            return self._guarded(sub, self._decide)
-        finally:
-            self.release()
+        """Claim and decide a submission; returns it as it ends up.
+
+        If another process is working on it, returns it as it is now.
+        """
+        with self.store.hold(sub_id) as held:
+            if not held:
+                return self.store.get(sub_id)
+            sub = self.store.claim(sub_id, from_states)
+            if sub is None:
+                return self.store.get(sub_id)
+            try:
+                return self._guarded(sub, self._decide)
+            finally:
+                self.release()
 
     def approve(self, sub_id: int, who: str) -> Submission:
         """A person approved a held submission: merge it, with the same CAS rules."""
-        sub = self.store.claim(sub_id, ("awaiting_review",), detail=f"approved by {who}")
-        if sub is None:
-            current = self.store.get(sub_id)
-            raise FatalError(f"submission {sub_id} is {current.state}; only awaiting_review can be approved")
+        with self.store.hold(sub_id) as held:
+            sub = self.store.claim(sub_id, ("awaiting_review",), detail=f"approved by {who}") if held else None
+            if sub is None:
+                current = self.store.get(sub_id)
+                raise FatalError(f"submission {sub_id} is {current.state}; "
+                                 "only awaiting_review can be approved")
+            try:
+                return self._guarded(sub, lambda s: self._approve(s, who))
+            finally:
+                self.release()
+
+    def recover(self, max_attempts: int = 3) -> list[Submission]:
+        """Requeue submissions abandoned mid-validation by a process that died.
+
+        A submission whose merge already reached the target (its recorded
+        merge intent is on the branch) is marked merged instead: a merge is
+        never done twice. One interrupted too often is failed, with why.
+        """
+        out = []
+        for sub in self.store.submissions(("validating",), limit=10_000):
+            with self.store.hold(sub.id) as held:
+                if not held:
+                    continue  # someone alive is working on it
+                current = self.store.get(sub.id)
+                if current.state != "validating":
+                    continue
+                out.append(self._recover_one(current, max_attempts))
+        return out
+
+    def _recover_one(self, sub: Submission, max_attempts: int) -> Submission:
+        if sub.merge_intent and self._merged_already(sub):
+            return self.store.transition(
+                sub.id, "merged", merged_commit=sub.merge_intent, route=sub.route or route.AUTO_MERGE,
+                reason=(sub.reason or "merged") + " (recorded after a restart)",
+                detail="recovered: the merge had reached the target")
+        if sub.attempts >= max_attempts:
+            return self.store.transition(
+                sub.id, "failed", reason=f"validation was interrupted {sub.attempts} times")
+        self.store.requeue(sub.id, "interrupted: the process validating it stopped")
+        return self.store.get(sub.id)
+
+    def _merged_already(self, sub: Submission) -> bool:
+        assert sub.merge_intent
         try:
-            return self._guarded(sub, lambda s: self._approve(s, who))
-        finally:
-            self.release()
+            repo = self._open(sub.repo)
+            config = self._config(repo, sub)
+        except FatalError:
+            return False
+        intent = pygit2.Oid(hex=sub.merge_intent)
+        tips = [repo.references[config.target_ref].target]
+        if config.push:
+            tip = merge.remote_tip(repo, config)
+            if tip is not None:
+                tips.append(pygit2.Oid(hex=tip))
+        return any(t == intent or (intent in repo and repo.descendant_of(t, intent)) for t in tips)
 
     def _guarded(self, sub: Submission, work: Callable[[Submission], Submission]) -> Submission:
         try:
             return work(sub)
         except PatchRejected as exc:
             return self.store.transition(sub.id, "rejected", route=route.REJECTED, reason=exc.reason)
+        except Cancelled:
+            self.store.requeue(sub.id, "interrupted: errauto is stopping", uncount_attempt=True)
+            return self.store.get(sub.id)
         except FatalError as exc:
             # A user-fixable problem (bad config, missing target): not the patch's fault.
             self.store.transition(sub.id, "failed", reason=str(exc))
@@ -217,7 +276,21 @@ class Validator:
         trees = tuple(o.write_tree() for o in overlays)
         clock.lap("apply")
         attempt = self._next_attempt(sub.id)
-        results, baselines = self._run_checks(repo, config, sub, tip, overlays[-1], attempt, clock)
+        key = (str(tip.tree.id), sub.dedup_key, config.checks_fingerprint())
+        cached = self.store.cached_validation(*key) if self.use_cache and config.checks else None
+        if cached is not None and cached[0] == str(trees[-1]):
+            results = [checks_mod.CheckResult(**r) for r in cached[1]["results"]]
+            baselines = dict(cached[1]["baselines"])
+            notes = [*notes, "check results reused from an identical validation (same base, "
+                             "patch and checks)"]
+            clock.lap("cache")
+        else:
+            results, baselines = self._run_checks(repo, config, sub, tip, overlays[-1], attempt, clock)
+            if any(r.status == "cancelled" for r in results):
+                raise Cancelled()
+            if config.checks:
+                self.store.cache_validation(*key, str(trees[-1]), {
+                    "results": [dataclasses.asdict(r) for r in results], "baselines": baselines})
         self.store.record_checks(sub.id, attempt, str(tip.id), [
             CheckRow(r.name, attempt, r.status, r.exit_code, r.duration,
                      score.check_score(c, r, baselines.get(c.name))[0], c.weight, r.detail,
@@ -297,6 +370,9 @@ class Validator:
         new = merge.build_commits(
             repo, pygit2.Oid(hex=validation.base), validation.patch.commits, validation.trees,
             submission_id=sub.id, fallback_message=sub.title + "\n")
+        # Written before the ref can move: after a crash, recovery finds the
+        # commit on the target and records the merge instead of redoing it.
+        self.store.set_fields(sub.id, merge_intent=str(new))
         return merge.merge(repo, config, validation.base, str(new),
                            f"errauto: merge submission {sub.id} ({sub.title})")
 

@@ -338,3 +338,19 @@ def test_reject_and_retry(project: GitRepo, tmp_path: Path, capsys: pytest.Captu
     assert code == 0, retried
     assert retried["state"] == "merged"
     assert main(["queue", "reject", sub, "--reason", "too late"]) == 2
+
+
+def test_touched_but_unchanged_file_does_not_hold_the_merge(
+        project: GitRepo, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import os
+
+    patch = write_patch(tmp_path, project, FIX)
+    calc = project.path / "calc.py"
+    calc.write_text(calc.read_text())  # same bytes, new stat data
+    os.utime(calc, (1, 1))
+
+    code, result = apply(capsys, patch, project)
+
+    assert code == 0, result
+    assert "a + b" in project.read("calc.py")
+    assert project.git("status", "--porcelain") == ""
