@@ -93,7 +93,7 @@ def retry(sub_id: int, *, as_json: bool) -> int:
     current = store.get(sub_id)
     if current.state not in RETRYABLE:
         raise FatalError(f"submission {sub_id} is {current.state}; only {', '.join(RETRYABLE)} can be retried")
-    sub = Validator(store).process(sub_id, from_states=RETRYABLE)
+    sub = Validator(store, use_cache=False).process(sub_id, from_states=RETRYABLE)
     return _print_decision(store, sub, as_json)
 
 
