@@ -12,8 +12,11 @@ fails with one line that names the key.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
+import re
 import shlex
+import urllib.parse
 import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -42,6 +45,8 @@ DEFAULT_PROTECTED = (
     ".errauto.toml",
 )
 DEFAULT_SECRET_ENV = ("GITHUB_TOKEN", "SLACK_WEBHOOK_URL")
+GITHUB_API_URL = "https://api.github.com"
+MERGE_METHODS = ("merge", "squash", "rebase")
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,26 @@ class CheckConfig:
     report: str = "coverage.json"  # coverage: the JSON report the command writes
     tolerance: float = 5.0  # coverage: percentage points of drop that score 0
     env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class GithubConfig:
+    """`[github]`: where pull requests go. The token itself is never configured,
+    only the name of the environment variable that holds it."""
+
+    repo: str  # "owner/name"
+    api_url: str = GITHUB_API_URL
+    token_env: str = "GITHUB_TOKEN"
+    remote: str = "origin"  # the git remote errauto/<id> branches are pushed to
+    merge_method: str = "merge"
+    labels: tuple[str, ...] = ("errauto",)
+    merge_via_pr: bool = False  # the auto_merge route also goes through a PR, merged at once
+    rate_limit_wait: float = 60.0  # longest wait for a rate limit to reset, per request
+    write_interval: float = 1.0  # pause between write requests (GitHub's secondary limits)
+
+    @property
+    def owner(self) -> str:
+        return self.repo.split("/", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -74,6 +99,7 @@ class Config:
     max_revalidations: int = 3
     secret_env: tuple[str, ...] = DEFAULT_SECRET_ENV
     checks: tuple[CheckConfig, ...] = ()
+    github: GithubConfig | None = None
     source: str = "defaults"
 
     @property
@@ -84,7 +110,8 @@ class Config:
         return Limits(self.max_patch_bytes, self.max_hunk_lines, self.max_files, self.max_blob_bytes)
 
     def secrets(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(DEFAULT_SECRET_ENV + self.secret_env))
+        token = (self.github.token_env,) if self.github else ()
+        return tuple(dict.fromkeys(DEFAULT_SECRET_ENV + self.secret_env + token))
 
     def checks_fingerprint(self) -> str:
         """Identifies what a validation ran: the checks and how they score."""
@@ -94,6 +121,7 @@ class Config:
     def with_thresholds(self, auto_merge: float | None, pr: float | None) -> Config:
         values = asdict(self)
         values["checks"] = self.checks
+        values["github"] = self.github
         if auto_merge is not None:
             values["auto_merge_threshold"] = auto_merge
         if pr is not None:
@@ -194,11 +222,15 @@ _TOP_KEYS: dict[str, type | tuple[type, ...]] = {
     "target": str, "inbox": str, "auto_merge_threshold": float, "pr_threshold": float,
     "workers": int, "push": str, "submit_refs": list, "protected_paths": list,
     "max_patch_bytes": int, "max_hunk_lines": int, "max_files": int, "max_blob_bytes": int,
-    "max_revalidations": int, "secret_env": list, "checks": dict,
+    "max_revalidations": int, "secret_env": list, "checks": dict, "github": dict,
 }
 _CHECK_KEYS: dict[str, type | tuple[type, ...]] = {
     "command": (str, list), "weight": float, "timeout": float, "gate": bool, "kind": str,
     "report": str, "tolerance": float, "env": dict,
+}
+_GITHUB_KEYS: dict[str, type | tuple[type, ...]] = {
+    "repo": str, "api_url": str, "token_env": str, "remote": str, "merge_method": str,
+    "labels": list, "merge_via_pr": bool, "rate_limit_wait": float, "write_interval": float,
 }
 
 
@@ -228,6 +260,8 @@ def _validated(values: Mapping[str, Any], source: str) -> Config:
         if key not in _TOP_KEYS:
             raise fail(key, "is not a known setting (see docs/configuration.md)")
         if key == "checks" and isinstance(value, tuple):
+            continue
+        if key == "github" and (value is None or isinstance(value, GithubConfig)):
             continue
         if key in ("submit_refs", "protected_paths", "secret_env") and isinstance(value, tuple):
             continue
@@ -281,6 +315,8 @@ def _validated(values: Mapping[str, Any], source: str) -> Config:
         out["checks"] = checks
     else:
         out["checks"] = tuple(_check(name, spec, fail) for name, spec in checks.items())
+    github = values.get("github")
+    out["github"] = github if github is None or isinstance(github, GithubConfig) else _github(github, fail)
     return Config(**out)
 
 
@@ -332,3 +368,76 @@ def _check(name: str, spec: Any, fail: Any) -> CheckConfig:
         gate=bool(spec.get("gate", name == "tests")), kind=kind,
         report=str(spec.get("report", "coverage.json")), tolerance=tolerance, env=dict(env),
     )
+
+
+_REPO_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _github(spec: Mapping[str, Any], fail: Any) -> GithubConfig:
+    for k, v in spec.items():
+        if k not in _GITHUB_KEYS:
+            raise fail(f"github.{k}", "is not a known github setting (see docs/configuration.md)")
+        if not _type_ok(v, _GITHUB_KEYS[k]):
+            raise fail(f"github.{k}", f"must be {_type_name(_GITHUB_KEYS[k])}, got {v!r}")
+    out: dict[str, Any] = {}
+    if "repo" not in spec:
+        raise fail("github.repo", 'is required: the repository pull requests go to, as "owner/name"')
+    repo = spec["repo"].strip()
+    if not _REPO_NAME.fullmatch(repo) or any(p in (".", "..") for p in repo.split("/")):
+        raise fail("github.repo", f'must be "owner/name", got {spec["repo"]!r}')
+    out["repo"] = repo
+    if "api_url" in spec:
+        out["api_url"] = _api_url(spec["api_url"], fail)
+    if "token_env" in spec:
+        if not _ENV_NAME.fullmatch(spec["token_env"]):
+            raise fail("github.token_env", f"must name an environment variable, got {spec['token_env']!r}")
+        out["token_env"] = spec["token_env"]
+    if "remote" in spec:
+        remote = spec["remote"].strip()
+        # It is passed to `git push`: a leading dash would be read as an option.
+        if not remote or remote.startswith("-") or any(c.isspace() for c in remote):
+            raise fail("github.remote", f"must name a git remote, got {spec['remote']!r}")
+        out["remote"] = remote
+    if "merge_method" in spec:
+        if spec["merge_method"] not in MERGE_METHODS:
+            raise fail("github.merge_method",
+                       f"must be one of {', '.join(MERGE_METHODS)}, got {spec['merge_method']!r}")
+        out["merge_method"] = spec["merge_method"]
+    if "labels" in spec:
+        labels = tuple(spec["labels"])
+        if not all(isinstance(l, str) and l.strip() and len(l) <= 50 for l in labels):
+            raise fail("github.labels", "must be a list of non-empty strings of at most 50 characters")
+        out["labels"] = tuple(dict.fromkeys(l.strip() for l in labels))
+    if "merge_via_pr" in spec:
+        out["merge_via_pr"] = spec["merge_via_pr"]
+    for key in ("rate_limit_wait", "write_interval"):
+        if key in spec:
+            if spec[key] < 0:
+                raise fail(f"github.{key}", f"must not be negative, got {spec[key]}")
+            out[key] = float(spec[key])
+    return GithubConfig(**out)
+
+
+def _api_url(value: str, fail: Any) -> str:
+    url = value.strip().rstrip("/")
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise fail("github.api_url", f"must be an http(s) URL such as {GITHUB_API_URL}, got {value!r}")
+    if parts.username or parts.password:
+        # Never in the config: the token comes from the environment only.
+        raise fail("github.api_url", "must not contain credentials (the token comes from github.token_env)")
+    if parts.query or parts.fragment:
+        raise fail("github.api_url", f"must not have a query or fragment, got {value!r}")
+    if parts.scheme == "http" and not _loopback(parts.hostname):
+        raise fail("github.api_url", f"must use https (the token would travel in clear), got {value!r}")
+    return url
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
