@@ -51,6 +51,22 @@ def headline(sub: Submission) -> str:
     return f"#{sub.id} {what}: {sub.title}"
 
 
+PR_STATES = {
+    "open": "open, auto-merge off",
+    "auto_merge": "open, auto-merge enabled",
+    "auto_merge_failed": "open, auto-merge could not be enabled",
+    "merged": "merged",
+    "closed": "closed without merging",
+}
+
+
+def pull_request_line(sub: Submission) -> str | None:
+    if not sub.pr_url:
+        return None
+    state = PR_STATES.get(sub.pr_state or "", sub.pr_state or "state unknown")
+    return f"pull request: {sub.pr_url} ({state})"
+
+
 def decision_lines(sub: Submission) -> list[str]:
     lines = [headline(sub)]
     if sub.reason:
@@ -98,6 +114,8 @@ def submission_json(sub: Submission, checks: Sequence[CheckRow] = (), *, full: b
         "reason": sub.reason,
         "merged_commit": sub.merged_commit,
         "pr_url": sub.pr_url,
+        "pr_number": sub.pr_number,
+        "pr_state": sub.pr_state,
         "created_at": sub.created_at,
         "decided_at": sub.decided_at,
     }

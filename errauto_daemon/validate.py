@@ -30,7 +30,7 @@ import pygit2
 
 from errauto_daemon import checks as checks_mod
 from errauto_daemon import config as config_mod
-from errauto_daemon import guard, merge, paths, route, score
+from errauto_daemon import github, guard, merge, paths, route, score
 from errauto_daemon.config import Config
 from errauto_daemon.errors import Cancelled, FatalError, PatchRejected
 from errauto_daemon.intake import open_repo
@@ -203,11 +203,21 @@ class Validator:
             tip = repo.references[config.target_ref].peel(pygit2.Commit)
             validation = self.validate(repo, config, sub, tip)
             conf = validation.confidence
-            decision = route.decide(conf, github=False)
+            decision = route.decide(conf, github=config.github is not None)
             explanation = self._explanation(validation, decision)
             fields: dict[str, Any] = dict(
                 confidence=conf.value, explanation=explanation, base_commit=validation.base,
                 result_tree=str(validation.trees[-1]))
+            if decision.route == route.AUTO_MERGE and config.github and config.github.merge_via_pr:
+                merged = self._merge_via_pr(repo, config, sub, validation, decision, fields)
+                if isinstance(merged, Submission):
+                    return merged
+                revalidations += 1
+                if revalidations > config.max_revalidations:
+                    return self._github_failed(sub, decision, github.GitHubError(
+                        f"{merged}: validated {revalidations} times without a chance to merge"), fields)
+                self.store.add_event(sub.id, "revalidate", merged)
+                continue
             if decision.route == route.AUTO_MERGE:
                 started = time.perf_counter()
                 outcome = self._merge(repo, config, sub, validation)
@@ -229,8 +239,188 @@ class Validator:
                 return self.store.transition(
                     sub.id, "awaiting_review", route=route.REVIEW,
                     reason=f"auto-merge held: {outcome.reason}", **fields)
+            if decision.route == route.PULL_REQUEST:
+                return self._pull_request(repo, config, sub, validation, decision, fields)
             return self.store.transition(sub.id, "awaiting_review", route=route.REVIEW,
                                          reason=decision.reason, **fields)
+
+    # -- the GitHub route ----------------------------------------------------------
+
+    def _pull_request(self, repo: pygit2.Repository, config: Config, sub: Submission,
+                      validation: Validation, decision: route.Decision,
+                      fields: dict[str, Any]) -> Submission:
+        """Push errauto/<id>, open (or reuse) its pull request, enable auto-merge."""
+        gh = config.github
+        assert gh is not None
+        started = time.perf_counter()
+        try:
+            with github.connect(gh) as client:
+                client.check_access()
+                github.remote_target(repo, gh.remote, config.target, validation.base)
+                pr, head, verb = self._publish(
+                    repo, config, sub, validation, client, fields,
+                    merged_by=github.BY_AUTO_MERGE if decision.pr_auto_merge else github.BY_PERSON)
+                if not decision.pr_auto_merge:
+                    state = github.OPEN
+                    why = f"pull request #{pr.number} {verb} without auto-merge: a person must merge it"
+                else:
+                    try:
+                        client.enable_auto_merge(pr, gh.merge_method, head)
+                        state, why = github.AUTO_MERGE, f"pull request #{pr.number} {verb} with auto-merge"
+                    except github.GitHubError as exc:
+                        state = github.AUTO_MERGE_FAILED
+                        why = (f"pull request #{pr.number} {verb}, but auto-merge could not be "
+                               f"enabled: {exc.reason}")
+                        self.store.add_event(sub.id, "alert", f"submission {sub.id}: {why}")
+        except github.GitHubError as exc:
+            return self._github_failed(sub, decision, exc, fields)
+        fields["explanation"]["timings"]["github"] = round(time.perf_counter() - started, 6)
+        return self.store.transition(
+            sub.id, "pr_open", route=route.PULL_REQUEST, reason=f"{decision.reason}; {why}",
+            pr_url=pr.url, pr_number=pr.number, pr_state=state, **fields)
+
+    def _merge_via_pr(self, repo: pygit2.Repository, config: Config, sub: Submission,
+                      validation: Validation, decision: route.Decision,
+                      fields: dict[str, Any]) -> Submission | str:
+        """auto_merge with `github.merge_via_pr`: open the pull request and merge it
+        at once, the validated head pinned.
+
+        Returns the decided submission, or why to validate again: the remote
+        target moved (the local one is fast-forwarded to it first), or GitHub
+        answered 409 because the pull request's head is not the validated commit.
+        """
+        gh = config.github
+        assert gh is not None
+        started = time.perf_counter()
+        try:
+            with github.connect(gh) as client:
+                earlier = self._merged_earlier(client, sub)
+                if earlier is not None:
+                    return self.store.transition(
+                        sub.id, "merged", route=route.AUTO_MERGE, merged_commit=earlier.merge_commit,
+                        pr_state=github.MERGED, reason=f"pull request #{earlier.number} was merged "
+                                                       "by an earlier attempt", **fields)
+                client.check_access()
+                # Serialised with every other merge into this target: two
+                # pull requests validated on one base are never merged together.
+                with merge.target_lock(repo, config.target_ref):
+                    tip = github.remote_target(repo, gh.remote, config.target, validation.base)
+                    if tip != validation.base:
+                        caught_up = merge.fast_forward(repo, config, validation.base, tip,
+                                                       f"errauto: fast-forward to {gh.remote}")
+                        if caught_up.status == merge.HELD:
+                            raise github.GitHubError(f"{gh.remote}/{config.target} moved, and {caught_up.reason}")
+                        return f"{gh.remote}/{config.target} moved to {tip[:12]}"
+                    pr, head, _ = self._publish(repo, config, sub, validation, client, fields,
+                                                merged_by=github.AT_ONCE)
+                    try:
+                        merged = client.merge(pr, head, gh.merge_method)
+                    except github.HeadMoved as exc:
+                        return f"the head of pull request #{pr.number} moved ({exc.reason})"
+                    except github.GitHubError as exc:
+                        return self._left_open(client, gh, sub, decision, pr, head, exc, fields)
+                    fields["explanation"]["timings"]["github"] = round(time.perf_counter() - started, 6)
+                    reason = f"{decision.reason}; merged through pull request #{pr.number}"
+                    follow = self._follow_merge(repo, config, validation.base, merged)
+                    return self.store.transition(
+                        sub.id, "merged", route=route.AUTO_MERGE, merged_commit=merged,
+                        reason=reason + (f"; {follow}" if follow else ""), pr_url=pr.url,
+                        pr_number=pr.number, pr_state=github.MERGED, **fields)
+        except github.GitHubError as exc:
+            return self._github_failed(sub, decision, exc, fields)
+
+    def _publish(self, repo: pygit2.Repository, config: Config, sub: Submission,
+                 validation: Validation, client: github.Client, fields: dict[str, Any], *,
+                 merged_by: str) -> tuple[github.PullRequest, str, str]:
+        """Push the validated commit to errauto/<id>; find or open its pull request.
+
+        Returns the pull request, the pushed head and "opened" or "updated".
+        """
+        gh = config.github
+        assert gh is not None
+        head = str(merge.build_commits(
+            repo, pygit2.Oid(hex=validation.base), validation.patch.commits, validation.trees,
+            submission_id=sub.id, fallback_message=sub.title + "\n"))
+        branch = github.branch_name(sub.id)
+        github.push_branch(repo, gh.remote, head, branch)
+        title = github.pull_request_title(sub)
+        body = github.pull_request_body(
+            sub, fields["explanation"], github.files_changed(repo, validation.base, str(validation.trees[-1])),
+            merged_by=merged_by)
+        pr, reused = github.open_pull_request(client, branch=branch, base=config.target, title=title, body=body)
+        # Recorded at once: from here on the submission has an open pull request.
+        self.store.set_fields(sub.id, pr_url=pr.url, pr_number=pr.number, pr_state=github.OPEN)
+        problems = []
+        if reused:
+            try:
+                client.update(pr, title, body)
+            except github.GitHubError as exc:
+                problems.append(exc.reason)
+        try:
+            client.add_labels(pr, gh.labels)
+        except github.GitHubError as exc:
+            problems.append(exc.reason)
+        for problem in problems:
+            self.store.add_event(sub.id, "alert", f"submission {sub.id}: {problem}")
+        return pr, head, "updated" if reused else "opened"
+
+    def _merged_earlier(self, client: github.Client, sub: Submission) -> github.PullRequest | None:
+        """The submission's pull request, if an attempt that was interrupted merged it."""
+        if sub.pr_number is None or sub.pr_state not in (github.OPEN, github.AUTO_MERGE,
+                                                          github.AUTO_MERGE_FAILED):
+            return None
+        pr = client.get(sub.pr_number)
+        return pr if pr.merged and pr.head == github.branch_name(sub.id) else None
+
+    def _left_open(self, client: github.Client, gh: config_mod.GithubConfig, sub: Submission,
+                   decision: route.Decision, pr: github.PullRequest, head: str,
+                   failure: github.GitHubError, fields: dict[str, Any]) -> Submission:
+        """GitHub would not merge at once (required checks or reviews, a limit):
+        let it merge the validated head when its requirements are met."""
+        why = f"merging pull request #{pr.number} at once failed ({failure.reason})"
+        try:
+            client.enable_auto_merge(pr, gh.merge_method, head)
+            state, why = github.AUTO_MERGE, why + "; auto-merge enabled instead"
+        except github.GitHubError as exc:
+            state, why = github.AUTO_MERGE_FAILED, why + f", and auto-merge could not be enabled ({exc.reason})"
+        self.store.add_event(sub.id, "alert", f"submission {sub.id}: {why}")
+        return self.store.transition(
+            sub.id, "pr_open", route=route.PULL_REQUEST, reason=f"{decision.reason}; {why}",
+            pr_url=pr.url, pr_number=pr.number, pr_state=state, **fields)
+
+    def _follow_merge(self, repo: pygit2.Repository, config: Config, base: str, merged: str) -> str | None:
+        """Fast-forward the local target to GitHub's merge; None, or why it did not follow."""
+        assert config.github is not None
+        try:
+            github.fetch(repo, config.github.remote, config.target)
+        except github.GitHubError as exc:
+            return f"local {config.target} did not follow: {exc.reason}"
+        new = pygit2.Oid(hex=merged)
+        if new not in repo or not repo.descendant_of(new, pygit2.Oid(hex=base)):
+            return f"local {config.target} did not follow: the merge is not on {config.github.remote}"
+        outcome = merge.fast_forward(repo, config, base, merged, f"errauto: fast-forward to {config.github.remote}")
+        if outcome.status == merge.MERGED:
+            return None
+        return f"local {config.target} did not follow: {outcome.reason or 'it moved'}"
+
+    def _github_failed(self, sub: Submission, decision: route.Decision, failure: github.GitHubError,
+                       fields: dict[str, Any]) -> Submission:
+        """The GitHub route failed: alert, and hold it; never lost.
+
+        With a pull request already open it stays `pr_open` (people decide
+        there, and it is followed); otherwise it waits in the review queue.
+        """
+        self.store.add_event(sub.id, "alert", f"submission {sub.id}: GitHub route failed: {failure.reason}")
+        current = self.store.get(sub.id)
+        if current.pr_number is not None and current.pr_state in (
+                github.OPEN, github.AUTO_MERGE, github.AUTO_MERGE_FAILED):
+            return self.store.transition(
+                sub.id, "pr_open", route=route.PULL_REQUEST,
+                reason=f"{decision.reason}; pull request #{current.pr_number} left open: {failure.reason}",
+                **fields)
+        return self.store.transition(
+            sub.id, "awaiting_review", route=route.REVIEW,
+            reason=f"{decision.reason}; GitHub route failed, held for review: {failure.reason}", **fields)
 
     def _approve(self, sub: Submission, who: str) -> Submission:
         repo = self._open(sub.repo)

@@ -61,6 +61,9 @@ def show(sub_id: int, *, as_json: bool) -> int:
     if sub.note:
         print(f"  note: {sub.note}")
     print(f"  patch: {sub.patch_path()}")
+    pr_line = output.pull_request_line(sub)
+    if pr_line:
+        print(f"  {pr_line}")
     if sub.base_commit:
         print(f"  validated on: {sub.base_commit}")
     if checks:

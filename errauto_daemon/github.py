@@ -1,0 +1,653 @@
+"""The GitHub route: push `errauto/<id>`, open the pull request, label it,
+enable auto-merge, merge it at once (`merge_via_pr`), and follow it.
+
+The one owner of everything errauto does on GitHub, and of pushes of
+`errauto/*` branches (pushes of the target itself belong to merge.py).
+
+Exactly once, whatever GitHub answers:
+
+- a branch has at most one open pull request: before creating one, the open
+  pull request for `errauto/<id>` is looked up and reused; a 422 "A pull
+  request already exists" means the same, and is answered by looking again;
+- PyGithub's default retry sends POST again after a 5xx, which can open a
+  second pull request when the first request did succeed. Here only GET,
+  HEAD and OPTIONS are retried by the transport. After a 5xx (or a timeout)
+  on create, the pull request is looked up by its branch before creating
+  again; a merge is only ever sent with the validated head sha pinned;
+- a rate-limited request (403 with `x-ratelimit-remaining: 0`, a secondary
+  limit, or 429) was not carried out, so it is sent again after the wait
+  GitHub asks for (`Retry-After`, else `x-ratelimit-reset`), at most
+  `github.rate_limit_wait` seconds per request; a longer wait is a failure.
+
+Every failure is a `GitHubError` whose text has the token removed; the
+caller holds the submission for review with that reason and raises an alert.
+The token is read from the environment variable `github.token_env` here and
+nowhere else, and lives only inside PyGithub's `Auth.Token`.
+"""
+from __future__ import annotations
+
+import email.utils
+import html
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Protocol, TypeVar
+
+import pygit2
+import requests
+from github import Auth, Github, GithubException
+from github.PullRequest import PullRequest as RawPullRequest
+from github.Requester import Requester
+from urllib3.util.retry import Retry
+
+from errauto_daemon import __version__, git, redact
+from errauto_daemon import config as config_mod
+from errauto_daemon.config import GithubConfig
+from errauto_daemon.errors import FatalError, printable
+from errauto_daemon.store import Store, Submission
+from errauto_daemon.workspace import common_dir
+
+log = logging.getLogger("errauto.github")
+
+T = TypeVar("T")
+
+# pr_state values: what errauto knows about a submission's pull request.
+OPEN = "open"  # open, auto-merge off (a gate: a person must merge it)
+AUTO_MERGE = "auto_merge"  # open, GitHub merges it when its requirements pass
+AUTO_MERGE_FAILED = "auto_merge_failed"  # open, auto-merge wanted but could not be enabled
+MERGED = "merged"
+CLOSED = "closed"  # closed without merging (output.PR_STATES words these for people)
+
+
+# Looking again after a 422 "already exists": GitHub's list of pull requests
+# is eventually consistent and may not show the one it just refused to duplicate.
+LOOKUP_DELAYS = (0.0, 0.5, 1.0, 2.0)
+CREATE_ATTEMPTS = 3
+RATE_LIMIT_ROUNDS = 5  # a Retry-After of 0 must not loop for ever
+TIMEOUT = 30
+
+
+def branch_name(sub_id: int) -> str:
+    return f"errauto/{sub_id}"
+
+
+# --------------------------------------------------------------------------
+# errors
+
+
+class GitHubError(Exception):
+    """The GitHub route failed; `reason` is one line, safe to show and store."""
+
+    def __init__(self, reason: str, *, status: int | None = None, outcome_unknown: bool = False) -> None:
+        reason = printable(redact.redact(reason))
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        # The request may have been carried out (a 5xx or a timeout on a write).
+        self.outcome_unknown = outcome_unknown
+
+
+class AuthError(GitHubError):
+    """No token, or GitHub rejected it (401)."""
+
+
+class RateLimited(GitHubError):
+    """GitHub asked for a longer wait than errauto is configured to wait."""
+
+
+class HeadMoved(GitHubError):
+    """409 on merge: the pull request's head is not the validated commit."""
+
+
+class AlreadyExists(GitHubError):
+    """422 on create: an open pull request for this branch already exists."""
+
+
+# --------------------------------------------------------------------------
+# the interface
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    number: int
+    url: str  # the page people open
+    state: str  # "open" or "closed"
+    merged: bool
+    merge_commit: str | None
+    head: str  # branch name
+    head_sha: str
+    node_id: str
+    auto_merge: bool
+
+
+class GitHubAPI(Protocol):
+    """What the route needs from GitHub; `Client` is the real one."""
+
+    def check_access(self) -> None: ...
+    def find_open(self, branch: str, base: str) -> PullRequest | None: ...
+    def create(self, branch: str, base: str, title: str, body: str) -> PullRequest: ...
+    def update(self, pr: PullRequest, title: str, body: str) -> None: ...
+    def get(self, number: int) -> PullRequest: ...
+    def add_labels(self, pr: PullRequest, labels: Sequence[str]) -> None: ...
+    def enable_auto_merge(self, pr: PullRequest, method: str, head_sha: str) -> None: ...
+    def merge(self, pr: PullRequest, head_sha: str, method: str) -> str: ...
+
+
+# --------------------------------------------------------------------------
+# the real client
+
+
+class _Redacted(logging.Filter):
+    """PyGithub logs each request and response verbatim at DEBUG (it masks the
+    Authorization header, but a response body may quote anything)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact.redact(record.getMessage())
+        record.args = ()
+        return True
+
+
+def _redact_pygithub_logs() -> None:
+    # Logger filters are not inherited: put it on the loggers PyGithub writes to.
+    for name in ("github", "github.Requester", "github.GithubRetry"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _Redacted) for f in logger.filters):
+            logger.addFilter(_Redacted())
+
+
+def connect(conf: GithubConfig, env: Mapping[str, str] | None = None) -> Client:
+    """A client for `conf.repo`; AuthError when the token variable is empty."""
+    redact.register([conf.token_env])
+    _redact_pygithub_logs()
+    token = (os.environ if env is None else env).get(conf.token_env, "").strip()
+    if not token:
+        raise AuthError(f"no GitHub token: the environment variable {conf.token_env} "
+                        "(github.token_env) is not set")
+    return Client(conf, token)
+
+
+def transport_retry() -> Retry:
+    """Retries the transport may do on its own: idempotent requests only.
+
+    PyGithub's default (GithubRetry) also re-sends POST on 5xx: a create
+    that succeeded but answered 500 would be sent twice. Rate limits are
+    not handled here either: `Client._call` waits them out, for every method.
+    """
+    return Retry(total=3, connect=2, read=2, status=2, backoff_factor=0.5, backoff_max=4.0,
+                 allowed_methods=frozenset({"GET", "HEAD", "OPTIONS"}),
+                 status_forcelist=(500, 502, 503, 504), respect_retry_after_header=False,
+                 raise_on_status=False)
+
+
+class Client:
+    """GitHub through PyGithub, for one repository."""
+
+    def __init__(self, conf: GithubConfig, token: str, *,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.conf = conf
+        self._token = token
+        self._sleep = sleep
+        self._gh = Github(
+            auth=Auth.Token(token), base_url=conf.api_url, timeout=TIMEOUT, retry=transport_retry(),
+            user_agent=f"errauto/{__version__}",
+            seconds_between_requests=min(0.25, conf.write_interval),
+            seconds_between_writes=conf.write_interval, lazy=True)
+        self._repo = self._gh.get_repo(conf.repo)  # lazy: no request until one is needed
+        self._pulls: dict[int, RawPullRequest] = {}
+
+    def __repr__(self) -> str:
+        return f"Client({self.conf.repo} at {self.conf.api_url})"
+
+    def close(self) -> None:
+        self._gh.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    # -- the calls ---------------------------------------------------------------
+
+    def check_access(self) -> None:
+        try:
+            self._call("reading the repository", self._repo.update)
+        except GitHubError as exc:
+            if exc.status == 404:
+                raise GitHubError(f"GitHub repository {self.conf.repo} not found at {self.conf.api_url}, "
+                                  f"or the token in {self.conf.token_env} cannot see it",
+                                  status=404) from None
+            raise
+
+    def find_open(self, branch: str, base: str) -> PullRequest | None:
+        def look() -> PullRequest | None:
+            for raw in self._repo.get_pulls(state="open", head=f"{self.conf.owner}:{branch}", base=base):
+                if raw.head.ref == branch:
+                    return self._keep(raw)
+            return None
+        return self._call(f"looking for the pull request of {branch}", look)
+
+    def create(self, branch: str, base: str, title: str, body: str) -> PullRequest:
+        try:
+            return self._call(f"opening a pull request for {branch}", lambda: self._keep(
+                self._repo.create_pull(base=base, head=branch, title=title, body=body)))
+        except GitHubError as exc:
+            if exc.status == 422 and "already exists" in exc.reason:
+                raise AlreadyExists(exc.reason, status=422) from None
+            raise
+
+    def update(self, pr: PullRequest, title: str, body: str) -> None:
+        raw = self._raw(pr.number)
+        self._call(f"updating pull request #{pr.number}", lambda: raw.edit(title=title, body=body),
+                   resend=True)
+
+    def get(self, number: int) -> PullRequest:
+        return self._call(f"reading pull request #{number}", lambda: self._keep(self._repo.get_pull(number)))
+
+    def add_labels(self, pr: PullRequest, labels: Sequence[str]) -> None:
+        if labels:
+            raw = self._raw(pr.number)
+            self._call(f"labelling pull request #{pr.number}", lambda: raw.add_to_labels(*labels),
+                       resend=True)
+
+    def enable_auto_merge(self, pr: PullRequest, method: str, head_sha: str) -> None:
+        raw = self._raw(pr.number)
+        # expected_head_oid: GitHub refuses if the head is not the validated
+        # commit, so auto-merge can never merge something else.
+        try:
+            self._call(f"enabling auto-merge on pull request #{pr.number}", lambda: raw.enable_automerge(
+                merge_method=method.upper(), expected_head_oid=head_sha), resend=True)
+        except GitHubError as exc:
+            if "clean status" in exc.reason or "unstable status" in exc.reason:
+                # GitHub only queues auto-merge when something is still pending.
+                raise GitHubError(exc.reason + " (auto-merge needs required status checks on the "
+                                  "base branch; see docs/github.md)", status=exc.status) from None
+            raise
+
+    def merge(self, pr: PullRequest, head_sha: str, method: str) -> str:
+        """Merge with the head pinned; returns the merge commit. HeadMoved on 409."""
+        raw = self._raw(pr.number)
+        what = f"merging pull request #{pr.number}"
+        for attempt in range(2):
+            try:
+                status = self._call(what, lambda: raw.merge(sha=head_sha, merge_method=method))
+                if not status.merged:
+                    raise GitHubError(f"{what}: GitHub did not merge it ({status.message})")
+                return str(status.sha)
+            except GitHubError as exc:
+                if exc.status == 409:
+                    raise HeadMoved(exc.reason, status=409) from None
+                if not exc.outcome_unknown or attempt:
+                    raise
+            # It may have merged: look before asking again (the head stays pinned).
+            now = self.get(pr.number)
+            if now.merged and now.merge_commit:
+                return now.merge_commit
+        raise AssertionError("unreachable")
+
+    # -- plumbing ----------------------------------------------------------------
+
+    def _keep(self, raw: RawPullRequest) -> PullRequest:
+        self._pulls[raw.number] = raw
+        return PullRequest(
+            number=raw.number, url=raw.html_url, state=raw.state, merged=raw.merged_at is not None,
+            merge_commit=raw.merge_commit_sha if raw.merged_at is not None else None,
+            head=raw.head.ref, head_sha=raw.head.sha, node_id=raw.node_id,
+            auto_merge=raw.auto_merge is not None)
+
+    def _raw(self, number: int) -> RawPullRequest:
+        if number not in self._pulls:
+            self.get(number)
+        return self._pulls[number]
+
+    def _call(self, what: str, fn: Callable[[], T], *, resend: bool = False) -> T:
+        """Run one API call; wait out rate limits (bounded); failures become GitHubError.
+
+        `resend`: the call is idempotent in effect (labels, auto-merge, an
+        edit), so after a 5xx it may be sent again; a create or merge never is.
+        """
+        waited = 0.0
+        failures = rounds = 0
+        while True:
+            try:
+                return fn()
+            except GithubException as exc:
+                error, wait = self._error(what, exc)
+            except requests.RequestException as exc:
+                # The request may or may not have reached GitHub.
+                error, wait = GitHubError(f"{what}: cannot reach {self.conf.api_url} ({type(exc).__name__})",
+                                          outcome_unknown=True), None
+            if wait is not None:
+                if waited + wait > self.conf.rate_limit_wait:
+                    raise RateLimited(
+                        f"{what}: GitHub's rate limit asks to wait {wait:.0f}s, longer than "
+                        f"github.rate_limit_wait ({self.conf.rate_limit_wait:g}s)", status=error.status)
+                if rounds >= RATE_LIMIT_ROUNDS:
+                    raise RateLimited(f"{what}: still rate limited after {rounds} waits", status=error.status)
+                log.info("%s: rate limited (%s); waiting %.1fs", what, error.status, wait)
+                self._sleep(wait)
+                waited += wait
+                rounds += 1
+                continue
+            if resend and error.outcome_unknown and failures < 2:
+                failures += 1
+                self._sleep(0.5 * failures)
+                continue
+            log.info("%s", error.reason)
+            raise error
+
+    def _error(self, what: str, exc: GithubException) -> tuple[GitHubError, float | None]:
+        status = exc.status
+        message = self._scrub(_message(exc.data) or (exc.message or ""))
+        headers = {k.lower(): str(v) for k, v in (exc.headers or {}).items()}
+        if status == 401:
+            return AuthError(f"GitHub rejected the token in {self.conf.token_env} "
+                             f"(401 {message or 'Bad credentials'})", status=401), None
+        wait = rate_limit_wait(status, headers, message)
+        text = f"{what}: GitHub answered {status}" + (f" {message}" if message else "")
+        return GitHubError(text, status=status, outcome_unknown=status >= 500), wait
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._token, "***")
+
+
+def _message(data: Any) -> str:
+    """GitHub's message and its detailed errors (REST 422s, GraphQL errors)."""
+    if not isinstance(data, dict):
+        return str(data)[:300] if data else ""
+    parts = [str(data["message"])] if data.get("message") else []
+    for error in data.get("errors") or []:
+        if isinstance(error, dict) and error.get("message"):
+            parts.append(str(error["message"]))
+        elif isinstance(error, dict) and error.get("code"):
+            parts.append(f"{error.get('field', '')} {error['code']}".strip())
+    return "; ".join(parts)[:500]
+
+
+def rate_limit_wait(status: int, headers: Mapping[str, str], message: str, *,
+                    now: float | None = None) -> float | None:
+    """Seconds GitHub asks to wait before this request may be sent again; None
+    when the answer is not a rate limit (a 403 can be a plain refusal)."""
+    if status not in (403, 429):
+        return None
+    retry_after = headers.get("retry-after", "").strip()
+    exhausted = headers.get("x-ratelimit-remaining") == "0"
+    if status == 403 and not (retry_after or exhausted or Requester.isRateLimitError(message)):
+        return None
+    now = time.time() if now is None else now
+    if retry_after:
+        if retry_after.isdigit():
+            return float(retry_after)
+        try:
+            return max(0.0, email.utils.parsedate_to_datetime(retry_after).timestamp() - now)
+        except (TypeError, ValueError):
+            pass
+    reset = headers.get("x-ratelimit-reset", "")
+    if exhausted and reset.isdigit():
+        # +1: the reset is given in whole seconds.
+        return max(0.0, int(reset) - now) + 1.0
+    return 60.0  # GitHub's advice for a secondary limit without a Retry-After
+
+
+# --------------------------------------------------------------------------
+# opening a pull request, exactly once
+
+
+def open_pull_request(api: GitHubAPI, *, branch: str, base: str, title: str, body: str,
+                      sleep: Callable[[float], None] = time.sleep) -> tuple[PullRequest, bool]:
+    """The open pull request for `branch`, created if there is none; (pr, reused).
+
+    GitHub keeps one open pull request per head and base, so a create
+    refused with 422 "already exists" means there is one to find. After a
+    create whose outcome is unknown (5xx, timeout), look before trying again.
+    """
+    found = api.find_open(branch, base)
+    if found is not None:
+        return found, True
+    failure: GitHubError | None = None
+    for _ in range(CREATE_ATTEMPTS):
+        try:
+            return api.create(branch, base, title, body), False
+        except AlreadyExists as exc:
+            for delay in LOOKUP_DELAYS:
+                sleep(delay)
+                found = api.find_open(branch, base)
+                if found is not None:
+                    return found, True
+            raise GitHubError(f"GitHub says a pull request for {branch} exists, but it cannot be "
+                              f"found: {exc.reason}", status=422) from None
+        except GitHubError as exc:
+            if not exc.outcome_unknown:
+                raise
+            failure = exc
+            found = api.find_open(branch, base)
+            if found is not None:
+                log.info("the create for %s answered %s but had happened: reusing #%d",
+                         branch, exc.status, found.number)
+                return found, True
+    assert failure is not None
+    raise failure
+
+
+# --------------------------------------------------------------------------
+# the branch
+
+
+def push_branch(repo: pygit2.Repository, remote: str, commit: str, branch: str) -> None:
+    """Make `branch` on `remote` point at `commit`.
+
+    Forced: `errauto/*` branches belong to errauto, and after a revalidation
+    the branch carries a commit on a newer base.
+    """
+    proc = git.run(("push", "--porcelain", "--force", remote, f"{commit}:refs/heads/{branch}"),
+                   common_dir(repo), check=False)
+    if proc.returncode != 0:
+        raise GitHubError(f"pushing {branch} to {remote} failed: {_last_line(proc)}")
+
+
+def remote_target(repo: pygit2.Repository, remote: str, target: str, base: str) -> str:
+    """The target's tip on `remote`; GitHubError unless it contains `base`.
+
+    A pull request carries every commit between the remote's target and its
+    head: if the validated base is not on the remote, it would carry local
+    commits nobody submitted.
+    """
+    cwd = common_dir(repo)
+    proc = git.run(("ls-remote", "--exit-code", remote, f"refs/heads/{target}"), cwd, check=False)
+    if proc.returncode == 2:
+        raise GitHubError(f"{remote} has no branch {target}")
+    if proc.returncode != 0:
+        raise GitHubError(f"cannot read {remote}: {_last_line(proc)}")
+    tip = proc.stdout.decode().split()[0]
+    if tip == base:
+        return tip
+    if pygit2.Oid(hex=tip) not in repo:
+        fetch(repo, remote, target)
+    if pygit2.Oid(hex=tip) not in repo or not repo.descendant_of(pygit2.Oid(hex=tip), pygit2.Oid(hex=base)):
+        raise GitHubError(f"{target} has commits that {remote}/{target} does not: a pull request "
+                          f"would carry them too; push or reset {target} first")
+    return tip
+
+
+def fetch(repo: pygit2.Repository, remote: str, target: str) -> None:
+    proc = git.run(("fetch", "--quiet", remote, f"refs/heads/{target}"), common_dir(repo), check=False)
+    if proc.returncode != 0:
+        raise GitHubError(f"fetching {target} from {remote} failed: {_last_line(proc)}")
+
+
+def _last_line(proc: Any) -> str:
+    text = (proc.stdout + proc.stderr).decode("utf-8", "replace").strip()
+    return text.splitlines()[-1] if text else f"exit code {proc.returncode}"
+
+
+# --------------------------------------------------------------------------
+# what a pull request says
+
+
+@dataclass(frozen=True)
+class FileChange:
+    path: str
+    added: int
+    removed: int
+    binary: bool
+
+
+def files_changed(repo: pygit2.Repository, base: str, tree: str) -> list[FileChange]:
+    base_tree = repo[base].peel(pygit2.Tree)
+    new_tree = repo[tree].peel(pygit2.Tree)
+    out = []
+    for patch in base_tree.diff_to_tree(new_tree):
+        if patch is None:
+            continue
+        _, added, removed = patch.line_stats
+        out.append(FileChange(patch.delta.new_file.path, added, removed, bool(patch.delta.is_binary)))
+    return out
+
+
+def pull_request_title(sub: Submission) -> str:
+    title = " ".join(printable(sub.title).split())[:200]
+    return title or f"errauto: submission {sub.id}"
+
+
+# How a pull request gets merged, as its body tells it.
+BY_AUTO_MERGE = "auto-merge"  # GitHub, when the required checks pass
+BY_PERSON = "person"  # a gate: no auto-merge
+AT_ONCE = "at once"  # merge_via_pr: errauto merges it right after opening it
+
+
+def pull_request_body(sub: Submission, explanation: Mapping[str, Any], files: Sequence[FileChange], *,
+                      merged_by: str, max_files: int = 100) -> str:
+    """Markdown: confidence, checks, files, source, and how to approve or reject.
+
+    Everything that came with the patch (names, titles, authors) is shown
+    in code spans or escaped: it must not mention people or inject markup.
+    """
+    th = explanation.get("thresholds", {})
+    lines = [
+        f"errauto validated submission #{sub.id} on `{sub.target}` at "
+        f"`{str(explanation.get('base', ''))[:12]}` and opened this pull request.",
+        "",
+        f"**Confidence {float(explanation.get('confidence', 0)):.2f}** (a pull request needs "
+        f"{float(th.get('pull_request', 0)):.2f}, auto-merge {float(th.get('auto_merge', 0)):.2f}): "
+        f"{_text(str(explanation.get('summary', '')))}",
+        "",
+    ]
+    lines.append({
+        BY_AUTO_MERGE: "**Auto-merge: on.** GitHub merges this pull request when the branch's "
+                       "required checks pass.",
+        BY_PERSON: "**Auto-merge: off.** A person must merge it (see the gates below).",
+        AT_ONCE: "**Merged by errauto at once** (`merge_via_pr`), with the validated head pinned.",
+    }[merged_by])
+    lines += ["", "| check | status | duration | contribution |", "|---|---|---:|---:|"]
+    for part in explanation.get("parts", []):
+        status = part["status"] + (f" ({part['detail']})" if part.get("detail") else "")
+        lines.append(f"| {_code(part['check'])} | {_cell(status)} | "
+                     f"{float(part['duration']):.2f} s | {float(part['contribution']):.2f} of "
+                     f"{float(part['weight']):.2f} |")
+    if not explanation.get("parts"):
+        lines.append("| (no checks configured) | | | |")
+    for gate_text in explanation.get("gates", []):
+        lines.append(f"\nGate: {_text(gate_text)}")
+    for note in explanation.get("notes", []):
+        lines.append(f"\nNote: {_text(note)}")
+    added = sum(f.added for f in files)
+    removed = sum(f.removed for f in files)
+    lines += ["", f"**Files changed:** {len(files)} (+{added} −{removed})", "",
+              "| file | + | − |", "|---|---:|---:|"]
+    for f in files[:max_files]:
+        counts = ("binary", "") if f.binary else (str(f.added), str(f.removed))
+        lines.append(f"| {_code(f.path)} | {counts[0]} | {counts[1]} |")
+    if len(files) > max_files:
+        lines.append(f"| … and {len(files) - max_files} more | | |")
+    source = _code(sub.source) + (f" ({_code(sub.source_detail)})" if sub.source_detail else "")
+    lines += ["", f"**Source:** {source}" + (f", author {_code(sub.author)}" if sub.author else "") +
+              f", errauto submission #{sub.id}."]
+    if sub.note:
+        lines.append(f"**Note from the submitter:** {_code(sub.note)}")
+    lines += ["", "**To approve**, merge this pull request" +
+              (" (or let auto-merge do it)" if merged_by == BY_AUTO_MERGE else "") +
+              f". **To reject**, close it. errauto records either outcome; "
+              f"`errauto queue show {sub.id}` shows the details and check logs."]
+    return "\n".join(lines) + "\n"
+
+
+def _code(text: str) -> str:
+    text = printable(text).replace("`", "'").replace("|", "\\|")
+    return f"`{text[:200]}`"
+
+
+def _cell(text: str) -> str:
+    return _text(text).replace("|", "\\|")
+
+
+def _text(text: str) -> str:
+    # A zero-width space after @ keeps GitHub from notifying whoever it names.
+    return html.escape(printable(text), quote=False).replace("@", "@\u200b")
+
+
+# --------------------------------------------------------------------------
+# following open pull requests
+
+
+def follow_open_pull_requests(store: Store, *, limit: int = 20, min_interval: float = 60.0,
+                              connect: Callable[[GithubConfig], GitHubAPI] = connect) -> int:
+    """Record pull requests that were merged or closed; returns how many.
+
+    Bounded: at most `limit` pull requests per call, each at most once per
+    `min_interval` seconds (the least recently checked first; checking one
+    bumps the submission's `updated_at`). A merged one becomes `merged` with
+    GitHub's merge commit; one closed without merging becomes `rejected`.
+    A rate limit or a rejected token ends the round early.
+    """
+    from errauto_daemon.intake import open_repo  # intake is upstream of the route; import late
+
+    rows = store.conn.execute(
+        "SELECT id FROM submissions WHERE state = 'pr_open' AND pr_number IS NOT NULL "
+        "AND updated_at <= ? ORDER BY updated_at LIMIT ?", (time.time() - min_interval, limit)).fetchall()
+    clients: dict[GithubConfig, GitHubAPI] = {}
+    decided = 0
+    for (sub_id,) in rows:
+        sub = store.get(sub_id)
+        if sub.state != "pr_open" or sub.pr_number is None:
+            continue
+        try:
+            conf = config_mod.load(open_repo(sub.repo), sub.target).github
+            if conf is None:
+                store.set_fields(sub.id, pr_state=sub.pr_state)
+                continue
+            api = clients.get(conf)
+            if api is None:
+                api = clients[conf] = connect(conf)
+            pr = api.get(sub.pr_number)
+        except (AuthError, RateLimited) as exc:
+            log.warning("following pull requests stopped: %s", exc.reason)
+            break
+        except (GitHubError, FatalError) as exc:
+            log.warning("submission %d: cannot follow pull request #%s: %s", sub.id, sub.pr_number, exc)
+            store.set_fields(sub.id, pr_state=sub.pr_state)
+            continue
+        try:
+            if pr.merged:
+                store.transition(sub.id, "merged", expect=("pr_open",), merged_commit=pr.merge_commit,
+                                 pr_state=MERGED, reason=f"pull request #{pr.number} was merged on GitHub",
+                                 detail=f"pull request #{pr.number} merged")
+                decided += 1
+            elif pr.state == "closed":
+                store.transition(sub.id, "rejected", expect=("pr_open",), pr_state=CLOSED,
+                                 reason=f"pull request #{pr.number} was closed without merging",
+                                 detail=f"pull request #{pr.number} closed")
+                decided += 1
+            else:
+                state = AUTO_MERGE if pr.auto_merge else (
+                    sub.pr_state if sub.pr_state in (OPEN, AUTO_MERGE_FAILED) else OPEN)
+                store.set_fields(sub.id, pr_state=state)
+        except FatalError:
+            continue  # someone else decided it meanwhile
+    for api in clients.values():
+        if isinstance(api, Client):
+            api.close()
+    return decided
