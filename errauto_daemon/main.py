@@ -78,6 +78,44 @@ def build_parser() -> argparse.ArgumentParser:
     qt.add_argument("id", type=int)
     qt.add_argument("--json", action="store_true")
 
+    sm = sub.add_parser("submit", help="record patches for the daemon and return (or --wait)")
+    sm.add_argument("patches", nargs="+", metavar="PATCH")
+    sm.add_argument("--repo", default=".")
+    sm.add_argument("--target")
+    sm.add_argument("--note", help="a note kept with the submission")
+    sm.add_argument("--wait", action="store_true", help="block until decided; exit like `apply`")
+    sm.add_argument("--timeout", type=float, help="with --wait: give up after this many seconds")
+    sm.add_argument("--json", action="store_true")
+
+    dm = sub.add_parser("daemon", help="run, start, stop or inspect the daemon")
+    dsub = dm.add_subparsers(dest="daemon_command", metavar="ACTION")
+    dsub.required = True
+    for name, text in (("run", "run in the foreground (for systemd and debugging)"),
+                       ("start", "start in the background; returns once it is ready")):
+        dp = dsub.add_parser(name, help=text)
+        dp.add_argument("--workers", type=_positive_int, help="validations at once (default: from config)")
+        dp.add_argument("--grace", type=float, default=30.0,
+                        help="seconds running validations may finish after SIGTERM (default 30)")
+        dp.add_argument("--verbose", action="store_true")
+        if name == "run":
+            dp.add_argument("--rescan", type=float, default=30.0,
+                            help="seconds between full inbox and ref rescans (default 30)")
+            dp.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
+    dsub.add_parser("stop", help="stop gracefully")
+    ds = dsub.add_parser("status", help="pid, uptime, watched repositories, queue")
+    ds.add_argument("--json", action="store_true")
+    di = dsub.add_parser("install-service", help="write a systemd user unit")
+    di.add_argument("--force", action="store_true")
+
+    w = sub.add_parser("watch", help="the repositories the daemon watches")
+    wsub = w.add_subparsers(dest="watch_command", metavar="ACTION")
+    wsub.required = True
+    wa = wsub.add_parser("add", help="watch a repository")
+    wa.add_argument("dir", nargs="?", default=".")
+    wsub.add_parser("list", help="list watched repositories")
+    wr = wsub.add_parser("remove", help="stop watching a repository")
+    wr.add_argument("dir", nargs="?", default=".")
+
     s = sub.add_parser("status", help="counts per state and route")
     s.add_argument("--json", action="store_true")
 
@@ -86,7 +124,6 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--force", action="store_true", help="overwrite an existing .errauto.toml")
 
     d = sub.add_parser("demo", help="run errauto on a temporary repository with sample patches")
-    d.add_argument("--keep", action="store_true", help="keep the temporary repository and state")
     d.add_argument("--dir", help="make the demo here instead of a temporary directory")
     return parser
 
@@ -131,6 +168,31 @@ def _dispatch(args: argparse.Namespace) -> int:
             return queue.reject(args.id, args.reason)
         if args.queue_command == "retry":
             return queue.retry(args.id, as_json=args.json)
+    if args.command == "submit":
+        from errauto_daemon.commands.submit import submit
+        return submit(args.patches, repo=args.repo, target=args.target, note=args.note, wait=args.wait,
+                      timeout=args.timeout, as_json=args.json)
+    if args.command == "daemon":
+        from errauto_daemon.commands import daemon
+        if args.daemon_command == "run":
+            return daemon.run(workers=args.workers, grace=args.grace, rescan=args.rescan,
+                              verbose=args.verbose, ready_fd=args.ready_fd)
+        if args.daemon_command == "start":
+            return daemon.start(workers=args.workers, grace=args.grace, verbose=args.verbose)
+        if args.daemon_command == "stop":
+            return daemon.stop()
+        if args.daemon_command == "status":
+            return daemon.status(as_json=args.json)
+        if args.daemon_command == "install-service":
+            return daemon.install_service(force=args.force)
+    if args.command == "watch":
+        from errauto_daemon.commands import watch
+        if args.watch_command == "add":
+            return watch.add(args.dir)
+        if args.watch_command == "list":
+            return watch.list_()
+        if args.watch_command == "remove":
+            return watch.remove(args.dir)
     if args.command == "status":
         from errauto_daemon.commands.status import status
         return status(as_json=args.json)
@@ -139,7 +201,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return init(args.repo, force=args.force)
     if args.command == "demo":
         from errauto_daemon.commands.demo import demo
-        return demo(keep=args.keep, directory=args.dir)
+        return demo(directory=args.dir)
     raise AssertionError(args.command)
 
 

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ import pygit2
 
 from errauto_daemon import git, paths
 from errauto_daemon.config import Config
+from errauto_daemon.openfiles import being_written
 from errauto_daemon.patchfile import PatchCommit, author_time
 from errauto_daemon.workspace import common_dir
 
@@ -82,15 +85,123 @@ def build_commits(
     return parent
 
 
+def _key(repo: pygit2.Repository, ref: str) -> str:
+    return hashlib.sha256(f"{common_dir(repo)}\0{ref}".encode()).hexdigest()[:16]
+
+
 @contextmanager
 def target_lock(repo: pygit2.Repository, ref: str) -> Iterator[None]:
-    key = hashlib.sha256(f"{common_dir(repo)}\0{ref}".encode()).hexdigest()[:16]
-    fd = os.open(paths.locks_dir() / f"merge-{key}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    """Serialise merges into one target; repair what a killed merge left first."""
+    fd = os.open(paths.locks_dir() / f"merge-{_key(repo, ref)}.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        _repair(repo, ref)
         yield
     finally:
         os.close(fd)
+
+
+def _journal(repo: pygit2.Repository, ref: str) -> Path:
+    return paths.locks_dir() / f"merge-{_key(repo, ref)}.journal"
+
+
+def _repair(repo: pygit2.Repository, ref: str) -> None:
+    """Undo the half of a merge a killed process left behind.
+
+    While errauto moves the target it keeps a journal (old, new, which
+    checkouts). Finding one means the process died in between. Its lock
+    files (`index.lock` of a checkout, the ref's `.lock`) are stale: we hold
+    the merge lock, they were made within moments of the journal, and no
+    process has them open. Files may have been moved while the index was
+    not: unless the ref did move, errauto puts back exactly the files it
+    changed (those whose content is the new version), leaving any edit of
+    the user's alone.
+    """
+    journal = _journal(repo, ref)
+    try:
+        data = json.loads(journal.read_text())
+    except FileNotFoundError:
+        return
+    except ValueError:
+        journal.unlink()
+        return
+    old, new, started = data["old"], data["new"], float(data["started"])
+    _remove_stale_lock(Path(common_dir(repo)) / (ref + ".lock"), started)
+    current = repo.references.get(ref)
+    completed = current is not None and str(current.target) == new
+    for name in data["worktrees"]:
+        worktree = Path(name)
+        if not worktree.is_dir():
+            continue
+        gitdir = Path(git.output(("rev-parse", "--absolute-git-dir"), worktree))
+        _remove_stale_lock(gitdir / "index.lock", started)
+        if not completed:
+            _put_back(worktree, old, new)
+    journal.unlink()
+
+
+def _remove_stale_lock(lock: Path, started: float) -> None:
+    try:
+        made = lock.stat().st_mtime
+    except FileNotFoundError:
+        return
+    # Ours only if made during our merge (which takes seconds, not minutes)
+    # and nobody holds it open: a lock a user's git took later is theirs.
+    if started - 1 <= made <= started + 60 and being_written(lock) is False:
+        lock.unlink(missing_ok=True)
+
+
+def repair_all() -> int:
+    """At daemon start: repair every merge a killed process left half-done."""
+    repaired = 0
+    for journal in paths.locks_dir().glob("merge-*.journal"):
+        try:
+            data = json.loads(journal.read_text())
+            repo = pygit2.Repository(data["common_dir"])
+        except (OSError, ValueError, KeyError, pygit2.GitError):
+            journal.unlink(missing_ok=True)
+            continue
+        with target_lock(repo, data["ref"]):
+            repaired += 1
+    return repaired
+
+
+def _put_back(worktree: Path, old: str, new: str) -> None:
+    changed = [p for p in git.output(("diff", "--name-only", "-z", old, new), worktree).split("\0") if p]
+    if not changed:
+        return
+    staged = {}
+    listing = git.run(("ls-files", "-s", "-z", "--", *changed), worktree).stdout.decode("utf-8", "surrogateescape")
+    for entry in listing.split("\0"):
+        if entry:
+            meta, path = entry.split("\t", 1)
+            staged[path] = meta.split()[1]
+
+    def blob(commit: str, path: str) -> str | None:
+        proc = git.run(("rev-parse", "--verify", "-q", f"{commit}:{path}"), worktree, check=False)
+        return proc.stdout.decode().strip() or None
+
+    new_blobs = {p: blob(new, p) for p in changed}
+    if all(staged.get(p) == new_blobs[p] for p in changed):
+        # The index was written: read-tree finished. Move the checkout back.
+        git.run(("read-tree", "-m", "-u", new, old), worktree, check=False)
+        return
+    restore: list[str] = []
+    remove: list[str] = []
+    for path in changed:
+        full = worktree / path
+        on_disk = None
+        if full.is_file() and not full.is_symlink():
+            on_disk = git.output(("hash-object", "--", path), worktree)
+        if new_blobs[path] is not None and on_disk == new_blobs[path]:
+            (restore if path in staged else remove).append(path)
+        elif new_blobs[path] is None and not full.exists() and path in staged:
+            restore.append(path)
+    for path in remove:
+        (worktree / path).unlink()
+    if restore:
+        git.run(("checkout-index", "-f", "--", *restore), worktree, check=False)
+    git.run(("update-index", "-q", "--refresh"), worktree, check=False)
 
 
 def checkouts_of(repo: pygit2.Repository, ref: str) -> list[Path]:
@@ -136,19 +247,34 @@ def fast_forward(repo: pygit2.Repository, config: Config, old: str, new: str, me
     if current is None or str(current.target) != old:
         return MergeOutcome(MOVED, tip=str(current.target) if current else None)
     trees = checkouts_of(repo, ref)
+    journal = _journal(repo, ref)
+    _write_journal(journal, {"common_dir": common_dir(repo), "ref": ref, "old": old, "new": new,
+                             "worktrees": [str(t) for t in trees], "started": time.time()})
     moved: list[Path] = []
     for worktree in trees:
         reason = _read_tree(worktree, old, new, dry_run=False)
         if reason:
             _undo(moved, old, new)
+            journal.unlink(missing_ok=True)
             return MergeOutcome(HELD, reason=reason)
         moved.append(worktree)
     proc = git.run(("update-ref", "-m", message, ref, new, old), common_dir(repo), check=False)
     if proc.returncode != 0:
         _undo(moved, old, new)
+        journal.unlink(missing_ok=True)
         tip = repo.references.get(ref)
         return MergeOutcome(MOVED, tip=str(tip.target) if tip else None)
+    journal.unlink(missing_ok=True)
     return MergeOutcome(MERGED, commit=new)
+
+
+def _write_journal(path: Path, data: dict[str, object]) -> None:
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w") as fh:
+        json.dump(data, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
 
 
 def _undo(moved: Sequence[Path], old: str, new: str) -> None:

@@ -65,3 +65,11 @@ def worktrees_dir() -> Path:
     path = cache_dir() / "worktrees"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def daemon_lock() -> Path:
+    return state_dir() / "daemon.lock"
+
+
+def wake_fifo() -> Path:
+    return state_dir() / "wake.fifo"

@@ -546,7 +546,46 @@ class Store:
                 "created_at) VALUES (?, ?, ?, ?, ?, ?)",
                 (repo, base_tree, check, fingerprint, value, time.time()))
 
+    # -- the daemon ------------------------------------------------------------------
+
+    def daemon_started(self, pid: int, host: str, version: str) -> None:
+        now = time.time()
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO daemon (id, pid, host, version, started_at, heartbeat_at, stopped_at) "
+                "VALUES (1, ?, ?, ?, ?, ?, NULL)", (pid, host, version, now, now))
+
+    def heartbeat(self, pid: int) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE daemon SET heartbeat_at = ? WHERE id = 1 AND pid = ?", (time.time(), pid))
+
+    def daemon_stopped(self, pid: int) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE daemon SET stopped_at = ? WHERE id = 1 AND pid = ?", (time.time(), pid))
+
+    def daemon_row(self) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT * FROM daemon WHERE id = 1").fetchone()
+        return dict(row) if row is not None else None
+
+    # -- refs the daemon has turned into submissions -------------------------------
+
+    def ref_seen(self, repo: str, ref: str) -> str | None:
+        row = self.conn.execute("SELECT sha FROM refs_seen WHERE repo = ? AND ref = ?", (repo, ref)).fetchone()
+        return str(row[0]) if row is not None else None
+
+    def set_ref_seen(self, repo: str, ref: str, sha: str, sub_id: int | None) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO refs_seen (repo, ref, sha, submission_id, seen_at) VALUES (?, ?, ?, ?, ?)",
+                (repo, ref, sha, sub_id, time.time()))
+
     # -- summaries -------------------------------------------------------------
+
+    def count(self, states: Sequence[str]) -> int:
+        row = self.conn.execute(
+            f"SELECT COUNT(*) FROM submissions WHERE state IN ({','.join('?' * len(states))})",
+            tuple(states)).fetchone()
+        return int(row[0])
 
     def counts(self) -> dict[str, dict[str, int]]:
         by_state = {s: 0 for s in STATES}

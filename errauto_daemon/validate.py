@@ -320,12 +320,17 @@ class Validator:
                     except github.GitHubError as exc:
                         return self._left_open(client, gh, sub, decision, pr, head, exc, fields)
                     fields["explanation"]["timings"]["github"] = round(time.perf_counter() - started, 6)
-                    reason = f"{decision.reason}; merged through pull request #{pr.number}"
-                    follow = self._follow_merge(repo, config, validation.base, merged)
-                    return self.store.transition(
+                    # Recorded before the local target follows: after a crash in
+                    # between, the patch would look "already applied" locally.
+                    done = self.store.transition(
                         sub.id, "merged", route=route.AUTO_MERGE, merged_commit=merged,
-                        reason=reason + (f"; {follow}" if follow else ""), pr_url=pr.url,
-                        pr_number=pr.number, pr_state=github.MERGED, **fields)
+                        reason=f"{decision.reason}; merged through pull request #{pr.number}",
+                        pr_url=pr.url, pr_number=pr.number, pr_state=github.MERGED, **fields)
+                    follow = self._follow_merge(repo, config, validation.base, merged)
+                    if follow:
+                        self.store.set_fields(sub.id, reason=f"{done.reason}; {follow}")
+                        done = self.store.get(sub.id)
+                    return done
         except github.GitHubError as exc:
             return self._github_failed(sub, decision, exc, fields)
 

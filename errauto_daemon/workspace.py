@@ -111,15 +111,29 @@ class Slot:
             cached = self.pool.repos[key] = pygit2.Repository(key)
         return cached
 
-    def _healthy(self) -> bool:
+    def _gitdir(self) -> Path | None:
+        """The slot's private git dir (`.git/worktrees/errauto-N` of the user's repository)."""
         dotgit = self.path / ".git"
         if not dotgit.is_file():
-            return False
+            return None
         try:
-            gitdir = Path(dotgit.read_text().split("gitdir:", 1)[1].strip())
+            return Path(dotgit.read_text().split("gitdir:", 1)[1].strip())
         except (OSError, IndexError):
-            return False
-        return gitdir.is_dir() and str(gitdir.resolve()).startswith(self.pool.common_dir)
+            return None
+
+    def _healthy(self) -> bool:
+        gitdir = self._gitdir()
+        return (gitdir is not None and gitdir.is_dir()
+                and str(gitdir.resolve()).startswith(self.pool.common_dir))
+
+    def _break_stale_locks(self) -> None:
+        # We hold the slot's flock, so nobody else can be writing its index
+        # or HEAD: a lock file there was left by a process that was killed.
+        gitdir = self._gitdir()
+        if gitdir is None:
+            return
+        for name in ("index.lock", "HEAD.lock"):
+            (gitdir / name).unlink(missing_ok=True)
 
     def _create(self, base: pygit2.Commit) -> None:
         if self.dir.exists():
@@ -142,6 +156,7 @@ class Slot:
             self._create(base)
             return
         if not state.get("clean"):
+            self._break_stale_locks()
             self.clean()
         current = str(state["base"])
         if current != str(base.id):

@@ -440,6 +440,23 @@ def test_merge_via_pr_validates_again_when_the_remote_target_moved(world: World)
     assert project.read("NOTES") == "pushed by someone else\n"
 
 
+def test_merge_via_pr_records_the_merge_even_when_the_local_checkout_cannot_follow(world: World) -> None:
+    project = world.make_project("merge_via_pr = true\n")
+    base = project.head()
+    patch = world.tmp / "fix.patch"
+    patch.write_bytes(project.make_patch(CLEAN_PATCH))
+    project.write("calc.py", CALC + "# my local edit\n")  # in the way of the merge
+
+    code = main(["apply", str(patch), "--repo", str(project.path), "--json"])
+    result = json.loads(world.capsys.readouterr().out)
+
+    assert code == 0, result
+    assert result["state"] == "merged" and result["merged_commit"] == world.remote.head("refs/heads/main")
+    assert "merged through pull request #1; local main did not follow: the target is checked out" \
+        in result["reason"]
+    assert project.head("main") == base and project.read("calc.py").endswith("# my local edit\n")
+
+
 def test_merge_refused_by_github_falls_back_to_auto_merge_and_alerts(world: World) -> None:
     world.make_project("merge_via_pr = true\n")
     world.fake.fail("PUT", "/repos/octo/project/pulls/1/merge", 405,

@@ -354,3 +354,37 @@ def test_touched_but_unchanged_file_does_not_hold_the_merge(
     assert code == 0, result
     assert "a + b" in project.read("calc.py")
     assert project.git("status", "--porcelain") == ""
+
+
+def test_a_merge_killed_while_moving_the_checkout_is_repaired(
+        project: GitRepo, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The state a SIGKILL inside `git read-tree -m -u` leaves, rebuilt by hand."""
+    import json as json_mod
+    import time as time_mod
+
+    from errauto_daemon import merge as merge_mod
+    from errauto_daemon.intake import open_repo
+
+    old = project.head()
+    patch = write_patch(tmp_path, project, FIX)
+    # The merge in flight changed calc.py and added a file; it was killed after
+    # writing the files, before writing the index or moving the ref.
+    project.commit("the merge in flight", {"calc.py": CALC.replace("a * b", "b * a"), "added.py": "X = 1\n"})
+    new = project.head()
+    project.git("reset", "-q", "--mixed", old)  # ref and index at old, files at new
+    project.write("mine.txt", "a local file the merge never touched\n")
+    journal = merge_mod._journal(open_repo(project.path), "refs/heads/main")
+    journal.write_text(json_mod.dumps({"old": old, "new": new, "worktrees": [str(project.path)],
+                                       "started": time_mod.time() - 5}))
+    (project.path / ".git" / "index.lock").write_text("stale")
+
+    code, result = apply(capsys, patch, project)
+
+    assert code == 0, result
+    assert not journal.exists()
+    assert not (project.path / ".git" / "index.lock").exists()
+    assert not (project.path / "added.py").exists()
+    assert project.read("calc.py") == FIX["calc.py"]  # put back, then merged
+    assert project.read("mine.txt").startswith("a local file")
+    assert project.git("status", "--porcelain").splitlines() == ["?? mine.txt"]
+    assert project.head("main^") == old

@@ -1,12 +1,13 @@
 """`errauto demo`: a temporary project, real patches, real decisions.
 
 Builds a small Python project with its own tests, a lint script and a
-docstring check, commits an errauto config, then feeds it six patches made
-with real git: a good fix, a fix that fails lint, a fix that breaks the
+docstring check, commits an errauto config, starts the real daemon on it
+and drops six patches made with real git into its inbox: a good fix, a fix that fails lint, a fix that breaks the
 tests, a fix without docstrings (scored for a pull request, which without
 GitHub is held for review), a patch that no longer applies, and a patch
-that tries to write outside the repository through a symlink. Prints the
-queue as a table and where the repository and state are.
+that tries to write outside the repository through a symlink. Waits for
+every decision, stops the daemon, and prints the queue as a table and where
+the repository and state are.
 """
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from errauto_daemon import intake, output
-from errauto_daemon.store import Store
-from errauto_daemon.validate import Validator
+from errauto_daemon import output
+from errauto_daemon.commands import daemon as daemon_cmd
+from errauto_daemon.errors import FatalError
+from errauto_daemon.inbox import ensure_inbox
+from errauto_daemon.store import DECIDED, Store
 
 STATS = '''\
 """Small statistics helpers."""
@@ -179,23 +182,38 @@ def sample_patches(repo: Path) -> list[tuple[str, bytes]]:
     ]
 
 
-def demo(*, keep: bool = True, directory: str | None = None) -> int:
+def demo(*, directory: str | None = None, timeout: float = 180.0) -> int:
     root = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="errauto-demo-"))
     root.mkdir(parents=True, exist_ok=True)
+    # The demo's state is its own: the user's queue is not touched.
     os.environ["ERRAUTO_HOME"] = str(root / "state")
     repo = build_project(root)
-    inbox = root / "patches"
-    inbox.mkdir(exist_ok=True)
     store = Store()
-    validator = Validator(store)
+    store.add_repo(str(repo))
+    inbox = ensure_inbox(str(repo))
+    assert inbox is not None
+    patches = sample_patches(repo)
     print(f"demo project: {repo}")
-    started = time.monotonic()
-    for name, data in sample_patches(repo):
-        (inbox / name).write_bytes(data)
-        result = intake.submit(store, repo, data, source="cli", name=name)
-        sub = validator.process(result.submission.id)
-        print(f"  {name:<34} -> {sub.state}")
-    elapsed = time.monotonic() - started
+    daemon_cmd.start(workers=2, grace=10.0, verbose=False)
+    try:
+        started = time.monotonic()
+        for name, data in patches:
+            # Write elsewhere, then rename in: the way to drop a file safely.
+            staging = inbox / f".{name}.part"
+            staging.write_bytes(data)
+            staging.rename(inbox / name)
+            print(f"  dropped {name}")
+        while time.monotonic() - started < timeout:
+            subs = store.submissions(limit=100)
+            if len(subs) >= len(patches) and all(s.state in DECIDED for s in subs):
+                break
+            time.sleep(0.1)
+        else:
+            raise FatalError(f"the daemon did not decide every patch within {timeout:g}s; "
+                             f"see {root / 'state' / 'log' / 'daemon.log'}")
+        elapsed = time.monotonic() - started
+    finally:
+        daemon_cmd.stop()
     subs = sorted(store.submissions(limit=100), key=lambda s: s.id)
     rows = [[str(s.id), s.state, s.route or "-",
              f"{s.confidence:.2f}" if s.confidence is not None else "-",
@@ -203,7 +221,8 @@ def demo(*, keep: bool = True, directory: str | None = None) -> int:
     print()
     print(output.table(["ID", "STATE", "ROUTE", "CONF", "TITLE", "REASON"], rows))
     print()
-    print(f"{len(subs)} patches decided in {elapsed:.1f}s")
+    print(f"{len(subs)} patches decided by the daemon in {elapsed:.1f}s")
     print(f"repository: {repo}   (git log --oneline shows what was merged)")
+    print(f"inbox:      {inbox}   (each file moved to the folder of its fate)")
     print(f"state:      {root / 'state'}   (ERRAUTO_HOME={root / 'state'} errauto queue show 2)")
     return 0

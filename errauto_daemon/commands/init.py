@@ -7,6 +7,8 @@ from pathlib import Path
 
 from errauto_daemon.config import CONFIG_FILE, PYPROJECT, head_branch
 from errauto_daemon.errors import FatalError
+from errauto_daemon.daemon import wake
+from errauto_daemon.inbox import ensure_inbox
 from errauto_daemon.intake import open_repo
 from errauto_daemon.store import Store
 from errauto_daemon.workspace import repo_root
@@ -107,24 +109,20 @@ def init(repo_dir: str, *, force: bool) -> int:
     target = head_branch(repo) or "main"
     config_path.write_text(render(target, found))
 
-    inbox = root / "patches"
-    inbox.mkdir(exist_ok=True)
-    exclude = Path(repo.path) / "info" / "exclude"
-    exclude.parent.mkdir(parents=True, exist_ok=True)
-    existing = exclude.read_text() if exclude.exists() else ""
-    if "/patches/" not in existing.split():
-        with exclude.open("a") as fh:
-            fh.write(("" if existing.endswith("\n") or not existing else "\n") + "/patches/\n")
-    Store().add_repo(str(root))
+    store = Store()
+    store.add_repo(str(root))
+    inbox = ensure_inbox(str(root))
+    wake()
 
     detected = [n for n, c in found.items() if c]
     print(f"wrote {config_path}")
     print(f"  checks detected: {', '.join(detected) if detected else 'none (edit the file)'}")
     print(f"created the inbox {inbox}/ (kept out of git by .git/info/exclude)")
-    print("registered the repository with errauto")
+    print("registered the repository: a running daemon (errauto daemon start) watches it")
     print()
     print("next steps:")
     print(f"  1. review {CONFIG_FILE}, then commit it: git add {CONFIG_FILE} && git commit -m 'Configure errauto'")
     print("  2. try a patch now:               errauto apply some-fix.patch")
-    print("  3. see what happened:             errauto queue list")
+    print("  3. or let the daemon do it:       errauto daemon start; drop patches into patches/")
+    print("  4. see what happened:             errauto queue list")
     return 0

@@ -1,0 +1,132 @@
+"""`errauto daemon run / start / stop / status / install-service`."""
+from __future__ import annotations
+
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from errauto_daemon import output, paths
+from errauto_daemon.daemon import Daemon, daemon_status, running_pid
+from errauto_daemon.errors import FatalError
+
+
+def run(*, workers: int | None, grace: float, rescan: float, verbose: bool, ready_fd: int | None) -> int:
+    return Daemon(workers=workers, grace=grace, rescan=rescan, verbose=verbose, ready_fd=ready_fd).run()
+
+
+def start(*, workers: int | None, grace: float, verbose: bool, timeout: float = 60.0) -> int:
+    pid = running_pid()
+    if pid is not None:
+        print(f"errauto daemon already running (pid {pid})")
+        return 0
+    read_end, write_end = os.pipe()
+    args = [sys.executable, "-m", "errauto_daemon", "daemon", "run", "--ready-fd", str(write_end),
+            "--grace", str(grace)]
+    if workers:
+        args += ["--workers", str(workers)]
+    if verbose:
+        args.append("--verbose")
+    stderr_log = paths.log_dir() / "daemon.stderr"
+    with open(stderr_log, "ab") as err, open(os.devnull, "rb") as devnull:
+        proc = subprocess.Popen(args, stdin=devnull, stdout=err, stderr=err, pass_fds=(write_end,),
+                                start_new_session=True, close_fds=True)
+    os.close(write_end)
+    message = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while b"\n" not in message and time.monotonic() < deadline:
+            ready, _, _ = select.select([read_end], [], [], 0.2)
+            if ready:
+                chunk = os.read(read_end, 4096)
+                if not chunk:
+                    break  # the daemon closed the pipe without a word: it died
+                message += chunk
+    finally:
+        os.close(read_end)
+    text = message.decode(errors="replace").strip()
+    if text == "ready":
+        print(f"errauto daemon started (pid {proc.pid}); log: {paths.log_dir() / 'daemon.log'}")
+        return 0
+    if proc.poll() is None and not text:
+        raise FatalError(f"the daemon did not report ready within {timeout:g}s (pid {proc.pid}); "
+                         f"see {paths.log_dir() / 'daemon.log'}")
+    reason = text.removeprefix("error: ") if text else f"it exited with code {proc.wait()}"
+    raise FatalError(f"the daemon did not start: {reason} (see {stderr_log})")
+
+
+def stop(*, timeout: float = 90.0) -> int:
+    pid = running_pid()
+    if pid is None:
+        print("errauto daemon is not running")
+        return 0
+    if pid <= 0:
+        raise FatalError("a daemon holds the lock but its pid is unknown; stop it with your service manager")
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if running_pid() is None:
+            print(f"errauto daemon stopped (pid {pid})")
+            return 0
+        time.sleep(0.1)
+    raise FatalError(f"the daemon (pid {pid}) did not stop within {timeout:g}s")
+
+
+def status(*, as_json: bool) -> int:
+    info = daemon_status()
+    if as_json:
+        print(output.dumps(info))
+        return 0 if info["running"] else 1
+    if not info["running"]:
+        print("errauto daemon is not running")
+    else:
+        health = "alive" if info["alive"] else f"no heartbeat for {info['heartbeat_age']}s"
+        print(f"errauto daemon running: pid {info['pid']}, up {output.age(info['uptime'] or 0)}, {health}")
+    print(f"watching {len(info['repos'])} repositories" + (":" if info["repos"] else ""))
+    for repo in info["repos"]:
+        print(f"  {repo}")
+    print(f"queue: {info['queued']} waiting, {len(info['in_flight'])} being validated")
+    for item in info["in_flight"]:
+        print(f"  #{item['id']} {output.shorten(item['title'], 50)} ({output.age(item['since'])})")
+    return 0 if info["running"] else 1
+
+
+UNIT = """\
+[Unit]
+Description=errauto: validate and route candidate fix patches
+
+[Service]
+Type=simple
+ExecStart={python} -m errauto_daemon daemon run
+{environment}Restart=on-failure
+RestartSec=5
+KillSignal=SIGTERM
+TimeoutStopSec=90
+
+[Install]
+WantedBy=default.target
+"""
+
+
+def install_service(*, force: bool) -> int:
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    unit = base / "systemd" / "user" / "errauto.service"
+    if unit.exists() and not force:
+        raise FatalError(f"{unit} already exists (use --force to replace it)")
+    environment = ""
+    if os.environ.get("ERRAUTO_HOME"):
+        environment = f"Environment=ERRAUTO_HOME={os.environ['ERRAUTO_HOME']}\n"
+    unit.parent.mkdir(parents=True, exist_ok=True)
+    unit.write_text(UNIT.format(python=sys.executable, environment=environment))
+    print(f"wrote {unit}")
+    print("enable and start it with:")
+    print("  systemctl --user daemon-reload")
+    print("  systemctl --user enable --now errauto")
+    print("(to keep it running after you log out: loginctl enable-linger $USER)")
+    return 0

@@ -1,0 +1,59 @@
+"""`errauto submit PATCH...`: record now, let the daemon decide."""
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+
+from errauto_daemon import intake, output
+from errauto_daemon.commands.apply import read_patch_arg
+from errauto_daemon.daemon import running_pid, wake
+from errauto_daemon.errors import EXIT_INTERNAL, EXIT_OK, EXIT_REJECTED, EXIT_REVIEW, FatalError
+from errauto_daemon.store import DECIDED, Store, Submission
+
+# When several patches were submitted, the exit code is the most severe.
+_SEVERITY = [EXIT_OK, EXIT_REVIEW, EXIT_REJECTED, EXIT_INTERNAL]
+
+
+def worst(codes: Sequence[int]) -> int:
+    return max(codes, key=_SEVERITY.index, default=EXIT_OK)
+
+
+def submit(patches: Sequence[str], *, repo: str, target: str | None, note: str | None, wait: bool,
+           timeout: float | None, as_json: bool) -> int:
+    store = Store()
+    subs: list[tuple[Submission, bool]] = []
+    for patch in patches:
+        data, name = read_patch_arg(patch)
+        result = intake.submit(store, repo, data, source="cli", name=name, target=target, note=note)
+        subs.append((result.submission, result.created))
+    if not wake() and running_pid() is None:
+        print("errauto: no daemon is running; the submissions wait in the queue until one starts "
+              "(errauto daemon start)", file=sys.stderr)
+    if wait:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pending = {s.id for s, _ in subs}
+        while pending:
+            pending = {i for i in pending if store.get(i).state not in DECIDED}
+            if pending and deadline is not None and time.monotonic() > deadline:
+                raise FatalError(f"not decided within {timeout:g}s: "
+                                 + ", ".join(f"#{i}" for i in sorted(pending)))
+            if pending:
+                time.sleep(0.1)
+        subs = [(store.get(s.id), created) for s, created in subs]
+    if as_json:
+        values = []
+        for sub, created in subs:
+            value = output.submission_json(sub, store.checks(sub.id) if wait else (), full=wait)
+            value["duplicate"] = not created
+            values.append(value)
+        print(output.dumps(values if len(values) != 1 else values[0]))
+    else:
+        for sub, created in subs:
+            lines = output.decision_lines(sub) if wait else [output.headline(sub)]
+            if not created:
+                lines[0] += f"  (the same patch as submission {sub.id})"
+            print("\n".join(lines))
+    if not wait:
+        return EXIT_OK
+    return worst([output.exit_code(s) for s, _ in subs])

@@ -1,0 +1,45 @@
+"""`errauto watch add / list / remove`: the repositories the daemon watches."""
+from __future__ import annotations
+
+from errauto_daemon import config as config_mod
+from errauto_daemon import inbox
+from errauto_daemon.daemon import wake
+from errauto_daemon.intake import open_repo
+from errauto_daemon.store import Store
+from errauto_daemon.workspace import repo_root
+
+
+def add(directory: str) -> int:
+    repo = open_repo(directory)
+    config = config_mod.load(repo)  # a broken config is reported now, not in the daemon's log
+    root = repo_root(repo)
+    added = Store().add_repo(root)
+    folder = inbox.ensure_inbox(root)
+    wake()
+    where = f"; drop patches into {folder}/" if folder is not None else " (bare: refs only)"
+    print(("watching " if added else "already watching ") + root + where)
+    print(f"  target {config.target}, submit refs {', '.join(config.submit_refs)}")
+    return 0
+
+
+def list_() -> int:
+    repos = Store().repos()
+    if not repos:
+        print("no repositories are watched (errauto watch add DIR)")
+    for root in repos:
+        print(root)
+    return 0
+
+
+def remove(directory: str) -> int:
+    store = Store()
+    try:
+        root = repo_root(open_repo(directory))
+    except Exception:
+        root = directory.rstrip("/")
+    if not store.remove_repo(root):
+        print(f"{root} was not watched")
+        return 0
+    wake()
+    print(f"stopped watching {root}")
+    return 0
