@@ -12,21 +12,20 @@ fails with one line that names the key.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 import re
 import shlex
-import urllib.parse
 import sys
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
-
-import pygit2
+from typing import TYPE_CHECKING, Any, Protocol
 
 from errauto_daemon.errors import ConfigError, FatalError
 from errauto_daemon.patchfile import Limits
+
+if TYPE_CHECKING:
+    import pygit2
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -133,8 +132,87 @@ class Config:
 # --------------------------------------------------------------------------
 # loading
 
+class _Source(Protocol):
+    """Where configuration is read from: a repository, via pygit2 or the git CLI."""
+
+    where: str
+    workdir: Path | None
+
+    def head_branch(self) -> str | None: ...
+    def has_branch(self, branch: str) -> bool: ...
+    def read(self, branch: str, name: str) -> bytes | None: ...
+
+
+class _Pygit2Source:
+    def __init__(self, repo: pygit2.Repository) -> None:
+        self.repo = repo
+        self.where = str(repo.workdir or repo.path).rstrip("/")
+        self.workdir = Path(repo.workdir) if repo.workdir else None
+
+    def head_branch(self) -> str | None:
+        return head_branch(self.repo)
+
+    def has_branch(self, branch: str) -> bool:
+        return self.repo.references.get("refs/heads/" + branch) is not None
+
+    def read(self, branch: str, name: str) -> bytes | None:
+        import pygit2
+
+        ref = self.repo.references.get("refs/heads/" + branch)
+        if ref is None:
+            return None
+        try:
+            blob = ref.peel(pygit2.Commit).tree[name]
+        except KeyError:
+            return None
+        return blob.data if isinstance(blob, pygit2.Blob) else None
+
+
+class _GitSource:
+    """The git command line only: for hooks, which must start fast (no pygit2).
+
+    Everything one branch can tell (does it exist, its config files) is read
+    in one `git cat-file --batch`.
+    """
+
+    def __init__(self, gitdir: Path) -> None:
+        from errauto_daemon import git
+
+        self.git = git
+        self.cwd = gitdir
+        self.where = str(gitdir)
+        self.workdir: Path | None = None  # a server's hook: the committed tree or nothing
+        self._branches: dict[str, dict[str, bytes | None]] = {}
+
+    def head_branch(self) -> str | None:
+        try:
+            text = (self.cwd / "HEAD").read_text().strip()
+        except OSError:
+            text = ""
+        if not text.startswith("ref: "):
+            proc = self.git.run(("symbolic-ref", "-q", "HEAD"), self.cwd, check=False)
+            text = "ref: " + proc.stdout.decode().strip()
+        name = text[len("ref: "):]
+        return name[len("refs/heads/"):] if name.startswith("refs/heads/") else None
+
+    def _branch(self, branch: str) -> dict[str, bytes | None]:
+        if branch not in self._branches:
+            specs = [f"refs/heads/{branch}^{{commit}}"] + [f"refs/heads/{branch}:{n}" for n in (CONFIG_FILE, PYPROJECT)]
+            found = self.git.read_objects(self.cwd, specs)
+            self._branches[branch] = {"": found[specs[0]], CONFIG_FILE: found[specs[1]], PYPROJECT: found[specs[2]]}
+        return self._branches[branch]
+
+    def has_branch(self, branch: str) -> bool:
+        return self._branch(branch)[""] is not None
+
+    def read(self, branch: str, name: str) -> bytes | None:
+        return self._branch(branch).get(name)
+
+
 def head_branch(repo: pygit2.Repository) -> str | None:
     """The branch HEAD names, even when it has no commits yet."""
+    import pygit2
+
     try:
         ref = repo.references.get("HEAD")
     except pygit2.GitError:
@@ -147,47 +225,45 @@ def head_branch(repo: pygit2.Repository) -> str | None:
 
 def load(repo: pygit2.Repository, target: str | None = None) -> Config:
     """The configuration that judges patches for `target` in `repo`."""
+    return _load(_Pygit2Source(repo), target)
+
+
+def load_with_git(gitdir: str | Path, target: str | None = None) -> Config:
+    """As `load`, reading the repository with the git command line (no pygit2)."""
+    return _load(_GitSource(Path(gitdir)), target)
+
+
+def _load(source: _Source, target: str | None) -> Config:
     if target is None:
         # Which branch is the target is itself configuration: look at the
         # branch HEAD names, then take every other rule from the target.
-        home = head_branch(repo) or "main"
-        raw, _ = _read_raw(repo, home)
+        home = source.head_branch() or "main"
+        raw, _ = _read_raw(source, home)
         value = raw.get("target", home) if raw is not None else home
         target = value if isinstance(value, str) else home
     target = target.removeprefix("refs/heads/")
-    if repo.references.get("refs/heads/" + target) is None:
-        raise FatalError(f"target branch {target!r} does not exist in {_repo_dir(repo)}")
-    raw, source = _read_raw(repo, target)
+    if not source.has_branch(target):
+        raise FatalError(f"target branch {target!r} does not exist in {source.where}")
+    raw, where = _read_raw(source, target)
     values = dict(raw or {})
     values.setdefault("target", target)
     if values["target"] != target and isinstance(values["target"], str):
         # The target's own config names another target: the tree we read is
         # authoritative for rules but cannot redirect itself.
         values["target"] = target
-    return _validated(values, source)
+    return _validated(values, where)
 
 
-def _repo_dir(repo: pygit2.Repository) -> str:
-    return str(repo.workdir or repo.path).rstrip("/")
-
-
-def _read_raw(repo: pygit2.Repository, branch: str) -> tuple[dict[str, Any] | None, str]:
-    ref = repo.references.get("refs/heads/" + branch)
-    if ref is not None:
-        tree = ref.peel(pygit2.Commit).tree
-        for name in (CONFIG_FILE, PYPROJECT):
-            try:
-                blob = tree[name]
-            except KeyError:
-                continue
-            if not isinstance(blob, pygit2.Blob):
-                continue
-            found = _extract(blob.data, name, f"{name} on {branch}")
+def _read_raw(source: _Source, branch: str) -> tuple[dict[str, Any] | None, str]:
+    for name in (CONFIG_FILE, PYPROJECT):
+        data = source.read(branch, name)
+        if data is not None:
+            found = _extract(data, name, f"{name} on {branch}")
             if found is not None:
                 return found, f"{name} on {branch}"
-    if repo.workdir:
+    if source.workdir is not None:
         for name in (CONFIG_FILE, PYPROJECT):
-            path = Path(repo.workdir) / name
+            path = source.workdir / name
             if path.is_file():
                 found = _extract(path.read_bytes(), name, f"{name} in the working tree")
                 if found is not None:
@@ -421,6 +497,8 @@ def _github(spec: Mapping[str, Any], fail: Any) -> GithubConfig:
 
 def _api_url(value: str, fail: Any) -> str:
     url = value.strip().rstrip("/")
+    import urllib.parse
+
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise fail("github.api_url", f"must be an http(s) URL such as {GITHUB_API_URL}, got {value!r}")
@@ -438,6 +516,8 @@ def _loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
+        import ipaddress
+
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False

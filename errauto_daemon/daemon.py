@@ -25,8 +25,6 @@ reached the target), stale worktrees pruned.
 """
 from __future__ import annotations
 
-import errno
-import fcntl
 import logging
 import logging.handlers
 import os
@@ -57,6 +55,7 @@ from errauto_daemon import config as config_mod
 from errauto_daemon.errors import FatalError
 from errauto_daemon.intake import open_repo
 from errauto_daemon.openfiles import being_written
+from errauto_daemon.presence import DaemonLock, running_pid
 from errauto_daemon.redact import redact
 from errauto_daemon.store import Store
 from errauto_daemon.validate import Validator
@@ -68,71 +67,6 @@ HEARTBEAT = 2.0  # seconds between heartbeats
 ALIVE_WITHIN = 15.0  # a heartbeat older than this means the daemon is not alive
 POLL = 1.0  # seconds between looks at the queue when nothing woke us
 MAX_ATTEMPTS = 3  # validations of one submission interrupted or crashed before it fails
-
-
-# --------------------------------------------------------------------------
-# the lock, and telling from outside whether a daemon runs
-
-def running_pid() -> int | None:
-    """The pid of the running daemon, or None. Decided by the lock, not the pid."""
-    path = paths.daemon_lock()
-    if not path.exists():
-        return None
-    fd = os.open(path, os.O_RDWR)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise
-            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            return int(text) if text.isdigit() else -1
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return None
-    finally:
-        os.close(fd)
-
-
-def wake() -> bool:
-    """Nudge a running daemon to look at the queue now. False if none listens."""
-    path = paths.wake_fifo()
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
-    except (FileNotFoundError, OSError):
-        return False  # ENXIO: no reader, so no daemon
-    try:
-        os.write(fd, b"!")
-    except OSError:
-        pass  # the pipe is full: the daemon has wake-ups pending anyway
-    finally:
-        os.close(fd)
-    return True
-
-
-class _Lock:
-    def __init__(self) -> None:
-        self.fd: int | None = None
-
-    def acquire(self) -> None:
-        path = paths.daemon_lock()
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise FatalError(f"an errauto daemon is already running (pid {text or '?'})") from None
-            raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self.fd = fd
-
-    def release(self) -> None:
-        if self.fd is not None:
-            os.ftruncate(self.fd, 0)
-            os.close(self.fd)
-            self.fd = None
 
 
 # --------------------------------------------------------------------------
@@ -220,7 +154,7 @@ class Daemon:
         self.refs_pending_lock = threading.Lock()
         self.observer: BaseObserver | None = None
         self.threads: list[threading.Thread] = []
-        self.lock = _Lock()
+        self.lock = DaemonLock()
         self.store: Store | None = None
 
     # -- lifecycle ---------------------------------------------------------------

@@ -78,3 +78,28 @@ def run(
 
 def output(args: Sequence[str], cwd: str | Path) -> str:
     return run(args, cwd).stdout.decode("utf-8", "surrogateescape").strip()
+
+
+def read_objects(cwd: str | Path, specs: Sequence[str]) -> dict[str, bytes | None]:
+    """The contents of several objects (`rev:path`, `ref^{commit}`, ...) in one git process.
+
+    A spec that names nothing maps to None. One `cat-file --batch` instead of a
+    process per object: hooks run on the pusher's clock.
+    """
+    if not specs:
+        return {}
+    proc = run(("cat-file", "--batch"), cwd, input="".join(s + "\n" for s in specs).encode())
+    out: dict[str, bytes | None] = {}
+    data = proc.stdout
+    pos = 0
+    for spec in specs:
+        end = data.index(b"\n", pos)
+        header = data[pos:end].split()
+        pos = end + 1
+        if len(header) != 3 or header[-1] == b"missing":
+            out[spec] = None
+            continue
+        size = int(header[2])
+        out[spec] = data[pos:pos + size]
+        pos += size + 1  # the content is followed by a newline
+    return out

@@ -9,16 +9,19 @@ already rejected with its reason, so nothing a user sent goes unanswered.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import pygit2
+from typing import TYPE_CHECKING
 
 from errauto_daemon import config as config_mod
 from errauto_daemon import patchfile
+from errauto_daemon.config import Config
 from errauto_daemon.errors import FatalError, PatchRejected
 from errauto_daemon.store import Store, Submission, store_patch_bytes
-from errauto_daemon.workspace import repo_root
+
+if TYPE_CHECKING:  # imported where used: the server hook must start without it
+    import pygit2
 
 SOURCES = ("cli", "inbox", "pre-commit", "post-receive", "ref", "hook")
 
@@ -30,6 +33,8 @@ class SubmitResult:
 
 
 def open_repo(path: str | Path) -> pygit2.Repository:
+    import pygit2
+
     found = pygit2.discover_repository(str(path))
     if found is None:
         raise FatalError(f"not a git repository: {path}")
@@ -47,13 +52,39 @@ def submit(
     target: str | None = None,
     title: str | None = None,
 ) -> SubmitResult:
+    """Record a patch for the repository at (or above) `repo_dir`."""
+    import pygit2
+
+    from errauto_daemon.workspace import repo_root
+
     repo = open_repo(repo_dir)
     config = config_mod.load(repo, target)
-    sha = store_patch_bytes(data)
     tip = repo.references[config.target_ref].peel(pygit2.Commit)
+    return record(store, repo_root(repo), config, data, source=source, name=name, note=note,
+                  title=title, exists=lambda p: p in tip.tree)
+
+
+def record(
+    store: Store,
+    root: str,
+    config: Config,
+    data: bytes,
+    *,
+    source: str,
+    name: str,
+    note: str | None = None,
+    title: str | None = None,
+    exists: Callable[[str], bool] | None = None,
+) -> SubmitResult:
+    """Record a patch whose repository and configuration the caller already has.
+
+    `root` is how errauto names the repository (its work tree, or its git dir
+    when bare); `exists` tells plain unified diffs which strip level fits.
+    """
+    sha = store_patch_bytes(data)
     state, reason = "queued", None
     try:
-        patch = patchfile.parse(data, name, limits=config.limits(), exists=lambda p: p in tip.tree)
+        patch = patchfile.parse(data, name, limits=config.limits(), exists=exists)
         dedup = "patch-id:" + patch.patch_id()
         found_title, author = patch.title, patch.author
     except PatchRejected as exc:
@@ -61,7 +92,7 @@ def submit(
         found_title, author = patchfile.title_from_filename(name), None
         state, reason = "rejected", exc.reason
     submission, created = store.insert_submission(
-        repo=repo_root(repo), target=config.target, source=source, source_detail=name,
+        repo=root, target=config.target, source=source, source_detail=name,
         title=title or found_title, author=author, note=note, patch_sha256=sha, dedup_key=dedup,
         state=state, reason=reason,
     )

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 
 from errauto_daemon import __version__, paths
 from errauto_daemon.errors import EXIT_INTERNAL, FatalError
-from errauto_daemon.redact import redact
 
 
 def _threshold(text: str) -> float:
@@ -116,6 +115,28 @@ def build_parser() -> argparse.ArgumentParser:
     wr = wsub.add_parser("remove", help="stop watching a repository")
     wr.add_argument("dir", nargs="?", default=".")
 
+    h = sub.add_parser("hooks", help="install or remove errauto's git hooks")
+    hsub = h.add_subparsers(dest="hooks_command", metavar="ACTION")
+    hsub.required = True
+    hi = hsub.add_parser("install", help="pre-commit and pre-push hooks (post-receive with --server)")
+    hi.add_argument("--repo", default=".")
+    hi.add_argument("--server", action="store_true", help="install the post-receive hook (default for bare repositories)")
+    hi.add_argument("--force", action="store_true", help="replace hooks errauto did not write (they are kept as backups)")
+    hu = hsub.add_parser("uninstall", help="remove errauto's hooks, restore the ones they replaced")
+    hu.add_argument("--repo", default=".")
+
+    hk = sub.add_parser("hook-impl", help=argparse.SUPPRESS)
+    hksub = hk.add_subparsers(dest="hook", metavar="HOOK")
+    hksub.required = True
+    hks = hksub.add_parser("submit")
+    hks.add_argument("files", nargs="*")
+    for name in ("status", "pre-commit", "pre-push"):
+        hp = hksub.add_parser(name)
+        hp.add_argument("--fail-on", choices=("warning", "critical"),
+                        help="exit non-zero (blocking the commit or push) at this level or worse")
+        hp.add_argument("args", nargs="*", help=argparse.SUPPRESS)  # what git passes to pre-push
+    hksub.add_parser("post-receive")
+
     s = sub.add_parser("status", help="counts per state and route")
     s.add_argument("--json", action="store_true")
 
@@ -133,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _dispatch(args)
     except FatalError as exc:
+        from errauto_daemon.redact import redact
+
         print(f"errauto: {redact(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
@@ -193,6 +216,23 @@ def _dispatch(args: argparse.Namespace) -> int:
             return watch.list_()
         if args.watch_command == "remove":
             return watch.remove(args.dir)
+    if args.command == "hooks":
+        from errauto_daemon.commands import hooks
+        if args.hooks_command == "install":
+            return hooks.install(args.repo, server=args.server, force=args.force)
+        return hooks.uninstall(args.repo)
+    if args.command == "hook-impl":
+        from errauto_daemon.commands import hook_impl
+        if args.hook == "submit":
+            return hook_impl.submit(args.files)
+        if args.hook == "status":
+            return hook_impl.status(fail_on=args.fail_on)
+        if args.hook == "pre-commit":
+            return hook_impl.pre_commit(fail_on=args.fail_on)
+        if args.hook == "pre-push":
+            return hook_impl.status(fail_on=args.fail_on)
+        if args.hook == "post-receive":
+            return hook_impl.post_receive(hook_impl.read_stdin_lines())
     if args.command == "status":
         from errauto_daemon.commands.status import status
         return status(as_json=args.json)
@@ -207,6 +247,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _write_crash_log(argv: Sequence[str] | None) -> str:
     import pygit2
+
+    from errauto_daemon.redact import redact
 
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     path = paths.log_dir() / f"crash-{stamp}-{os.getpid()}.log"

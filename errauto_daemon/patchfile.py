@@ -13,18 +13,21 @@ from __future__ import annotations
 
 import base64
 import datetime
-import email
-import email.policy
-import email.utils
 import hashlib
 import re
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from email.message import Message
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
 
 from errauto_daemon.errors import PatchRejected
+
+if TYPE_CHECKING:
+    from email.message import Message
+
+# The email package is imported where mail is read or written: it costs a
+# server's post-receive hook ~10 ms it otherwise does not need.
 
 MODE_FILE = 0o100644
 MODE_EXEC = 0o100755
@@ -267,6 +270,22 @@ def parse(
     return Patch(format=fmt, commits=tuple(commits))
 
 
+def as_mail(commit: str, author_name: str, author_email: str, date: str, message: str, diff: bytes) -> bytes:
+    """A diff as a one-commit `git format-patch` mail (how refs become submissions)."""
+    import email.utils
+
+    summary, _, body = message.partition("\n")
+    head = (
+        f"From {commit} Mon Sep 17 00:00:00 2001\n"
+        f"From: {email.utils.formataddr((author_name, author_email))}\n"
+        f"Date: {date}\n"
+        f"Subject: [PATCH] {' '.join(summary.split())}\n"
+        "MIME-Version: 1.0\nContent-Type: text/plain; charset=UTF-8\nContent-Transfer-Encoding: 8bit\n\n"
+    )
+    body = body.strip("\n")
+    return (head + (body + "\n" if body else "") + "---\n\n").encode("utf-8", "surrogateescape") + diff
+
+
 def title_from_filename(name: str) -> str:
     stem = PurePosixPath(name.replace("\\", "/")).name
     for suffix in (".patch", ".diff", ".eml", ".mbox", ".txt"):
@@ -345,6 +364,10 @@ _PATCH_NUMBER = re.compile(r"\[[^\]]*?\b0+/\d+\s*\]")
 def _parse_mailbox(
     data: bytes, name: str, limits: Limits, exists: Callable[[str], bool] | None, budget: _Budget,
 ) -> list[PatchCommit]:
+    import email
+    import email.policy
+    import email.utils
+
     commits: list[PatchCommit] = []
     for index, (offset, raw) in enumerate(_split_mbox(data), 1):
         if not raw.strip():
@@ -441,6 +464,8 @@ def _commit_message_body(body: bytes) -> str:
 
 def author_time(date: str | None) -> tuple[int, int] | None:
     """(seconds since the epoch, UTC offset in minutes) from a mail Date header."""
+    import email.utils
+
     if not date:
         return None
     try:

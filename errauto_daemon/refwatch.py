@@ -21,7 +21,7 @@ from datetime import datetime, timedelta, timezone
 import pygit2
 
 from errauto_daemon import config as config_mod
-from errauto_daemon import git, intake
+from errauto_daemon import git, intake, patchfile
 from errauto_daemon.store import Store, Submission
 from errauto_daemon.workspace import common_dir, repo_root
 
@@ -63,16 +63,8 @@ def patch_for(repo: pygit2.Repository, target: str, tip: str) -> bytes | None:
         return b""
     author = commit.author
     when = datetime.fromtimestamp(author.time, timezone(timedelta(minutes=author.offset)))
-    summary, _, body = commit.message.partition("\n")
-    head = (
-        f"From {tip} Mon Sep 17 00:00:00 2001\n"
-        f"From: {email.utils.formataddr((author.name, author.email))}\n"
-        f"Date: {email.utils.format_datetime(when)}\n"
-        f"Subject: [PATCH] {' '.join(summary.split())}\n"
-        "MIME-Version: 1.0\nContent-Type: text/plain; charset=UTF-8\nContent-Transfer-Encoding: 8bit\n\n"
-    )
-    message = body.strip("\n")
-    return (head + (message + "\n" if message else "") + "---\n\n").encode() + diff
+    return patchfile.as_mail(tip, author.name, author.email, email.utils.format_datetime(when),
+                             commit.message, diff)
 
 
 def submit_ref(store: Store, repo: pygit2.Repository, ref: str, tip: str, *,

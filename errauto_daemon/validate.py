@@ -71,10 +71,13 @@ class Validator:
 
     def __init__(self, store: Store, *, cancel: threading.Event | None = None,
                  config_hook: ConfigHook | None = None, pool_size: int = 8,
-                 use_cache: bool = True) -> None:
+                 use_cache: bool = True, retry_internal: int = 0) -> None:
+        """`retry_internal`: how many attempts an internal error may take before
+        the submission fails (the daemon retries; a CLI run reports at once)."""
         self.store = store
         self.cancel = cancel
         self.use_cache = use_cache
+        self.retry_internal = retry_internal
         self.config_hook = config_hook
         self.pool_size = pool_size
         # The worktree used by the last validation, still to be cleaned. It is
@@ -180,7 +183,11 @@ class Validator:
             self.store.transition(sub.id, "failed", reason=str(exc))
             raise
         except BaseException as exc:
-            self.store.transition(sub.id, "failed", reason=f"internal error: {type(exc).__name__}")
+            what = f"internal error: {type(exc).__name__}"
+            if isinstance(exc, Exception) and sub.attempts < self.retry_internal:
+                self.store.requeue(sub.id, f"{what}; will try again")
+            else:
+                self.store.transition(sub.id, "failed", reason=what)
             raise
 
     # -- the pipeline ------------------------------------------------------------

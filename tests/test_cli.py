@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -167,14 +166,14 @@ def test_demo_runs_every_route(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert code == 0
     table = out.split("ID  STATE", 1)[1].split("\n\n", 1)[0]
     rows = {line.split()[0]: line.split()[1:3] for line in table.splitlines() if line[:1].isdigit()}
-    assert rows == {
+    assert rows == {  # (the whole output is shown if this fails)
         "1": ["merged", "auto_merge"],
         "2": ["awaiting_review", "review"],
         "3": ["awaiting_review", "review"],
         "4": ["awaiting_review", "review"],
         "5": ["rejected", "rejected"],
         "6": ["rejected", "rejected"],
-    }
+    }, out
     assert "GitHub not configured" in out
     assert not Path("/tmp/errauto-demo.sh").exists()
     assert str(tmp_path / "demo" / "project") in out

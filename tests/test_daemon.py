@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -81,7 +80,7 @@ def test_dropped_patch_is_taken_decided_and_filed_by_fate(
     assert by_title["fix add"].state == "merged"
     assert by_title["garbage"].state == "rejected"
     merged = by_title["fix add"]
-    assert (inbox / "merged" / f"{merged.id}-fix-add.patch").exists()
+    wait_until((inbox / "merged" / f"{merged.id}-fix-add.patch").exists, what="the file filed under merged/")
     rejected = by_title["garbage"]
     reason = inbox / "rejected" / f"{rejected.id}-garbage.patch.reason.txt"
     wait_until(reason.exists, what="the reason file")
@@ -134,7 +133,8 @@ def test_a_thousand_files_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[
     subs = wait_until(lambda: all_decided(store, 1000), timeout=300, poll=0.5, what="1000 decisions")
     assert len(subs) == 1000
     assert {s.state for s in subs} == {"awaiting_review"}
-    assert len(list((inbox / "review").iterdir())) == 1000
+    # Files are moved just after their decision is recorded.
+    wait_until(lambda: len(list((inbox / "review").iterdir())) == 1000, what="every file filed under review/")
     assert [p for p in inbox.iterdir() if p.is_file()] == []
 
 

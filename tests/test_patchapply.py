@@ -16,7 +16,6 @@ import shutil
 import subprocess
 import time
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import pygit2

@@ -11,7 +11,6 @@ import email.policy
 import os
 import re
 import subprocess
-import zlib
 from collections.abc import Callable
 from email.message import EmailMessage
 from email.mime.application import MIMEApplication

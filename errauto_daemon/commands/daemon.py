@@ -10,7 +10,8 @@ import time
 from pathlib import Path
 
 from errauto_daemon import output, paths
-from errauto_daemon.daemon import Daemon, daemon_status, running_pid
+from errauto_daemon.daemon import Daemon, daemon_status
+from errauto_daemon.presence import running_pid
 from errauto_daemon.errors import FatalError
 
 

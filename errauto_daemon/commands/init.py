@@ -7,7 +7,7 @@ from pathlib import Path
 
 from errauto_daemon.config import CONFIG_FILE, PYPROJECT, head_branch
 from errauto_daemon.errors import FatalError
-from errauto_daemon.daemon import wake
+from errauto_daemon.presence import wake
 from errauto_daemon.inbox import ensure_inbox
 from errauto_daemon.intake import open_repo
 from errauto_daemon.store import Store

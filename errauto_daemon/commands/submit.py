@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from errauto_daemon import intake, output
 from errauto_daemon.commands.apply import read_patch_arg
-from errauto_daemon.daemon import running_pid, wake
+from errauto_daemon.presence import running_pid, wake
 from errauto_daemon.errors import EXIT_INTERNAL, EXIT_OK, EXIT_REJECTED, EXIT_REVIEW, FatalError
 from errauto_daemon.store import DECIDED, Store, Submission
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from errauto_daemon import config as config_mod
 from errauto_daemon import inbox
-from errauto_daemon.daemon import wake
+from errauto_daemon.presence import wake
 from errauto_daemon.intake import open_repo
 from errauto_daemon.store import Store
 from errauto_daemon.workspace import repo_root

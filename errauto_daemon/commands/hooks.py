@@ -1,0 +1,97 @@
+"""`errauto hooks install / uninstall`: git hooks that hand off to `errauto hook-impl`.
+
+Installs into the repository's hooks directory as git itself finds it
+(`git rev-parse --git-path hooks`, which honours `core.hooksPath` and works
+in bare repositories). A work tree gets `pre-commit` and `pre-push`; a
+server (`--server`, or any bare repository) gets `post-receive`, and push
+options are advertised so `git push -o errauto.note=...` reaches the hook.
+
+A hook errauto did not write is never overwritten unless `--force`, and
+then it is kept as `<hook>.errauto-backup`; `uninstall` puts it back.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from errauto_daemon import git
+from errauto_daemon.errors import FatalError
+
+MARKER = "# errauto-hook"
+BACKUP = ".errauto-backup"
+CLIENT_HOOKS = ("pre-commit", "pre-push")
+SERVER_HOOKS = ("post-receive",)
+TEMPLATES = Path(__file__).resolve().parent.parent / "hooks"
+
+
+def hooks_dir(repo: str) -> tuple[Path, bool]:
+    """The directory git runs hooks from, and whether the repository is bare."""
+    try:
+        bare = git.output(("rev-parse", "--is-bare-repository"), repo) == "true"
+        where = git.output(("rev-parse", "--git-path", "hooks"), repo)
+    except git.GitError:
+        raise FatalError(f"not a git repository: {repo}") from None
+    path = Path(where)
+    return (path if path.is_absolute() else Path(repo) / path), bare
+
+
+def render(name: str) -> str:
+    """The hook script, calling this errauto (its interpreter, absolute)."""
+    command = f"{shlex.quote(sys.executable)} -m errauto_daemon"
+    text = (TEMPLATES / name).read_text()
+    return text.replace('ERRAUTO="${ERRAUTO:-errauto}"', f'ERRAUTO="${{ERRAUTO:-{command}}}"')
+
+
+def ours(path: Path) -> bool:
+    try:
+        return MARKER in path.read_text(errors="replace")
+    except (FileNotFoundError, IsADirectoryError):
+        return False
+
+
+def install(repo: str, *, server: bool, force: bool) -> int:
+    directory, bare = hooks_dir(repo)
+    names = SERVER_HOOKS if (server or bare) else CLIENT_HOOKS
+    directory.mkdir(parents=True, exist_ok=True)
+    # Check them all first: install all or none.
+    for name in names:
+        path = directory / name
+        if path.exists() and not ours(path) and not force:
+            raise FatalError(f"{path} exists and was not written by errauto; "
+                             "use --force to replace it (it is kept as "
+                             f"{name}{BACKUP} and restored by uninstall)")
+    for name in names:
+        path = directory / name
+        if path.exists() and not ours(path):
+            os.replace(path, path.with_name(name + BACKUP))
+            print(f"kept your {name} hook as {path.name}{BACKUP}")
+        tmp = path.with_name(f".{name}.errauto-new")
+        tmp.write_text(render(name))
+        tmp.chmod(0o755)
+        os.replace(tmp, path)
+        print(f"installed {path}")
+    if server or bare:
+        git.run(("config", "receive.advertisePushOptions", "true"), repo)
+        print("push options advertised (git push -o errauto.note=... reaches the hook)")
+        print("submissions are validated by the daemon: errauto daemon start")
+    return 0
+
+
+def uninstall(repo: str) -> int:
+    directory, _ = hooks_dir(repo)
+    removed = 0
+    for name in CLIENT_HOOKS + SERVER_HOOKS:
+        path = directory / name
+        backup = path.with_name(name + BACKUP)
+        if ours(path):
+            path.unlink()
+            removed += 1
+            print(f"removed {path}")
+            if backup.exists():
+                os.replace(backup, path)
+                print(f"restored your previous {name} hook")
+    if not removed:
+        print(f"no errauto hooks in {directory}")
+    return 0

@@ -1,0 +1,77 @@
+"""Whether an errauto daemon runs, and waking it; both without importing it.
+
+Light on purpose: git hooks and `errauto submit` use these on every run.
+The lock decides, not a pid: a pid in a file may have been reused.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+
+from errauto_daemon import paths
+from errauto_daemon.errors import FatalError
+
+
+def running_pid() -> int | None:
+    """The pid of the running daemon, or None. Decided by the lock, not the pid."""
+    path = paths.daemon_lock()
+    if not path.exists():
+        return None
+    fd = os.open(path, os.O_RDWR)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise
+            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            return int(text) if text.isdigit() else -1
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
+def wake() -> bool:
+    """Nudge a running daemon to look at the queue now. False if none listens."""
+    path = paths.wake_fifo()
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    except (FileNotFoundError, OSError):
+        return False  # ENXIO: no reader, so no daemon
+    try:
+        os.write(fd, b"!")
+    except OSError:
+        pass  # the pipe is full: the daemon has wake-ups pending anyway
+    finally:
+        os.close(fd)
+    return True
+
+
+class DaemonLock:
+    """The daemon's flock on daemon.lock, held for its whole life."""
+
+    def __init__(self) -> None:
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        path = paths.daemon_lock()
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise FatalError(f"an errauto daemon is already running (pid {text or '?'})") from None
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.ftruncate(self.fd, 0)
+            os.close(self.fd)
+            self.fd = None

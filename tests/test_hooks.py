@@ -1,0 +1,280 @@
+"""Hooks: the installer, the plain git hooks, the server hook, and the pre-commit framework."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from daemonfixture import DaemonProcess, all_decided, wait_until
+from errauto_daemon.main import main
+from errauto_daemon.store import Store
+from gitfixture import CALC, PYTHON, ROOT, GitRepo, git, python_project
+
+FIXED = CALC.replace("a - b", "a + b")
+
+
+def run_git(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("GIT_DIR")}
+    full.update(env or {})
+    return subprocess.run(("git", *args), cwd=cwd, capture_output=True, text=True, env=full)
+
+
+# -- installer ------------------------------------------------------------------
+
+
+def test_install_refuses_a_foreign_hook_then_keeps_it_as_a_backup(
+        repo: GitRepo, capsys: pytest.CaptureFixture[str]) -> None:
+    foreign = repo.path / ".git" / "hooks" / "pre-commit"
+    foreign.write_text("#!/bin/sh\necho mine\n")
+    foreign.chmod(0o755)
+
+    assert main(["hooks", "install", "--repo", str(repo.path)]) == 2
+    assert "was not written by errauto" in capsys.readouterr().err
+    assert foreign.read_text() == "#!/bin/sh\necho mine\n"
+    assert not (repo.path / ".git" / "hooks" / "pre-push").exists()  # all or nothing
+
+    assert main(["hooks", "install", "--repo", str(repo.path), "--force"]) == 0
+    assert "# errauto-hook" in foreign.read_text()
+    assert (repo.path / ".git" / "hooks" / "pre-commit.errauto-backup").read_text() == "#!/bin/sh\necho mine\n"
+    assert os.access(foreign, os.X_OK)
+    assert main(["hooks", "install", "--repo", str(repo.path)]) == 0  # re-installing ours is fine
+
+    assert main(["hooks", "uninstall", "--repo", str(repo.path)]) == 0
+    assert foreign.read_text() == "#!/bin/sh\necho mine\n"
+    assert not (repo.path / ".git" / "hooks" / "pre-push").exists()
+    assert not (repo.path / ".git" / "hooks" / "pre-commit.errauto-backup").exists()
+
+
+def test_install_honours_core_hooks_path(repo: GitRepo, capsys: pytest.CaptureFixture[str]) -> None:
+    repo.git("config", "core.hooksPath", ".githooks")
+    assert main(["hooks", "install", "--repo", str(repo.path)]) == 0
+    assert (repo.path / ".githooks" / "pre-commit").exists()
+    assert not (repo.path / ".git" / "hooks" / "pre-commit").exists()
+
+
+def test_install_on_a_bare_repository_is_the_server_hook(tmp_path: Path, repo: GitRepo,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    bare = tmp_path / "server.git"
+    git(tmp_path, "clone", "-q", "--bare", str(repo.path), str(bare))
+    assert main(["hooks", "install", "--repo", str(bare)]) == 0
+    hook = bare / "hooks" / "post-receive"
+    assert hook.exists() and f"{PYTHON} -m errauto_daemon" in hook.read_text()
+    assert not (bare / "hooks" / "pre-commit").exists()
+    assert git(bare, "config", "receive.advertisePushOptions").strip() == "true"
+
+
+# -- the plain git hooks -----------------------------------------------------------
+
+
+def test_plain_pre_commit_hook_submits_good_patches_and_stops_bad_ones(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    project = python_project(tmp_path / "project")
+    assert main(["hooks", "install", "--repo", str(project.path)]) == 0
+    capsys.readouterr()
+    incoming = project.path / "incoming"
+    incoming.mkdir()
+    (incoming / "fix.patch").write_bytes(project.make_patch({"calc.py": FIXED}))
+    project.git("add", "incoming/fix.patch")
+
+    done = run_git(project.path, "commit", "-m", "a patch to submit")
+    assert done.returncode == 0, done.stderr
+    assert "errauto: submitted incoming/fix.patch as #1" in done.stdout + done.stderr
+    assert "awaiting review" in done.stdout + done.stderr  # the status line
+    sub = Store().get(1)
+    assert sub.source == "pre-commit" and sub.state == "queued"
+
+    (incoming / "evil.patch").write_bytes(
+        b"diff --git a/../x b/../x\nnew file mode 100644\n--- /dev/null\n+++ b/../x\n@@ -0,0 +1 @@\n+x\n")
+    project.git("add", "incoming/evil.patch")
+    head = project.head()
+    stopped = run_git(project.path, "commit", "-m", "an unsafe patch")
+    assert stopped.returncode != 0
+    assert "'..' in a path" in stopped.stdout + stopped.stderr
+    assert project.head() == head
+    assert len(Store().submissions()) == 1
+
+
+def test_plain_pre_push_hook_prints_status_and_blocks_only_when_asked(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    project = python_project(tmp_path / "project")
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "init", "-q", "--bare", str(remote))
+    project.git("remote", "add", "origin", str(remote))
+    assert main(["hooks", "install", "--repo", str(project.path)]) == 0
+    pushed = run_git(project.path, "push", "-q", "origin", "main")
+    assert pushed.returncode == 0, pushed.stderr
+    assert "daemon not running" in pushed.stdout + pushed.stderr
+
+    hook = project.path / ".git" / "hooks" / "pre-push"
+    hook.write_text(hook.read_text().replace("hook-impl pre-push", "hook-impl pre-push --fail-on warning"))
+    blocked = run_git(project.path, "push", "-q", "origin", "main:other")
+    assert blocked.returncode != 0  # no daemon running is a warning
+
+
+# -- the server hook ------------------------------------------------------------------
+
+
+@pytest.fixture
+def server(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[tuple[Path, Path]]:
+    seed = python_project(tmp_path / "seed")
+    bare = tmp_path / "server.git"
+    git(tmp_path, "clone", "-q", "--bare", str(seed.path), str(bare))
+    assert main(["hooks", "install", "--repo", str(bare), "--server"]) == 0
+    capsys.readouterr()
+    dev = tmp_path / "dev"
+    git(tmp_path, "clone", "-q", str(bare), str(dev))
+    yield bare, dev
+
+
+def test_push_to_refs_for_main_is_queued_and_then_decided_by_the_daemon(
+        server: tuple[Path, Path], tmp_path: Path) -> None:
+    bare, dev = server
+    (dev / "calc.py").write_text(FIXED)
+    git(dev, "commit", "-qam", "Fix add()")
+
+    pushed = run_git(dev, "push", "-o", "errauto.note=from the bench", "origin", "HEAD:refs/for/main")
+
+    assert pushed.returncode == 0, pushed.stderr
+    assert "remote: errauto: queued 1 (Fix add())" in pushed.stderr
+    sub = Store().get(1)
+    assert (sub.source, sub.source_detail, sub.state) == ("post-receive", "refs/for/main", "queued")
+    assert sub.note == "from the bench"
+    assert sub.author == "Test Author <test@example.com>"
+
+    daemon = DaemonProcess(tmp_path / "daemon.log").start()
+    try:
+        [decided] = wait_until(lambda: all_decided(Store(), 1), what="the daemon's decision")
+    finally:
+        daemon.kill()
+    assert decided.state == "merged"
+    assert git(bare, "log", "-1", "--format=%s", "main").strip() == "Fix add()"
+
+
+def test_other_refs_and_deletions_are_ignored(server: tuple[Path, Path]) -> None:
+    bare, dev = server
+    (dev / "calc.py").write_text(FIXED)
+    git(dev, "commit", "-qam", "work in progress")
+    for args in (("push", "origin", "HEAD:refs/heads/topic"), ("push", "origin", "HEAD:refs/for/main"),
+                 ("push", "origin", ":refs/for/main")):
+        done = run_git(dev, *args)
+        assert done.returncode == 0, done.stderr
+    assert len(Store().submissions()) == 1
+
+
+def test_the_hook_never_fails_a_push(server: tuple[Path, Path]) -> None:
+    bare, dev = server
+    # A broken config on the server's target: errauto cannot work, the push must still land.
+    (dev / ".errauto.toml").write_text("colour = 'blue'\n")
+    git(dev, "commit", "-qam", "break the config")
+    git(dev, "push", "-q", "origin", "HEAD:main")
+    (dev / "calc.py").write_text(FIXED)
+    git(dev, "commit", "-qam", "Fix add()")
+
+    pushed = run_git(dev, "push", "origin", "HEAD:refs/for/main")
+
+    assert pushed.returncode == 0
+    assert "remote: errauto: warning: the push was accepted but not submitted" in pushed.stderr
+    assert "colour" in pushed.stderr
+    assert git(bare, "rev-parse", "refs/for/main").strip() == git(dev, "rev-parse", "HEAD").strip()
+
+
+def test_validation_run_from_a_hook_ignores_the_hooks_git_environment(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside a hook GIT_DIR, GIT_INDEX_FILE and GIT_WORK_TREE name the user's repository.
+    A check's own git commands must still act on the validation worktree, and the
+    user's index must not be touched."""
+    probe = tmp_path / "probe.txt"
+    script = (f"import subprocess; out = subprocess.run(['git', 'rev-parse', '--absolute-git-dir'], "
+              f"capture_output=True, text=True).stdout; open({str(probe)!r}, 'w').write(out)")
+    from gitfixture import config_toml
+
+    project = python_project(tmp_path / "project", config=config_toml(
+        extra=f'[checks.probe]\ncommand = ["{PYTHON}", "-c", "{script}"]\nweight = 0.1\n'))
+    patch = tmp_path / "fix.patch"
+    patch.write_bytes(project.make_patch({"calc.py": FIXED}))
+    index = project.path / ".git" / "index"
+    before = index.read_bytes()
+    monkeypatch.setenv("GIT_DIR", str(project.path / ".git"))
+    monkeypatch.setenv("GIT_WORK_TREE", str(project.path))
+    monkeypatch.setenv("GIT_INDEX_FILE", str(index))
+
+    code = main(["apply", str(patch), "--repo", str(project.path), "--json"])
+
+    result = json.loads(capsys.readouterr().out)
+    assert code == 0, result
+    assert {c["name"]: c["status"] for c in result["checks"]}["probe"] == "passed"
+    assert "/worktrees/errauto-" in probe.read_text()  # the slot's own git dir
+    monkeypatch.delenv("GIT_DIR")
+    monkeypatch.delenv("GIT_WORK_TREE")
+    monkeypatch.delenv("GIT_INDEX_FILE")
+    assert project.git("status", "--porcelain") == ""  # the merge moved index and files together
+    assert index.read_bytes() != before  # ... by git's own read-tree, once
+
+
+# -- the pre-commit framework, against this repository's manifest ------------------------
+
+
+@pytest.fixture(scope="session")
+def hook_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This repository as it is now (uncommitted work included), as a git repository."""
+    dest = tmp_path_factory.mktemp("hookrepo") / "errauto"
+    dest.mkdir()
+    listing = subprocess.run(("git", "ls-files", "-co", "--exclude-standard", "-z"), cwd=ROOT,
+                             capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listing):
+        source = ROOT / name
+        if source.is_symlink() or source.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            if source.is_symlink():
+                (dest / name).symlink_to(os.readlink(source))
+            else:
+                shutil.copy2(source, dest / name)
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@e", "PATH": os.environ["PATH"], "HOME": str(dest.parent)}
+    for args in (("init", "-q"), ("add", "-A"), ("commit", "-qm", "snapshot")):
+        subprocess.run(("git", *args), cwd=dest, env=env, check=True, capture_output=True)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def pre_commit_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Shared by the session: the framework builds errauto's hook environment once.
+    return tmp_path_factory.mktemp("pre-commit-home")
+
+
+@pytest.mark.slow
+def test_pre_commit_framework_runs_both_hooks(tmp_path: Path, hook_repo: Path, pre_commit_home: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PRE_COMMIT_HOME", str(pre_commit_home))
+    monkeypatch.setenv("PIP_CACHE_DIR", str(pre_commit_home / "pip-cache"))
+    project = python_project(tmp_path / "project")
+    (project.path / ".pre-commit-config.yaml").write_text(
+        f"repos:\n-   repo: {hook_repo}\n    rev: {git(hook_repo, 'rev-parse', 'HEAD').strip()}\n"
+        "    hooks:\n    -   id: errauto-submit\n    -   id: errauto-status\n")
+    project.git("add", ".pre-commit-config.yaml")
+    project.git("commit", "-qm", "use errauto's hooks")
+    pre_commit = [PYTHON, "-m", "pre_commit"]
+    installed = subprocess.run([*pre_commit, "install"], cwd=project.path, capture_output=True, text=True)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+
+    (project.path / "fix.patch").write_bytes(project.make_patch({"calc.py": FIXED}))
+    project.git("add", "fix.patch")
+    good = run_git(project.path, "commit", "-m", "submit a fix")
+    output = good.stdout + good.stderr
+    assert good.returncode == 0, output
+    assert "errauto submit" in output and "Passed" in output
+    assert "errauto: " in output and "awaiting review" in output  # errauto-status is verbose
+    [sub] = Store().submissions()
+    assert sub.source == "pre-commit" and sub.title == "fix"
+
+    (project.path / "broken.diff").write_text("diff --git a/x b/x\n@@ -1 +1 @@\n-a\n")
+    project.git("add", "broken.diff")
+    bad = run_git(project.path, "commit", "-m", "a broken patch")
+    assert bad.returncode != 0
+    assert "errauto: broken.diff:" in bad.stdout + bad.stderr
+    assert len(Store().submissions()) == 1
