@@ -251,7 +251,12 @@ def _load(source: _Source, target: str | None) -> Config:
         # The target's own config names another target: the tree we read is
         # authoritative for rules but cannot redirect itself.
         values["target"] = target
-    return _validated(values, where)
+    config = _validated(values, where)
+    # Whatever reads this configuration may log: its secrets' values are redacted.
+    from errauto_daemon import redact
+
+    redact.register(config.secrets())
+    return config
 
 
 def _read_raw(source: _Source, branch: str) -> tuple[dict[str, Any] | None, str]:

@@ -67,6 +67,7 @@ HEARTBEAT = 2.0  # seconds between heartbeats
 ALIVE_WITHIN = 15.0  # a heartbeat older than this means the daemon is not alive
 POLL = 1.0  # seconds between looks at the queue when nothing woke us
 MAX_ATTEMPTS = 3  # validations of one submission interrupted or crashed before it fails
+FOLLOW_EVERY = 60.0  # seconds between looks at open pull requests
 
 
 # --------------------------------------------------------------------------
@@ -198,6 +199,7 @@ class Daemon:
         self._sync_watches()
         self._spawn("intake", self._intake_loop)
         self._spawn("wake", self._wake_loop)
+        self._spawn("pull-requests", self._follow_loop)
         for number in range(self._worker_count()):
             self._spawn(f"worker-{number}", self._worker_loop)
         # Whatever is in the inboxes or on the refs already.
@@ -371,6 +373,26 @@ class Daemon:
                 log.warning("%s %s: %s", kind, arg, exc)
             except Exception:
                 log.exception("intake of %s %s failed", kind, arg)
+        store.close()
+
+    # -- pull requests ------------------------------------------------------------------
+
+    def _follow_loop(self) -> None:
+        """Record pull requests merged or closed on GitHub, at a bounded rate.
+
+        Its own thread: a GitHub call may wait out a rate limit, and neither
+        intake nor the heartbeat may wait with it.
+        """
+        from errauto_daemon import github
+
+        store = Store()
+        while not self.stopping.wait(FOLLOW_EVERY):
+            try:
+                decided = github.follow_open_pull_requests(store, limit=20, min_interval=FOLLOW_EVERY)
+                if decided:
+                    log.info("%d pull requests were merged or closed on GitHub", decided)
+            except Exception:
+                log.exception("following pull requests failed")
         store.close()
 
     # -- wake thread ----------------------------------------------------------------

@@ -146,3 +146,15 @@ def test_command_line_thresholds_are_validated(project: GitRepo, tmp_path: Path,
                  "--auto-merge-threshold", "0.5", "--pr-threshold", "0.9"])
     assert code == 5
     assert "pr_threshold" in capsys.readouterr().err
+
+
+def test_secret_env_values_are_redacted_once_the_config_is_read(
+        repo: GitRepo, monkeypatch: pytest.MonkeyPatch) -> None:
+    from errauto_daemon.redact import redact
+
+    monkeypatch.setenv("DEPLOY_KEY", "s3cr3t-deploy-value")
+    assert "s3cr3t-deploy-value" in redact("key=s3cr3t-deploy-value")  # not known as a secret yet
+    repo.commit("config", {".errauto.toml": "secret_env = ['DEPLOY_KEY']\n"})
+    cfg = load(repo)
+    assert "DEPLOY_KEY" in cfg.secrets()
+    assert redact("key=s3cr3t-deploy-value") == "key=***"
