@@ -25,6 +25,7 @@ import fcntl
 import hashlib
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -89,15 +90,31 @@ def _key(repo: pygit2.Repository, ref: str) -> str:
     return hashlib.sha256(f"{common_dir(repo)}\0{ref}".encode()).hexdigest()[:16]
 
 
+_held = threading.local()  # the target locks this thread holds (re-entrant)
+
+
 @contextmanager
 def target_lock(repo: pygit2.Repository, ref: str) -> Iterator[None]:
-    """Serialise merges into one target; repair what a killed merge left first."""
-    fd = os.open(paths.locks_dir() / f"merge-{_key(repo, ref)}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    """Serialise merges into one target; repair what a killed merge left first.
+
+    Re-entrant within a thread: a validation that holds the lock (to merge
+    next, see Validator._decide) still goes through `merge()`, which takes it.
+    Other threads and processes wait.
+    """
+    key = _key(repo, ref)
+    held: set[str] = getattr(_held, "keys", set())
+    _held.keys = held
+    if key in held:
+        yield
+        return
+    fd = os.open(paths.locks_dir() / f"merge-{key}.lock", os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        held.add(key)
         _repair(repo, ref)
         yield
     finally:
+        held.discard(key)
         os.close(fd)
 
 

@@ -207,49 +207,63 @@ class Validator:
         config = self._config(repo, sub)
         revalidations = 0
         while True:
-            tip = repo.references[config.target_ref].peel(pygit2.Commit)
-            validation = self.validate(repo, config, sub, tip)
-            conf = validation.confidence
-            decision = route.decide(conf, github=config.github is not None)
-            explanation = self._explanation(validation, decision)
-            fields: dict[str, Any] = dict(
-                confidence=conf.value, explanation=explanation, base_commit=validation.base,
-                result_tree=str(validation.trees[-1]))
-            if decision.route == route.AUTO_MERGE and config.github and config.github.merge_via_pr:
-                merged = self._merge_via_pr(repo, config, sub, validation, decision, fields)
-                if isinstance(merged, Submission):
-                    return merged
-                revalidations += 1
-                if revalidations > config.max_revalidations:
-                    return self._github_failed(sub, decision, github.GitHubError(
-                        f"{merged}: validated {revalidations} times without a chance to merge"), fields)
-                self.store.add_event(sub.id, "revalidate", merged)
-                continue
-            if decision.route == route.AUTO_MERGE:
-                started = time.perf_counter()
-                outcome = self._merge(repo, config, sub, validation)
-                explanation["timings"]["merge"] = round(time.perf_counter() - started, 6)
-                if outcome.status == merge.MERGED:
-                    return self.store.transition(
-                        sub.id, "merged", route=route.AUTO_MERGE, merged_commit=outcome.commit,
-                        reason=outcome.reason or decision.reason, **fields)
-                if outcome.status == merge.MOVED:
-                    revalidations += 1
-                    if revalidations > config.max_revalidations:
-                        return self.store.transition(
-                            sub.id, "awaiting_review", route=route.REVIEW,
-                            reason=f"{config.target} kept moving: validated {revalidations} times "
-                                   "without a chance to merge", **fields)
-                    self.store.add_event(sub.id, "revalidate",
-                                         f"{config.target} moved to {str(outcome.tip)[:12]}")
-                    continue
+            if revalidations:
+                # The target moved under us: validate again holding its merge
+                # lock, so the next merge is ours. Without it, other workers'
+                # merges can keep moving the target under a patch until it runs
+                # out of revalidations (seen with a burst of mergeable patches).
+                with merge.target_lock(repo, config.target_ref):
+                    done = self._decide_once(repo, config, sub, revalidations)
+            else:
+                done = self._decide_once(repo, config, sub, revalidations)
+            if isinstance(done, Submission):
+                return done
+            revalidations += 1
+
+    def _decide_once(self, repo: pygit2.Repository, config: Config, sub: Submission,
+                     revalidations: int) -> Submission | None:
+        """Validate on the current tip and carry out the route; None: validate again."""
+        tip = repo.references[config.target_ref].peel(pygit2.Commit)
+        validation = self.validate(repo, config, sub, tip)
+        conf = validation.confidence
+        decision = route.decide(conf, github=config.github is not None)
+        explanation = self._explanation(validation, decision)
+        fields: dict[str, Any] = dict(
+            confidence=conf.value, explanation=explanation, base_commit=validation.base,
+            result_tree=str(validation.trees[-1]))
+        if decision.route == route.AUTO_MERGE and config.github and config.github.merge_via_pr:
+            merged = self._merge_via_pr(repo, config, sub, validation, decision, fields)
+            if isinstance(merged, Submission):
+                return merged
+            if revalidations + 1 > config.max_revalidations:
+                return self._github_failed(sub, decision, github.GitHubError(
+                    f"{merged}: validated {revalidations + 1} times without a chance to merge"), fields)
+            self.store.add_event(sub.id, "revalidate", merged)
+            return None
+        if decision.route == route.AUTO_MERGE:
+            started = time.perf_counter()
+            outcome = self._merge(repo, config, sub, validation)
+            explanation["timings"]["merge"] = round(time.perf_counter() - started, 6)
+            if outcome.status == merge.MERGED:
                 return self.store.transition(
-                    sub.id, "awaiting_review", route=route.REVIEW,
-                    reason=f"auto-merge held: {outcome.reason}", **fields)
-            if decision.route == route.PULL_REQUEST:
-                return self._pull_request(repo, config, sub, validation, decision, fields)
-            return self.store.transition(sub.id, "awaiting_review", route=route.REVIEW,
-                                         reason=decision.reason, **fields)
+                    sub.id, "merged", route=route.AUTO_MERGE, merged_commit=outcome.commit,
+                    reason=outcome.reason or decision.reason, **fields)
+            if outcome.status == merge.MOVED:
+                if revalidations + 1 > config.max_revalidations:
+                    return self.store.transition(
+                        sub.id, "awaiting_review", route=route.REVIEW,
+                        reason=f"{config.target} kept moving: validated {revalidations + 1} times "
+                               "without a chance to merge", **fields)
+                self.store.add_event(sub.id, "revalidate",
+                                     f"{config.target} moved to {str(outcome.tip)[:12]}")
+                return None
+            return self.store.transition(
+                sub.id, "awaiting_review", route=route.REVIEW,
+                reason=f"auto-merge held: {outcome.reason}", **fields)
+        if decision.route == route.PULL_REQUEST:
+            return self._pull_request(repo, config, sub, validation, decision, fields)
+        return self.store.transition(sub.id, "awaiting_review", route=route.REVIEW,
+                                     reason=decision.reason, **fields)
 
     # -- the GitHub route ----------------------------------------------------------
 

@@ -349,3 +349,22 @@ def test_drops_are_taken_by_their_events_not_by_rescans(
     subs = wait_until(lambda: all_decided(store, 10), timeout=30, what="ten decisions")
     assert sorted(s.source_detail for s in subs) == sorted([f"r{i}.patch" for i in range(5)]
                                                           + [f"w{i}.patch" for i in range(5)])
+
+
+def test_a_burst_of_mergeable_patches_all_merge(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], daemons: list[DaemonProcess]) -> None:
+    """Two workers, every patch mergeable: each merge moves the target under the
+    other worker. A patch whose merge found the target moved validates again
+    holding the merge lock, so one revalidation is always enough."""
+    config = trivial_config(sleep=0.1).replace('target = "main"\n', 'target = "main"\nmax_revalidations = 1\n')
+    project = watched_project(tmp_path, capsys, config=config)
+    store = Store()
+    from errauto_daemon import intake
+    for i in range(30):
+        intake.submit(store, project.path, notes_patch(project, i), source="cli", name=f"n{i}.patch")
+    start(daemons, tmp_path, workers=2)
+    subs = wait_until(lambda: all_decided(store, 30), timeout=180, poll=0.2, what="30 decisions")
+    assert {s.state for s in subs} == {"merged"}, [(s.id, s.state, s.reason) for s in subs if s.state != "merged"]
+    revalidated = [s.id for s in subs if any(e["kind"] == "revalidate" for e in store.events(s.id))]
+    assert revalidated  # the race did happen
+    assert len(project.git("ls-tree", "--name-only", "main", "notes/").split()) == 30
