@@ -22,7 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from errauto_daemon.errors import ConfigError, FatalError
+from errauto_daemon.health import Thresholds
 from errauto_daemon.patchfile import Limits
+from errauto_daemon.store import ALERT_KINDS
 
 if TYPE_CHECKING:
     import pygit2
@@ -82,6 +84,26 @@ class GithubConfig:
 
 
 @dataclass(frozen=True)
+class AlertsConfig:
+    """`[alerts]`: where alerts go and which. The webhook URL itself is never
+    configured, only the name of the environment variable that holds it."""
+
+    webhook_env: str = "SLACK_WEBHOOK_URL"
+    disabled: tuple[str, ...] = ()  # alert kinds not sent anywhere
+    jsonl: bool = True  # append alerts to alerts.jsonl in the state directory
+
+    def enabled(self, kind: str) -> bool:
+        return kind not in self.disabled
+
+
+@dataclass(frozen=True)
+class StatusConfig:
+    """`[status]`: what `errauto status` assumes."""
+
+    minutes_per_manual_patch: float = 15.0  # a person's time to review and apply one patch
+
+
+@dataclass(frozen=True)
 class Config:
     target: str
     inbox: str = "patches"
@@ -99,6 +121,9 @@ class Config:
     secret_env: tuple[str, ...] = DEFAULT_SECRET_ENV
     checks: tuple[CheckConfig, ...] = ()
     github: GithubConfig | None = None
+    alerts: AlertsConfig = AlertsConfig()
+    monitor: Thresholds = Thresholds()
+    status: StatusConfig = StatusConfig()
     source: str = "defaults"
 
     @property
@@ -110,7 +135,8 @@ class Config:
 
     def secrets(self) -> tuple[str, ...]:
         token = (self.github.token_env,) if self.github else ()
-        return tuple(dict.fromkeys(DEFAULT_SECRET_ENV + self.secret_env + token))
+        webhook = (self.alerts.webhook_env,)
+        return tuple(dict.fromkeys(DEFAULT_SECRET_ENV + self.secret_env + token + webhook))
 
     def checks_fingerprint(self) -> str:
         """Identifies what a validation ran: the checks and how they score."""
@@ -121,6 +147,9 @@ class Config:
         values = asdict(self)
         values["checks"] = self.checks
         values["github"] = self.github
+        values["alerts"] = self.alerts
+        values["monitor"] = self.monitor
+        values["status"] = self.status
         if auto_merge is not None:
             values["auto_merge_threshold"] = auto_merge
         if pr is not None:
@@ -304,11 +333,20 @@ _TOP_KEYS: dict[str, type | tuple[type, ...]] = {
     "workers": int, "push": str, "submit_refs": list, "protected_paths": list,
     "max_patch_bytes": int, "max_hunk_lines": int, "max_files": int, "max_blob_bytes": int,
     "max_revalidations": int, "secret_env": list, "checks": dict, "github": dict,
+    "alerts": dict, "monitor": dict, "status": dict,
 }
 _CHECK_KEYS: dict[str, type | tuple[type, ...]] = {
     "command": (str, list), "weight": float, "timeout": float, "gate": bool, "kind": str,
     "report": str, "tolerance": float, "env": dict,
 }
+_ALERTS_KEYS: dict[str, type | tuple[type, ...]] = {
+    "webhook_env": str, "disabled": list, "jsonl": bool,
+}
+_MONITOR_KEYS: dict[str, type | tuple[type, ...]] = {
+    name: (int if name == "failure_min_decisions" or name.startswith("backlog_") else float)
+    for name in Thresholds.__dataclass_fields__
+}
+_STATUS_KEYS: dict[str, type | tuple[type, ...]] = {"minutes_per_manual_patch": float}
 _GITHUB_KEYS: dict[str, type | tuple[type, ...]] = {
     "repo": str, "api_url": str, "token_env": str, "remote": str, "merge_method": str,
     "labels": list, "merge_via_pr": bool, "rate_limit_wait": float, "write_interval": float,
@@ -343,6 +381,8 @@ def _validated(values: Mapping[str, Any], source: str) -> Config:
         if key == "checks" and isinstance(value, tuple):
             continue
         if key == "github" and (value is None or isinstance(value, GithubConfig)):
+            continue
+        if isinstance(value, (AlertsConfig, Thresholds, StatusConfig)):
             continue
         if key in ("submit_refs", "protected_paths", "secret_env") and isinstance(value, tuple):
             continue
@@ -398,6 +438,10 @@ def _validated(values: Mapping[str, Any], source: str) -> Config:
         out["checks"] = tuple(_check(name, spec, fail) for name, spec in checks.items())
     github = values.get("github")
     out["github"] = github if github is None or isinstance(github, GithubConfig) else _github(github, fail)
+    for key, parse in (("alerts", _alerts), ("monitor", _monitor), ("status", _status)):
+        if key in values:
+            value = values[key]
+            out[key] = value if not isinstance(value, dict) else parse(value, fail)
     return Config(**out)
 
 
@@ -498,6 +542,58 @@ def _github(spec: Mapping[str, Any], fail: Any) -> GithubConfig:
                 raise fail(f"github.{key}", f"must not be negative, got {spec[key]}")
             out[key] = float(spec[key])
     return GithubConfig(**out)
+
+
+def _section_types(section: str, spec: Mapping[str, Any], keys: Mapping[str, type | tuple[type, ...]],
+                   fail: Any) -> None:
+    for k, v in spec.items():
+        if k not in keys:
+            raise fail(f"{section}.{k}", f"is not a known {section} setting (see docs/configuration.md)")
+        if not _type_ok(v, keys[k]):
+            raise fail(f"{section}.{k}", f"must be {_type_name(keys[k])}, got {v!r}")
+
+
+def _alerts(spec: Mapping[str, Any], fail: Any) -> AlertsConfig:
+    _section_types("alerts", spec, _ALERTS_KEYS, fail)
+    out: dict[str, Any] = {}
+    if "webhook_env" in spec:
+        if not _ENV_NAME.fullmatch(spec["webhook_env"]):
+            raise fail("alerts.webhook_env", f"must name an environment variable, got {spec['webhook_env']!r}")
+        out["webhook_env"] = spec["webhook_env"]
+    if "disabled" in spec:
+        for kind in spec["disabled"]:
+            if kind not in ALERT_KINDS:
+                raise fail("alerts.disabled", f"has {kind!r}, which is not one of {', '.join(ALERT_KINDS)}")
+        out["disabled"] = tuple(dict.fromkeys(spec["disabled"]))
+    if "jsonl" in spec:
+        out["jsonl"] = spec["jsonl"]
+    return AlertsConfig(**out)
+
+
+def _monitor(spec: Mapping[str, Any], fail: Any) -> Thresholds:
+    _section_types("monitor", spec, _MONITOR_KEYS, fail)
+    for key, value in spec.items():
+        if value < 0:
+            raise fail(f"monitor.{key}", f"must not be negative, got {value}")
+        if key.startswith("failure_rate_") and value > 1:
+            raise fail(f"monitor.{key}", f"must be between 0 and 1, got {value}")
+    values: dict[str, Any] = {k: (int(v) if _MONITOR_KEYS[k] is int else float(v)) for k, v in spec.items()}
+    thresholds = Thresholds(**values)
+    for warning, critical in thresholds.pairs():
+        low, high = getattr(thresholds, warning), getattr(thresholds, critical)
+        if low > high:
+            if critical in spec:
+                raise fail(f"monitor.{critical}", f"({high}) must not be below {warning} ({low})")
+            raise fail(f"monitor.{warning}", f"({low}) must not be above {critical} ({high})")
+    return thresholds
+
+
+def _status(spec: Mapping[str, Any], fail: Any) -> StatusConfig:
+    _section_types("status", spec, _STATUS_KEYS, fail)
+    minutes = float(spec.get("minutes_per_manual_patch", StatusConfig.minutes_per_manual_patch))
+    if minutes < 0:
+        raise fail("status.minutes_per_manual_patch", f"must not be negative, got {minutes}")
+    return StatusConfig(minutes_per_manual_patch=minutes)
 
 
 def _api_url(value: str, fail: Any) -> str:

@@ -1,22 +1,91 @@
 """How the pipeline is doing, in one level: ok, warning or critical.
 
-Read by the `errauto-status` hook and `errauto daemon status`; computed from
-the database only (the daemon's heartbeat row and the queue), so it is cheap
-enough for every commit.
+Five criteria, each graded against a (warning, critical) pair of thresholds:
+
+    daemon      the age of the daemon's heartbeat (no daemon: a warning, or
+                critical when something waits to be validated)
+    backlog     submissions awaiting a person's review
+    oldest      how long the oldest of those has waited
+    failures    the share of the last hour's decisions that ended `failed`
+                (errauto could not decide: internal or configuration errors)
+    outbox      how long the oldest undelivered alert has waited; a delivery
+                that failed for good in the last day is a warning
+
+The level is the worst grade. Computed from the database only, with indexed
+queries, so it is cheap enough for the `errauto-status` hook on every commit.
+`errauto monitor` and the daemon record each level they see (and the
+thresholds they used) with `Store.record_level`; the hook reads those
+thresholds back rather than loading every repository's configuration.
 """
 from __future__ import annotations
 
+import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING, Any
 
 from errauto_daemon.store import Store
 
-LEVELS = ("ok", "warning", "critical")
+if TYPE_CHECKING:
+    from errauto_daemon.config import Config
 
-# Defaults until configured otherwise: (warning, critical).
-BACKLOG = (10, 50)  # submissions waiting for a person
-OLDEST = (24 * 3600.0, 72 * 3600.0)  # seconds the oldest waits
-HEARTBEAT = (15.0, 120.0)  # seconds since the daemon's last heartbeat
+LEVELS = ("ok", "warning", "critical")
+EXIT = {"ok": 0, "warning": 1, "critical": 2}
+HOUR = 3600.0
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """`[monitor]` in the configuration: (warning, critical) per criterion."""
+
+    heartbeat_warning_seconds: float = 15.0
+    heartbeat_critical_seconds: float = 120.0
+    backlog_warning: int = 10
+    backlog_critical: int = 50
+    oldest_warning_hours: float = 24.0
+    oldest_critical_hours: float = 72.0
+    failure_rate_warning: float = 0.2
+    failure_rate_critical: float = 0.5
+    failure_min_decisions: int = 3  # fewer decisions in the hour: the rate is not graded
+    outbox_warning_minutes: float = 10.0
+    outbox_critical_minutes: float = 60.0
+
+    def pairs(self) -> list[tuple[str, str]]:
+        names = [f.name for f in fields(self)]
+        return [(n, n.replace("_warning", "_critical")) for n in names if "_warning" in n]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> Thresholds:
+        known = {f.name for f in fields(cls)}
+        try:
+            values = json.loads(text) if text else {}
+            return cls(**{k: v for k, v in values.items() if k in known})
+        except (ValueError, TypeError):
+            return cls()
+
+    @classmethod
+    def strictest(cls, many: list[Thresholds]) -> Thresholds:
+        """One set for several repositories: each threshold at its lowest."""
+        if not many:
+            return cls()
+        return cls(**{f.name: min(getattr(t, f.name) for t in many) for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class Criterion:
+    name: str
+    level: str
+    value: float | None
+    warning: float | None
+    critical: float | None
+    text: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "level": self.level, "value": self.value, "warning": self.warning,
+                "critical": self.critical, "text": self.text}
 
 
 @dataclass(frozen=True)
@@ -27,6 +96,8 @@ class Health:
     queued: int
     daemon: str  # "alive", "not running", "no heartbeat for Ns"
     reasons: tuple[str, ...] = field(default=())
+    criteria: tuple[Criterion, ...] = field(default=())
+    thresholds: Thresholds = field(default=Thresholds())
 
     def line(self) -> str:
         parts = [f"{self.awaiting_review} awaiting review"]
@@ -37,6 +108,17 @@ class Health:
         text = f"errauto: {', '.join(parts)}; daemon {self.daemon}; {self.level}"
         return text + (f" ({'; '.join(self.reasons)})" if self.reasons else "")
 
+    @property
+    def exit_code(self) -> int:
+        return EXIT[self.level]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"level": self.level, "exit": self.exit_code, "reasons": list(self.reasons),
+                "awaiting_review": self.awaiting_review, "oldest_pending_seconds": self.oldest_pending,
+                "queued": self.queued, "daemon": self.daemon,
+                "criteria": [c.to_json() for c in self.criteria],
+                "thresholds": asdict(self.thresholds)}
+
 
 def _age(seconds: float) -> str:
     seconds = int(seconds)
@@ -46,32 +128,120 @@ def _age(seconds: float) -> str:
     return f"{seconds}s"
 
 
-def _grade(value: float, limits: tuple[float, float]) -> int:
-    return 2 if value >= limits[1] else 1 if value >= limits[0] else 0
+def _grade(value: float, warning: float, critical: float) -> str:
+    return "critical" if value >= critical else "warning" if value >= warning else "ok"
 
 
-def assess(store: Store, *, daemon_pid: int | None, now: float | None = None) -> Health:
+def assess(store: Store, *, daemon_pid: int | None, now: float | None = None,
+           thresholds: Thresholds | None = None) -> Health:
+    """Grade every criterion. Without `thresholds`: those the monitor last recorded, else defaults."""
     now = time.time() if now is None else now
-    row = store.conn.execute(
-        "SELECT COUNT(*), MIN(created_at) FROM submissions WHERE state = 'awaiting_review'").fetchone()
-    awaiting, oldest_at = int(row[0]), row[1]
+    if thresholds is None:
+        row = store.monitor_row()
+        thresholds = Thresholds.from_json(row["thresholds"] if row else None)
+    t = thresholds
+    criteria: list[Criterion] = []
+
     queued = store.count(("queued", "validating"))
-    oldest = now - oldest_at if oldest_at is not None else None
-    grades: list[tuple[int, str]] = []
-    grades.append((_grade(awaiting, BACKLOG), f"{awaiting} awaiting review"))
-    if oldest is not None:
-        grades.append((_grade(oldest, OLDEST), f"oldest waits {_age(oldest)}"))
     heartbeat = store.daemon_row()
     if daemon_pid is None:
         daemon = "not running"
         # Nobody is validating: that matters once something is waiting.
-        grades.append((2 if queued else 1, "no daemon is running"))
+        level = "critical" if queued else "warning"
+        criteria.append(Criterion("daemon", level, None, t.heartbeat_warning_seconds,
+                                  t.heartbeat_critical_seconds, "no daemon is running"))
     elif heartbeat is None:
         daemon = "starting"
+        criteria.append(Criterion("daemon", "ok", None, t.heartbeat_warning_seconds,
+                                  t.heartbeat_critical_seconds, "the daemon is starting"))
     else:
-        age = now - heartbeat["heartbeat_at"]
-        daemon = "alive" if age < HEARTBEAT[0] else f"no heartbeat for {int(age)}s"
-        grades.append((_grade(age, HEARTBEAT), f"daemon heartbeat {int(age)}s old"))
-    worst = max((g for g, _ in grades), default=0)
-    reasons = tuple(text for g, text in grades if g == worst and g > 0)
-    return Health(LEVELS[worst], awaiting, oldest, queued, daemon, reasons)
+        age = max(0.0, now - heartbeat["heartbeat_at"])
+        daemon = "alive" if age < t.heartbeat_warning_seconds else f"no heartbeat for {int(age)}s"
+        criteria.append(Criterion(
+            "daemon", _grade(age, t.heartbeat_warning_seconds, t.heartbeat_critical_seconds), round(age, 1),
+            t.heartbeat_warning_seconds, t.heartbeat_critical_seconds, f"daemon heartbeat {int(age)}s old"))
+
+    row = store.conn.execute(
+        "SELECT COUNT(*), MIN(created_at) FROM submissions WHERE state = 'awaiting_review'").fetchone()
+    awaiting, oldest_at = int(row[0]), row[1]
+    criteria.append(Criterion("backlog", _grade(awaiting, t.backlog_warning, t.backlog_critical), awaiting,
+                              t.backlog_warning, t.backlog_critical, f"{awaiting} awaiting review"))
+    oldest = now - oldest_at if oldest_at is not None else None
+    if oldest is not None:
+        criteria.append(Criterion(
+            "oldest", _grade(oldest / HOUR, t.oldest_warning_hours, t.oldest_critical_hours),
+            round(oldest, 1), t.oldest_warning_hours * HOUR, t.oldest_critical_hours * HOUR,
+            f"oldest waits {_age(oldest)}"))
+    else:
+        criteria.append(Criterion("oldest", "ok", None, t.oldest_warning_hours * HOUR,
+                                  t.oldest_critical_hours * HOUR, "nothing awaits review"))
+
+    decided, failed = failure_counts(store, now - HOUR)
+    rate = failed / decided if decided else 0.0
+    level = "ok"
+    if decided >= t.failure_min_decisions:
+        level = _grade(rate, t.failure_rate_warning, t.failure_rate_critical)
+    criteria.append(Criterion("failures", level, round(rate, 4), t.failure_rate_warning,
+                              t.failure_rate_critical,
+                              f"{failed} of {decided} decisions in the last hour failed"))
+
+    pending = store.undelivered()
+    failed_for_good = store.failed_deliveries_since(now - 24 * HOUR)
+    waited = now - pending["oldest"] if pending["oldest"] is not None else 0.0
+    level = _grade(waited / 60, t.outbox_warning_minutes, t.outbox_critical_minutes) if pending["pending"] else "ok"
+    text = f"{pending['pending']} alerts undelivered"
+    if pending["pending"]:
+        text += f" (oldest {_age(waited)})"
+    if failed_for_good:
+        text += f"; {failed_for_good} deliveries failed for good in the last day"
+        level = max(level, "warning", key=LEVELS.index)
+    criteria.append(Criterion("outbox", level, round(waited, 1), t.outbox_warning_minutes * 60,
+                              t.outbox_critical_minutes * 60, text))
+
+    worst = max((LEVELS.index(c.level) for c in criteria), default=0)
+    reasons = tuple(c.text for c in criteria if LEVELS.index(c.level) == worst and worst > 0)
+    return Health(LEVELS[worst], awaiting, oldest, queued, daemon, reasons, tuple(criteria), t)
+
+
+def failure_counts(store: Store, since: float) -> tuple[int, int]:
+    """Decisions errauto made since `since` (validations and intake rejections), and how many failed."""
+    row = store.conn.execute(
+        "SELECT COUNT(*), COALESCE(SUM(to_state = 'failed'), 0) FROM events "
+        "WHERE ts >= ? AND kind = 'state' AND (from_state = 'validating' OR from_state IS NULL) "
+        "AND to_state IN ('merged', 'pr_open', 'awaiting_review', 'rejected', 'failed')",
+        (since,)).fetchone()
+    return int(row[0]), int(row[1])
+
+
+def registered_configs(store: Store) -> dict[str, Config]:
+    """The configuration of each registered repository that has a valid one.
+
+    Read with the git command line, like the hooks (importing pygit2 would
+    cost `status` and `monitor` more than their queries): from the target's
+    committed tree, as always.
+    """
+    from errauto_daemon import config as config_mod
+    from errauto_daemon.errors import FatalError
+
+    out: dict[str, Config] = {}
+    for root in store.repos():
+        try:
+            out[root] = config_mod.load_with_git(root)
+        except (FatalError, OSError):
+            continue  # gone, or misconfigured: the daemon reports that where it matters
+    return out
+
+
+def configured_thresholds(store: Store) -> Thresholds:
+    """The registered repositories' `[monitor]` thresholds, each at its strictest."""
+    return Thresholds.strictest([c.monitor for c in registered_configs(store).values()])
+
+
+def check(store: Store, *, daemon_pid: int | None, thresholds: Thresholds,
+          now: float | None = None) -> tuple[Health, int | None]:
+    """Assess, record the level, and raise an alert if it changed. Returns the alert's id, if any."""
+    health = assess(store, daemon_pid=daemon_pid, now=now, thresholds=thresholds)
+    detail = "; ".join(health.reasons) if health.reasons else "every criterion is ok"
+    extra = {"level": health.level, "criteria": [c.to_json() for c in health.criteria]}
+    alert = store.record_level(health.level, detail, extra, thresholds.to_json(), now=now)
+    return health, alert

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import urllib.parse
 from collections.abc import Iterable
 
 from errauto_daemon.config import DEFAULT_SECRET_ENV
@@ -20,7 +21,19 @@ def secret_values() -> list[str]:
         value = os.environ.get(name)
         if value and len(value) >= 4:
             values.append(value)
-    return sorted(values, key=len, reverse=True)
+            values += _url_parts(value)
+    return sorted(set(values), key=len, reverse=True)
+
+
+def _url_parts(value: str) -> list[str]:
+    """The secret parts of a URL secret (a webhook's path is its key): HTTP
+    libraries quote the path without the host ("Max retries exceeded with
+    url: /services/...")."""
+    if "://" not in value:
+        return []
+    parts = urllib.parse.urlsplit(value.strip())
+    path = parts.path + (f"?{parts.query}" if parts.query else "")
+    return [p for p in (path, parts.path) if len(p) >= 8]
 
 
 def redact(text: str) -> str:

@@ -5,6 +5,10 @@ Tables:
   checks       every check run, per submission and attempt
   events       every state transition, timestamped; metrics come from here
   repos        repositories registered with `errauto init` / `watch add`
+  outbox       alerts, written in the same transaction as the change that caused them
+  deliveries   each alert's delivery to each sink (alerts.jsonl, a Slack webhook)
+  sinks        each sink's retry and circuit-breaker state
+  monitor      the last level `errauto monitor` saw and alerted, and its thresholds
   meta         schema version
 
 A submission's life:
@@ -14,7 +18,13 @@ A submission's life:
 
 Every write happens in a transaction; state changes check the state they
 expect to leave (compare-and-set), so two processes can never both claim or
-decide one submission.
+decide one submission. A state change worth telling people about writes its
+alert into `outbox` in that same transaction (`alert_for` decides which), so
+an alert can neither be lost nor sent for a change that did not happen.
+
+The schema is versioned: a new database gets `_SCHEMA` and then every
+migration in `_MIGRATIONS`; an older one gets the migrations it lacks, in
+the transaction that opens it.
 """
 from __future__ import annotations
 
@@ -36,11 +46,27 @@ from typing import Any
 from errauto_daemon import paths
 from errauto_daemon.errors import FatalError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 STATES = ("queued", "validating", "merged", "pr_open", "awaiting_review", "rejected", "failed")
 DECIDED = ("merged", "pr_open", "awaiting_review", "rejected", "failed")
 FINAL = ("merged", "rejected", "failed")
+
+# What an alert can be about, and how loud it is.
+ALERT_LEVELS = {
+    "auto_merged": "info",
+    "merged": "info",  # merged after a person approved it, or its pull request was merged
+    "auto_merge_failed": "warning",
+    "pr_opened": "info",
+    "pr_failed": "warning",
+    "review_needed": "warning",
+    "rejected": "info",
+    "daemon_error": "critical",
+    "monitor_warning": "warning",
+    "monitor_critical": "critical",
+    "monitor_ok": "info",
+}
+ALERT_KINDS = tuple(ALERT_LEVELS)
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -143,6 +169,66 @@ CREATE TABLE baselines (
 );
 """
 
+# version -> the statements that bring a database from version - 1 to it.
+_MIGRATIONS: dict[int, str] = {
+    2: """
+-- When the current validation began; a decision's event records how long it took.
+ALTER TABLE submissions ADD COLUMN claimed_at REAL;
+ALTER TABLE events ADD COLUMN duration REAL;
+-- `status`: the submissions of a window without reading their (large) rows.
+CREATE INDEX submissions_window ON submissions (created_at, state, route, source, confidence, repo);
+-- `status` and `monitor`: the decisions of a window, without reading the events table.
+CREATE INDEX events_decisions ON events (kind, to_state, ts, from_state, submission_id, duration);
+-- `status`: when a validation recorded before `duration` existed began.
+CREATE INDEX events_submission_state ON events (submission_id, to_state, id, ts);
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    created_at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    level TEXT NOT NULL,
+    submission_id INTEGER REFERENCES submissions (id),
+    repo TEXT,
+    target TEXT,
+    data TEXT NOT NULL,
+    routed_at REAL,
+    sinks TEXT
+);
+CREATE INDEX outbox_unrouted ON outbox (id) WHERE routed_at IS NULL;
+CREATE TABLE deliveries (
+    alert_id INTEGER NOT NULL REFERENCES outbox (id),
+    sink TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at REAL NOT NULL,
+    error TEXT,
+    done_at REAL,
+    PRIMARY KEY (alert_id, sink)
+);
+CREATE INDEX deliveries_pending ON deliveries (sink, next_at) WHERE state = 'pending';
+CREATE INDEX deliveries_failed ON deliveries (done_at) WHERE state = 'failed';
+CREATE TABLE sinks (
+    name TEXT PRIMARY KEY,
+    failures INTEGER NOT NULL DEFAULT 0,
+    next_at REAL NOT NULL DEFAULT 0,
+    open_until REAL,
+    last_error TEXT,
+    last_ok_at REAL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE monitor (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    level TEXT NOT NULL,
+    since REAL NOT NULL,
+    alerted TEXT,
+    warning_at REAL,
+    critical_at REAL,
+    ok_at REAL,
+    checked_at REAL NOT NULL,
+    thresholds TEXT
+);
+""",
+}
+
 
 @dataclass(frozen=True)
 class Submission:
@@ -172,6 +258,7 @@ class Submission:
     created_at: float
     updated_at: float
     decided_at: float | None
+    claimed_at: float | None = None  # when its current (or last) validation began
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Submission:
@@ -198,6 +285,83 @@ class CheckRow:
     detail: str | None
     log_path: str | None
     base_commit: str | None
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One row of the outbox: what happened, as it was when it happened."""
+
+    id: int
+    created_at: float
+    kind: str
+    level: str
+    submission_id: int | None
+    repo: str | None
+    target: str | None
+    data: dict[str, Any]  # title, route, state, confidence, reason, pr_url, detail, ...
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Alert:
+        return cls(row["id"], row["created_at"], row["kind"], row["level"], row["submission_id"],
+                   row["repo"], row["target"], json.loads(row["data"]))
+
+
+def alert_for(from_state: str | None, to_state: str, route: str | None,
+              decided_route: str | None) -> str | None:
+    """The alert a state change raises, if any. Pure.
+
+    `route` is the submission's route after the change; `decided_route` the
+    route its last validation decided (they differ when a route could not be
+    carried out, e.g. an auto-merge held for review).
+    """
+    if to_state == from_state:
+        return None  # e.g. pr_open again after a GitHub failure: that raised its own alert
+    if to_state == "merged":
+        return "auto_merged" if route == "auto_merge" else "merged"
+    if to_state == "pr_open":
+        return "pr_opened"
+    if to_state == "awaiting_review":
+        return "auto_merge_failed" if decided_route == "auto_merge" else "review_needed"
+    if to_state == "rejected":
+        return "rejected"
+    if to_state == "failed":
+        return "daemon_error"  # errauto could not decide: an internal or configuration error
+    return None
+
+
+def _alert_data(row: sqlite3.Row | None, detail: str | None, extra: dict[str, Any] | None) -> dict[str, Any]:
+    data: dict[str, Any] = {}
+    if row is not None:
+        data = {k: row[k] for k in ("title", "state", "route", "confidence", "reason", "source",
+                                    "pr_url", "pr_number", "pr_state", "merged_commit")}
+    if detail:
+        data["detail"] = detail
+    data.update(extra or {})
+    return data
+
+
+def _insert_alert(conn: sqlite3.Connection, kind: str, now: float, row: sqlite3.Row | None,
+                  detail: str | None = None, extra: dict[str, Any] | None = None) -> int:
+    """Write an alert into the outbox, inside the caller's transaction."""
+    from errauto_daemon.redact import redact  # loads config: only where alerts are written
+
+    data = redact(json.dumps(_alert_data(row, detail, extra), sort_keys=True))
+    cur = conn.execute(
+        "INSERT INTO outbox (created_at, kind, level, submission_id, repo, target, data) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (now, kind, ALERT_LEVELS[kind], row["id"] if row is not None else None,
+         row["repo"] if row is not None else None, row["target"] if row is not None else None, data))
+    return int(cur.lastrowid or 0)
+
+
+def _decided_route(explanation: str | None) -> str | None:
+    if not explanation:
+        return None
+    try:
+        value = json.loads(explanation).get("route")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
 
 
 def patch_file(sha256: str) -> Path:
@@ -230,6 +394,14 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _run_script(conn: sqlite3.Connection, script: str) -> None:
+    """Run `;`-separated statements (inside the caller's transaction, unlike executescript)."""
+    code = "\n".join(line for line in script.splitlines() if not line.strip().startswith("--"))
+    for statement in code.split(";"):
+        if statement.strip():
+            conn.execute(statement)
 
 
 class Store:
@@ -283,14 +455,17 @@ class Store:
             row = conn.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
             if row is None:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
-                             (str(SCHEMA_VERSION),))
+                _run_script(conn, _SCHEMA)
+                conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '1')")
+                version = 1
+            else:
+                version = int(conn.execute(
+                    "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
+            if version < SCHEMA_VERSION:
+                for step in range(version + 1, SCHEMA_VERSION + 1):
+                    _run_script(conn, _MIGRATIONS[step])
+                conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
                 return
-            version = int(conn.execute(
-                "SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0])
         if version > SCHEMA_VERSION:
             raise FatalError(
                 f"the state database {self.path} was written by a newer errauto "
@@ -342,6 +517,9 @@ class Store:
                 "VALUES (?, ?, 'state', ?, ?, ?)",
                 (sub_id, now, state, "rejected" if state == "rejected" else None, reason or source))
             row = conn.execute("SELECT * FROM submissions WHERE id = ?", (sub_id,)).fetchone()
+            kind = alert_for(None, state, row["route"], None)
+            if kind is not None:
+                _insert_alert(conn, kind, now, row)
         return Submission.from_row(row), True
 
     def get(self, sub_id: int) -> Submission:
@@ -376,7 +554,7 @@ class Store:
                 return None
             conn.execute(
                 "UPDATE submissions SET state = 'validating', attempts = attempts + 1, "
-                "updated_at = ?, decided_at = NULL WHERE id = ?", (now, sub_id))
+                "updated_at = ?, decided_at = NULL, claimed_at = ? WHERE id = ?", (now, now, sub_id))
             conn.execute(
                 "INSERT INTO events (submission_id, ts, kind, from_state, to_state, detail) "
                 "VALUES (?, ?, 'state', ?, 'validating', ?)", (sub_id, now, row["state"], detail or None))
@@ -398,7 +576,7 @@ class Store:
             fields["explanation"] = json.dumps(fields["explanation"], sort_keys=True)
         now = time.time()
         with self.transaction() as conn:
-            row = conn.execute("SELECT state FROM submissions WHERE id = ?", (sub_id,)).fetchone()
+            row = conn.execute("SELECT state, claimed_at FROM submissions WHERE id = ?", (sub_id,)).fetchone()
             if row is None:
                 raise FatalError(f"no submission {sub_id}")
             if expect is not None and row["state"] not in expect:
@@ -409,11 +587,15 @@ class Store:
                 sets.append(f"{key} = ?")
                 args.append(value)
             conn.execute(f"UPDATE submissions SET {', '.join(sets)} WHERE id = ?", (*args, sub_id))
+            took = now - row["claimed_at"] if row["state"] == "validating" and row["claimed_at"] else None
             conn.execute(
-                "INSERT INTO events (submission_id, ts, kind, from_state, to_state, route, detail) "
-                "VALUES (?, ?, 'state', ?, ?, ?, ?)",
-                (sub_id, now, row["state"], to_state, fields.get("route"), detail))
+                "INSERT INTO events (submission_id, ts, kind, from_state, to_state, route, detail, duration) "
+                "VALUES (?, ?, 'state', ?, ?, ?, ?, ?)",
+                (sub_id, now, row["state"], to_state, fields.get("route"), detail, took))
             fresh = conn.execute("SELECT * FROM submissions WHERE id = ?", (sub_id,)).fetchone()
+            kind = alert_for(row["state"], to_state, fresh["route"], _decided_route(fresh["explanation"]))
+            if kind is not None:
+                _insert_alert(conn, kind, now, fresh, detail, {"from_state": row["state"]})
         return Submission.from_row(fresh)
 
     @contextmanager
@@ -495,10 +677,18 @@ class Store:
                 "results, created_at) VALUES (?, ?, ?, ?, ?, ?)",
                 (base_tree, dedup_key, fingerprint, result_tree, json.dumps(results), time.time()))
 
-    def add_event(self, sub_id: int | None, kind: str, detail: str | None = None) -> None:
+    def add_event(self, sub_id: int | None, kind: str, detail: str | None = None, *,
+                  alert: str | None = None) -> None:
+        """Record an event; with `alert` (a kind in ALERT_KINDS), also that alert."""
+        now = time.time()
         with self.transaction() as conn:
             conn.execute("INSERT INTO events (submission_id, ts, kind, detail) VALUES (?, ?, ?, ?)",
-                         (sub_id, time.time(), kind, detail))
+                         (sub_id, now, kind, detail))
+            if alert is not None:
+                row = None
+                if sub_id is not None:
+                    row = conn.execute("SELECT * FROM submissions WHERE id = ?", (sub_id,)).fetchone()
+                _insert_alert(conn, alert, now, row, detail)
 
     def events(self, sub_id: int) -> list[dict[str, Any]]:
         return [dict(r) for r in self.conn.execute(
@@ -596,3 +786,149 @@ class Store:
                 "SELECT route, COUNT(*) FROM submissions WHERE route IS NOT NULL GROUP BY route"):
             by_route[row[0]] = row[1]
         return {"state": by_state, "route": by_route}
+
+    # -- the outbox --------------------------------------------------------------------
+    #
+    # An alert is written by the change that causes it (above). The sender
+    # (notify.py) then routes it once, creating one delivery per sink it goes
+    # to, and delivers each delivery until it is sent, or failed for good.
+
+    def add_alert(self, kind: str, detail: str, extra: dict[str, Any] | None = None,
+                  sub_id: int | None = None) -> int:
+        """Record an alert that no state change carries (daemon errors, the monitor)."""
+        assert kind in ALERT_LEVELS, kind
+        with self.transaction() as conn:
+            row = None
+            if sub_id is not None:
+                row = conn.execute("SELECT * FROM submissions WHERE id = ?", (sub_id,)).fetchone()
+            return _insert_alert(conn, kind, time.time(), row, detail, extra)
+
+    def alerts(self, limit: int = 100, after: int = 0) -> list[Alert]:
+        return [Alert.from_row(r) for r in self.conn.execute(
+            "SELECT * FROM outbox WHERE id > ? ORDER BY id LIMIT ?", (after, limit))]
+
+    def unrouted_alerts(self, limit: int = 200) -> list[Alert]:
+        return [Alert.from_row(r) for r in self.conn.execute(
+            "SELECT * FROM outbox WHERE routed_at IS NULL ORDER BY id LIMIT ?", (limit,))]
+
+    def route_alerts(self, routes: dict[int, Sequence[str]]) -> None:
+        """Record where each alert goes: one pending delivery per sink (none: not sent anywhere)."""
+        now = time.time()
+        with self.transaction() as conn:
+            for alert_id, sinks in routes.items():
+                conn.executemany(
+                    "INSERT OR IGNORE INTO deliveries (alert_id, sink, state, next_at) VALUES (?, ?, 'pending', ?)",
+                    [(alert_id, sink, now) for sink in sinks])
+                conn.execute("UPDATE outbox SET routed_at = ?, sinks = ? WHERE id = ? AND routed_at IS NULL",
+                             (now, ",".join(sinks), alert_id))
+
+    def due_deliveries(self, sink: str, now: float, limit: int) -> list[Alert]:
+        return [Alert.from_row(r) for r in self.conn.execute(
+            "SELECT o.* FROM deliveries d JOIN outbox o ON o.id = d.alert_id "
+            "WHERE d.sink = ? AND d.state = 'pending' AND d.next_at <= ? ORDER BY d.alert_id LIMIT ?",
+            (sink, now, limit))]
+
+    def pending_sinks(self) -> dict[str, float]:
+        """Each sink with pending deliveries, and when the first of them is due."""
+        return {r[0]: r[1] for r in self.conn.execute(
+            "SELECT sink, MIN(next_at) FROM deliveries WHERE state = 'pending' GROUP BY sink")}
+
+    def delivered(self, sink: str, alert_ids: Sequence[int], *, failed: str | None = None) -> None:
+        """The deliveries were sent (or, with `failed`, failed for good with that reason).
+
+        `error` keeps the last error met on the way, if any."""
+        now = time.time()
+        with self.transaction() as conn:
+            conn.executemany(
+                "UPDATE deliveries SET state = ?, attempts = attempts + 1, done_at = ?, "
+                "error = COALESCE(?, error) WHERE alert_id = ? AND sink = ? AND state = 'pending'",
+                [("failed" if failed else "sent", now, failed, i, sink) for i in alert_ids])
+
+    def delivery_deferred(self, sink: str, alert_ids: Sequence[int], error: str, next_at: float,
+                          *, count_attempt: bool = True) -> None:
+        with self.transaction() as conn:
+            conn.executemany(
+                "UPDATE deliveries SET attempts = attempts + ?, error = ?, next_at = ? "
+                "WHERE alert_id = ? AND sink = ? AND state = 'pending'",
+                [(1 if count_attempt else 0, error, next_at, i, sink) for i in alert_ids])
+
+    def deliveries(self, alert_id: int) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.conn.execute(
+            "SELECT sink, state, attempts, next_at, error, done_at FROM deliveries WHERE alert_id = ? "
+            "ORDER BY sink", (alert_id,))]
+
+    def sink_state(self, sink: str) -> dict[str, Any]:
+        row = self.conn.execute("SELECT * FROM sinks WHERE name = ?", (sink,)).fetchone()
+        if row is None:
+            return {"name": sink, "failures": 0, "next_at": 0.0, "open_until": None, "last_error": None,
+                    "last_ok_at": None, "updated_at": None}
+        return dict(row)
+
+    def sink_states(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self.conn.execute("SELECT * FROM sinks ORDER BY name")]
+
+    def set_sink_state(self, sink: str, *, failures: int, next_at: float, open_until: float | None,
+                       last_error: str | None, last_ok_at: float | None) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO sinks (name, failures, next_at, open_until, last_error, last_ok_at, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (sink, failures, next_at, open_until, last_error, last_ok_at, time.time()))
+
+    def undelivered(self) -> dict[str, Any]:
+        """Alerts not yet delivered everywhere they go, and deliveries that failed for good."""
+        unrouted = self.conn.execute(
+            "SELECT COUNT(*), MIN(created_at) FROM outbox WHERE routed_at IS NULL").fetchone()
+        pending = self.conn.execute(
+            "SELECT COUNT(DISTINCT d.alert_id), MIN(o.created_at) FROM deliveries d "
+            "JOIN outbox o ON o.id = d.alert_id WHERE d.state = 'pending'").fetchone()
+        failed = self.conn.execute("SELECT COUNT(*) FROM deliveries WHERE state = 'failed'").fetchone()
+        oldest = [t for t in (unrouted[1], pending[1]) if t is not None]
+        return {"pending": int(unrouted[0]) + int(pending[0]), "oldest": min(oldest) if oldest else None,
+                "failed": int(failed[0])}
+
+    def failed_deliveries_since(self, since: float) -> int:
+        row = self.conn.execute(
+            "SELECT COUNT(*) FROM deliveries WHERE state = 'failed' AND done_at >= ?", (since,)).fetchone()
+        return int(row[0])
+
+    # -- the monitor's level ---------------------------------------------------------
+
+    def monitor_row(self) -> dict[str, Any] | None:
+        row = self.conn.execute("SELECT * FROM monitor WHERE id = 1").fetchone()
+        return dict(row) if row is not None else None
+
+    def record_level(self, level: str, detail: str, extra: dict[str, Any], thresholds: str,
+                     *, repeat_after: float = 3600.0, now: float | None = None) -> int | None:
+        """Remember the level just seen; alert when it differs from the level last alerted.
+
+        A warning or critical alert is sent at most once per `repeat_after`
+        seconds (a flapping level does not flood anyone); the level then stays
+        "not yet alerted" and is alerted once that time has passed. Back to
+        ok is alerted whenever a worse level was. Returns the alert's id.
+        """
+        now = time.time() if now is None else now
+        with self.transaction() as conn:
+            row = conn.execute("SELECT * FROM monitor WHERE id = 1").fetchone()
+            if row is None:
+                conn.execute("INSERT INTO monitor (id, level, since, alerted, checked_at, thresholds) "
+                             "VALUES (1, ?, ?, 'ok', ?, ?)", (level, now, now, thresholds))
+                row = conn.execute("SELECT * FROM monitor WHERE id = 1").fetchone()
+            since = row["since"] if row["level"] == level else now
+            conn.execute("UPDATE monitor SET level = ?, since = ?, checked_at = ?, thresholds = ? WHERE id = 1",
+                         (level, since, now, thresholds))
+            if not level_alerts(level, row["alerted"], row[f"{level}_at"], now, repeat_after):
+                return None
+            conn.execute(f"UPDATE monitor SET alerted = ?, {level}_at = ? WHERE id = 1", (level, now))
+            return _insert_alert(conn, f"monitor_{level}", now, None, detail,
+                                 {**extra, "previous": row["alerted"]})
+
+
+def level_alerts(level: str, alerted: str | None, last_sent: float | None, now: float,
+                 repeat_after: float) -> bool:
+    """Whether the monitor alerts `level`, given the level it last alerted. Pure."""
+    if level == (alerted or "ok"):
+        return False
+    if level == "ok":
+        return True
+    return last_sent is None or now - last_sent >= repeat_after

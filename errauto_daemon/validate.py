@@ -292,7 +292,8 @@ class Validator:
                         state = github.AUTO_MERGE_FAILED
                         why = (f"pull request #{pr.number} {verb}, but auto-merge could not be "
                                f"enabled: {exc.reason}")
-                        self.store.add_event(sub.id, "alert", f"submission {sub.id}: {why}")
+                        self.store.add_event(sub.id, "alert", f"submission {sub.id}: {why}",
+                                             alert="auto_merge_failed")
         except github.GitHubError as exc:
             return self._github_failed(sub, decision, exc, fields)
         fields["explanation"]["timings"]["github"] = round(time.perf_counter() - started, 6)
@@ -387,7 +388,7 @@ class Validator:
         except github.GitHubError as exc:
             problems.append(exc.reason)
         for problem in problems:
-            self.store.add_event(sub.id, "alert", f"submission {sub.id}: {problem}")
+            self.store.add_event(sub.id, "alert", f"submission {sub.id}: {problem}", alert="pr_failed")
         return pr, head, "updated" if reused else "opened"
 
     def _merged_earlier(self, client: github.Client, sub: Submission) -> github.PullRequest | None:
@@ -409,7 +410,7 @@ class Validator:
             state, why = github.AUTO_MERGE, why + "; auto-merge enabled instead"
         except github.GitHubError as exc:
             state, why = github.AUTO_MERGE_FAILED, why + f", and auto-merge could not be enabled ({exc.reason})"
-        self.store.add_event(sub.id, "alert", f"submission {sub.id}: {why}")
+        self.store.add_event(sub.id, "alert", f"submission {sub.id}: {why}", alert="auto_merge_failed")
         return self.store.transition(
             sub.id, "pr_open", route=route.PULL_REQUEST, reason=f"{decision.reason}; {why}",
             pr_url=pr.url, pr_number=pr.number, pr_state=state, **fields)
@@ -436,7 +437,8 @@ class Validator:
         With a pull request already open it stays `pr_open` (people decide
         there, and it is followed); otherwise it waits in the review queue.
         """
-        self.store.add_event(sub.id, "alert", f"submission {sub.id}: GitHub route failed: {failure.reason}")
+        self.store.add_event(sub.id, "alert", f"submission {sub.id}: GitHub route failed: {failure.reason}",
+                             alert="pr_failed")
         current = self.store.get(sub.id)
         if current.pr_number is not None and current.pr_state in (
                 github.OPEN, github.AUTO_MERGE, github.AUTO_MERGE_FAILED):
