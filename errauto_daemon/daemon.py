@@ -8,6 +8,9 @@ Threads, and what each owns:
     intake      takes dropped files and scans refs, one at a time
     wake        reads the wake FIFO (`errauto submit` writes a byte there)
     worker-N    one Validator each; validates, decides, settles inbox files
+    alerts      delivers the outbox (notify.Sender: alerts.jsonl, Slack), turns
+                logged errors into `daemon_error` alerts, and checks the
+                monitor's level every minute; a worker never waits for it
 
 Nothing is kept only in memory: the queue is the `queued` rows of the
 database, so a submission recorded while no daemon runs is processed when
@@ -50,7 +53,7 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 
-from errauto_daemon import __version__, inbox, merge, paths, refwatch
+from errauto_daemon import __version__, health, inbox, merge, notify, paths, refwatch
 from errauto_daemon import config as config_mod
 from errauto_daemon.errors import FatalError
 from errauto_daemon.intake import open_repo
@@ -68,6 +71,9 @@ ALIVE_WITHIN = 15.0  # a heartbeat older than this means the daemon is not alive
 POLL = 1.0  # seconds between looks at the queue when nothing woke us
 MAX_ATTEMPTS = 3  # validations of one submission interrupted or crashed before it fails
 FOLLOW_EVERY = 60.0  # seconds between looks at open pull requests
+MONITOR_EVERY = 60.0  # seconds between the daemon's own monitor level checks
+ALERT_POLL = 0.25  # seconds between looks at the outbox when nothing is due
+ERROR_ALERT_EVERY = 600.0  # the same logged error raises an alert at most this often
 
 
 # --------------------------------------------------------------------------
@@ -157,6 +163,11 @@ class Daemon:
         self.threads: list[threading.Thread] = []
         self.lock = DaemonLock()
         self.store: Store | None = None
+        # The alerts thread outlives the workers: what they decide while
+        # stopping is still delivered (or left in the outbox for the next start).
+        self.alerts_stop = threading.Event()
+        self.errors: queue.Queue[str] = queue.Queue(maxsize=200)
+        self.error_handler = _ErrorAlerts(self.errors)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -180,6 +191,7 @@ class Daemon:
     def _start(self) -> None:
         self.lock.acquire()
         _setup_logging(self.verbose)
+        logging.getLogger("errauto").addHandler(self.error_handler)
         self.store = Store()
         self.store.daemon_started(os.getpid(), socket.gethostname(), __version__)
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -200,6 +212,7 @@ class Daemon:
         self._spawn("intake", self._intake_loop)
         self._spawn("wake", self._wake_loop)
         self._spawn("pull-requests", self._follow_loop)
+        self._spawn("alerts", self._alerts_loop)
         for number in range(self._worker_count()):
             self._spawn(f"worker-{number}", self._worker_loop)
         # Whatever is in the inboxes or on the refs already.
@@ -248,7 +261,12 @@ class Daemon:
             log.info("grace period over: cancelling running checks")
             self.cancel.set()
         for thread in self.threads:
+            if thread.name != "alerts":
+                thread.join(timeout=30)
+        self.alerts_stop.set()
+        for thread in self.threads:
             thread.join(timeout=30)
+        logging.getLogger("errauto").removeHandler(self.error_handler)
         if self.store is not None:
             self.store.daemon_stopped(os.getpid())
             self.store.close()
@@ -395,6 +413,66 @@ class Daemon:
                 log.exception("following pull requests failed")
         store.close()
 
+    # -- alerts thread ----------------------------------------------------------------
+
+    def _alerts_loop(self) -> None:
+        """Deliver the outbox; raise alerts for logged errors and monitor levels.
+
+        Its own thread, so a slow or failing webhook never holds up a worker:
+        workers only write alerts into the outbox, in their transactions.
+        """
+        store = Store()
+        sender = notify.Sender(store)
+        lock = notify.OutboxLock()
+        raised: dict[str, float] = {}
+        last_check = 0.0
+        try:
+            while not self.alerts_stop.is_set():
+                wait = ALERT_POLL
+                try:
+                    self._raise_errors(store, raised)
+                    if time.monotonic() - last_check >= MONITOR_EVERY:
+                        last_check = time.monotonic()
+                        self._check_level(store)
+                    if lock.acquire():  # else an `errauto monitor` is delivering right now
+                        due = sender.deliver_due()
+                        wait = ALERT_POLL if due is None else min(ALERT_POLL, due)
+                except Exception:
+                    log.exception("delivering alerts failed")
+                    wait = 5.0
+                self.alerts_stop.wait(wait)
+            # Stopping: what the workers decided last goes out now if it can;
+            # whatever cannot wait for a backoff stays in the outbox.
+            try:
+                self._raise_errors(store, raised)
+                if lock.acquire():
+                    sender.drain(3.0)
+            except Exception:
+                log.exception("delivering alerts failed")
+        finally:
+            sender.close()
+            lock.release()
+            store.close()
+
+    def _raise_errors(self, store: Store, raised: dict[str, float]) -> None:
+        while True:
+            try:
+                message = self.errors.get_nowait()
+            except queue.Empty:
+                return
+            now = time.monotonic()
+            key = message[:200]
+            if now - raised.get(key, -ERROR_ALERT_EVERY) < ERROR_ALERT_EVERY:
+                continue
+            raised[key] = now
+            store.add_alert("daemon_error", message, {"host": socket.gethostname(), "pid": os.getpid()})
+
+    def _check_level(self, store: Store) -> None:
+        thresholds = health.configured_thresholds(store)
+        found, alert = health.check(store, daemon_pid=os.getpid(), thresholds=thresholds)
+        if alert is not None:
+            log.info("monitor level %s: %s", found.level, "; ".join(found.reasons) or "all ok")
+
     # -- wake thread ----------------------------------------------------------------
 
     def _wake_loop(self) -> None:
@@ -487,6 +565,35 @@ def _setup_logging(verbose: bool) -> None:
         console.addFilter(_Redact())
         console._errauto = True  # type: ignore[attr-defined]
         logger.addHandler(console)
+
+
+class _ErrorAlerts(logging.Handler):
+    """Logged errors become `daemon_error` alerts (the alerts thread writes them).
+
+    Only queued here: a handler may run inside another thread's database
+    transaction, and must never wait for the database itself.
+    """
+
+    def __init__(self, errors: queue.Queue[str]) -> None:
+        super().__init__(logging.ERROR)
+        self.errors = errors
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+            text = message.splitlines()[0] if message.strip() else record.levelname
+            if record.exc_info and record.exc_info[1] is not None:
+                exc = record.exc_info[1]
+                first = str(exc).splitlines()[0] if str(exc).strip() else ""
+                text += f" ({type(exc).__name__}{': ' + first if first else ''})"
+            elif record.exc_text:  # another handler's _Redact formatted it already
+                lines = [line for line in record.exc_text.splitlines() if line.strip()]
+                text += f" ({lines[-1].strip()})" if lines else ""
+            self.errors.put_nowait(redact(f"[{record.threadName}] {text}"))
+        except queue.Full:
+            pass
+        except Exception:
+            self.handleError(record)
 
 
 class _Redact(logging.Filter):
