@@ -137,8 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
         hp.add_argument("args", nargs="*", help=argparse.SUPPRESS)  # what git passes to pre-push
     hksub.add_parser("post-receive")
 
-    s = sub.add_parser("status", help="counts per state and route")
+    s = sub.add_parser("status", help="how the pipeline has been doing: routes, rates, times, queue, alerts")
+    s.add_argument("--days", type=_positive_int, default=30, metavar="N",
+                   help="the window, in days (default 30)")
     s.add_argument("--json", action="store_true")
+
+    mo = sub.add_parser("monitor", help="one health level for people and cron: exit 0 ok, 1 warning, 2 critical")
+    mo.add_argument("--json", action="store_true")
+    mo.add_argument("--deliver", type=float, default=10.0, metavar="S",
+                    help="without a daemon, deliver waiting alerts for up to S seconds (default 10; 0: never)")
 
     i = sub.add_parser("init", help="write a starter .errauto.toml and create the inbox folder")
     i.add_argument("--repo", default=".")
@@ -235,7 +242,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             return hook_impl.post_receive(hook_impl.read_stdin_lines())
     if args.command == "status":
         from errauto_daemon.commands.status import status
-        return status(as_json=args.json)
+        return status(days=args.days, as_json=args.json)
+    if args.command == "monitor":
+        from errauto_daemon.commands.monitor import monitor
+        return monitor(as_json=args.json, deliver=args.deliver)
     if args.command == "init":
         from errauto_daemon.commands.init import init
         return init(args.repo, force=args.force)
