@@ -89,6 +89,13 @@ def wait_until(predicate, timeout: float = 60.0, poll: float = 0.05, what: str =
         time.sleep(poll)
 
 
+def progress(store: Store) -> str:
+    """What the queue looks like, for a timeout's message."""
+    from collections import Counter
+
+    return str(dict(Counter(s.state for s in store.submissions(limit=100_000))))
+
+
 def all_decided(store: Store, expected: int | None = None) -> list[Submission] | None:
     subs = store.submissions(limit=100_000)
     if expected is not None and len(subs) < expected:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from daemonfixture import DaemonProcess, all_decided, wait_until
+from daemonfixture import DaemonProcess, all_decided, progress, wait_until
 from errauto_daemon.main import main
 from errauto_daemon.store import DECIDED, Store
 from gitfixture import CALC, PYTHON, GitRepo, config_toml, git, python_project
@@ -130,7 +130,11 @@ def test_a_thousand_files_at_once(tmp_path: Path, capsys: pytest.CaptureFixture[
     for path in staging.iterdir():
         os.rename(path, inbox / path.name)
     store = Store()
-    subs = wait_until(lambda: all_decided(store, 1000), timeout=300, poll=0.5, what="1000 decisions")
+    try:
+        subs = wait_until(lambda: all_decided(store, 1000), timeout=300, poll=0.5, what="1000 decisions")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; queue: {progress(store)}; inbox: "
+                             f"{ {p.name: len(list(p.iterdir())) for p in inbox.iterdir() if p.is_dir()} }") from None
     assert len(subs) == 1000
     assert {s.state for s in subs} == {"awaiting_review"}
     # Files are moved just after their decision is recorded.
