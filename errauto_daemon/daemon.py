@@ -160,6 +160,7 @@ class Daemon:
         self.refs_pending: set[str] = set()
         self.refs_pending_lock = threading.Lock()
         self.observer: BaseObserver | None = None
+        self.overflow: OverflowRescan | None = None
         self.threads: list[threading.Thread] = []
         self.lock = DaemonLock()
         self.store: Store | None = None
@@ -206,6 +207,9 @@ class Daemon:
         for root in self.store.repos():
             self._prune(root)
         _shorten_move_pairing()
+        self.overflow = OverflowRescan(self)
+        for name in ("watchdog.observers.inotify_c", "watchdog.observers.inotify"):
+            logging.getLogger(name).addHandler(self.overflow)
         self.observer = Observer()
         self.observer.start()
         self._sync_watches()
@@ -253,6 +257,9 @@ class Daemon:
         if self.observer is not None:
             self.observer.stop()
             self.observer.join(timeout=10)
+        if self.overflow is not None:
+            for name in ("watchdog.observers.inotify_c", "watchdog.observers.inotify"):
+                logging.getLogger(name).removeHandler(self.overflow)
         workers = self._workers()
         deadline = time.monotonic() + self.grace
         for thread in workers:
@@ -526,6 +533,25 @@ class Daemon:
                     self.in_flight.discard(sub_id)
         validator.release()
         store.close()
+
+
+class OverflowRescan(logging.Handler):
+    """Rescan every inbox and every repository's refs when the kernel drops events.
+
+    watchdog tells of an inotify queue overflow only in its log, so that is
+    where errauto listens; the periodic rescan would catch up too, but later.
+    """
+
+    def __init__(self, daemon: Daemon) -> None:
+        super().__init__(level=logging.WARNING)
+        self.daemon = daemon
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" not in record.getMessage().lower():
+            return
+        for root in list(self.daemon.watched):
+            self.daemon.intake_q.put(("scan", root))
+        self.daemon.wakeup.set()
 
 
 def _shorten_move_pairing() -> None:

@@ -372,3 +372,25 @@ def test_a_burst_of_mergeable_patches_all_merge(
     revalidated = [s.id for s in subs if any(e["kind"] == "revalidate" for e in store.events(s.id))]
     assert revalidated  # the race did happen
     assert len(project.git("ls-tree", "--name-only", "main", "notes/").split()) == 30
+
+
+def test_an_inotify_overflow_reported_by_watchdog_triggers_a_rescan() -> None:
+    """watchdog reports a kernel queue overflow only through its log: the
+    daemon's handler there must queue a rescan of every watched repository."""
+    import logging
+
+    from errauto_daemon.daemon import Daemon, OverflowRescan
+
+    daemon = Daemon()
+    daemon.watched = {"/srv/a": [], "/srv/b": []}
+    handler = OverflowRescan(daemon)
+    logger = logging.getLogger("watchdog.observers.inotify_c")
+    logger.addHandler(handler)
+    try:
+        logger.warning("Inotify queue overflowed; filesystem events were lost")
+        logger.warning("something else entirely")
+    finally:
+        logger.removeHandler(handler)
+    queued = [daemon.intake_q.get_nowait() for _ in range(daemon.intake_q.qsize())]
+    assert queued == [("scan", "/srv/a"), ("scan", "/srv/b")]
+    assert daemon.wakeup.is_set()
