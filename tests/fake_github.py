@@ -19,13 +19,14 @@ import json
 import re
 import subprocess
 import threading
-import time
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+
+from loopback import LoopbackServer
 
 from gitfixture import git
 
@@ -65,43 +66,28 @@ class FakeGitHub:
         self.token = token
         self.repo = repo
         self.owner = repo.split("/")[0]
-        self.lifetime = lifetime
         self.allow_auto_merge = True
         self.auto_merge_error: str | None = None  # e.g. GitHub's "Pull request is in clean status"
         self.requests: list[Request] = []
         self.pulls: dict[int, dict[str, Any]] = {}
         self.faults: list[Fault] = []
         self._lock = threading.RLock()
-        self._stop = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._server.timeout = 0.05
-        self.port = self._server.server_address[1]
+        self._loop = LoopbackServer(self._handler(), name="fake-github", lifetime=lifetime)
+        self.port = self._loop.port
         self.web = f"http://127.0.0.1:{self.port}"
         self.url = f"{self.web}/api/v3"  # an Enterprise-style API URL: GraphQL at /api/graphql
-        self._thread = threading.Thread(target=self._serve, name="fake-github", daemon=True)
 
     # -- lifecycle -------------------------------------------------------------------
 
     def __enter__(self) -> FakeGitHub:
-        self._thread.start()
+        self._loop.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(5)
-
-    def _serve(self) -> None:
-        deadline = time.monotonic() + self.lifetime
-        try:
-            while not self._stop.is_set() and time.monotonic() < deadline:
-                self._server.handle_request()
-        finally:
-            self._server.server_close()
+        self._loop.stop()
 
     # -- what tests use ----------------------------------------------------------------
 

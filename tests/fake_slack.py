@@ -15,8 +15,10 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from loopback import LoopbackServer
 
 SECRET_PATH = "/services/T0ERRAUTO/B0ERRAUTO/zK3cr3tW3bh00kT0k3n42"
 
@@ -51,37 +53,22 @@ class Answer:
 class FakeSlack:
     def __init__(self, *, lifetime: float = 60.0, path: str = SECRET_PATH) -> None:
         self.path = path
-        self.lifetime = lifetime
         self.received: list[Received] = []
         self.script: list[Answer] = []
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        self._server.timeout = 0.05
-        self.port = self._server.server_address[1]
+        self._loop = LoopbackServer(self._handler(), name="fake-slack", lifetime=lifetime)
+        self.port = self._loop.port
         self.url = f"http://127.0.0.1:{self.port}{path}"
-        self._thread = threading.Thread(target=self._serve, name="fake-slack", daemon=True)
 
     def __enter__(self) -> FakeSlack:
-        self._thread.start()
+        self._loop.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(5)
-
-    def _serve(self) -> None:
-        deadline = time.monotonic() + self.lifetime
-        try:
-            while not self._stop.is_set() and time.monotonic() < deadline:
-                self._server.handle_request()
-        finally:
-            self._server.server_close()
+        self._loop.stop()
 
     # -- what tests use ------------------------------------------------------------
 

@@ -1,0 +1,37 @@
+"""An HTTP server on 127.0.0.1 for test stand-ins (GitHub, Slack).
+
+It serves on its own thread, one request at a time in a loop that checks
+for a stop, and stops by itself after `lifetime` seconds if a test forgets.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class LoopbackServer:
+    def __init__(self, handler: type[BaseHTTPRequestHandler], *, name: str, lifetime: float) -> None:
+        self.lifetime = lifetime
+        self._stop = threading.Event()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self._server.timeout = 0.05
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+
+    def _serve(self) -> None:
+        deadline = time.monotonic() + self.lifetime
+        try:
+            while not self._stop.is_set() and time.monotonic() < deadline:
+                self._server.handle_request()
+        finally:
+            self._server.server_close()
