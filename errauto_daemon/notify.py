@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import datetime
 import email.utils
-import errno
 import fcntl
 import json
 import logging
@@ -48,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 from errauto_daemon import paths
 from errauto_daemon import redact as redact_mod
 from errauto_daemon.redact import redact
+from errauto_daemon.openfiles import try_lock
 from errauto_daemon.store import Alert, Store
 
 if TYPE_CHECKING:
@@ -570,14 +570,9 @@ class OutboxLock:
     def acquire(self) -> bool:
         if self.fd is not None:
             return True
-        fd = os.open(paths.locks_dir() / "outbox.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                return False
-            raise
+        fd = try_lock(paths.locks_dir() / "outbox.lock")
+        if fd is None:
+            return False
         self.fd = fd
         return True
 

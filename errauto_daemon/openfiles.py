@@ -1,4 +1,4 @@
-"""Whether a file is open for writing by another process."""
+"""Files other processes hold: exclusive flocks, and files open for writing."""
 from __future__ import annotations
 
 import errno
@@ -30,3 +30,21 @@ def being_written(path: Path) -> bool | None:
         return False
     finally:
         os.close(fd)
+
+
+def try_lock(path: Path, *, blocking: bool = False) -> int | None:
+    """An exclusive flock on `path` (created if missing): its fd, or None if held elsewhere.
+
+    A flock dies with the process holding it, which is why errauto uses it
+    wherever "is somebody still working on this?" must have a true answer.
+    Close the fd to release the lock.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return None
+        raise
+    return fd

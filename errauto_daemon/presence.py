@@ -5,12 +5,12 @@ The lock decides, not a pid: a pid in a file may have been reused.
 """
 from __future__ import annotations
 
-import errno
-import fcntl
 import os
+from pathlib import Path
 
 from errauto_daemon import paths
 from errauto_daemon.errors import FatalError
+from errauto_daemon.openfiles import try_lock
 
 
 def running_pid() -> int | None:
@@ -18,19 +18,19 @@ def running_pid() -> int | None:
     path = paths.daemon_lock()
     if not path.exists():
         return None
-    fd = os.open(path, os.O_RDWR)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise
-            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            return int(text) if text.isdigit() else -1
-        fcntl.flock(fd, fcntl.LOCK_UN)
+    fd = try_lock(path)
+    if fd is not None:
+        os.close(fd)  # nobody held it
         return None
-    finally:
-        os.close(fd)
+    return _pid_in(path)
+
+
+def _pid_in(path: Path) -> int:
+    try:
+        text = path.read_text(errors="replace").strip()
+    except OSError:
+        text = ""
+    return int(text) if text.isdigit() else -1
 
 
 def wake() -> bool:
@@ -57,15 +57,10 @@ class DaemonLock:
 
     def acquire(self) -> None:
         path = paths.daemon_lock()
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise FatalError(f"an errauto daemon is already running (pid {text or '?'})") from None
-            raise
+        fd = try_lock(path)
+        if fd is None:
+            pid = _pid_in(path)
+            raise FatalError(f"an errauto daemon is already running (pid {pid if pid > 0 else '?'})")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self.fd = fd

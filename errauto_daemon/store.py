@@ -28,8 +28,6 @@ the transaction that opens it.
 """
 from __future__ import annotations
 
-import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -45,6 +43,7 @@ from typing import Any
 
 from errauto_daemon import paths
 from errauto_daemon.errors import FatalError
+from errauto_daemon.openfiles import try_lock
 
 SCHEMA_VERSION = 2
 
@@ -610,20 +609,14 @@ class Store:
         directory = paths.locks_dir() / "claims"
         directory.mkdir(exist_ok=True)
         path = directory / f"{sub_id}.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = try_lock(path)
+        if fd is None:
+            yield False
+            return
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                    yield False
-                    return
-                raise
-            try:
-                yield True
-            finally:
-                path.unlink(missing_ok=True)
+            yield True
         finally:
+            path.unlink(missing_ok=True)
             os.close(fd)
 
     def set_fields(self, sub_id: int, **fields: Any) -> None:

@@ -15,8 +15,6 @@ worktree has its own HEAD and index.
 """
 from __future__ import annotations
 
-import errno
-import fcntl
 import hashlib
 import json
 import os
@@ -31,6 +29,7 @@ import pygit2
 from pygit2.enums import CheckoutStrategy, FileStatus
 
 from errauto_daemon import git, paths
+from errauto_daemon.openfiles import try_lock
 from errauto_daemon.patchapply import MODE_TREE, Overlay
 from errauto_daemon.patchfile import MODE_EXEC, MODE_GITLINK, MODE_LINK
 
@@ -70,14 +69,9 @@ class Slot:
     # -- locking -------------------------------------------------------------
 
     def try_lock(self, blocking: bool = False) -> bool:
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                return False
-            raise
+        fd = try_lock(self.lock_path, blocking=blocking)
+        if fd is None:
+            return False
         self._lock_fd = fd
         os.utime(self.lock_path)
         return True
