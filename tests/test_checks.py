@@ -30,6 +30,13 @@ def alive(pid: int) -> bool:
         return False
 
 
+def dies(pid: int, within: float = 5.0) -> bool:
+    deadline = time.monotonic() + within
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not alive(pid)
+
+
 def test_pass_fail_and_log(tmp_path: Path) -> None:
     log = tmp_path / "logs" / "t.log"
     ok = run_check(check(PYTHON, "-c", "print('hello from the check')"), tmp_path, log, check_env([]))
@@ -61,11 +68,7 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     assert result.status == "timeout"
     assert "timed out after 1s" in result.detail
     assert time.monotonic() - started < 10
-    grandchild = int(pidfile.read_text())
-    deadline = time.monotonic() + 5
-    while alive(grandchild) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not alive(grandchild)
+    assert dies(int(pidfile.read_text()))
 
 
 def test_leftover_background_process_is_killed_when_check_exits(tmp_path: Path) -> None:
@@ -77,11 +80,7 @@ def test_leftover_background_process_is_killed_when_check_exits(tmp_path: Path) 
     )
     result = run_check(check(PYTHON, "-c", script), tmp_path, tmp_path / "l.log", check_env([]))
     assert result.status == "passed"
-    pid = int(pidfile.read_text())
-    deadline = time.monotonic() + 5
-    while alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not alive(pid)
+    assert dies(int(pidfile.read_text()))
 
 
 def test_environment_is_scrubbed_of_git_and_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,7 +8,7 @@ import gc
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -274,25 +274,15 @@ def test_missing_token_is_one_clear_reason_and_no_request(
     assert world.fake.requests == []
 
 
-def test_primary_rate_limit_is_waited_out_until_its_reset(world: World) -> None:
+@pytest.mark.parametrize("status, message, headers", [
+    (403, "API rate limit exceeded for user ID 1.",  # primary: wait until the reset
+     lambda: {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(time.time()) + 1)}),
+    (429, "You have exceeded a secondary rate limit.", lambda: {"Retry-After": "1"}),
+], ids=["primary-reset", "429-retry-after"])
+def test_rate_limit_is_waited_out_then_the_create_is_sent_again(
+        world: World, status: int, message: str, headers: Callable[[], dict[str, str]]) -> None:
     world.make_project()
-    world.fake.fail("POST", "/repos/octo/project/pulls", 403,
-                    {"message": "API rate limit exceeded for user ID 1."},
-                    headers={"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(time.time()) + 1)})
-    started = time.monotonic()
-
-    code, result = world.apply(PR_PATCH)
-
-    assert code == 0, result
-    assert time.monotonic() - started >= 1.0
-    assert len(world.fake.calls("POST", "/repos/octo/project/pulls")) == 2
-    assert len(world.fake.pulls) == 1
-
-
-def test_429_retry_after_is_honoured(world: World) -> None:
-    world.make_project()
-    world.fake.fail("POST", "/repos/octo/project/pulls", 429,
-                    {"message": "You have exceeded a secondary rate limit."}, headers={"Retry-After": "1"})
+    world.fake.fail("POST", "/repos/octo/project/pulls", status, {"message": message}, headers=headers())
     started = time.monotonic()
 
     code, result = world.apply(PR_PATCH)
