@@ -24,7 +24,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
-from errauto_daemon.output import age
+from errauto_daemon.output import age as age_text
 from errauto_daemon.store import Store
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ class Health:
     def line(self) -> str:
         parts = [f"{self.awaiting_review} awaiting review"]
         if self.oldest_pending is not None and self.awaiting_review:
-            parts[0] += f" (oldest {age(self.oldest_pending)})"
+            parts[0] += f" (oldest {age_text(self.oldest_pending)})"
         if self.queued:
             parts.append(f"{self.queued} queued")
         text = f"errauto: {', '.join(parts)}; daemon {self.daemon}; {self.level}"
@@ -164,7 +164,7 @@ def assess(store: Store, *, daemon_pid: int | None, now: float | None = None,
         criteria.append(Criterion(
             "oldest", _grade(oldest / HOUR, t.oldest_warning_hours, t.oldest_critical_hours),
             round(oldest, 1), t.oldest_warning_hours * HOUR, t.oldest_critical_hours * HOUR,
-            f"oldest waits {age(oldest)}"))
+            f"oldest waits {age_text(oldest)}"))
     else:
         criteria.append(Criterion("oldest", "ok", None, t.oldest_warning_hours * HOUR,
                                   t.oldest_critical_hours * HOUR, "nothing awaits review"))
@@ -184,7 +184,7 @@ def assess(store: Store, *, daemon_pid: int | None, now: float | None = None,
     level = _grade(waited / 60, t.outbox_warning_minutes, t.outbox_critical_minutes) if pending["pending"] else "ok"
     text = f"{pending['pending']} alerts undelivered"
     if pending["pending"]:
-        text += f" (oldest {age(waited)})"
+        text += f" (oldest {age_text(waited)})"
     if failed_for_good:
         text += f"; {failed_for_good} deliveries failed for good in the last day"
         level = max(level, "warning", key=LEVELS.index)
