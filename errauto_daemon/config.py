@@ -204,13 +204,13 @@ class _GitSource:
     in one `git cat-file --batch`.
     """
 
-    def __init__(self, gitdir: Path) -> None:
+    def __init__(self, gitdir: Path, workdir: Path | None) -> None:
         from errauto_daemon import git
 
         self.git = git
         self.cwd = gitdir
-        self.where = str(gitdir)
-        self.workdir: Path | None = None  # a server's hook: the committed tree or nothing
+        self.where = str(workdir or gitdir)
+        self.workdir = workdir  # None (a server's hook): the committed tree or nothing
         self._branches: dict[str, dict[str, bytes | None]] = {}
 
     def head_branch(self) -> str | None:
@@ -257,9 +257,12 @@ def load(repo: pygit2.Repository, target: str | None = None) -> Config:
     return _load(_Pygit2Source(repo), target)
 
 
-def load_with_git(gitdir: str | Path, target: str | None = None) -> Config:
-    """As `load`, reading the repository with the git command line (no pygit2)."""
-    return _load(_GitSource(Path(gitdir)), target)
+def load_with_git(gitdir: str | Path, target: str | None = None, *, workdir: Path | None = None) -> Config:
+    """As `load`, reading the repository with the git command line (no pygit2).
+
+    `workdir`: the work tree whose config files are the fallback, if any.
+    """
+    return _load(_GitSource(Path(gitdir), workdir), target)
 
 
 def _load(source: _Source, target: str | None) -> Config:

@@ -28,7 +28,6 @@ from pathlib import Path
 
 from errauto_daemon import git
 
-ZERO = "0" * 40
 SUFFIXES = (".patch", ".diff", ".eml", ".mbox")
 
 
@@ -118,15 +117,12 @@ def post_receive(lines: Sequence[str]) -> int:
 
 def _post_receive(gitdir: Path, lines: Sequence[str]) -> None:
     from errauto_daemon import config as config_mod
-    from errauto_daemon import intake
+    from errauto_daemon import refwatch
     from errauto_daemon.presence import wake
     from errauto_daemon.store import Store
 
-    updates = []
-    for line in lines:
-        parts = line.split()
-        if len(parts) == 3 and parts[1] != ZERO and set(parts[1]) != {"0"}:
-            updates.append((parts[0], parts[1], parts[2]))
+    updates = [parts for parts in (line.split() for line in lines)
+               if len(parts) == 3 and set(parts[1]) != {"0"}]  # an all-zero new id: a deletion
     if not updates:
         return
     config = config_mod.load_with_git(gitdir)
@@ -135,60 +131,17 @@ def _post_receive(gitdir: Path, lines: Sequence[str]) -> None:
         return
     note = _push_note()
     store = Store()
-    root = str(gitdir).rstrip("/")
-    if not _is_bare(gitdir):
-        root = str(gitdir.parent)  # a pushed-to non-bare repository is named by its work tree
+    # A bare repository is named by its git dir, a pushed-to non-bare one by its work tree.
+    root = str(gitdir) if gitdir.name != ".git" else str(gitdir.parent)
     for _old, new, ref in wanted:
-        branch = ref[len("refs/for/"):].split("%", 1)[0] if ref.startswith("refs/for/") else None
-        specs = [new] + ([f"refs/heads/{branch}^{{commit}}"] if branch else [])
-        found = git.read_objects(gitdir, specs)
-        target = branch if branch and found[specs[-1]] is not None else config.target
-        target_config = config if target == config.target else config_mod.load_with_git(gitdir, target)
-        data = _as_mail(gitdir, target, new, found[new])
-        if not data:
-            _say(f"{ref}: nothing to submit (no changes against {target})")
+        done = refwatch.submit_update(store, gitdir, root, config, ref, new, source="post-receive", note=note)
+        if done is None:
+            _say(f"{ref}: nothing to submit (no changes against its target)")
             continue
-        result = intake.record(store, root, target_config, data, source="post-receive", name=ref, note=note)
-        sub = result.submission
-        store.set_ref_seen(root, ref, new, sub.id)
+        sub, created = done
         verb = "queued" if sub.state == "queued" else sub.state
-        extra = "" if result.created else " (already submitted)"
-        _say(f"{verb} {sub.id} ({sub.title}){extra}")
+        _say(f"{verb} {sub.id} ({sub.title})" + ("" if created else " (already submitted)"))
     wake()
-
-
-def _is_bare(gitdir: Path) -> bool:
-    return (gitdir / "objects").is_dir() and not (gitdir / ".git").exists() and gitdir.name != ".git"
-
-
-def _as_mail(gitdir: Path, target: str, tip: str, commit: bytes | None) -> bytes | None:
-    """The diff from the merge-base with `target` to `tip`, as a one-commit mail."""
-    from errauto_daemon import patchfile
-
-    if commit is None:
-        raise RuntimeError(f"{tip[:12]} is not in the repository")
-    # A...B diffs from the merge-base of A and B: no separate merge-base call.
-    proc = git.run(("diff", "--binary", "--full-index", "--no-color", "--no-ext-diff",
-                    f"refs/heads/{target}...{tip}"), gitdir, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{tip[:12]} shares no history with {target}")
-    if not proc.stdout.strip():
-        return None
-    header, _, message = commit.decode("utf-8", "surrogateescape").partition("\n\n")
-    author = next(line for line in header.splitlines() if line.startswith("author "))
-    # "author Name <mail> 1700000000 +0100"
-    who, _, stamp = author[len("author "):].rpartition("> ")
-    name, _, mail = who.partition(" <")
-    seconds, offset = stamp.split()
-    return patchfile.as_mail(tip, name, mail, _rfc2822(int(seconds), offset), message.strip("\n"), proc.stdout)
-
-
-def _rfc2822(seconds: int, offset: str) -> str:
-    from datetime import datetime, timedelta, timezone
-
-    sign = -1 if offset.startswith("-") else 1
-    zone = timezone(sign * timedelta(hours=int(offset[1:3]), minutes=int(offset[3:5])))
-    return datetime.fromtimestamp(seconds, zone).strftime("%a, %d %b %Y %H:%M:%S %z")
 
 
 def _push_note() -> str | None:
