@@ -10,8 +10,11 @@ check left behind can leak into the next validation.
 
 A slot is held with an exclusive flock for as long as it is in use, so any
 number of processes (the daemon's workers, `errauto apply`) can share one
-pool. The user's own checkout, index and HEAD are never touched: a linked
-worktree has its own HEAD and index.
+pool. Changing git's list of worktrees (`worktree add`, `remove`, `prune`)
+takes a second flock for the whole pool: `git worktree prune` deletes an
+empty `.git/worktrees` while another `worktree add` is filling it, and that
+add then fails. The user's own checkout, index and HEAD are never touched:
+a linked worktree has its own HEAD and index.
 """
 from __future__ import annotations
 
@@ -132,10 +135,12 @@ class Slot:
     def _create(self, base: pygit2.Commit) -> None:
         if self.dir.exists():
             _rmtree(self.dir)
-        git.run(("worktree", "prune"), self.pool.common_dir)
-        self.dir.mkdir(parents=True)
-        git.run(("worktree", "add", "--detach", "--no-checkout", str(self.path), str(base.id)),
-                self.pool.common_dir)
+        with self.pool.registry():
+            # A slot whose directory vanished is still registered: forget it first.
+            git.run(("worktree", "prune"), self.pool.common_dir)
+            self.dir.mkdir(parents=True)
+            git.run(("worktree", "add", "--detach", "--no-checkout", str(self.path), str(base.id)),
+                    self.pool.common_dir)
         self.pool.repos.pop(str(self.path), None)
         _checkout(self.repo, self.repo[base.tree_id], None)
         self.repo.set_head(base.id)
@@ -236,9 +241,10 @@ class Slot:
         self._write_state(base=state.get("base"), clean=True)
 
     def remove(self) -> None:
-        git.run(("worktree", "remove", "--force", str(self.path)), self.pool.common_dir, check=False)
-        _rmtree(self.dir)
-        git.run(("worktree", "prune"), self.pool.common_dir, check=False)
+        with self.pool.registry():
+            git.run(("worktree", "remove", "--force", str(self.path)), self.pool.common_dir, check=False)
+            _rmtree(self.dir)
+            git.run(("worktree", "prune"), self.pool.common_dir, check=False)
 
 
 class Pool:
@@ -254,6 +260,19 @@ class Pool:
         self.dir = paths.worktrees_dir() / f"{name}-{key}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.size = max(1, size)
+
+    @contextmanager
+    def registry(self) -> Iterator[None]:
+        """Exclusive use of git's worktree list, across threads and processes.
+
+        Not reentrant: a second `registry()` in the same thread waits forever.
+        """
+        fd = try_lock(self.dir / "worktrees.lock", blocking=True)
+        assert fd is not None
+        try:
+            yield
+        finally:
+            os.close(fd)
 
     @contextmanager
     def acquire(self, base: pygit2.Commit) -> Iterator[Slot]:
@@ -294,7 +313,8 @@ class Pool:
             finally:
                 slot.unlock()
                 lock.unlink(missing_ok=True)
-        git.run(("worktree", "prune"), self.common_dir, check=False)
+        with self.registry():
+            git.run(("worktree", "prune"), self.common_dir, check=False)
         return removed
 
 

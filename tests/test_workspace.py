@@ -155,3 +155,60 @@ def test_checks_cannot_see_the_previous_patch(tmp_path: Path, capsys: pytest.Cap
     assert main(["apply", str(second), "--repo", str(project.path), "--json"]) == 0, capsys.readouterr()
     result = json.loads(capsys.readouterr().out)
     assert {c["name"]: c["status"] for c in result["checks"]} == {"tests": "passed", "probe": "passed"}
+
+
+@pytest.mark.slow
+def test_slots_created_and_recycled_from_many_threads_and_processes(project: GitRepo) -> None:
+    # Three processes of three threads each share one pool of four slots and
+    # keep removing and recreating them: `git worktree add` in one must never
+    # meet `git worktree prune` in another (it used to fail with "could not
+    # create directory of 'worktrees/errauto-0'").
+    import subprocess
+    import sys
+
+    from slotstress import stress
+
+    here = Path(__file__).resolve().parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(here), os.environ.get("PYTHONPATH", "")])}
+    others = [subprocess.Popen([sys.executable, str(here / "slotstress.py"), str(project.path), "12", "3"],
+                               env=env, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    failures = stress(str(project.path), 12, 3)
+    for proc in others:
+        _, err = proc.communicate(timeout=600)
+        if proc.returncode != 0:
+            failures.append(err)
+    assert failures == []
+    # Whatever the interleaving, git knows each slot once, and nothing else.
+    listing = project.git("worktree", "list", "--porcelain")
+    registered = [line for line in listing.splitlines() if line.startswith("worktree ")]
+    assert len(registered) <= 1 + 4
+    assert len(registered) == len(set(registered))
+    assert project.git("worktree", "prune", "--dry-run", "-v") == ""
+
+
+def test_a_slot_lock_deleted_by_prune_is_not_shared(tmp_path: Path) -> None:
+    # Pool.prune deletes the lock file of a slot it removed. A process that
+    # was waiting on the old file must not believe it holds the slot while
+    # another holds the new file of the same name.
+    import threading
+
+    from errauto_daemon.openfiles import try_lock
+
+    path = tmp_path / "slot-0.lock"
+    pruner = try_lock(path)
+    assert pruner is not None
+    got: list[int] = []
+    waiter = threading.Thread(target=lambda: got.append(try_lock(path, blocking=True) or -1))
+    waiter.start()
+    time.sleep(0.2)  # let it block on the old file
+    path.unlink()
+    newcomer = try_lock(path)  # a fresh file: free
+    assert newcomer is not None
+    os.close(pruner)
+    waiter.join(0.5)
+    assert got == [], "the waiter took a lock on a deleted file"
+    os.close(newcomer)
+    waiter.join(10)
+    assert len(got) == 1 and got[0] >= 0
+    assert os.fstat(got[0]).st_ino == path.stat().st_ino
+    os.close(got[0])
