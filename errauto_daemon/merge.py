@@ -143,7 +143,13 @@ def _repair(repo: pygit2.Repository, ref: str) -> None:
         journal.unlink()
         return
     old, new, started = data["old"], data["new"], float(data["started"])
-    _remove_stale_lock(Path(common_dir(repo)) / (ref + ".lock"), started)
+    # `git update-ref` on a checked-out branch locks HEAD as well as the ref
+    # (HEAD's reflog is written in the same transaction): a kill there leaves
+    # both, and a HEAD.lock left behind stops every later merge and the
+    # user's own commits.
+    shared = Path(common_dir(repo))
+    for lock in (shared / (ref + ".lock"), shared / "packed-refs.lock", shared / "HEAD.lock"):
+        _remove_stale_lock(lock, started)
     current = repo.references.get(ref)
     completed = current is not None and str(current.target) == new
     for name in data["worktrees"]:
@@ -152,6 +158,7 @@ def _repair(repo: pygit2.Repository, ref: str) -> None:
             continue
         gitdir = Path(git.output(("rev-parse", "--absolute-git-dir"), worktree))
         _remove_stale_lock(gitdir / "index.lock", started)
+        _remove_stale_lock(gitdir / "HEAD.lock", started)
         if not completed:
             _put_back(worktree, old, new)
     journal.unlink()
@@ -280,6 +287,13 @@ def fast_forward(repo: pygit2.Repository, config: Config, old: str, new: str, me
         _undo(moved, old, new)
         journal.unlink(missing_ok=True)
         tip = repo.references.get(ref)
+        if tip is not None and str(tip.target) == old:
+            # The ref did not move: git could not lock it (someone's git is
+            # running, or a lock was left behind). Validating again would
+            # not help; say what git said.
+            lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()
+            detail = lines[0].removeprefix("fatal: ").removeprefix("error: ") if lines else f"exit {proc.returncode}"
+            return MergeOutcome(HELD, reason=f"could not move {ref}: {detail}")
         return MergeOutcome(MOVED, tip=str(tip.target) if tip else None)
     journal.unlink(missing_ok=True)
     return MergeOutcome(MERGED, commit=new)

@@ -387,3 +387,52 @@ def test_a_merge_killed_while_moving_the_checkout_is_repaired(
     assert project.read("mine.txt").startswith("a local file")
     assert project.git("status", "--porcelain").splitlines() == ["?? mine.txt"]
     assert project.head("main^") == old
+
+
+def test_a_merge_killed_while_moving_the_ref_is_repaired(
+        project: GitRepo, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The state a SIGKILL inside `git update-ref` leaves: the checkout moved,
+    the ref not, and git's locks on the ref and on HEAD still there."""
+    import json as json_mod
+    import time as time_mod
+
+    from errauto_daemon import merge as merge_mod
+    from errauto_daemon.intake import open_repo
+
+    old = project.head()
+    patch = write_patch(tmp_path, project, FIX)
+    project.commit("the merge in flight", {"added.py": "X = 1\n"})
+    new = project.head()
+    project.git("update-ref", "refs/heads/main", old)  # index and files at new, the ref at old
+    journal = merge_mod._journal(open_repo(project.path), "refs/heads/main")
+    journal.write_text(json_mod.dumps({"old": old, "new": new, "worktrees": [str(project.path)],
+                                       "started": time_mod.time() - 5}))
+    for lock in ("HEAD.lock", "refs/heads/main.lock"):
+        (project.path / ".git" / lock).write_text(new + "\n")
+
+    code, result = apply(capsys, patch, project)
+
+    assert code == 0, result
+    assert not (project.path / ".git" / "HEAD.lock").exists()
+    assert not (project.path / ".git" / "refs" / "heads" / "main.lock").exists()
+    assert not (project.path / "added.py").exists()
+    assert project.head("main^") == old
+    project.commit("the user's own commit still works", {"mine.txt": "x\n"})
+
+
+def test_a_lock_the_user_holds_is_not_taken_for_a_moving_target(
+        project: GitRepo, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A HEAD.lock that is not errauto's (no merge of errauto's was in flight):
+    # left alone, and the merge is held saying why, not validated again and
+    # again as if main kept moving.
+    old = project.head()
+    patch = write_patch(tmp_path, project, FIX)
+    lock = project.path / ".git" / "HEAD.lock"
+    lock.write_text("someone else's\n")
+
+    code, result = apply(capsys, patch, project)
+
+    assert code == 1, result
+    assert "HEAD.lock" in result["reason"] and "kept moving" not in result["reason"]
+    assert lock.read_text() == "someone else's\n"
+    assert project.head("main") == old
