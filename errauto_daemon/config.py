@@ -272,6 +272,11 @@ def load_with_git(gitdir: str | Path, target: str | None = None, *, workdir: Pat
     return _load(_GitSource(Path(gitdir), workdir), target)
 
 
+def from_text(text: str, where: str) -> Config:
+    """A configuration not read from a repository (`errauto init`'s draft), checked as any other."""
+    return _validated(_extract(text.encode("utf-8"), CONFIG_FILE, where) or {}, where)
+
+
 def _load(source: _Source, target: str | None) -> Config:
     if target is None:
         # Which branch is the target is itself configuration: look at the
