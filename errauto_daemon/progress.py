@@ -29,8 +29,8 @@ class Progress:
     def check_started(self, name: str) -> None:
         """A check began to run."""
 
-    def check_finished(self, name: str, status: str, seconds: float) -> None:
-        """A check ended with this status after `seconds`."""
+    def check_finished(self, name: str, status: str, seconds: float, detail: str = "") -> None:
+        """A check ended with this status after `seconds` (`detail`: e.g. its exit code)."""
 
     def state_changed(self, sub_id: int, state: str, seconds: float) -> None:
         """Another process moved a submission waited for to `state`, `seconds` after the wait began."""
@@ -57,8 +57,9 @@ def _is_tty(stream: TextIO) -> bool:
         return False
 
 
-def check_line(name: str, status: str, seconds: float) -> str:
-    return f"    {name:<12}  {status:<9}  {seconds:.1f}s"
+def check_line(name: str, status: str, seconds: float, detail: str = "") -> str:
+    line = f"    {name:<12}  {status:<9}  {seconds:.1f}s"
+    return f"{line}  {detail}" if detail else line
 
 
 class TerminalProgress(Progress):
@@ -86,11 +87,12 @@ class TerminalProgress(Progress):
         self._ticker = threading.Thread(target=self._tick, name="errauto-progress", daemon=True)
         self._ticker.start()
 
-    def check_finished(self, name: str, status: str, seconds: float) -> None:
+    def check_finished(self, name: str, status: str, seconds: float, detail: str = "") -> None:
         self._stop_ticker()
+        shown = "" if status == "passed" else detail
         with self._lock:
             self._running = None
-            self._write("\r" + check_line(name, status, seconds) + _CLEAR + "\n")
+            self._write("\r" + check_line(name, status, seconds, shown) + _CLEAR + "\n")
 
     def state_changed(self, sub_id: int, state: str, seconds: float) -> None:
         self._line(f"#{sub_id} {state:<16} {seconds:.1f}s")
@@ -151,8 +153,9 @@ class LogProgress(Progress):
     def check_started(self, name: str) -> None:
         self.log.info("submission %s: check %s started", self.sub_id, name)
 
-    def check_finished(self, name: str, status: str, seconds: float) -> None:
-        self.log.info("submission %s: check %s %s after %.1fs", self.sub_id, name, status, seconds)
+    def check_finished(self, name: str, status: str, seconds: float, detail: str = "") -> None:
+        self.log.info("submission %s: check %s %s after %.1fs%s", self.sub_id, name, status, seconds,
+                      f" ({detail})" if detail and status != "passed" else "")
 
     def finished(self) -> None:
         self.sub_id = None

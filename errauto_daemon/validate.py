@@ -637,7 +637,7 @@ def run_observed(config: Config, check: config_mod.CheckConfig, cwd: Path, log_p
     progress.check_started(name)
     result = checks_mod.run_check(check, cwd, log_path, checks_mod.check_env(config.secrets(), check.env),
                                   cancel)
-    progress.check_finished(name, result.status, result.duration)
+    progress.check_finished(name, result.status, result.duration, result.detail)
     return result
 
 

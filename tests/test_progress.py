@@ -105,7 +105,7 @@ def test_queue_retry_on_a_terminal_shows_the_failing_check(slow_project: GitRepo
     capsys.readouterr()
     code, out, drawn = run_cli(["queue", "retry", "1"], stderr_tty=True)
     assert code == 1, out
-    assert re.search(r"\r +tests +failed +\d+\.\ds", drawn), drawn
+    assert re.search(r"\r +tests +failed +\d+\.\ds  exit 1", drawn), drawn
     code, out, drawn = run_cli(["queue", "retry", "1", "--quiet"], stderr_tty=True)
     assert code == 1 and drawn == ""
 
@@ -121,8 +121,8 @@ def test_daemon_logs_each_check_and_submit_wait_shows_the_states(
                                     str(slow_project.path), "--wait", "--timeout", "60"], stderr_tty=True)
         assert code == 0, drawn
         assert out.startswith("#1 merged into main")
-        assert re.search(r"#1 queued +\d+\.\ds", drawn), drawn
-        assert re.search(r"#1 validating +\d+\.\ds", drawn), drawn
+        assert re.search(r"#1 queued +0\.0s", drawn), drawn
+        # (validating is shown too, when a poll sees it: not asserted, it may be brief)
         assert re.search(r"#1 merged +\d+\.\ds", drawn), drawn
         second = tmp_path / "second.patch"
         second.write_bytes(slow_project.make_patch({"NOTE2.txt": "another\n"}))

@@ -31,7 +31,7 @@ def submit(patches: Sequence[str], *, repo: str, target: str | None, note: str |
         print("errauto: no daemon is running; the submissions wait in the queue until one starts "
               "(errauto daemon start)", file=sys.stderr)
     if wait:
-        _wait(store, [s.id for s, _ in subs], timeout, progress.for_terminal(quiet))
+        _wait(store, [s for s, _ in subs], timeout, progress.for_terminal(quiet))
         subs = [(store.get(s.id), created) for s, created in subs]
     if as_json:
         values = []
@@ -51,12 +51,17 @@ def submit(patches: Sequence[str], *, repo: str, target: str | None, note: str |
     return worst([output.exit_code(s) for s, _ in subs])
 
 
-def _wait(store: Store, ids: Sequence[int], timeout: float | None, shown: progress.Progress) -> None:
-    """Until the daemon decided every submission; `shown` is told each state as it changes."""
+def _wait(store: Store, subs: Sequence[Submission], timeout: float | None, shown: progress.Progress) -> None:
+    """Until the daemon decided every submission; `shown` is told each state as it changes,
+    starting with the state each was recorded in."""
     started = time.monotonic()
     deadline = None if timeout is None else started + timeout
     seen: dict[int, str] = {}
-    pending = set(ids)
+    for sub in subs:
+        if sub.id not in seen:
+            seen[sub.id] = sub.state
+            shown.state_changed(sub.id, sub.state, 0.0)
+    pending = set(seen)
     try:
         while pending:
             for sub_id in sorted(pending):
