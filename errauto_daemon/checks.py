@@ -53,7 +53,7 @@ def check_env(secrets: Iterable[str], extra: Mapping[str, str] | None = None,
     return env
 
 
-def _resolve(argv0: str, cwd: Path, env: Mapping[str, str]) -> str | None:
+def resolve_executable(argv0: str, cwd: Path, env: Mapping[str, str]) -> str | None:
     if "/" in argv0:
         candidate = Path(argv0) if os.path.isabs(argv0) else cwd / argv0
         return str(candidate) if os.access(candidate, os.X_OK) and candidate.is_file() else None
@@ -69,7 +69,7 @@ def run_check(
 ) -> CheckResult:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    executable = _resolve(check.command[0], cwd, env)
+    executable = resolve_executable(check.command[0], cwd, env)
     with open(log_path, "wb") as log:
         log.write(f"$ {' '.join(check.command)}\n# in {cwd}\n".encode("utf-8", "replace"))
         log.flush()

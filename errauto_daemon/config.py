@@ -4,7 +4,10 @@ The configuration is `.errauto.toml` at the repository root, or the
 `[tool.errauto]` table of `pyproject.toml`. It is read from the target
 branch's *committed* tree, so a patch can never change the rules it is
 judged by; when the target has none, the working tree is used (so a fresh
-`errauto init` works before it is committed), then the defaults.
+`errauto init` works before it is committed), then the defaults. When the
+working tree's configuration differs from the committed one in use, that is
+said once per process (stderr, or the log where one is set up), so an edit
+nobody committed does not silently fail to apply.
 
 Every key is checked: an unknown key, a wrong type or an impossible value
 fails with one line that names the key.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import shlex
 import sys
@@ -166,6 +170,7 @@ class _Source(Protocol):
 
     where: str
     workdir: Path | None
+    compare_working_tree: bool  # warn when the working tree's config differs from the committed one
 
     def head_branch(self) -> str | None: ...
     def has_branch(self, branch: str) -> bool: ...
@@ -177,6 +182,7 @@ class _Pygit2Source:
         self.repo = repo
         self.where = str(repo.workdir or repo.path).rstrip("/")
         self.workdir = Path(repo.workdir) if repo.workdir else None
+        self.compare_working_tree = True
 
     def head_branch(self) -> str | None:
         return head_branch(self.repo)
@@ -211,6 +217,7 @@ class _GitSource:
         self.cwd = gitdir
         self.where = str(workdir or gitdir)
         self.workdir = workdir  # None (a server's hook): the committed tree or nothing
+        self.compare_working_tree = False  # hooks: no cost beyond the committed tree
         self._branches: dict[str, dict[str, bytes | None]] = {}
 
     def head_branch(self) -> str | None:
@@ -265,6 +272,11 @@ def load_with_git(gitdir: str | Path, target: str | None = None, *, workdir: Pat
     return _load(_GitSource(Path(gitdir), workdir), target)
 
 
+def from_text(text: str, where: str) -> Config:
+    """A configuration not read from a repository (`errauto init`'s draft), checked as any other."""
+    return _validated(_extract(text.encode("utf-8"), CONFIG_FILE, where) or {}, where)
+
+
 def _load(source: _Source, target: str | None) -> Config:
     if target is None:
         # Which branch is the target is itself configuration: look at the
@@ -277,6 +289,9 @@ def _load(source: _Source, target: str | None) -> Config:
     if not source.has_branch(target):
         raise FatalError(f"target branch {target!r} does not exist in {source.where}")
     raw, where = _read_raw(source, target)
+    if source.compare_working_tree and source.workdir is not None and raw is not None \
+            and where.endswith(f" on {target}"):
+        _warn_if_working_tree_differs(source.workdir, raw, where)
     values = dict(raw or {})
     values.setdefault("target", target)
     if values["target"] != target and isinstance(values["target"], str):
@@ -306,6 +321,48 @@ def _read_raw(source: _Source, branch: str) -> tuple[dict[str, Any] | None, str]
                 if found is not None:
                     return found, f"{name} in the working tree"
     return None, "defaults"
+
+
+_warned: set[tuple[str, str]] = set()
+
+
+def _warn_if_working_tree_differs(workdir: Path, committed: dict[str, Any], where: str) -> None:
+    name, working = _working_config(workdir)
+    if working == committed:
+        return
+    key = (str(workdir), repr(working))
+    if key in _warned:
+        return
+    _warned.add(key)
+    used = where.split(" on ", 1)
+    if name is None:
+        message = (f"the working tree of {workdir} has no errauto configuration; "
+                   f"errauto uses the committed {used[0]} on {used[1]}")
+    else:
+        message = (f"{name} in the working tree of {workdir} differs from the committed "
+                   f"{used[0]} on {used[1]}, which errauto uses; commit it for the change to apply")
+    logger = logging.getLogger("errauto.config")
+    if logger.hasHandlers():
+        logger.warning(message)
+    else:
+        print(f"errauto: warning: {message}", file=sys.stderr)
+
+
+def _working_config(workdir: Path) -> tuple[str | None, dict[str, Any] | str | None]:
+    """The configuration the working tree would give, and its file; unreadable: its error."""
+    for name in (CONFIG_FILE, PYPROJECT):
+        path = workdir / name
+        try:
+            data = path.read_bytes()
+        except OSError:
+            continue
+        try:
+            found = _extract(data, name, name)
+        except ConfigError as exc:
+            return name, str(exc)
+        if found is not None:
+            return name, found
+    return None, None
 
 
 def _extract(data: bytes, name: str, where: str) -> dict[str, Any] | None:

@@ -59,6 +59,7 @@ from errauto_daemon.errors import FatalError
 from errauto_daemon.intake import open_repo
 from errauto_daemon.openfiles import being_written
 from errauto_daemon.presence import DaemonLock, running_pid
+from errauto_daemon.progress import LogProgress
 from errauto_daemon.redact import redact
 from errauto_daemon.store import Store
 from errauto_daemon.validate import Validator
@@ -511,7 +512,8 @@ class Daemon:
 
     def _worker_loop(self) -> None:
         store = Store()
-        validator = Validator(store, cancel=self.cancel, retry_internal=MAX_ATTEMPTS)
+        validator = Validator(store, cancel=self.cancel, retry_internal=MAX_ATTEMPTS,
+                              progress=LogProgress(logging.getLogger("errauto.worker")))
         while not self.stopping.is_set():
             try:
                 sub_id = self.work_q.get(timeout=0.5)

@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--auto-merge-threshold", type=_threshold, metavar="X")
     p.add_argument("--pr-threshold", type=_threshold, metavar="Y")
     p.add_argument("--json", action="store_true", help="print the decision as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress on the terminal while checks run")
 
     q = sub.add_parser("queue", help="list, inspect and decide submissions")
     qsub = q.add_subparsers(dest="queue_command", metavar="ACTION")
@@ -76,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     qt = qsub.add_parser("retry", help="validate a submission again now")
     qt.add_argument("id", type=int)
     qt.add_argument("--json", action="store_true")
+    qt.add_argument("--quiet", action="store_true", help="no progress on the terminal while checks run")
 
     sm = sub.add_parser("submit", help="record patches for the daemon and return (or --wait)")
     sm.add_argument("patches", nargs="+", metavar="PATCH")
@@ -85,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--wait", action="store_true", help="block until decided; exit like `apply`")
     sm.add_argument("--timeout", type=float, help="with --wait: give up after this many seconds")
     sm.add_argument("--json", action="store_true")
+    sm.add_argument("--quiet", action="store_true", help="with --wait: no progress on the terminal")
 
     dm = sub.add_parser("daemon", help="run, start, stop or inspect the daemon")
     dsub = dm.add_subparsers(dest="daemon_command", metavar="ACTION")
@@ -150,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("init", help="write a starter .errauto.toml and create the inbox folder")
     i.add_argument("--repo", default=".")
     i.add_argument("--force", action="store_true", help="overwrite an existing .errauto.toml")
+    i.add_argument("--no-run", action="store_true",
+                   help="do not run the detected checks on the current commit (only check their tools exist)")
 
     d = sub.add_parser("demo", help="run errauto on a temporary repository with sample patches")
     d.add_argument("--dir", help="make the demo here instead of a temporary directory")
@@ -185,7 +190,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from errauto_daemon.commands.apply import apply
         return apply(args.patch, repo=args.repo, target=args.target,
                      auto_merge_threshold=args.auto_merge_threshold,
-                     pr_threshold=args.pr_threshold, as_json=args.json)
+                     pr_threshold=args.pr_threshold, as_json=args.json, quiet=args.quiet)
     if args.command == "queue":
         from errauto_daemon.commands import queue
         if args.queue_command == "list":
@@ -197,11 +202,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.queue_command == "reject":
             return queue.reject(args.id, args.reason)
         if args.queue_command == "retry":
-            return queue.retry(args.id, as_json=args.json)
+            return queue.retry(args.id, as_json=args.json, quiet=args.quiet)
     if args.command == "submit":
         from errauto_daemon.commands.submit import submit
         return submit(args.patches, repo=args.repo, target=args.target, note=args.note, wait=args.wait,
-                      timeout=args.timeout, as_json=args.json)
+                      timeout=args.timeout, as_json=args.json, quiet=args.quiet)
     if args.command == "daemon":
         from errauto_daemon.commands import daemon
         if args.daemon_command == "run":
@@ -248,7 +253,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return monitor(as_json=args.json, deliver=args.deliver)
     if args.command == "init":
         from errauto_daemon.commands.init import init
-        return init(args.repo, force=args.force)
+        return init(args.repo, force=args.force, run=not args.no_run)
     if args.command == "demo":
         from errauto_daemon.commands.demo import demo
         return demo(directory=args.dir)

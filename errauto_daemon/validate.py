@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pygit2
@@ -36,6 +37,7 @@ from errauto_daemon.errors import Cancelled, FatalError, PatchRejected
 from errauto_daemon.intake import open_repo
 from errauto_daemon.patchapply import Overlay, apply_patch
 from errauto_daemon.patchfile import Patch, parse
+from errauto_daemon.progress import SILENT, Progress
 from errauto_daemon.store import DECIDED, CheckRow, Store, Submission
 from errauto_daemon.workspace import Pool
 
@@ -71,10 +73,13 @@ class Validator:
 
     def __init__(self, store: Store, *, cancel: threading.Event | None = None,
                  config_hook: ConfigHook | None = None, pool_size: int = 8,
-                 use_cache: bool = True, retry_internal: int = 0) -> None:
+                 use_cache: bool = True, retry_internal: int = 0,
+                 progress: Progress | None = None) -> None:
         """`retry_internal`: how many attempts an internal error may take before
-        the submission fails (the daemon retries; a CLI run reports at once)."""
+        the submission fails (the daemon retries; a CLI run reports at once).
+        `progress`: told of each phase and check as the validation runs."""
         self.store = store
+        self.progress = progress or SILENT
         self.cancel = cancel
         self.use_cache = use_cache
         self.retry_internal = retry_internal
@@ -107,9 +112,11 @@ class Validator:
             sub = self.store.claim(sub_id, from_states)
             if sub is None:
                 return self.store.get(sub_id)
+            self.progress.submission(sub_id)
             try:
                 return self._guarded(sub, self._decide)
             finally:
+                self.progress.finished()
                 self.release()
 
     def approve(self, sub_id: int, who: str) -> Submission:
@@ -120,9 +127,11 @@ class Validator:
                 current = self.store.get(sub_id)
                 raise FatalError(f"submission {sub_id} is {current.state}; "
                                  "only awaiting_review can be approved")
+            self.progress.submission(sub_id)
             try:
                 return self._guarded(sub, lambda s: self._approve(s, who))
             finally:
+                self.progress.finished()
                 self.release()
 
     def recover(self, max_attempts: int = 3) -> list[Submission]:
@@ -241,6 +250,7 @@ class Validator:
             self.store.add_event(sub.id, "revalidate", merged)
             return None
         if decision.route == route.AUTO_MERGE:
+            self.progress.phase("merging")
             started = time.perf_counter()
             outcome = self._merge(repo, config, sub, validation)
             explanation["timings"]["merge"] = round(time.perf_counter() - started, 6)
@@ -273,6 +283,7 @@ class Validator:
         """Push errauto/<id>, open (or reuse) its pull request, enable auto-merge."""
         gh = config.github
         assert gh is not None
+        self.progress.phase("opening a pull request")
         started = time.perf_counter()
         try:
             with github.connect(gh) as client:
@@ -313,6 +324,7 @@ class Validator:
         """
         gh = config.github
         assert gh is not None
+        self.progress.phase("merging through a pull request")
         started = time.perf_counter()
         try:
             with github.connect(gh) as client:
@@ -471,6 +483,7 @@ class Validator:
                         confidence=validation.confidence.value, base_commit=validation.base,
                         result_tree=str(validation.trees[-1]),
                         explanation=self._explanation(validation, None))
+            self.progress.phase("merging")
             outcome = self._merge(repo, config, sub, validation)
             if outcome.status == merge.MERGED:
                 return self.store.transition(
@@ -488,6 +501,7 @@ class Validator:
                  tip: pygit2.Commit) -> Validation:
         self.release()
         clock = _Clock()
+        self.progress.phase(f"applying on {config.target} ({str(tip.id)[:12]})")
         patch, overlays, review_only, notes = self._apply(repo, config, sub, tip)
         changed = sorted({p for f in patch.files() for p in f.paths()})
         protected = guard.protected_hits(changed, config.protected_paths)
@@ -501,6 +515,7 @@ class Validator:
             baselines = dict(cached[1]["baselines"])
             notes = [*notes, "check results reused from an identical validation (same base, "
                              "patch and checks)"]
+            self.progress.phase("reusing the check results of an identical validation")
             clock.lap("cache")
         else:
             results, baselines = self._run_checks(repo, config, sub, tip, overlays[-1], attempt, clock)
@@ -551,6 +566,7 @@ class Validator:
         baselines: dict[str, float | None] = {}
         if not config.checks:
             return [], baselines
+        self.progress.phase("preparing worktree")
         pool = Pool(repo, self.pool_size, self._repos)
         stack = ExitStack()
         slot = stack.enter_context(pool.acquire(tip))
@@ -563,18 +579,19 @@ class Validator:
                 fp = config.checks_fingerprint()
                 found, value = self.store.baseline(sub.repo, str(tip.tree.id), check.name, fp)
                 if not found:
-                    base_result = checks_mod.run_check(
-                        check, slot.path, log_dir / f"{attempt}-{check.name}-base.log",
-                        checks_mod.check_env(config.secrets(), check.env), self.cancel)
+                    base_result = run_observed(
+                        config, check, slot.path, log_dir / f"{attempt}-{check.name}-base.log",
+                        self.progress, self.cancel, label=f"{check.name} (base)")
                     value = base_result.value
                     self.store.set_baseline(sub.repo, str(tip.tree.id), check.name, fp, value)
                     slot.clean()
                 baselines[check.name] = value
             slot.write(overlay)
             clock.lap("worktree")
+            self.progress.phase("running checks")
             results = [
-                checks_mod.run_check(check, slot.path, log_dir / f"{attempt}-{check.name}.log",
-                                     checks_mod.check_env(config.secrets(), check.env), self.cancel)
+                run_observed(config, check, slot.path, log_dir / f"{attempt}-{check.name}.log",
+                             self.progress, self.cancel)
                 for check in config.checks
             ]
             clock.lap("checks")
@@ -610,6 +627,18 @@ class Validator:
             out["route"] = decision.route
             out["reason"] = decision.reason
         return out
+
+
+def run_observed(config: Config, check: config_mod.CheckConfig, cwd: Path, log_path: Path,
+                 progress: Progress, cancel: threading.Event | None = None, *,
+                 label: str | None = None) -> checks_mod.CheckResult:
+    """One check, run by `checks.run_check` in its scrubbed environment, told to `progress`."""
+    name = label or check.name
+    progress.check_started(name)
+    result = checks_mod.run_check(check, cwd, log_path, checks_mod.check_env(config.secrets(), check.env),
+                                  cancel)
+    progress.check_finished(name, result.status, result.duration, result.detail)
+    return result
 
 
 def wait_decided(store: Store, sub_id: int, timeout: float | None = None,

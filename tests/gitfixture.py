@@ -139,3 +139,17 @@ def python_project(path: Path, *, config: str | None = None) -> GitRepo:
         ".errauto.toml": config if config is not None else config_toml(),
     })
     return repo
+
+
+def tools_on_path(directory: Path, scripts: dict[str, str]) -> str:
+    """A PATH with only these programs (shell scripts), `python` (this interpreter) and the system's.
+
+    So a test decides which tools a project's checks find, whatever this machine has installed.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    scripts = {"python": f'#!/bin/sh\nexec "{PYTHON}" "$@"\n', **scripts}
+    for name, text in scripts.items():
+        path = directory / name
+        path.write_text(text)
+        path.chmod(0o755)
+    return os.pathsep.join([str(directory), "/usr/bin", "/bin"])

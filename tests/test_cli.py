@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from errauto_daemon.main import main
-from gitfixture import CALC, PYTHON, GitRepo
+from gitfixture import CALC, PYTHON, GitRepo, tools_on_path
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -139,7 +139,10 @@ def test_status_counts(project: GitRepo, tmp_path: Path, capsys: pytest.CaptureF
 
 
 def test_init_writes_config_creates_inbox_and_excludes_it(tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+                                                          capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # init enables only checks whose tool is installed and which pass: a mypy that passes.
+    monkeypatch.setenv("PATH", tools_on_path(tmp_path / "bin", {"mypy": "#!/bin/sh\nexit 0\n"}))
     repo = GitRepo(tmp_path / "proj")
     repo.commit("init", {"pyproject.toml": "[project]\nname='x'\n[tool.pytest.ini_options]\n[tool.mypy]\n",
                          "tests/test_x.py": "def test(): pass\n"})

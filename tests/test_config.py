@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -158,3 +160,25 @@ def test_secret_env_values_are_redacted_once_the_config_is_read(
     cfg = load(repo)
     assert "DEPLOY_KEY" in cfg.secrets()
     assert redact("key=s3cr3t-deploy-value") == "key=***"
+
+
+def test_an_uncommitted_config_edit_is_named_once_on_stderr(project: GitRepo, tmp_path: Path) -> None:
+    def apply(patch: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([PYTHON, "-m", "errauto_daemon", "apply", str(patch), "--repo",
+                               str(project.path)], capture_output=True, text=True, env=os.environ.copy())
+
+    first, second = tmp_path / "first.patch", tmp_path / "second.patch"
+    first.write_bytes(project.make_patch({"calc.py": CALC.replace("a - b", "a + b")}))
+    second.write_bytes(project.make_patch({"NOTES.txt": "a note\n"}))
+    # The working tree's config is the committed one: nothing to say.
+    proc = apply(first)
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    # Edited, not committed: the committed rules still apply, and the command says so, once.
+    project.write(".errauto.toml", config_toml(top="auto_merge_threshold = 0.99"))
+    proc = apply(second)
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1, proc.stderr
+    assert ".errauto.toml in the working tree" in warnings[0]
+    assert "differs from the committed .errauto.toml on main" in warnings[0]
+    assert proc.stdout.startswith("#2 merged into main")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from errauto_daemon import intake, output
+from errauto_daemon import intake, output, progress
 from errauto_daemon.config import Config
 from errauto_daemon.errors import FatalError
 from errauto_daemon.store import DECIDED, Store
@@ -26,7 +26,7 @@ def read_patch_arg(patch: str) -> tuple[bytes, str]:
 
 
 def apply(patch: str, *, repo: str, target: str | None, auto_merge_threshold: float | None,
-          pr_threshold: float | None, as_json: bool) -> int:
+          pr_threshold: float | None, as_json: bool, quiet: bool = False) -> int:
     data, name = read_patch_arg(patch)
     store = Store()
     result = intake.submit(store, repo, data, source="cli", name=name, target=target)
@@ -38,7 +38,7 @@ def apply(patch: str, *, repo: str, target: str | None, auto_merge_threshold: fl
         return config.with_thresholds(auto_merge_threshold, pr_threshold)
 
     if sub.state == "queued":
-        sub = Validator(store, config_hook=thresholds).process(sub.id)
+        sub = Validator(store, config_hook=thresholds, progress=progress.for_terminal(quiet)).process(sub.id)
     if sub.state not in DECIDED:
         sub = wait_decided(store, sub.id)  # another process is validating it
     if as_json:

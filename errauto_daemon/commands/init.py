@@ -1,17 +1,45 @@
-"""`errauto init`: a starter config, the inbox folder, and the next steps."""
+"""`errauto init`: a starter config, the inbox folder, and the next steps.
+
+Each detected check is tried before it is written: a tool that is not
+installed is left out, and (unless --no-run) the checks are run once on the
+target's tip in a pooled worktree; one that already fails there is written
+disabled, with why, so no patch is held for a failure it did not cause.
+"""
 from __future__ import annotations
 
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
-from errauto_daemon.config import CONFIG_FILE, PYPROJECT, head_branch
+import pygit2
+
+from errauto_daemon import checks, output, paths, progress
+from errauto_daemon import config as config_mod
+from errauto_daemon.config import CONFIG_FILE, PYPROJECT, Config, head_branch
 from errauto_daemon.errors import FatalError
-from errauto_daemon.presence import wake
 from errauto_daemon.inbox import ensure_inbox
 from errauto_daemon.intake import open_repo
+from errauto_daemon.presence import wake
 from errauto_daemon.store import Store
-from errauto_daemon.workspace import repo_root
+from errauto_daemon.validate import run_observed
+from errauto_daemon.workspace import Pool, repo_root
+
+CHECK_NAMES = ("tests", "lint", "typecheck", "security")
+
+
+@dataclass(frozen=True)
+class Trial:
+    """What `init` found out about one check before writing it."""
+
+    name: str
+    command: str | None  # None: not detected
+    result: str  # not detected | missing | passed | fails | not run
+    detail: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return self.result in ("passed", "not run")
 
 
 def _text(root: Path, *names: str) -> str:
@@ -49,7 +77,9 @@ def detect(root: Path) -> dict[str, str | None]:
     return found
 
 
-def render(target: str, found: dict[str, str | None]) -> str:
+def render(target: str, found: dict[str, str | None], disabled: dict[str, str] | None = None) -> str:
+    """The starter config; a check in `disabled` is written commented out, with why."""
+    disabled = disabled or {}
     lines = [
         "# errauto configuration: see docs/configuration.md for every key.",
         "# errauto reads this file from the committed tree of the target branch,",
@@ -73,9 +103,14 @@ def render(target: str, found: dict[str, str | None]) -> str:
     weights = {"tests": 0.40, "lint": 0.20, "typecheck": 0.15, "security": 0.15}
     for name, weight in weights.items():
         command = found.get(name)
-        prefix = "" if command else "# "
+        why = disabled.get(name)
+        on = command is not None and why is None
+        prefix = "" if on else "# "
         note = "" if command else "   (not detected; uncomment and adjust)"
         lines.append("")
+        if why is not None:
+            lines.append(f"# disabled by errauto init: {_one_line(why)}")
+            lines.append("# fix that (or the command), then uncomment.")
         lines.append(f"{prefix}[checks.{name}]{note}")
         lines.append(f'{prefix}command = "{command or _fallback(name)}"')
         lines.append(f"{prefix}weight = {weight}")
@@ -92,12 +127,16 @@ def render(target: str, found: dict[str, str | None]) -> str:
     return "\n".join(lines)
 
 
+def _one_line(text: str) -> str:
+    return output.shorten(text.replace("\n", " "), 160)
+
+
 def _fallback(name: str) -> str:
     return {"tests": "python -m pytest -q", "lint": "ruff check .", "typecheck": "mypy .",
             "security": "bandit -q -r ."}[name]
 
 
-def init(repo_dir: str, *, force: bool) -> int:
+def init(repo_dir: str, *, force: bool, run: bool = True) -> int:
     repo = open_repo(repo_dir)
     if repo.is_bare:
         raise FatalError("errauto init needs a work tree; for a server, see `errauto hooks install --server`")
@@ -107,16 +146,22 @@ def init(repo_dir: str, *, force: bool) -> int:
         raise FatalError(f"{config_path} already exists (use --force to overwrite it)")
     found = detect(root)
     target = head_branch(repo) or "main"
-    config_path.write_text(render(target, found))
+    trials = _installed(root, found)
+    tip = _tip(repo, target)
+    ran_on = ""
+    if run and tip is not None:
+        draft = render(target, found, _disabled(trials))
+        trials = _run(repo, config_mod.from_text(draft, "the draft of errauto init"), tip, trials)
+        ran_on = f" on {target} ({str(tip.id)[:12]})"
+    config_path.write_text(render(target, found, _disabled(trials)))
 
     store = Store()
     store.add_repo(str(root))
     inbox = ensure_inbox(str(root))
     wake()
 
-    detected = [n for n, c in found.items() if c]
     print(f"wrote {config_path}")
-    print(f"  checks detected: {', '.join(detected) if detected else 'none (edit the file)'}")
+    _report(trials, ran_on, run=run, target=target, has_tip=tip is not None)
     print(f"created the inbox {inbox}/ (kept out of git by .git/info/exclude)")
     print("registered the repository: a running daemon (errauto daemon start) watches it")
     print()
@@ -126,3 +171,98 @@ def init(repo_dir: str, *, force: bool) -> int:
     print("  3. or let the daemon do it:       errauto daemon start; drop patches into patches/")
     print("  4. see what happened:             errauto queue list")
     return 0
+
+
+def _installed(root: Path, found: dict[str, str | None]) -> list[Trial]:
+    """Each check's trial so far: not detected, missing (its program is not found), or not run."""
+    env = checks.check_env(Config(target="main").secrets())
+    out = []
+    for name in CHECK_NAMES:
+        command = found.get(name)
+        if command is None:
+            out.append(Trial(name, None, "not detected"))
+            continue
+        program = command.split()[0]
+        if checks.resolve_executable(program, root, env) is None:
+            out.append(Trial(name, command, "missing", f"{program}: command not found"))
+        else:
+            out.append(Trial(name, command, "not run"))
+    return out
+
+
+def _disabled(trials: list[Trial]) -> dict[str, str]:
+    return {t.name: t.detail for t in trials if t.command is not None and not t.enabled}
+
+
+def _tip(repo: pygit2.Repository, target: str) -> pygit2.Commit | None:
+    ref = repo.references.get("refs/heads/" + target)
+    return None if ref is None else ref.peel(pygit2.Commit)
+
+
+def _run(repo: pygit2.Repository, config: Config, tip: pygit2.Commit, trials: list[Trial]) -> list[Trial]:
+    """Run the configured checks once on `tip`, in a pooled worktree (never the user's checkout)."""
+    log_dir = paths.check_logs_dir() / "init"
+    shown = progress.for_terminal()
+    shown.phase(f"running the checks on {config.target} ({str(tip.id)[:12]}) once")
+    results = {}
+    try:
+        with Pool(repo).acquire(tip) as slot:
+            try:
+                for check in config.checks:
+                    results[check.name] = run_observed(config, check, slot.path,
+                                                       log_dir / f"{check.name}.log", shown)
+            finally:
+                slot.clean()
+    finally:
+        shown.finished()
+    out = []
+    for trial in trials:
+        result = results.get(trial.name)
+        if result is None:
+            out.append(trial)
+        elif result.status == "passed":
+            out.append(Trial(trial.name, trial.command, "passed", f"{result.duration:.1f}s"))
+        elif result.status == "missing":
+            out.append(Trial(trial.name, trial.command, "missing", result.detail))
+        else:
+            why = f"fails on {config.target} ({result.detail})"
+            last = _last_output_line(Path(result.log_path))
+            out.append(Trial(trial.name, trial.command, "fails", f"{why}: {last}" if last else why))
+    return out
+
+
+def _last_output_line(log: Path) -> str:
+    """The check's own last line of output (its log also holds errauto's header and footer)."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()[2:]
+    except OSError:
+        return ""
+    mine = [line.strip() for line in lines if line.strip() and not line.startswith("# errauto:")]
+    return output.shorten(mine[-1], 100) if mine else ""
+
+
+def _report(trials: list[Trial], ran_on: str, *, run: bool, target: str, has_tip: bool) -> None:
+    rows = []
+    for t in trials:
+        if t.result == "not detected":
+            what = "not detected (commented out)"
+        elif t.result == "missing":
+            what = "left out: not installed"
+        elif t.result == "fails":
+            what = f"written disabled: {t.detail}"
+        elif t.result == "passed":
+            what = f"passes ({t.detail}): enabled"
+        else:
+            what = "enabled (not run)"
+        rows.append([t.name, t.command or "-", what])
+    if run and has_tip:
+        print(f"checks, run once{ran_on} in a separate worktree:")
+    elif run:
+        print(f"checks (not run: {target} has no commit yet):")
+    else:
+        print("checks (not run: --no-run):")
+    print("\n".join("  " + line for line in output.table(["CHECK", "COMMAND", "RESULT"], rows).splitlines()))
+    for t in trials:
+        if t.result == "missing":
+            print(f"  {t.name}: {t.detail}; left out of {CONFIG_FILE} (install it, then uncomment "
+                  f"[checks.{t.name}])")

@@ -5,7 +5,7 @@ import getpass
 import time
 from collections.abc import Sequence
 
-from errauto_daemon import output
+from errauto_daemon import output, progress
 from errauto_daemon.errors import FatalError
 from errauto_daemon.store import STATES, Store, Submission
 from errauto_daemon.validate import Validator
@@ -91,12 +91,13 @@ def reject(sub_id: int, reason: str) -> int:
     return 0
 
 
-def retry(sub_id: int, *, as_json: bool) -> int:
+def retry(sub_id: int, *, as_json: bool, quiet: bool = False) -> int:
     store = Store()
     current = store.get(sub_id)
     if current.state not in RETRYABLE:
         raise FatalError(f"submission {sub_id} is {current.state}; only {', '.join(RETRYABLE)} can be retried")
-    sub = Validator(store, use_cache=False).process(sub_id, from_states=RETRYABLE)
+    sub = Validator(store, use_cache=False, progress=progress.for_terminal(quiet)).process(
+        sub_id, from_states=RETRYABLE)
     return _print_decision(store, sub, as_json)
 
 

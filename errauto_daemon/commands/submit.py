@@ -5,7 +5,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from errauto_daemon import intake, output
+from errauto_daemon import intake, output, progress
 from errauto_daemon.commands.apply import read_patch_arg
 from errauto_daemon.presence import running_pid, wake
 from errauto_daemon.errors import EXIT_INTERNAL, EXIT_OK, EXIT_REJECTED, EXIT_REVIEW, FatalError
@@ -20,7 +20,7 @@ def worst(codes: Sequence[int]) -> int:
 
 
 def submit(patches: Sequence[str], *, repo: str, target: str | None, note: str | None, wait: bool,
-           timeout: float | None, as_json: bool) -> int:
+           timeout: float | None, as_json: bool, quiet: bool = False) -> int:
     store = Store()
     subs: list[tuple[Submission, bool]] = []
     for patch in patches:
@@ -31,15 +31,7 @@ def submit(patches: Sequence[str], *, repo: str, target: str | None, note: str |
         print("errauto: no daemon is running; the submissions wait in the queue until one starts "
               "(errauto daemon start)", file=sys.stderr)
     if wait:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        pending = {s.id for s, _ in subs}
-        while pending:
-            pending = {i for i in pending if store.get(i).state not in DECIDED}
-            if pending and deadline is not None and time.monotonic() > deadline:
-                raise FatalError(f"not decided within {timeout:g}s: "
-                                 + ", ".join(f"#{i}" for i in sorted(pending)))
-            if pending:
-                time.sleep(0.1)
+        _wait(store, [s for s, _ in subs], timeout, progress.for_terminal(quiet))
         subs = [(store.get(s.id), created) for s, created in subs]
     if as_json:
         values = []
@@ -57,3 +49,32 @@ def submit(patches: Sequence[str], *, repo: str, target: str | None, note: str |
     if not wait:
         return EXIT_OK
     return worst([output.exit_code(s) for s, _ in subs])
+
+
+def _wait(store: Store, subs: Sequence[Submission], timeout: float | None, shown: progress.Progress) -> None:
+    """Until the daemon decided every submission; `shown` is told each state as it changes,
+    starting with the state each was recorded in."""
+    started = time.monotonic()
+    deadline = None if timeout is None else started + timeout
+    seen: dict[int, str] = {}
+    for sub in subs:
+        if sub.id not in seen:
+            seen[sub.id] = sub.state
+            shown.state_changed(sub.id, sub.state, 0.0)
+    pending = set(seen)
+    try:
+        while pending:
+            for sub_id in sorted(pending):
+                state = store.get(sub_id).state
+                if seen.get(sub_id) != state:
+                    seen[sub_id] = state
+                    shown.state_changed(sub_id, state, time.monotonic() - started)
+                if state in DECIDED:
+                    pending.discard(sub_id)
+            if pending and deadline is not None and time.monotonic() > deadline:
+                raise FatalError(f"not decided within {timeout:g}s: "
+                                 + ", ".join(f"#{i}" for i in sorted(pending)))
+            if pending:
+                time.sleep(0.1)
+    finally:
+        shown.finished()
