@@ -117,7 +117,7 @@ def test_queue_list_and_show(project: GitRepo, tmp_path: Path, capsys: pytest.Ca
     assert code == 0 and out.startswith("no submissions")
     code, out, _ = run(capsys, "queue", "show", "1")
     assert code == 0
-    assert "tests  failed" in out and "check logs:" in out and "1-tests.log" in out
+    assert "tests  failed" in out and "checks:" in out and "1-tests.log" in out
     assert "history:" in out and "validating -> awaiting_review" in out
     code, out, _ = run(capsys, "queue", "show", "1", "--json")
     shown = json.loads(out)
