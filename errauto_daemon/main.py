@@ -217,7 +217,7 @@ def _complete(parser: argparse.ArgumentParser) -> None:
         argcomplete = importlib.import_module("argcomplete")
     except ImportError:
         return
-    argcomplete.autocomplete(parser)
+    argcomplete.autocomplete(parser, exclude=["hook-impl"])
 
 
 @contextlib.contextmanager
