@@ -539,7 +539,7 @@ class Daemon:
             try:
                 if self.stopping.is_set():
                     break
-                log.debug("submission %d: validating", sub_id)
+                log.debug("taking submission %d (validating it unless another process holds it)", sub_id)
                 sub = validator.process(sub_id)
                 log.info("submission %d: %s%s", sub.id, sub.state,
                          f" ({sub.reason})" if sub.reason else "")

@@ -110,4 +110,4 @@ def test_daemon_start_passes_rescan_and_verbose_logs_at_debug(
     # Taken on its file event, or by the scan at start if that came first.
     assert any("fix.patch: taken as #1" in line or ": 1 new submissions" in line for line in debug), log
     assert any("submission 1 handed to the workers" in line for line in debug), log
-    assert any("submission 1: validating" in line for line in debug), log
+    assert any("taking submission 1" in line for line in debug), log
