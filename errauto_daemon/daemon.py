@@ -62,6 +62,7 @@ from errauto_daemon.presence import DaemonLock, running_pid
 from errauto_daemon.progress import LogProgress
 from errauto_daemon.redact import redact
 from errauto_daemon.store import Store
+from errauto_daemon.systemd import Notifier
 from errauto_daemon.validate import Validator
 from errauto_daemon.workspace import Pool
 
@@ -149,6 +150,7 @@ class Daemon:
         self.rescan_every = rescan
         self.verbose = verbose
         self.ready_fd = ready_fd
+        self.systemd = Notifier()
         self.stopping = threading.Event()  # no new work
         self.cancel = threading.Event()  # running checks are killed
         self.wakeup = threading.Event()
@@ -183,6 +185,8 @@ class Daemon:
         self._ready("ready")
         log.info("errauto daemon %s ready (pid %d, %d workers, watching %d repositories)",
                  __version__, os.getpid(), len(self._workers()), len(self.watched))
+        log.debug("rescan every %gs, grace %gs, systemd notify %s", self.rescan_every, self.grace,
+                  "on" if self.systemd.address else "off")
         try:
             self._schedule()
         finally:
@@ -225,6 +229,8 @@ class Daemon:
             self.intake_q.put(("scan", root))
 
     def _ready(self, message: str) -> None:
+        if message == "ready":
+            self.systemd.notify("READY=1", f"STATUS=watching {len(self.watched)} repositories")
         if self.ready_fd is None:
             return
         try:
@@ -255,6 +261,7 @@ class Daemon:
 
     def _shutdown(self) -> None:
         self.stopping.set()
+        self.systemd.notify("STOPPING=1", "STATUS=finishing running validations")
         if self.observer is not None:
             self.observer.stop()
             self.observer.join(timeout=10)
@@ -299,14 +306,19 @@ class Daemon:
 
     def _schedule(self) -> None:
         assert self.store is not None
-        last_beat = last_scan = 0.0
+        last_beat = last_scan = last_watchdog = 0.0
+        watchdog = self.systemd.watchdog_every
         while not self.stopping.is_set():
             now = time.monotonic()
             if now - last_beat >= HEARTBEAT:
                 self.store.heartbeat(os.getpid())
                 last_beat = now
+            if watchdog is not None and now - last_watchdog >= watchdog:
+                self.systemd.notify("WATCHDOG=1")  # the loop that feeds workers is turning
+                last_watchdog = now
             self._sync_watches()  # `watch add` wakes us; one cheap query when nothing changed
             if now - last_scan >= self.rescan_every:
+                log.debug("periodic rescan of %d repositories", len(self.watched))
                 for root in list(self.watched):
                     self.intake_q.put(("scan", root))
                 Validator(self.store).recover(MAX_ATTEMPTS)  # an `errauto apply` killed meanwhile
@@ -322,6 +334,7 @@ class Daemon:
                 if sub_id in self.in_flight:
                     continue
                 self.in_flight.add(sub_id)
+            log.debug("submission %d handed to the workers", sub_id)
             self.work_q.put(sub_id)
 
     def _sync_watches(self) -> None:
@@ -381,19 +394,25 @@ class Daemon:
                 kind, arg = self.intake_q.get(timeout=0.5)
             except queue.Empty:
                 continue
+            log.debug("event: %s %s", kind, arg[1] if isinstance(arg, tuple) else arg)
             try:
                 if kind == "file" or (kind == "new-file" and being_written(arg[1]) is False):
                     root, path = arg
-                    if inbox.take(store, root, path) is not None:
+                    sub = inbox.take(store, root, path)
+                    log.debug("%s: %s", path.name, f"taken as #{sub.id}" if sub is not None else "not taken")
+                    if sub is not None:
                         self.wakeup.set()
                 elif kind == "scan":
                     taken = inbox.scan(store, arg) + refwatch.scan(store, arg)
+                    log.debug("scan of %s: %d new submissions", arg, len(taken))
                     if taken:
                         self.wakeup.set()
                 elif kind == "refs":
                     with self.refs_pending_lock:
                         self.refs_pending.discard(arg)  # later events ask for another scan
-                    if refwatch.scan(store, arg):
+                    submitted = refwatch.scan(store, arg)
+                    log.debug("ref scan of %s: %d new submissions", arg, len(submitted))
+                    if submitted:
                         self.wakeup.set()
             except FatalError as exc:
                 log.warning("%s %s: %s", kind, arg, exc)
@@ -522,6 +541,7 @@ class Daemon:
             try:
                 if self.stopping.is_set():
                     break
+                log.debug("taking submission %d (validating it unless another process holds it)", sub_id)
                 sub = validator.process(sub_id)
                 log.info("submission %d: %s%s", sub.id, sub.state,
                          f" ({sub.reason})" if sub.reason else "")
@@ -587,12 +607,25 @@ def _setup_logging(verbose: bool) -> None:
     handler.addFilter(_Redact())
     handler._errauto = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
-    if verbose:
+    journal = _stderr_is_journal()
+    if verbose or journal:
         console = logging.StreamHandler()
-        console.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        # The journal stamps each line itself.
+        console.setFormatter(logging.Formatter("%(levelname)s [%(threadName)s] %(message)s" if journal
+                                               else "%(asctime)s %(levelname)s %(message)s"))
         console.addFilter(_Redact())
         console._errauto = True  # type: ignore[attr-defined]
         logger.addHandler(console)
+
+
+def _stderr_is_journal() -> bool:
+    """Whether systemd connected stderr to the journal (`journalctl --user -u errauto`)."""
+    stream = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        st = os.fstat(2)
+    except OSError:
+        return False
+    return stream == f"{st.st_dev}:{st.st_ino}"
 
 
 class _ErrorAlerts(logging.Handler):

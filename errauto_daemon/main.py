@@ -7,12 +7,13 @@ Exit codes are shared by every command that decides a patch (see errors.py):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
 import platform
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from errauto_daemon import __version__, paths
 from errauto_daemon.errors import EXIT_INTERNAL, FatalError
@@ -44,53 +45,62 @@ def build_parser() -> argparse.ArgumentParser:
         description="Validate candidate fix patches in isolated worktrees, score them, and route them.",
     )
     parser.add_argument("--version", action="version", version=f"errauto {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", help="what to do; errauto COMMAND --help for more")
     sub.required = True
 
     p = sub.add_parser("apply", help="validate a patch and route it now, in this process")
     p.add_argument("patch", help="a .patch / .diff / .eml / .mbox file, or - for standard input")
     p.add_argument("--repo", default=".", help="the git repository (default: the current directory)")
     p.add_argument("--target", help="the target branch (default: from the config)")
-    p.add_argument("--auto-merge-threshold", type=_threshold, metavar="X")
-    p.add_argument("--pr-threshold", type=_threshold, metavar="Y")
+    p.add_argument("--auto-merge-threshold", type=_threshold, metavar="X",
+                   help="merge by itself at or above this confidence (default: from the config)")
+    p.add_argument("--pr-threshold", type=_threshold, metavar="Y",
+                   help="open a pull request at or above this confidence (default: from the config)")
     p.add_argument("--json", action="store_true", help="print the decision as JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress on the terminal while checks run")
+    p.add_argument("--quiet", "-q", dest="no_progress", action="store_true",
+                   help="no progress on the terminal while checks run (the decision is still printed)")
 
     q = sub.add_parser("queue", help="list, inspect and decide submissions")
-    qsub = q.add_subparsers(dest="queue_command", metavar="ACTION")
+    qsub = q.add_subparsers(dest="queue_command", metavar="ACTION", help="what to do with the queue")
     qsub.required = True
     ql = qsub.add_parser("list", help="list submissions, newest first")
     ql.add_argument("--status", action="append", metavar="STATE",
                     help="only this state (repeatable): queued, validating, merged, pr_open, "
                          "awaiting_review, rejected, failed")
-    ql.add_argument("--limit", type=_positive_int, default=50)
-    ql.add_argument("--json", action="store_true")
-    qs = qsub.add_parser("show", help="one submission: checks, explanation, log paths")
-    qs.add_argument("id", type=int)
-    qs.add_argument("--json", action="store_true")
+    ql.add_argument("--repo", metavar="DIR", help="only submissions to the repository DIR is in")
+    ql.add_argument("--limit", type=_positive_int, default=50, help="at most this many (default 50)")
+    ql.add_argument("--json", action="store_true", help="print the submissions as JSON")
+    qs = qsub.add_parser("show", help="one submission: checks and why they failed, explanation, history")
+    qs.add_argument("id", type=int, help="the submission's id")
+    qs.add_argument("--diff", action="store_true", help="also print the patch")
+    qs.add_argument("--json", action="store_true", help="print the submission as JSON")
     qa = qsub.add_parser("approve", help="merge a submission held for review")
-    qa.add_argument("id", type=int)
-    qa.add_argument("--json", action="store_true")
+    qa.add_argument("id", type=int, help="the submission's id")
+    qa.add_argument("--json", action="store_true", help="print the decision as JSON")
     qr = qsub.add_parser("reject", help="reject a submission held for review")
-    qr.add_argument("id", type=int)
-    qr.add_argument("--reason", required=True)
+    qr.add_argument("id", type=int, help="the submission's id")
+    qr.add_argument("--reason", required=True, help="why (kept with the submission and shown in alerts)")
+    qr.add_argument("--json", action="store_true", help="print the submission as JSON")
+    qr.add_argument("--quiet", "-q", action="store_true", help="print nothing when it worked")
     qt = qsub.add_parser("retry", help="validate a submission again now")
-    qt.add_argument("id", type=int)
-    qt.add_argument("--json", action="store_true")
-    qt.add_argument("--quiet", action="store_true", help="no progress on the terminal while checks run")
+    qt.add_argument("id", type=int, help="the submission's id")
+    qt.add_argument("--json", action="store_true", help="print the decision as JSON")
+    qt.add_argument("--quiet", "-q", dest="no_progress", action="store_true",
+                    help="no progress on the terminal while checks run (the decision is still printed)")
 
     sm = sub.add_parser("submit", help="record patches for the daemon and return (or --wait)")
-    sm.add_argument("patches", nargs="+", metavar="PATCH")
-    sm.add_argument("--repo", default=".")
-    sm.add_argument("--target")
+    sm.add_argument("patches", nargs="+", metavar="PATCH", help="patch files (as for apply)")
+    sm.add_argument("--repo", default=".", help="the git repository (default: the current directory)")
+    sm.add_argument("--target", help="the target branch (default: from the config)")
     sm.add_argument("--note", help="a note kept with the submission")
     sm.add_argument("--wait", action="store_true", help="block until decided; exit like `apply`")
     sm.add_argument("--timeout", type=float, help="with --wait: give up after this many seconds")
-    sm.add_argument("--json", action="store_true")
-    sm.add_argument("--quiet", action="store_true", help="with --wait: no progress on the terminal")
+    sm.add_argument("--json", action="store_true", help="print the submissions (or decisions) as JSON")
+    sm.add_argument("--quiet", "-q", dest="no_progress", action="store_true",
+                    help="with --wait: no progress on the terminal (the decisions are still printed)")
 
     dm = sub.add_parser("daemon", help="run, start, stop or inspect the daemon")
-    dsub = dm.add_subparsers(dest="daemon_command", metavar="ACTION")
+    dsub = dm.add_subparsers(dest="daemon_command", metavar="ACTION", help="what to do with the daemon")
     dsub.required = True
     for name, text in (("run", "run in the foreground (for systemd and debugging)"),
                        ("start", "start in the background; returns once it is ready")):
@@ -98,60 +108,78 @@ def build_parser() -> argparse.ArgumentParser:
         dp.add_argument("--workers", type=_positive_int, help="validations at once (default: from config)")
         dp.add_argument("--grace", type=float, default=30.0,
                         help="seconds running validations may finish after SIGTERM (default 30)")
-        dp.add_argument("--verbose", action="store_true")
+        dp.add_argument("--verbose", action="store_true",
+                        help="debug logging (events, scans, claims), also to stderr")
+        dp.add_argument("--rescan", type=float, default=30.0,
+                        help="seconds between full inbox and ref rescans (default 30)")
         if name == "run":
-            dp.add_argument("--rescan", type=float, default=30.0,
-                            help="seconds between full inbox and ref rescans (default 30)")
             dp.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
-    dsub.add_parser("stop", help="stop gracefully")
+        else:
+            dp.add_argument("--json", action="store_true", help="print the pid and log path as JSON")
+            dp.add_argument("--quiet", "-q", action="store_true", help="print nothing when it worked")
+    dt = dsub.add_parser("stop", help="stop gracefully")
+    dt.add_argument("--json", action="store_true", help="print what was stopped as JSON")
+    dt.add_argument("--quiet", "-q", action="store_true", help="print nothing when it worked")
     ds = dsub.add_parser("status", help="pid, uptime, watched repositories, queue")
-    ds.add_argument("--json", action="store_true")
+    ds.add_argument("--json", action="store_true", help="print the status as JSON")
     di = dsub.add_parser("install-service", help="write a systemd user unit")
-    di.add_argument("--force", action="store_true")
+    di.add_argument("--force", action="store_true", help="replace an existing unit")
+    di.add_argument("--json", action="store_true", help="print the unit's path as JSON")
 
     w = sub.add_parser("watch", help="the repositories the daemon watches")
-    wsub = w.add_subparsers(dest="watch_command", metavar="ACTION")
+    wsub = w.add_subparsers(dest="watch_command", metavar="ACTION", help="what to do")
     wsub.required = True
     wa = wsub.add_parser("add", help="watch a repository")
-    wa.add_argument("dir", nargs="?", default=".")
-    wsub.add_parser("list", help="list watched repositories")
+    wa.add_argument("dir", nargs="?", default=".", help="a directory in the repository (default: the current one)")
+    wa.add_argument("--json", action="store_true", help="print the repository and its inbox as JSON")
+    wa.add_argument("--quiet", "-q", action="store_true", help="print nothing when it worked")
+    wl = wsub.add_parser("list", help="list watched repositories")
+    wl.add_argument("--json", action="store_true", help="print the repositories as JSON")
     wr = wsub.add_parser("remove", help="stop watching a repository")
-    wr.add_argument("dir", nargs="?", default=".")
+    wr.add_argument("dir", nargs="?", default=".", help="a directory in the repository (default: the current one)")
+    wr.add_argument("--json", action="store_true", help="print the repository as JSON")
+    wr.add_argument("--quiet", "-q", action="store_true", help="print nothing when it worked")
 
     h = sub.add_parser("hooks", help="install or remove errauto's git hooks")
-    hsub = h.add_subparsers(dest="hooks_command", metavar="ACTION")
+    hsub = h.add_subparsers(dest="hooks_command", metavar="ACTION", help="what to do")
     hsub.required = True
     hi = hsub.add_parser("install", help="pre-commit and pre-push hooks (post-receive with --server)")
-    hi.add_argument("--repo", default=".")
+    hi.add_argument("--repo", default=".", help="the git repository (default: the current directory)")
     hi.add_argument("--server", action="store_true", help="install the post-receive hook (default for bare repositories)")
     hi.add_argument("--force", action="store_true", help="replace hooks errauto did not write (they are kept as backups)")
+    hi.add_argument("--json", action="store_true", help="print the hooks installed as JSON")
+    hi.add_argument("--quiet", "-q", action="store_true", help="print nothing when it worked")
     hu = hsub.add_parser("uninstall", help="remove errauto's hooks, restore the ones they replaced")
-    hu.add_argument("--repo", default=".")
+    hu.add_argument("--repo", default=".", help="the git repository (default: the current directory)")
+    hu.add_argument("--json", action="store_true", help="print the hooks removed as JSON")
+    hu.add_argument("--quiet", "-q", action="store_true", help="print nothing when it worked")
 
-    hk = sub.add_parser("hook-impl", help=argparse.SUPPRESS)
-    hksub = hk.add_subparsers(dest="hook", metavar="HOOK")
+    # Called by the installed hooks, not by people: no help= keeps it out of the command list.
+    hk = sub.add_parser("hook-impl", description="what errauto's git and pre-commit hooks run")
+    hksub = hk.add_subparsers(dest="hook", metavar="HOOK", help="the hook")
     hksub.required = True
-    hks = hksub.add_parser("submit")
-    hks.add_argument("files", nargs="*")
+    hks = hksub.add_parser("submit", help="submit staged patch files (pre-commit framework)")
+    hks.add_argument("files", nargs="*", help="the patch files the framework passes")
     for name in ("status", "pre-commit", "pre-push"):
-        hp = hksub.add_parser(name)
+        hp = hksub.add_parser(name, help=f"the {name} hook")
         hp.add_argument("--fail-on", choices=("warning", "critical"),
                         help="exit non-zero (blocking the commit or push) at this level or worse")
         hp.add_argument("args", nargs="*", help=argparse.SUPPRESS)  # what git passes to pre-push
-    hksub.add_parser("post-receive")
+    hksub.add_parser("post-receive", help="the server hook: ref updates on standard input")
 
     s = sub.add_parser("status", help="how the pipeline has been doing: routes, rates, times, queue, alerts")
     s.add_argument("--days", type=_positive_int, default=30, metavar="N",
                    help="the window, in days (default 30)")
-    s.add_argument("--json", action="store_true")
+    s.add_argument("--json", action="store_true", help="print the numbers as JSON")
 
     mo = sub.add_parser("monitor", help="one health level for people and cron: exit 0 ok, 1 warning, 2 critical")
-    mo.add_argument("--json", action="store_true")
+    mo.add_argument("--json", action="store_true", help="print the level and every criterion as JSON")
     mo.add_argument("--deliver", type=float, default=10.0, metavar="S",
                     help="without a daemon, deliver waiting alerts for up to S seconds (default 10; 0: never)")
 
     i = sub.add_parser("init", help="write a starter .errauto.toml and create the inbox folder")
-    i.add_argument("--repo", default=".")
+    i.add_argument("--repo", default=".", help="the git repository (default: the current directory)")
+    i.add_argument("--quiet", "-q", action="store_true", help="print nothing when it worked")
     i.add_argument("--force", action="store_true", help="overwrite an existing .errauto.toml")
     i.add_argument("--no-run", action="store_true",
                    help="do not run the detected checks on the current commit (only check their tools exist)")
@@ -162,9 +190,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    if "_ARGCOMPLETE" in os.environ:
+        _complete(parser)
+    args = parser.parse_args(argv)
     try:
-        return _dispatch(args)
+        with _quiet(getattr(args, "quiet", False)):
+            return _dispatch(args)
     except FatalError as exc:
         from errauto_daemon.redact import redact
 
@@ -185,54 +217,76 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERNAL
 
 
+def _complete(parser: argparse.ArgumentParser) -> None:
+    """Shell completion when the optional argcomplete is installed (it exits here)."""
+    import importlib
+
+    try:
+        argcomplete = importlib.import_module("argcomplete")
+    except ImportError:
+        return
+    argcomplete.autocomplete(parser, exclude=["hook-impl"])
+
+
+@contextlib.contextmanager
+def _quiet(quiet: bool) -> Iterator[None]:
+    """--quiet: what a command prints on success goes nowhere; errors still reach stderr."""
+    if not quiet:
+        yield
+        return
+    with open(os.devnull, "w") as devnull, contextlib.redirect_stdout(devnull):
+        yield
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "apply":
         from errauto_daemon.commands.apply import apply
         return apply(args.patch, repo=args.repo, target=args.target,
                      auto_merge_threshold=args.auto_merge_threshold,
-                     pr_threshold=args.pr_threshold, as_json=args.json, quiet=args.quiet)
+                     pr_threshold=args.pr_threshold, as_json=args.json, quiet=args.no_progress)
     if args.command == "queue":
         from errauto_daemon.commands import queue
         if args.queue_command == "list":
-            return queue.list_(args.status, limit=args.limit, as_json=args.json)
+            return queue.list_(args.status, limit=args.limit, as_json=args.json, repo=args.repo)
         if args.queue_command == "show":
-            return queue.show(args.id, as_json=args.json)
+            return queue.show(args.id, as_json=args.json, diff=args.diff)
         if args.queue_command == "approve":
             return queue.approve(args.id, as_json=args.json)
         if args.queue_command == "reject":
-            return queue.reject(args.id, args.reason)
+            return queue.reject(args.id, args.reason, as_json=args.json)
         if args.queue_command == "retry":
-            return queue.retry(args.id, as_json=args.json, quiet=args.quiet)
+            return queue.retry(args.id, as_json=args.json, quiet=args.no_progress)
     if args.command == "submit":
         from errauto_daemon.commands.submit import submit
         return submit(args.patches, repo=args.repo, target=args.target, note=args.note, wait=args.wait,
-                      timeout=args.timeout, as_json=args.json, quiet=args.quiet)
+                      timeout=args.timeout, as_json=args.json, quiet=args.no_progress)
     if args.command == "daemon":
         from errauto_daemon.commands import daemon
         if args.daemon_command == "run":
             return daemon.run(workers=args.workers, grace=args.grace, rescan=args.rescan,
                               verbose=args.verbose, ready_fd=args.ready_fd)
         if args.daemon_command == "start":
-            return daemon.start(workers=args.workers, grace=args.grace, verbose=args.verbose)
+            return daemon.start(workers=args.workers, grace=args.grace, rescan=args.rescan,
+                                verbose=args.verbose, as_json=args.json)
         if args.daemon_command == "stop":
-            return daemon.stop()
+            return daemon.stop(as_json=args.json)
         if args.daemon_command == "status":
             return daemon.status(as_json=args.json)
         if args.daemon_command == "install-service":
-            return daemon.install_service(force=args.force)
+            return daemon.install_service(force=args.force, as_json=args.json)
     if args.command == "watch":
         from errauto_daemon.commands import watch
         if args.watch_command == "add":
-            return watch.add(args.dir)
+            return watch.add(args.dir, as_json=args.json)
         if args.watch_command == "list":
-            return watch.list_()
+            return watch.list_(as_json=args.json)
         if args.watch_command == "remove":
-            return watch.remove(args.dir)
+            return watch.remove(args.dir, as_json=args.json)
     if args.command == "hooks":
         from errauto_daemon.commands import hooks
         if args.hooks_command == "install":
-            return hooks.install(args.repo, server=args.server, force=args.force)
-        return hooks.uninstall(args.repo)
+            return hooks.install(args.repo, server=args.server, force=args.force, as_json=args.json)
+        return hooks.uninstall(args.repo, as_json=args.json)
     if args.command == "hook-impl":
         from errauto_daemon.commands import hook_impl
         if args.hook == "submit":

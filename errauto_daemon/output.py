@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 from collections.abc import Sequence
+from pathlib import PurePath
 from typing import Any
 
 from errauto_daemon.errors import EXIT_INTERNAL, EXIT_OK, EXIT_REJECTED, EXIT_REVIEW
@@ -136,6 +138,40 @@ def submission_json(sub: Submission, checks: Sequence[CheckRow] = (), *, full: b
             ],
         })
     return out
+
+
+def repo_label(sub: Submission) -> str:
+    """A repository in a table: its directory's name and the target, `proj:main`."""
+    return f"{PurePath(sub.repo).name or sub.repo}:{sub.target}"
+
+
+FAILED_CHECK = ("failed", "timeout", "missing")
+TAIL_BYTES = 64 * 1024  # enough for ten lines of any sane log, never the whole of a huge one
+
+
+def check_failed(check: CheckRow) -> bool:
+    return check.status in FAILED_CHECK
+
+
+def log_tail(path: str | None, lines: int = 10) -> list[str]:
+    """The last non-empty lines a check printed: where its failure usually is.
+
+    errauto's own trailer (`# errauto: exit code 1 ...`) is left out: the
+    check's detail says it already. Logs are redacted when written.
+    """
+    if not path:
+        return []
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - TAIL_BYTES))
+            data = f.read()
+    except OSError:
+        return []
+    text = data.decode("utf-8", errors="replace")
+    kept = [line.rstrip() for line in text.splitlines()
+            if line.strip() and not line.startswith("# errauto:")]
+    return kept[-lines:]
 
 
 def dumps(value: Any) -> str:

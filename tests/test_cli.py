@@ -117,7 +117,7 @@ def test_queue_list_and_show(project: GitRepo, tmp_path: Path, capsys: pytest.Ca
     assert code == 0 and out.startswith("no submissions")
     code, out, _ = run(capsys, "queue", "show", "1")
     assert code == 0
-    assert "tests  failed" in out and "check logs:" in out and "1-tests.log" in out
+    assert "tests  failed" in out and "checks:" in out and "1-tests.log" in out
     assert "history:" in out and "validating -> awaiting_review" in out
     code, out, _ = run(capsys, "queue", "show", "1", "--json")
     shown = json.loads(out)
@@ -163,7 +163,7 @@ def test_init_writes_config_creates_inbox_and_excludes_it(tmp_path: Path,
     assert run(capsys, "init", "--repo", str(repo.path), "--force")[0] == 0
 
 
-def test_demo_runs_every_route(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+def test_demo_shows_each_route_but_pull_requests(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                monkeypatch: pytest.MonkeyPatch) -> None:
     code, out, _ = run(capsys, "demo", "--dir", str(tmp_path / "demo"))
     assert code == 0
@@ -178,5 +178,16 @@ def test_demo_runs_every_route(tmp_path: Path, capsys: pytest.CaptureFixture[str
         "6": ["rejected", "rejected"],
     }, out
     assert "GitHub not configured" in out
+    # One line per sample patch says what it shows, and no line claims a pull request was opened.
+    shows = [line.split("dropped ", 1)[1] for line in out.splitlines() if line.startswith("  dropped ")]
+    assert shows == [
+        "0001-median-of-an-even-count.patch: passes every check → merged by itself",
+        "0002-mean-of-nothing.patch: fails lint: confidence 0.75, under the pull-request bar 0.80 → held for review",
+        "0003-integer-mean.patch: breaks the tests, a gate → held for review",
+        "0004-value-range.patch: fails only the docs check: 0.85 earns a pull request, "
+        "but the demo has no GitHub → held for review",
+        "0005-stale-docstring.patch: no longer applies to main → rejected",
+        "0006-helper-script.patch: writes through a symlink out of the repository → rejected, nothing written",
+    ], out
     assert not Path("/tmp/errauto-demo.sh").exists()
     assert str(tmp_path / "demo" / "project") in out

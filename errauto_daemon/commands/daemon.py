@@ -6,6 +6,7 @@ import select
 import signal
 import subprocess
 import sys
+import sysconfig
 import time
 from pathlib import Path
 
@@ -19,14 +20,17 @@ def run(*, workers: int | None, grace: float, rescan: float, verbose: bool, read
     return Daemon(workers=workers, grace=grace, rescan=rescan, verbose=verbose, ready_fd=ready_fd).run()
 
 
-def start(*, workers: int | None, grace: float, verbose: bool, timeout: float = 60.0) -> int:
+def start(*, workers: int | None, grace: float, verbose: bool, rescan: float = 30.0,
+          as_json: bool = False, timeout: float = 60.0) -> int:
+    log_path = paths.log_dir() / "daemon.log"
     pid = running_pid()
     if pid is not None:
-        print(f"errauto daemon already running (pid {pid})")
+        print(output.dumps({"pid": pid, "started": False, "log": str(log_path)}) if as_json
+              else f"errauto daemon already running (pid {pid})")
         return 0
     read_end, write_end = os.pipe()
     args = [sys.executable, "-m", "errauto_daemon", "daemon", "run", "--ready-fd", str(write_end),
-            "--grace", str(grace)]
+            "--grace", str(grace), "--rescan", str(rescan)]
     if workers:
         args += ["--workers", str(workers)]
     if verbose:
@@ -50,7 +54,8 @@ def start(*, workers: int | None, grace: float, verbose: bool, timeout: float = 
         os.close(read_end)
     text = message.decode(errors="replace").strip()
     if text == "ready":
-        print(f"errauto daemon started (pid {proc.pid}); log: {paths.log_dir() / 'daemon.log'}")
+        print(output.dumps({"pid": proc.pid, "started": True, "log": str(log_path)}) if as_json
+              else f"errauto daemon started (pid {proc.pid}); log: {log_path}")
         return 0
     if proc.poll() is None and not text:
         raise FatalError(f"the daemon did not report ready within {timeout:g}s (pid {proc.pid}); "
@@ -59,10 +64,10 @@ def start(*, workers: int | None, grace: float, verbose: bool, timeout: float = 
     raise FatalError(f"the daemon did not start: {reason} (see {stderr_log})")
 
 
-def stop(*, timeout: float = 90.0) -> int:
+def stop(*, as_json: bool = False, timeout: float = 90.0) -> int:
     pid = running_pid()
     if pid is None:
-        print("errauto daemon is not running")
+        print(output.dumps({"pid": None, "stopped": False}) if as_json else "errauto daemon is not running")
         return 0
     if pid <= 0:
         raise FatalError("a daemon holds the lock but its pid is unknown; stop it with your service manager")
@@ -73,7 +78,7 @@ def stop(*, timeout: float = 90.0) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if running_pid() is None:
-            print(f"errauto daemon stopped (pid {pid})")
+            print(output.dumps({"pid": pid, "stopped": True}) if as_json else f"errauto daemon stopped (pid {pid})")
             return 0
         time.sleep(0.1)
     raise FatalError(f"the daemon (pid {pid}) did not stop within {timeout:g}s")
@@ -103,7 +108,7 @@ UNIT = """\
 Description=errauto: validate and route candidate fix patches
 
 [Service]
-Type=simple
+Type=notify
 ExecStart={python} -m errauto_daemon daemon run
 {environment}Restart=on-failure
 RestartSec=5
@@ -115,19 +120,44 @@ WantedBy=default.target
 """
 
 
-def install_service(*, force: bool) -> int:
+def service_path() -> str:
+    """The PATH the unit gives the daemon, and so its checks: this one, this errauto's bin first.
+
+    A user unit otherwise gets systemd's minimal PATH, where `python` or
+    `pytest` in a check's command is not the one the user meant.
+    """
+    first = sysconfig.get_path("scripts")
+    rest = [d for d in os.environ.get("PATH", os.defpath).split(os.pathsep)
+            if os.path.isabs(d) and d != first]
+    return os.pathsep.join(dict.fromkeys([first, *rest]))
+
+
+def _environment_line(name: str, value: str) -> str:
+    """`Environment=NAME=value`, quoted as systemd reads it when the value needs it."""
+    value = value.replace("%", "%%")  # % starts a unit specifier
+    assignment = f"{name}={value}"
+    if any(c in value for c in ' \t"\\\''):
+        assignment = '"' + assignment.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return f"Environment={assignment}\n"
+
+
+def install_service(*, force: bool, as_json: bool = False) -> int:
     base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
     unit = base / "systemd" / "user" / "errauto.service"
     if unit.exists() and not force:
         raise FatalError(f"{unit} already exists (use --force to replace it)")
-    environment = ""
+    environment = _environment_line("PATH", service_path())
     if os.environ.get("ERRAUTO_HOME"):
-        environment = f"Environment=ERRAUTO_HOME={os.environ['ERRAUTO_HOME']}\n"
+        environment += _environment_line("ERRAUTO_HOME", os.environ["ERRAUTO_HOME"])
     unit.parent.mkdir(parents=True, exist_ok=True)
     unit.write_text(UNIT.format(python=sys.executable, environment=environment))
+    if as_json:
+        print(output.dumps({"unit": str(unit), "path": service_path()}))
+        return 0
     print(f"wrote {unit}")
     print("enable and start it with:")
     print("  systemctl --user daemon-reload")
     print("  systemctl --user enable --now errauto")
     print("(to keep it running after you log out: loginctl enable-linger $USER)")
+    print("its log: journalctl --user -u errauto  (and daemon.log in the state directory)")
     return 0

@@ -2,12 +2,12 @@
 
 Builds a small Python project with its own tests, a lint script and a
 docstring check, commits an errauto config, starts the real daemon on it
-and drops six patches made with real git into its inbox: a good fix, a fix that fails lint, a fix that breaks the
-tests, a fix without docstrings (scored for a pull request, which without
-GitHub is held for review), a patch that no longer applies, and a patch
-that tries to write outside the repository through a symlink. Waits for
-every decision, stops the daemon, and prints the queue as a table and where
-the repository and state are.
+and drops six patches made with real git into its inbox, each saying what
+it shows (SHOWS): an auto-merge, two held for review by their scores, one
+scored for a pull request (held for review, as the demo has no GitHub: no
+pull request is opened), and two rejected at intake. Waits for every
+decision, stops the daemon, and prints the queue as a table and where the
+repository and state are.
 """
 from __future__ import annotations
 
@@ -147,6 +147,17 @@ def build_project(root: Path) -> Path:
     return repo
 
 
+SHOWS = {
+    "0001-median-of-an-even-count.patch": "passes every check → merged by itself",
+    "0002-mean-of-nothing.patch": "fails lint: confidence 0.75, under the pull-request bar 0.80 → held for review",
+    "0003-integer-mean.patch": "breaks the tests, a gate → held for review",
+    "0004-value-range.patch": "fails only the docs check: 0.85 earns a pull request, "
+                              "but the demo has no GitHub → held for review",
+    "0005-stale-docstring.patch": "no longer applies to main → rejected",
+    "0006-helper-script.patch": "writes through a symlink out of the repository → rejected, nothing written",
+}
+
+
 def sample_patches(repo: Path) -> list[tuple[str, bytes]]:
     """Six patches, all made against the project's first commit."""
     even = ("    if len(ordered) % 2:\n        return ordered[middle]\n"
@@ -202,7 +213,7 @@ def demo(*, directory: str | None = None, timeout: float = 180.0) -> int:
             staging = inbox / f".{name}.part"
             staging.write_bytes(data)
             staging.rename(inbox / name)
-            print(f"  dropped {name}")
+            print(f"  dropped {name}: {SHOWS[name]}")
         while time.monotonic() - started < timeout:
             subs = store.submissions(limit=100)
             if len(subs) >= len(patches) and all(s.state in DECIDED for s in subs):
@@ -222,6 +233,7 @@ def demo(*, directory: str | None = None, timeout: float = 180.0) -> int:
     print(output.table(["ID", "STATE", "ROUTE", "CONF", "TITLE", "REASON"], rows))
     print()
     print(f"{len(subs)} patches decided by the daemon in {elapsed:.1f}s")
+    print("not shown: an opened pull request (the demo has no GitHub; see docs/github.md)")
     print(f"repository: {repo}   (git log --oneline shows what was merged)")
     print(f"inbox:      {inbox}   (each file moved to the folder of its fate)")
     print(f"state:      {root / 'state'}   (ERRAUTO_HOME={root / 'state'} errauto queue show 2)")

@@ -16,7 +16,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from errauto_daemon import git
+from errauto_daemon import git, output
 from errauto_daemon.errors import FatalError
 
 MARKER = "# errauto-hook"
@@ -31,7 +31,7 @@ def hooks_dir(repo: str) -> tuple[Path, bool]:
     try:
         bare = git.output(("rev-parse", "--is-bare-repository"), repo) == "true"
         where = git.output(("rev-parse", "--git-path", "hooks"), repo)
-    except git.GitError:
+    except (git.GitError, FileNotFoundError, NotADirectoryError):  # the last two: no such directory
         raise FatalError(f"not a git repository: {repo}") from None
     path = Path(where)
     return (path if path.is_absolute() else Path(repo) / path), bare
@@ -51,10 +51,11 @@ def ours(path: Path) -> bool:
         return False
 
 
-def install(repo: str, *, server: bool, force: bool) -> int:
+def install(repo: str, *, server: bool, force: bool, as_json: bool = False) -> int:
     directory, bare = hooks_dir(repo)
     names = SERVER_HOOKS if (server or bare) else CLIENT_HOOKS
     directory.mkdir(parents=True, exist_ok=True)
+    say = _Say(as_json, ("installed", "backups"))
     # Check them all first: install all or none.
     for name in names:
         path = directory / name
@@ -66,21 +67,23 @@ def install(repo: str, *, server: bool, force: bool) -> int:
         path = directory / name
         if path.exists() and not ours(path):
             os.replace(path, path.with_name(name + BACKUP))
-            print(f"kept your {name} hook as {path.name}{BACKUP}")
+            say(f"kept your {name} hook as {path.name}{BACKUP}", backups=str(path.with_name(name + BACKUP)))
         tmp = path.with_name(f".{name}.errauto-new")
         tmp.write_text(render(name))
         tmp.chmod(0o755)
         os.replace(tmp, path)
-        print(f"installed {path}")
+        say(f"installed {path}", installed=str(path))
     if server or bare:
         git.run(("config", "receive.advertisePushOptions", "true"), repo)
-        print("push options advertised (git push -o errauto.note=... reaches the hook)")
-        print("submissions are validated by the daemon: errauto daemon start")
+        say("push options advertised (git push -o errauto.note=... reaches the hook)")
+        say("submissions are validated by the daemon: errauto daemon start")
+    say.done(hooks_dir=str(directory), server=server or bare)
     return 0
 
 
-def uninstall(repo: str) -> int:
+def uninstall(repo: str, *, as_json: bool = False) -> int:
     directory, _ = hooks_dir(repo)
+    say = _Say(as_json, ("removed", "restored"))
     removed = 0
     for name in CLIENT_HOOKS + SERVER_HOOKS:
         path = directory / name
@@ -88,10 +91,29 @@ def uninstall(repo: str) -> int:
         if ours(path):
             path.unlink()
             removed += 1
-            print(f"removed {path}")
+            say(f"removed {path}", removed=str(path))
             if backup.exists():
                 os.replace(backup, path)
-                print(f"restored your previous {name} hook")
+                say(f"restored your previous {name} hook", restored=str(path))
     if not removed:
-        print(f"no errauto hooks in {directory}")
+        say(f"no errauto hooks in {directory}")
+    say.done(hooks_dir=str(directory))
     return 0
+
+
+class _Say:
+    """Lines for people as they happen, or one JSON object at the end (lists of paths per key)."""
+
+    def __init__(self, as_json: bool, keys: tuple[str, ...]) -> None:
+        self.as_json = as_json
+        self.record: dict[str, list[str]] = {key: [] for key in keys}
+
+    def __call__(self, line: str, **paths: str) -> None:
+        if not self.as_json:
+            print(line)
+        for key, value in paths.items():
+            self.record[key].append(value)
+
+    def done(self, **fields: object) -> None:
+        if self.as_json:
+            print(output.dumps({**fields, **self.record}))

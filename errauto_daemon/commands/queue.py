@@ -2,13 +2,16 @@
 from __future__ import annotations
 
 import getpass
+import os
 import time
 from collections.abc import Sequence
 
 from errauto_daemon import output, progress
 from errauto_daemon.errors import FatalError
+from errauto_daemon.intake import open_repo
 from errauto_daemon.store import STATES, Store, Submission
 from errauto_daemon.validate import Validator
+from errauto_daemon.workspace import repo_root
 
 RETRYABLE = ("queued", "rejected", "failed", "awaiting_review")
 
@@ -20,37 +23,53 @@ def _who() -> str:
         return "someone"
 
 
-def list_(states: Sequence[str] | None, *, limit: int, as_json: bool) -> int:
+def _repo_name(directory: str) -> str:
+    """How errauto names the repository `directory` is in (as `watch` and intake do)."""
+    try:
+        return repo_root(open_repo(directory))
+    except FatalError:
+        # Gone or moved since: its submissions are still recorded under its old path.
+        return os.path.realpath(directory).rstrip("/")
+
+
+def list_(states: Sequence[str] | None, *, limit: int, as_json: bool, repo: str | None = None) -> int:
     for state in states or ():
         if state not in STATES:
             raise FatalError(f"unknown state {state!r}; one of: {', '.join(STATES)}")
     store = Store()
-    subs = store.submissions(states, limit=limit)
+    root = _repo_name(repo) if repo is not None else None
+    subs = store.submissions(states, limit=limit, repo=root)
     if as_json:
         print(output.dumps([output.submission_json(s) for s in subs]))
         return 0
     if not subs:
-        print("no submissions" + (f" in state {', '.join(states)}" if states else ""))
+        print("no submissions" + (f" in state {', '.join(states)}" if states else "")
+              + (f" for {root}" if root else ""))
         return 0
     now = time.time()
     rows = [
         [str(s.id), s.state, s.route or "-",
          f"{s.confidence:.2f}" if s.confidence is not None else "-",
-         output.age(now - s.created_at), s.source, output.shorten(s.title, 40),
+         output.age(now - s.created_at), output.repo_label(s), s.source, output.shorten(s.title, 40),
          output.shorten(s.reason or "", 60)]
         for s in subs
     ]
-    print(output.table(["ID", "STATE", "ROUTE", "CONF", "AGE", "SOURCE", "TITLE", "REASON"], rows))
+    print(output.table(["ID", "STATE", "ROUTE", "CONF", "AGE", "REPO", "SOURCE", "TITLE", "REASON"], rows))
     return 0
 
 
-def show(sub_id: int, *, as_json: bool) -> int:
+def show(sub_id: int, *, as_json: bool, diff: bool = False) -> int:
     store = Store()
     sub = store.get(sub_id)
     checks = store.checks(sub_id)
     if as_json:
         value = output.submission_json(sub, checks, full=True)
+        for check, row in zip(value["checks"], checks):
+            if output.check_failed(row):
+                check["log_tail"] = output.log_tail(row.log_path)
         value["events"] = store.events(sub_id)
+        if diff:
+            value["diff"] = _patch_text(sub)
         print(output.dumps(value))
         return 0
     print("\n".join(output.decision_lines(sub)))
@@ -67,14 +86,33 @@ def show(sub_id: int, *, as_json: bool) -> int:
     if sub.base_commit:
         print(f"  validated on: {sub.base_commit}")
     if checks:
-        print("  check logs:")
+        print("  checks:")
         for c in checks:
-            print(f"    {c.name}: {c.status}, {c.detail}, {c.duration:.2f}s  {c.log_path}")
+            summary = f"    {c.name}: {c.status}, {c.detail}, {c.duration:.2f}s"
+            if not output.check_failed(c):
+                print(f"{summary}  (log: {c.log_path})")
+                continue
+            print(summary)
+            for line in output.log_tail(c.log_path):
+                print(f"      | {line}")
+            print(f"      (log: {c.log_path})")
     print("  history:")
     for e in store.events(sub_id):
         change = f"{e['from_state'] or ''} -> {e['to_state']}" if e["to_state"] else e["kind"]
         print(f"    {output.when(e['ts'])}  {change}" + (f"  ({e['detail']})" if e["detail"] else ""))
+    if diff:
+        print()
+        text = _patch_text(sub)
+        print(text, end="" if text.endswith("\n") else "\n")
     return 0
+
+
+def _patch_text(sub: Submission) -> str:
+    try:
+        data = sub.read_patch()
+    except FileNotFoundError:
+        raise FatalError(f"the stored patch of submission {sub.id} is missing: {sub.patch_path()}") from None
+    return data.decode("utf-8", errors="replace")
 
 
 def approve(sub_id: int, *, as_json: bool) -> int:
@@ -83,11 +121,11 @@ def approve(sub_id: int, *, as_json: bool) -> int:
     return _print_decision(store, sub, as_json)
 
 
-def reject(sub_id: int, reason: str) -> int:
+def reject(sub_id: int, reason: str, *, as_json: bool = False) -> int:
     store = Store()
     sub = store.transition(sub_id, "rejected", expect=("awaiting_review", "queued"),
                            reason=f"rejected by {_who()}: {reason}", detail=f"rejected by {_who()}")
-    print(output.headline(sub))
+    print(output.dumps(output.submission_json(sub)) if as_json else output.headline(sub))
     return 0
 
 

@@ -2,28 +2,35 @@
 from __future__ import annotations
 
 from errauto_daemon import config as config_mod
-from errauto_daemon import inbox
+from errauto_daemon import inbox, output
 from errauto_daemon.presence import wake
 from errauto_daemon.intake import open_repo
 from errauto_daemon.store import Store
 from errauto_daemon.workspace import repo_root
 
 
-def add(directory: str) -> int:
+def add(directory: str, *, as_json: bool = False) -> int:
     repo = open_repo(directory)
     config = config_mod.load(repo)  # a broken config is reported now, not in the daemon's log
     root = repo_root(repo)
     added = Store().add_repo(root)
     folder = inbox.ensure_inbox(root)
     wake()
+    if as_json:
+        print(output.dumps({"repo": root, "added": added, "inbox": str(folder) if folder is not None else None,
+                            "target": config.target, "submit_refs": list(config.submit_refs)}))
+        return 0
     where = f"; drop patches into {folder}/" if folder is not None else " (bare: refs only)"
     print(("watching " if added else "already watching ") + root + where)
     print(f"  target {config.target}, submit refs {', '.join(config.submit_refs)}")
     return 0
 
 
-def list_() -> int:
+def list_(*, as_json: bool = False) -> int:
     repos = Store().repos()
+    if as_json:
+        print(output.dumps(repos))
+        return 0
     if not repos:
         print("no repositories are watched (errauto watch add DIR)")
     for root in repos:
@@ -31,15 +38,17 @@ def list_() -> int:
     return 0
 
 
-def remove(directory: str) -> int:
+def remove(directory: str, *, as_json: bool = False) -> int:
     store = Store()
     try:
         root = repo_root(open_repo(directory))
     except Exception:
         root = directory.rstrip("/")
-    if not store.remove_repo(root):
-        print(f"{root} was not watched")
-        return 0
-    wake()
-    print(f"stopped watching {root}")
+    removed = store.remove_repo(root)
+    if removed:
+        wake()
+    if as_json:
+        print(output.dumps({"repo": root, "removed": removed}))
+    else:
+        print(f"stopped watching {root}" if removed else f"{root} was not watched")
     return 0
