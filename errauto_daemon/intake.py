@@ -23,7 +23,7 @@ from errauto_daemon.store import Store, Submission, store_patch_bytes
 if TYPE_CHECKING:  # imported where used: the server hook must start without it
     import pygit2
 
-SOURCES = ("cli", "inbox", "pre-commit", "post-receive", "ref", "hook")
+SOURCES = ("cli", "inbox", "pre-commit", "post-commit", "post-receive", "ref", "hook")
 
 
 @dataclass(frozen=True)

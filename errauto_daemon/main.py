@@ -143,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     h = sub.add_parser("hooks", help="install or remove errauto's git hooks")
     hsub = h.add_subparsers(dest="hooks_command", metavar="ACTION", help="what to do")
     hsub.required = True
-    hi = hsub.add_parser("install", help="pre-commit and pre-push hooks (post-receive with --server)")
+    hi = hsub.add_parser("install", help="pre-commit, post-commit and pre-push hooks (post-receive with --server)")
     hi.add_argument("--repo", default=".", help="the git repository (default: the current directory)")
     hi.add_argument("--server", action="store_true", help="install the post-receive hook (default for bare repositories)")
     hi.add_argument("--force", action="store_true", help="replace hooks errauto did not write (they are kept as backups)")
@@ -158,8 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     hk = sub.add_parser("hook-impl", description="what errauto's git and pre-commit hooks run")
     hksub = hk.add_subparsers(dest="hook", metavar="HOOK", help="the hook")
     hksub.required = True
-    hks = hksub.add_parser("submit", help="submit staged patch files (pre-commit framework)")
+    hks = hksub.add_parser("submit", help="the old name of check (it only checks now)")
     hks.add_argument("files", nargs="*", help="the patch files the framework passes")
+    hkc = hksub.add_parser("check", help="check staged patch files, record nothing (pre-commit framework)")
+    hkc.add_argument("files", nargs="*", help="the patch files the framework passes")
+    hkp = hksub.add_parser("post-commit", help="submit the patch files the new commit added or changed")
+    hkp.add_argument("--files", dest="only", metavar="REGEX",
+                     help="submit only committed patch files whose path matches (as pre-commit's files:)")
     for name in ("status", "pre-commit", "pre-push"):
         hp = hksub.add_parser(name, help=f"the {name} hook")
         hp.add_argument("--fail-on", choices=("warning", "critical"),
@@ -291,6 +296,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from errauto_daemon.commands import hook_impl
         if args.hook == "submit":
             return hook_impl.submit(args.files)
+        if args.hook == "check":
+            return hook_impl.check(args.files)
+        if args.hook == "post-commit":
+            return hook_impl.post_commit(only=args.only)
         if args.hook == "status":
             return hook_impl.status(fail_on=args.fail_on)
         if args.hook == "pre-commit":

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from daemonfixture import DaemonProcess, all_decided, wait_until
+from errauto_daemon import paths
 from errauto_daemon.main import main
 from errauto_daemon.store import Store
 from gitfixture import CALC, PYTHON, ROOT, GitRepo, git, python_project
@@ -71,32 +72,148 @@ def test_install_on_a_bare_repository_is_the_server_hook(tmp_path: Path, repo: G
 # -- the plain git hooks -----------------------------------------------------------
 
 
-def test_plain_pre_commit_hook_submits_good_patches_and_stops_bad_ones(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def recorded() -> list[str]:
+    """Everything errauto recorded: submissions and stored patch bytes."""
+    patches = paths.patches_dir()
+    stored = sorted(p.name for p in patches.iterdir()) if patches.exists() else []
+    return [f"#{s.id} {s.source_detail}" for s in Store().submissions()] + stored
+
+
+EVIL = b"diff --git a/../x b/../x\nnew file mode 100644\n--- /dev/null\n+++ b/../x\n@@ -0,0 +1 @@\n+x\n"
+
+
+@pytest.fixture
+def hooked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> GitRepo:
+    """A project with errauto's plain git hooks installed."""
     project = python_project(tmp_path / "project")
     assert main(["hooks", "install", "--repo", str(project.path)]) == 0
     capsys.readouterr()
+    return project
+
+
+def test_install_adds_the_post_commit_hook_and_uninstall_removes_it(hooked: GitRepo) -> None:
+    hooks = hooked.path / ".git" / "hooks"
+    post_commit = hooks / "post-commit"
+    assert "hook-impl post-commit" in post_commit.read_text() and os.access(post_commit, os.X_OK)
+    assert f"{PYTHON} -m errauto_daemon" in post_commit.read_text()
+    assert main(["hooks", "uninstall", "--repo", str(hooked.path)]) == 0
+    assert not post_commit.exists() and not (hooks / "pre-commit").exists()
+
+
+def test_plain_hooks_check_before_the_commit_and_submit_after_it(hooked: GitRepo) -> None:
+    project = hooked
     incoming = project.path / "incoming"
     incoming.mkdir()
     (incoming / "fix.patch").write_bytes(project.make_patch({"calc.py": FIXED}))
-    project.git("add", "incoming/fix.patch")
-
-    done = run_git(project.path, "commit", "-m", "a patch to submit")
-    assert done.returncode == 0, done.stderr
-    assert "errauto: submitted incoming/fix.patch as #1" in done.stdout + done.stderr
-    assert "awaiting review" in done.stdout + done.stderr  # the status line
-    sub = Store().get(1)
-    assert sub.source == "pre-commit" and sub.state == "queued"
-
-    (incoming / "evil.patch").write_bytes(
-        b"diff --git a/../x b/../x\nnew file mode 100644\n--- /dev/null\n+++ b/../x\n@@ -0,0 +1 @@\n+x\n")
-    project.git("add", "incoming/evil.patch")
+    (incoming / "evil.patch").write_bytes(EVIL)
+    project.git("add", "incoming")
     head = project.head()
-    stopped = run_git(project.path, "commit", "-m", "an unsafe patch")
+
+    stopped = run_git(project.path, "commit", "-m", "a good and an unsafe patch")
+
     assert stopped.returncode != 0
-    assert "'..' in a path" in stopped.stdout + stopped.stderr
+    assert "errauto: incoming/evil.patch: unsafe patch: '..' in a path" in stopped.stdout + stopped.stderr
     assert project.head() == head
+    assert recorded() == []  # the good one was not submitted either
+
+    project.git("rm", "-q", "--cached", "incoming/evil.patch")
+    done = run_git(project.path, "commit", "-m", "a patch to submit")
+
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "errauto: incoming/fix.patch applies on main" in output
+    assert "awaiting review" in output  # the status line
+    assert "errauto: submitted incoming/fix.patch as #1 (fix)" in output
+    commit = project.head()
+    [sub] = Store().submissions()
+    assert (sub.source, sub.source_detail, sub.state) == ("post-commit", f"{commit}:incoming/fix.patch", "queued")
+    assert sub.read_patch() == (incoming / "fix.patch").read_bytes()
+    shown = subprocess.run([PYTHON, "-m", "errauto_daemon", "queue", "show", "1"], capture_output=True, text=True)
+    assert f"source: post-commit ({commit}:incoming/fix.patch)" in shown.stdout
+
+
+def test_plain_hooks_stop_a_patch_that_does_not_apply(hooked: GitRepo) -> None:
+    project = hooked
+    stale = project.make_patch({"calc.py": FIXED}).replace(b"-    return a - b", b"-    return a * b")
+    project.write("stale.patch", stale)
+    project.git("add", "stale.patch")
+    head = project.head()
+
+    stopped = run_git(project.path, "commit", "-m", "a patch for another version")
+
+    assert stopped.returncode != 0
+    assert "errauto: stale.patch: does not apply on main" in stopped.stdout + stopped.stderr
+    assert project.head() == head
+    assert recorded() == []
+
+
+def test_a_patch_committed_elsewhere_in_the_pre_commit_hook_records_nothing(hooked: GitRepo) -> None:
+    """The pre-commit stage only checks: another pre-commit hook that stops the commit leaves no trace."""
+    project = hooked
+    hook = project.path / ".git" / "hooks" / "pre-commit"
+    hook.write_text(hook.read_text().replace("exec $ERRAUTO hook-impl pre-commit \"$@\"",
+                                             "$ERRAUTO hook-impl pre-commit \"$@\" || exit 1\n"
+                                             "echo 'another check failed'; exit 1"))
+    project.write("fix.patch", project.make_patch({"calc.py": FIXED}))
+    project.git("add", "fix.patch")
+
+    stopped = run_git(project.path, "commit", "-m", "stopped by another hook")
+
+    assert stopped.returncode != 0 and "another check failed" in stopped.stdout + stopped.stderr
+    assert "errauto: fix.patch applies on main" in stopped.stdout + stopped.stderr
+    assert recorded() == []
+
+
+def test_post_commit_submits_only_for_a_commit_just_made(hooked: GitRepo) -> None:
+    project = hooked
+    project.write("fix.patch", project.make_patch({"calc.py": FIXED}))
+    project.git("add", "fix.patch")
+    assert run_git(project.path, "commit", "-qm", "a fix").returncode == 0
+    first = project.head()
+
+    amended = run_git(project.path, "commit", "--amend", "-m", "a fix, reworded")
+    assert amended.returncode == 0
+    assert "errauto: fix.patch is already submission #1 (queued)" in amended.stdout + amended.stderr
+    # Run by hand (not by git after a commit), and after a checkout: nothing more.
+    by_hand = subprocess.run([PYTHON, "-m", "errauto_daemon", "hook-impl", "post-commit"], cwd=project.path,
+                             capture_output=True, text=True)
+    assert by_hand.returncode == 0
+    assert "not submitted: not run by git after a commit" in by_hand.stdout
+    [sub] = Store().submissions()
+    assert sub.source_detail == f"{first}:fix.patch"  # the commit it first came with
+
+
+def test_post_commit_skips_what_no_verify_let_through_and_never_fails(hooked: GitRepo) -> None:
+    project = hooked
+    project.write("fix.patch", project.make_patch({"calc.py": FIXED}))
+    project.write("evil.patch", EVIL)
+    project.git("add", "evil.patch", "fix.patch")
+
+    done = run_git(project.path, "commit", "--no-verify", "-m", "past the check")
+
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    assert "errauto: evil.patch: not submitted: unsafe patch" in output
+    assert "errauto: submitted fix.patch as #1" in output
+    assert [s.source_detail for s in Store().submissions()] == [f"{project.head()}:fix.patch"]
+
+    # errauto cannot work (a broken configuration): the commit stands, one warning line.
+    project.write("other.patch", project.make_patch({"calc.py": CALC.replace("-a", "0 - a")}))
+    project.write(".errauto.toml", "colour = 'blue'\n")
+    project.git("add", ".errauto.toml", "other.patch")
+    broken = run_git(project.path, "commit", "--no-verify", "-m", "break the config")
+    assert broken.returncode == 0
+    assert "errauto: warning: the commit was made but its patch files were not submitted" in broken.stderr
+    assert "colour" in broken.stderr
     assert len(Store().submissions()) == 1
+
+
+def test_skip_errauto_submit_commits_without_submitting(hooked: GitRepo) -> None:
+    hooked.write("fix.patch", hooked.make_patch({"calc.py": FIXED}))
+    hooked.git("add", "fix.patch")
+    done = run_git(hooked.path, "commit", "-m", "keep it", env={"SKIP": "errauto-submit"})
+    assert done.returncode == 0, done.stderr
+    assert Store().submissions() == []
 
 
 def test_plain_pre_push_hook_prints_status_and_blocks_only_when_asked(

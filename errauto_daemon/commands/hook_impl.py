@@ -1,12 +1,21 @@
 """`errauto hook-impl ...`: what the git hooks and pre-commit framework hooks run.
 
-    submit FILE...     errauto-submit (framework): submit patch files; a malformed
-                       or unsafe one stops the commit with its reason
+    check FILE...      errauto-check (framework, pre-commit stage): would each patch
+                       file be accepted (parsed, path rules, applies to the target's
+                       tip, in memory)? A bad one stops the commit; nothing is recorded
+    post-commit        errauto-submit (framework, post-commit stage) and the plain git
+                       hook: submit the patch files the new commit added or changed,
+                       tied to that commit; never fails (a commit cannot be undone)
     status             errauto-status (framework): one line on the review backlog and
                        the daemon; blocks only with --fail-on and that level reached
-    pre-commit         the plain git hook: staged patch files as `submit`, then `status`
+    pre-commit         the plain git hook: staged patch files as `check`, then `status`
     pre-push           the plain git hook: `status`
     post-receive       the server hook: pushes to submit refs become submissions
+    submit FILE...     the old name of `check`, kept so old configurations say what changed
+
+A patch file becomes a submission only once the commit that adds it exists:
+a commit another hook (or a bad patch file) stops leaves nothing behind for
+the daemon to merge, and the daemon never races the user's own commit.
 
 Hooks run with GIT_DIR, GIT_INDEX_FILE and friends set for the repository
 being committed to or pushed to. errauto's own git commands drop them
@@ -20,13 +29,21 @@ records, and never fails the push (an error becomes a warning line).
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
 from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from errauto_daemon import git
+from errauto_daemon.errors import FatalError
+
+if TYPE_CHECKING:  # imported where used: post-receive must start without them
+    import pygit2
+
+    from errauto_daemon.config import Config
 
 SUFFIXES = (".patch", ".diff", ".eml", ".mbox")
 
@@ -38,40 +55,167 @@ def _say(text: str) -> None:
 # --------------------------------------------------------------------------
 # client side
 
-def submit(files: Sequence[str], *, contents: dict[str, bytes] | None = None) -> int:
-    """Submit patch files (their bytes from `contents`, else from disk)."""
-    from errauto_daemon import guard, intake, patchfile
+def check(files: Sequence[str], *, contents: dict[str, bytes] | None = None) -> int:
+    """Whether each patch file would be accepted: parsed, path rules, applies to the target's tip.
+
+    Everything happens in memory: nothing is recorded and nothing written, so
+    a commit this stops leaves no trace. Submitting is the post-commit hook's.
+    """
+    import pygit2
+
     from errauto_daemon import config as config_mod
+    from errauto_daemon import intake
     from errauto_daemon.errors import PatchRejected
-    from errauto_daemon.presence import wake
-    from errauto_daemon.store import Store
 
     if not files:
         return 0
     repo = intake.open_repo(".")
     config = config_mod.load(repo)
-    store = Store()
+    tip = repo.references[config.target_ref].peel(pygit2.Commit)
     bad = 0
     for name in files:
         data = contents[name] if contents is not None else Path(name).read_bytes()
         try:
-            patch = patchfile.parse(data, name, limits=config.limits())
-            guard.check_names(patch)
+            _applies(repo, config, tip, data, name)
         except PatchRejected as exc:
             _say(f"{name}: {exc.reason}")
             bad += 1
             continue
-        result = intake.submit(store, ".", data, source="pre-commit", name=name)
+        _say(f"{name} applies on {config.target}; it is submitted once committed")
+    if bad:
+        _say(f"{bad} patch file(s) would not be accepted; fix or unstage them")
+        return 1
+    _warn_without_post_commit()
+    return 0
+
+
+def _applies(repo: pygit2.Repository, config: Config, tip: pygit2.Commit, data: bytes, name: str) -> None:
+    """Raise PatchRejected unless the patch would reach its checks (the validator's first steps)."""
+    from errauto_daemon import guard, patchfile
+    from errauto_daemon.patchapply import Overlay, apply_patch
+
+    patch = patchfile.parse(data, name, limits=config.limits(), exists=lambda p: p in tip.tree)
+    guard.check_names(patch)
+    guard.check_base(patch, tip.tree)
+    overlays, _ = apply_patch(repo, tip.tree, patch, target=config.target)
+    before = Overlay(repo, tip.tree)
+    for commit, after in zip(patch.commits, overlays):
+        guard.check_tree(before, after, commit)
+        before = after
+
+
+def _warn_without_post_commit() -> None:
+    """Patch files are submitted by the post-commit hook: say so when there is none."""
+    from errauto_daemon.commands.hooks import hooks_dir
+
+    try:
+        directory, _ = hooks_dir(".")
+    except FatalError:
+        return
+    if not (directory / "post-commit").exists():
+        _say("warning: no post-commit hook is installed, so committed patch files are not submitted "
+             "(errauto hooks install, or pre-commit install --hook-type post-commit)")
+
+
+def submit(files: Sequence[str]) -> int:
+    """The old name of `check`: submitting before the commit exists is what it no longer does."""
+    _say("`hook-impl submit` only checks now; patch files are submitted after the commit "
+         "by the post-commit hook (errauto-submit): see docs/hooks.md")
+    return check(files)
+
+
+# Reflog subjects of HEAD that `git commit` itself writes.
+COMMIT_ACTIONS = ("commit", "commit (initial)", "commit (amend)", "commit (merge)")
+
+
+def post_commit(*, only: str | None = None) -> int:
+    """Submit the patch files the commit just made (HEAD) added or changed.
+
+    A post-commit hook cannot stop the commit: any failure is one warning
+    line and exit code 0.
+    """
+    if "errauto-submit" in os.environ.get("SKIP", "").replace(" ", "").split(","):
+        return 0
+    try:
+        _post_commit(only)
+    except Exception as exc:
+        from errauto_daemon.redact import redact
+
+        _say(f"warning: the commit was made but its patch files were not submitted: "
+             f"{redact(str(exc)) or type(exc).__name__}")
+    return 0
+
+
+def _post_commit(only: str | None) -> None:
+    from errauto_daemon import guard, intake, patchfile
+    from errauto_daemon.errors import PatchRejected
+    from errauto_daemon.presence import wake
+    from errauto_daemon.store import Store
+
+    head = git.run(("rev-parse", "--verify", "-q", "HEAD^{commit}"), ".", check=False).stdout.decode().strip()
+    if not head:
+        return
+    files = committed_patch_files(head, only)
+    if not files:
+        return
+    why_not = _not_fresh(head)
+    if why_not:
+        _say(f"{len(files)} patch file(s) in {head[:12]} not submitted: {why_not} "
+             "(errauto submit FILE submits one by hand)")
+        return
+    store = Store()
+    for path, data in files.items():
+        try:
+            # Only a commit made with --no-verify gets here with such a file.
+            patch = patchfile.parse(data, path)
+            guard.check_names(patch)
+        except PatchRejected as exc:
+            _say(f"{path}: not submitted: {exc.reason}")
+            continue
+        result = intake.submit(store, ".", data, source="post-commit", name=f"{head}:{path}",
+                               title=patch.title)
         sub = result.submission
         if result.created:
-            _say(f"submitted {name} as #{sub.id} ({sub.title})")
+            _say(f"submitted {path} as #{sub.id} ({sub.title})")
         else:
-            _say(f"{name} is already submission #{sub.id} ({sub.state})")
-    if bad:
-        _say(f"{bad} patch file(s) cannot be submitted; fix or unstage them (or commit with --no-verify)")
-        return 1
+            _say(f"{path} is already submission #{sub.id} ({sub.state})")
     wake()
-    return 0
+
+
+def _not_fresh(head: str) -> str | None:
+    """Why HEAD is not a commit `git commit` just made and ran this hook for; None if it is."""
+    if "GIT_INDEX_FILE" not in os.environ:
+        # git sets it for every commit hook; a hand-run `pre-commit run` has none.
+        return "not run by git after a commit"
+    entry = git.run(("reflog", "-1", "--format=%H %gs", "HEAD"), ".", check=False).stdout.decode(
+        "utf-8", "replace").strip()
+    commit, _, subject = entry.partition(" ")
+    action = subject.split(":", 1)[0]
+    if commit != head or action not in COMMIT_ACTIONS:
+        return f"HEAD was not made by git commit ({action or 'no reflog'})"
+    return None
+
+
+def committed_patch_files(commit: str, only: str | None = None) -> dict[str, bytes]:
+    """Patch files `commit` added or changed (regular files only), their bytes as committed.
+
+    A merge commit has no changes of its own (`diff-tree` without `-m`).
+    `only`: a regular expression a path must match (searched, as pre-commit's `files:`).
+    """
+    raw = git.run(("diff-tree", "-r", "-z", "--root", "--no-renames", "--no-commit-id",
+                   "--diff-filter=AMT", commit), ".").stdout
+    fields = raw.split(b"\0")
+    found: dict[str, str] = {}
+    for meta, name in zip(fields[0::2], fields[1::2]):
+        _old_mode, new_mode, _old, blob, _status = meta.decode().lstrip(":").split(" ")
+        path = name.decode("utf-8", "surrogateescape")
+        if new_mode not in ("100644", "100755") or not path.lower().endswith(SUFFIXES):
+            continue
+        if only is not None and not re.search(only, path):
+            continue
+        found[path] = blob
+    blobs = git.read_objects(".", list(found.values()))
+    return {path: blobs[blob] or b"" for path, blob in found.items()}
 
 
 def status(*, fail_on: str | None) -> int:
@@ -87,13 +231,13 @@ def status(*, fail_on: str | None) -> int:
 
 
 def pre_commit(*, fail_on: str | None) -> int:
-    """The plain git pre-commit hook: the staged patch files, then the status line."""
+    """The plain git pre-commit hook: check the staged patch files, then the status line."""
     listing = git.run(("diff", "--cached", "--name-only", "--diff-filter=ACMR", "-z"), ".").stdout
     names = [n for n in listing.decode("utf-8", "surrogateescape").split("\0")
              if n and n.lower().endswith(SUFFIXES)]
     # What is committed is what is staged, not what is in the work tree.
     contents = {n: git.run(("cat-file", "blob", f":{n}"), ".").stdout for n in names}
-    code = submit(names, contents=contents)
+    code = check(names, contents=contents)
     return max(code, status(fail_on=fail_on))
 
 

@@ -2,7 +2,8 @@
 
 Installs into the repository's hooks directory as git itself finds it
 (`git rev-parse --git-path hooks`, which honours `core.hooksPath` and works
-in bare repositories). A work tree gets `pre-commit` and `pre-push`; a
+in bare repositories). A work tree gets `pre-commit` (checks patch
+files), `post-commit` (submits them once the commit exists) and `pre-push`; a
 server (`--server`, or any bare repository) gets `post-receive`, and push
 options are advertised so `git push -o errauto.note=...` reaches the hook.
 
@@ -21,7 +22,7 @@ from errauto_daemon.errors import FatalError
 
 MARKER = "# errauto-hook"
 BACKUP = ".errauto-backup"
-CLIENT_HOOKS = ("pre-commit", "pre-push")
+CLIENT_HOOKS = ("pre-commit", "post-commit", "pre-push")
 SERVER_HOOKS = ("post-receive",)
 TEMPLATES = Path(__file__).resolve().parent.parent / "hooks"
 
