@@ -147,7 +147,7 @@ def test_plain_hooks_stop_a_patch_that_does_not_apply(hooked: GitRepo) -> None:
     assert recorded() == []
 
 
-def test_a_patch_committed_elsewhere_in_the_pre_commit_hook_records_nothing(hooked: GitRepo) -> None:
+def test_a_commit_another_pre_commit_hook_stops_records_nothing(hooked: GitRepo) -> None:
     """The pre-commit stage only checks: another pre-commit hook that stops the commit leaves no trace."""
     project = hooked
     hook = project.path / ".git" / "hooks" / "pre-commit"
@@ -160,8 +160,8 @@ def test_a_patch_committed_elsewhere_in_the_pre_commit_hook_records_nothing(hook
     stopped = run_git(project.path, "commit", "-m", "stopped by another hook")
 
     assert stopped.returncode != 0 and "another check failed" in stopped.stdout + stopped.stderr
-    assert "errauto: fix.patch applies on main" in stopped.stdout + stopped.stderr
     assert recorded() == []
+    assert "errauto: fix.patch applies on main" in stopped.stdout + stopped.stderr
 
 
 def test_post_commit_submits_only_for_a_commit_just_made(hooked: GitRepo) -> None:
@@ -364,34 +364,98 @@ def pre_commit_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("pre-commit-home")
 
 
-@pytest.mark.slow
-def test_pre_commit_framework_runs_both_hooks(tmp_path: Path, hook_repo: Path, pre_commit_home: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+FRAMEWORK_CONFIG = """\
+default_install_hook_types: [pre-commit, post-commit]
+repos:
+-   repo: {repo}
+    rev: {rev}
+    hooks:
+    -   id: errauto-check
+    -   id: errauto-submit
+    -   id: errauto-status
+-   repo: local
+    hooks:
+    -   id: no-wip
+        name: no work in progress
+        entry: WIP files may not be committed
+        language: fail
+        files: WIP
+"""
+
+
+@pytest.fixture
+def framework(tmp_path: Path, hook_repo: Path, pre_commit_home: Path,
+              monkeypatch: pytest.MonkeyPatch) -> GitRepo:
+    """A project using this repository's hooks through the pre-commit framework, both hook types installed."""
     monkeypatch.setenv("PRE_COMMIT_HOME", str(pre_commit_home))
     monkeypatch.setenv("PIP_CACHE_DIR", str(pre_commit_home / "pip-cache"))
     project = python_project(tmp_path / "project")
     (project.path / ".pre-commit-config.yaml").write_text(
-        f"repos:\n-   repo: {hook_repo}\n    rev: {git(hook_repo, 'rev-parse', 'HEAD').strip()}\n"
-        "    hooks:\n    -   id: errauto-submit\n    -   id: errauto-status\n")
+        FRAMEWORK_CONFIG.format(repo=hook_repo, rev=git(hook_repo, "rev-parse", "HEAD").strip()))
     project.git("add", ".pre-commit-config.yaml")
     project.git("commit", "-qm", "use errauto's hooks")
-    pre_commit = [PYTHON, "-m", "pre_commit"]
-    installed = subprocess.run([*pre_commit, "install"], cwd=project.path, capture_output=True, text=True)
+    installed = pre_commit(project, "install")
     assert installed.returncode == 0, installed.stdout + installed.stderr
+    assert (project.path / ".git" / "hooks" / "post-commit").exists()
+    return project
 
-    (project.path / "fix.patch").write_bytes(project.make_patch({"calc.py": FIXED}))
-    project.git("add", "fix.patch")
+
+def pre_commit(project: GitRepo, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PYTHON, "-m", "pre_commit", *args], cwd=project.path, capture_output=True, text=True)
+
+
+@pytest.mark.slow
+def test_framework_a_bad_patch_file_stops_the_commit_and_nothing_is_submitted(framework: GitRepo) -> None:
+    project = framework
+    project.write("fix.patch", project.make_patch({"calc.py": FIXED}))
+    project.write("broken.diff", "diff --git a/x b/x\n@@ -1 +1 @@\n-a\n")
+    project.git("add", "fix.patch", "broken.diff")
+    head = project.head()
+
+    bad = run_git(project.path, "commit", "-m", "a good and a broken patch")
+
+    output = bad.stdout + bad.stderr
+    assert bad.returncode != 0
+    assert recorded() == []  # the good one was not submitted either
+    assert project.head() == head and project.read("calc.py") == CALC
+    assert "errauto check" in output and "Failed" in output
+    assert "errauto: broken.diff:" in output
+
+
+@pytest.mark.slow
+def test_framework_submits_after_the_commit_tied_to_it(framework: GitRepo) -> None:
+    project = framework
+    project.write("fix.patch", project.make_patch({"calc.py": FIXED}))
+    project.write("WIP.txt", "not yet\n")
+    project.git("add", "fix.patch", "WIP.txt")
+
+    # errauto-check passes, another hook stops the commit: nothing may be recorded.
+    stopped = run_git(project.path, "commit", "-m", "not yet")
+    assert stopped.returncode != 0
+    assert "WIP files may not be committed" in stopped.stdout + stopped.stderr
+    assert recorded() == []
+
+    project.git("rm", "-q", "--cached", "WIP.txt")
     good = run_git(project.path, "commit", "-m", "submit a fix")
+
     output = good.stdout + good.stderr
     assert good.returncode == 0, output
-    assert "errauto submit" in output and "Passed" in output
-    assert "errauto: " in output and "awaiting review" in output  # errauto-status is verbose
+    assert "errauto check" in output and "errauto submit" in output and "Passed" in output
+    assert "awaiting review" in output  # errauto-status is verbose
+    assert "errauto: submitted fix.patch as #1 (fix)" in output  # errauto-submit is verbose
     [sub] = Store().submissions()
-    assert sub.source == "pre-commit" and sub.title == "fix"
+    assert (sub.source, sub.source_detail, sub.title) == ("post-commit", f"{project.head()}:fix.patch", "fix")
 
-    (project.path / "broken.diff").write_text("diff --git a/x b/x\n@@ -1 +1 @@\n-a\n")
-    project.git("add", "broken.diff")
-    bad = run_git(project.path, "commit", "-m", "a broken patch")
-    assert bad.returncode != 0
-    assert "errauto: broken.diff:" in bad.stdout + bad.stderr
-    assert len(Store().submissions()) == 1
+
+@pytest.mark.slow
+def test_framework_runs_by_hand_record_nothing(framework: GitRepo) -> None:
+    project = framework
+    project.write("fix.patch", project.make_patch({"calc.py": FIXED}))
+    project.git("add", "fix.patch")
+    committed = run_git(project.path, "commit", "-m", "a patch file", env={"SKIP": "errauto-submit"})
+    assert committed.returncode == 0, committed.stdout + committed.stderr
+    for args in (("--all-files",), ("--all-files", "--hook-stage", "post-commit"), ("--hook-stage", "post-commit")):
+        done = pre_commit(project, "run", *args)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert recorded() == [], args
+    assert "not submitted: not run by git after a commit" in done.stdout
