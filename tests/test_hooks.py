@@ -216,6 +216,36 @@ def test_skip_errauto_submit_commits_without_submitting(hooked: GitRepo) -> None
     assert Store().submissions() == []
 
 
+def test_post_commit_files_narrows_what_is_submitted_and_check_warns_without_post_commit(
+        hooked: GitRepo) -> None:
+    project = hooked
+    hook = project.path / ".git" / "hooks" / "post-commit"
+    hook.write_text(hook.read_text().replace("hook-impl post-commit", "hook-impl post-commit --files '^fixes/'"))
+    fix, sample = (project.make_patch({"calc.py": FIXED}), project.make_patch({"calc.py": CALC.replace("-a", "0 - a")}))
+    project.write("fixes/fix.patch", fix)
+    project.write("testdata/sample.patch", sample)
+    project.git("add", "fixes", "testdata")
+    assert run_git(project.path, "commit", "-qm", "a fix and test data").returncode == 0
+    assert [s.source_detail for s in Store().submissions()] == [f"{project.head()}:fixes/fix.patch"]
+
+    hook.unlink()
+    project.write("other.patch", project.make_patch({"calc.py": CALC.replace("a * b", "b * a")}))
+    project.git("add", "other.patch")
+    done = run_git(project.path, "commit", "-qm", "no post-commit hook")
+    assert done.returncode == 0
+    assert "errauto: warning: no post-commit hook is installed" in done.stderr
+
+
+def test_hook_impl_submit_only_checks_now(repo: GitRepo, capsys: pytest.CaptureFixture[str],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    project = python_project(repo.path.parent / "project")
+    project.write("fix.patch", project.make_patch({"calc.py": FIXED}))
+    monkeypatch.chdir(project.path)
+    assert main(["hook-impl", "submit", "fix.patch"]) == 0
+    assert "only checks now" in capsys.readouterr().out
+    assert recorded() == []
+
+
 def test_plain_pre_push_hook_prints_status_and_blocks_only_when_asked(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     project = python_project(tmp_path / "project")
