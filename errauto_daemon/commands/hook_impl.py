@@ -166,7 +166,7 @@ def _post_commit(only: str | None) -> None:
     store = Store()
     for path, data in files.items():
         try:
-            # Only a commit made with --no-verify gets here with such a file.
+            # Only a commit made past the check (--no-verify) carries such a file.
             patch = patchfile.parse(data, path)
             guard.check_names(patch)
         except PatchRejected as exc:
