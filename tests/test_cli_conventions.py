@@ -69,7 +69,7 @@ def test_hooks_commands_print_json(repo: GitRepo, capsys: pytest.CaptureFixture[
     code, out = run(capsys, "hooks", "install", "--repo", str(repo.path), "--force", "--json")
     installed = json.loads(out)
     assert code == 0 and installed["server"] is False
-    assert installed["installed"] == [str(hooks / "pre-commit"), str(hooks / "pre-push")]
+    assert installed["installed"] == [str(hooks / "pre-commit"), str(hooks / "post-commit"), str(hooks / "pre-push")]
     assert installed["backups"] == [str(hooks / "pre-push.errauto-backup")]
     code, out = run(capsys, "hooks", "uninstall", "--repo", str(repo.path), "--json")
     removed = json.loads(out)
