@@ -59,14 +59,21 @@ def run(
     check: bool = True,
     input: bytes | None = None,
     env: Mapping[str, str] | None = None,
+    index_file: str | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
+    """Run git in `cwd`; `index_file` names the index to use, when a caller
+    really means the one a hook was handed (`git commit -a` commits through
+    a temporary index)."""
+    environ = scrubbed_env(env)
+    if index_file is not None:
+        environ["GIT_INDEX_FILE"] = str(Path(cwd, index_file).resolve())
     proc = subprocess.run(
         ("git", *args),
         cwd=cwd,
         input=input,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        env=scrubbed_env(env),
+        env=environ,
         check=False,
     )
     if check and proc.returncode != 0:

@@ -147,6 +147,23 @@ def test_plain_hooks_stop_a_patch_that_does_not_apply(hooked: GitRepo) -> None:
     assert recorded() == []
 
 
+def test_plain_pre_commit_checks_what_commit_a_commits(hooked: GitRepo) -> None:
+    # `git commit -a` commits through a temporary index (GIT_INDEX_FILE):
+    # the check reads that one, not .git/index, which still holds the good version.
+    project = hooked
+    project.write("fix.patch", project.make_patch({"calc.py": FIXED}))
+    project.git("add", "fix.patch")
+    project.git("commit", "-q", "--no-verify", "-m", "a good patch file, not submitted")
+    project.write("fix.patch", "this is no longer a patch\n")
+    head = project.head()
+
+    stopped = run_git(project.path, "commit", "-a", "-m", "break the patch file")
+
+    assert stopped.returncode != 0, stopped.stdout + stopped.stderr
+    assert "errauto: fix.patch:" in stopped.stdout + stopped.stderr
+    assert project.head() == head
+
+
 def test_a_commit_another_pre_commit_hook_stops_records_nothing(hooked: GitRepo) -> None:
     """The pre-commit stage only checks: another pre-commit hook that stops the commit leaves no trace."""
     project = hooked

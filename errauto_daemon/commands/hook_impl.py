@@ -232,11 +232,14 @@ def status(*, fail_on: str | None) -> int:
 
 def pre_commit(*, fail_on: str | None) -> int:
     """The plain git pre-commit hook: check the staged patch files, then the status line."""
-    listing = git.run(("diff", "--cached", "--name-only", "--diff-filter=ACMR", "-z"), ".").stdout
+    # What is committed is what is in the index git commits from: `.git/index`,
+    # or the temporary one `git commit -a` / `git commit PATH` hand the hook.
+    index = os.environ.get("GIT_INDEX_FILE")
+    listing = git.run(("diff", "--cached", "--name-only", "--diff-filter=ACMR", "-z"), ".",
+                      index_file=index).stdout
     names = [n for n in listing.decode("utf-8", "surrogateescape").split("\0")
              if n and n.lower().endswith(SUFFIXES)]
-    # What is committed is what is staged, not what is in the work tree.
-    contents = {n: git.run(("cat-file", "blob", f":{n}"), ".").stdout for n in names}
+    contents = {n: git.run(("cat-file", "blob", f":{n}"), ".", index_file=index).stdout for n in names}
     code = check(names, contents=contents)
     return max(code, status(fail_on=fail_on))
 
