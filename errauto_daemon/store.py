@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sqlite3
 import tempfile
 import threading
@@ -270,6 +271,18 @@ class Submission:
 
     def read_patch(self) -> bytes:
         return self.patch_path().read_bytes()
+
+
+_REPLACES = re.compile(r"replaces ([0-9a-f]+) with ([0-9a-f]+)")
+
+
+@dataclass(frozen=True)
+class Replacement:
+    """A pushed commit and the commit errauto merged in its place."""
+    submission_id: int
+    author: str | None
+    pushed: str
+    merged: str
 
 
 @dataclass(frozen=True)
@@ -761,6 +774,24 @@ class Store:
             conn.execute(
                 "INSERT OR REPLACE INTO refs_seen (repo, ref, sha, submission_id, seen_at) VALUES (?, ?, ?, ?, ?)",
                 (repo, ref, sha, sub_id, time.time()))
+
+    def unannounced_replacements(self, repo: str) -> list[Replacement]:
+        """Pushed commits that were merged as errauto's rewrite and whose pusher
+        has not been told yet (`replaced` events without an `announced` one)."""
+        rows = self.conn.execute(
+            "SELECT e.submission_id, s.author, e.detail FROM events e JOIN submissions s "
+            "ON s.id = e.submission_id WHERE s.repo = ? AND e.kind = 'replaced' AND NOT EXISTS "
+            "(SELECT 1 FROM events a WHERE a.submission_id = e.submission_id AND a.kind = 'announced') "
+            "ORDER BY e.id", (repo,)).fetchall()
+        out = []
+        for row in rows:
+            found = _REPLACES.fullmatch(row["detail"] or "")
+            if found:
+                out.append(Replacement(int(row["submission_id"]), row["author"], found[1], found[2]))
+        return out
+
+    def mark_announced(self, sub_id: int, detail: str) -> None:
+        self.add_event(sub_id, "announced", detail)
 
     # -- summaries -------------------------------------------------------------
 
