@@ -165,3 +165,77 @@ def test_a_merge_commit_in_the_push_makes_one_squashed_mail(server: tuple[Path, 
     assert len(patch.commits) == 1
     assert sorted(f.new_path for f in patch.commits[0].files) == ["NOTES", "calc.py"]
     assert not exists(bare, "refs/for/main")
+
+
+@pytest.mark.slow
+def test_a_push_stacked_on_a_rewritten_commit_carries_only_what_is_new(
+        server: tuple[Path, Path], tmp_path: Path) -> None:
+    bare, dev = server
+    other = tmp_path / "other"
+    git(tmp_path, "clone", "-q", str(bare), str(other))
+    commit(other, "Unrelated", {"README": "hello\n"})
+    push(other, "HEAD:main")
+    c1 = commit(dev, "Fix add()", {"calc.py": FIXED})
+    push(dev, "HEAD:refs/for/main")
+    assert decide(1).state == "merged"
+    rewritten = tip(bare)
+    assert rewritten != c1
+
+    # The pusher stacks on their own commit without pulling first.
+    c2 = commit(dev, "Add NOTES", {"NOTES": "add() adds now\n"})
+    pushed = push(dev, "HEAD:refs/for/main")
+
+    assert f"remote: errauto: {c1} was merged as {rewritten}" in pushed.stderr
+    sub = Store().get(2)
+    assert [c.commit_id for c in patchfile.parse(sub.read_patch()).commits] == [c2]
+    merged = decide(2)
+    assert merged.state == "merged", merged.reason
+    assert git(bare, "rev-parse", "main^").strip() == rewritten
+    assert f"replaces {c2} with {tip(bare)}" in (merged.reason or "")
+
+
+@pytest.mark.slow
+def test_fast_forward_into_a_watched_checkout_moves_its_files_and_pushes(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from gitfixture import config_toml
+
+    seed = python_project(tmp_path / "seed", config=config_toml(top='push = "origin"\n'))
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "clone", "-q", "--bare", str(seed.path), str(remote))
+    local = tmp_path / "local"  # main checked out; errauto watches it, and pushes merges to origin
+    git(tmp_path, "clone", "-q", str(remote), str(local))
+    dev = tmp_path / "dev"
+    git(tmp_path, "clone", "-q", str(local), str(dev))
+    pushed = commit(dev, "Fix add()", {"calc.py": FIXED})
+    push(dev, "HEAD:refs/for/main")
+    store = Store()
+
+    [sub] = refwatch.scan(store, str(local))
+    merged = Validator(store).process(sub.id)
+
+    assert merged.state == "merged", merged.reason
+    assert tip(local) == tip(remote) == pushed
+    assert (local / "calc.py").read_text() == FIXED
+    assert git(local, "status", "--porcelain") == ""
+    assert not exists(local, "refs/for/main")
+
+
+@pytest.mark.slow
+def test_queue_approve_lands_the_pushed_commit_itself(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from gitfixture import config_toml
+
+    seed = python_project(tmp_path / "seed", config=config_toml(top='protected_paths = ["calc.py"]\n'))
+    bare = tmp_path / "server.git"
+    git(tmp_path, "clone", "-q", "--bare", str(seed.path), str(bare))
+    assert main(["hooks", "install", "--repo", str(bare), "--server"]) == 0
+    dev = tmp_path / "dev"
+    git(tmp_path, "clone", "-q", str(bare), str(dev))
+    pushed = commit(dev, "Fix add()", {"calc.py": FIXED})
+    push(dev, "HEAD:refs/for/main")
+    assert decide(1).state == "awaiting_review"
+    capsys.readouterr()
+
+    assert main(["queue", "approve", "1"]) == 0
+
+    assert Store().get(1).merged_commit == tip(bare) == pushed
+    assert git(bare, "notes", "--ref=errauto", "show", "main").strip() == "Errauto-Submission: 1"
