@@ -239,3 +239,29 @@ def test_queue_approve_lands_the_pushed_commit_itself(tmp_path: Path, capsys: py
 
     assert Store().get(1).merged_commit == tip(bare) == pushed
     assert git(bare, "notes", "--ref=errauto", "show", "main").strip() == "Errauto-Submission: 1"
+
+
+def test_a_mail_naming_a_commit_lands_it_only_if_its_tree_is_what_was_validated(
+        tmp_path: Path) -> None:
+    from errauto_daemon import intake
+
+    project = python_project(tmp_path / "project")
+    project.git("checkout", "-q", "-b", "topic")
+    named = project.commit("Fix add()", {"calc.py": FIXED})
+    project.git("checkout", "-q", "main")
+    honest = project.git("format-patch", "--stdout", "-1", named).encode()
+    # Same `From <id>` line, another change: the claim does not hold.
+    forged = honest.replace(b"+    return a + b", b"+    return b + a")
+    assert forged != honest
+    store = Store()
+
+    first = intake.submit(store, project.path, forged, source="cli", name="forged.patch").submission
+    merged = Validator(store).process(first.id)
+    assert merged.state == "merged", merged.reason
+    assert project.head("main") != named and "b + a" in project.read("calc.py")
+
+    project.git("reset", "-q", "--hard", "main~1")
+    second = intake.submit(store, project.path, honest, source="cli", name="honest.patch").submission
+    merged = Validator(store).process(second.id)
+    assert merged.state == "merged", merged.reason
+    assert project.head("main") == named
