@@ -156,26 +156,38 @@ def _as_mails(gitdir: Path, target: str, tip: str, commit: bytes | None) -> byte
     base = git.run(("merge-base", f"refs/heads/{target}", tip), gitdir, check=False)
     if base.returncode != 0:
         raise NoSharedHistory(f"{tip[:12]} shares no history with {target}")
-    listing = git.output(("rev-list", "--reverse", "--topo-order", "--parents", "--cherry-pick", "--right-only",
-                          f"refs/heads/{target}...{tip}"), gitdir)
-    chain = [line.split() for line in listing.splitlines() if line.strip()]
-    if not chain:
+    commits = _commits_with_diffs(gitdir, f"refs/heads/{target}...{tip}")
+    if not commits:
         return None
-    if any(len(ids) != 2 for ids in chain):
-        squashed = _diff(gitdir, base.stdout.decode().strip(), tip)
+    if any(len(parents) != 1 for _sha, parents, _diff in commits):
+        squashed = git.run(("diff", *_DIFF_OPTIONS, base.stdout.decode().strip(), tip), gitdir).stdout
         return _mail(tip, commit, squashed) if squashed.strip() else None
-    objects = git.read_objects(gitdir, [ids[0] for ids in chain])
-    mails = []
-    for sha, parent in chain:
-        diff = _diff(gitdir, parent, sha)
-        raw = objects[sha]
-        if diff.strip() and raw is not None:
-            mails.append(_mail(sha, raw, diff))
+    objects = git.read_objects(gitdir, [sha for sha, _parents, _diff in commits])
+    mails = [_mail(sha, raw, diff) for sha, _parents, diff in commits
+             if diff.strip() and (raw := objects[sha]) is not None]
     return b"\n".join(mails) if mails else None
 
 
-def _diff(gitdir: Path, old: str, new: str) -> bytes:
-    return git.run(("diff", "--binary", "--full-index", "--no-color", "--no-ext-diff", old, new), gitdir).stdout
+# A patch any git applies, whatever the repository's diff configuration says.
+_DIFF_OPTIONS = ("--binary", "--full-index", "--no-color", "--no-ext-diff", "--no-textconv",
+                 "--src-prefix=a/", "--dst-prefix=b/", "--submodule=short")
+
+
+def _commits_with_diffs(gitdir: Path, symmetric: str) -> list[tuple[str, list[str], bytes]]:
+    """Each commit of the right side of `symmetric` whose change is not on the left
+    side, oldest first, with its parents and its diff against its parent.
+
+    One `git log` for all of them. Its records are split at a NUL, which no
+    text diff contains (a patch with one is rejected anyway).
+    """
+    data = git.run(("log", "-p", *_DIFF_OPTIONS, "--no-show-signature", "--reverse", "--topo-order",
+                    "--cherry-pick", "--right-only", "--format=%x00%H %P", symmetric), gitdir).stdout
+    out = []
+    for record in data.split(b"\0")[1:]:
+        header, _, diff = record.partition(b"\n")
+        sha, *parents = header.decode().split()
+        out.append((sha, parents, diff.removeprefix(b"\n")))
+    return out
 
 
 def _mail(sha: str, commit: bytes, diff: bytes) -> bytes:
