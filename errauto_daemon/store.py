@@ -775,14 +775,17 @@ class Store:
                 "INSERT OR REPLACE INTO refs_seen (repo, ref, sha, submission_id, seen_at) VALUES (?, ?, ?, ?, ?)",
                 (repo, ref, sha, sub_id, time.time()))
 
-    def unannounced_replacements(self, repo: str) -> list[Replacement]:
-        """Pushed commits that were merged as errauto's rewrite and whose pusher
-        has not been told yet (`replaced` events without an `announced` one)."""
+    def unannounced_replacements(self, repo: str, within: float = 14 * 86400) -> list[Replacement]:
+        """Pushed commits merged as errauto's rewrite in the last `within` seconds
+        whose pusher has not been told yet (`replaced` events without an
+        `announced` one). Read on every push: it starts from the repository's
+        recently decided submissions, not from all events."""
         rows = self.conn.execute(
-            "SELECT e.submission_id, s.author, e.detail FROM events e JOIN submissions s "
-            "ON s.id = e.submission_id WHERE s.repo = ? AND e.kind = 'replaced' AND NOT EXISTS "
-            "(SELECT 1 FROM events a WHERE a.submission_id = e.submission_id AND a.kind = 'announced') "
-            "ORDER BY e.id", (repo,)).fetchall()
+            "SELECT e.submission_id, s.author, e.detail FROM submissions s JOIN events e "
+            "ON e.submission_id = s.id WHERE s.repo = ? AND s.state = 'merged' AND s.decided_at > ? "
+            "AND e.kind = 'replaced' AND NOT EXISTS "
+            "(SELECT 1 FROM events a WHERE a.submission_id = s.id AND a.kind = 'announced') "
+            "ORDER BY e.id", (repo, time.time() - within)).fetchall()
         out = []
         for row in rows:
             found = _REPLACES.fullmatch(row["detail"] or "")
