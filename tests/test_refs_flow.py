@@ -265,3 +265,15 @@ def test_a_mail_naming_a_commit_lands_it_only_if_its_tree_is_what_was_validated(
     merged = Validator(store).process(second.id)
     assert merged.state == "merged", merged.reason
     assert project.head("main") == named
+
+
+def test_the_mbox_separator_names_the_commit_only_when_it_is_a_commit_id() -> None:
+    diff = b"diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -1 +1 @@\n-a\n+b\n"
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    named = patchfile.as_mail(sha, "A", "a@example.com", "Mon, 2 Feb 2026 00:00:00 +0000", "Title", diff)
+    anonymous = named.replace(sha.encode(), b"nobody", 1)
+
+    assert [c.commit_id for c in patchfile.parse(named + b"\n" + named.replace(b"Title", b"Two")).commits] \
+        == [sha, sha]
+    assert patchfile.parse(anonymous).commits[0].commit_id is None
+    assert patchfile.parse(diff).commits[0].commit_id is None
