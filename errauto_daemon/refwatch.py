@@ -21,8 +21,8 @@ moves again is submitted again.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, timezone
 from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
 from fnmatch import fnmatchcase
 from pathlib import Path
 
