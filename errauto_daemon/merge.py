@@ -86,6 +86,70 @@ def build_commits(
     return parent
 
 
+def pushed_tip(repo: pygit2.Repository, base: str, commits: Sequence[PatchCommit],
+               trees: Sequence[pygit2.Oid]) -> pygit2.Oid | None:
+    """The commits the patch was made from, when landing them is landing what was validated.
+
+    Each mail of a pushed series names its commit (`From <id>`). That is only
+    a claim, so it is checked against the objects in this repository: every
+    named commit must exist, have exactly one parent, the previous one (the
+    first: the validated base), and the very tree errauto validated for it.
+    Then the target can move to the last one by fast-forward, keeping the
+    pusher's commits as they are. Anything else: None, and errauto builds
+    its own commits.
+    """
+    if not commits or len(commits) != len(trees):
+        return None
+    parent = pygit2.Oid(hex=base)
+    for commit, tree in zip(commits, trees):
+        if commit.commit_id is None:
+            return None
+        try:
+            found = repo.get(commit.commit_id)
+        except ValueError:
+            return None
+        if not isinstance(found, pygit2.Commit) or found.parent_ids != [parent] or found.tree_id != tree:
+            return None
+        parent = found.id
+    return parent
+
+
+def replaced(repo: pygit2.Repository, commits: Sequence[PatchCommit], new: pygit2.Oid) -> list[tuple[str, str]]:
+    """(named commit, errauto's commit) for each mail that named a commit in this repository.
+
+    `new` is the last of the commits `build_commits` chained, one per mail.
+    """
+    built: list[str] = []
+    current = new
+    for _ in commits:
+        built.append(str(current))
+        parents = repo[current].peel(pygit2.Commit).parent_ids
+        if not parents:
+            break
+        current = parents[0]
+    built.reverse()
+    out: list[tuple[str, str]] = []
+    for commit, mine in zip(commits, built):
+        if commit.commit_id is None:
+            continue
+        try:
+            found = repo.get(commit.commit_id)
+        except ValueError:
+            continue
+        if isinstance(found, pygit2.Commit) and str(found.id) != mine:
+            out.append((str(found.id), mine))
+    return out
+
+
+NOTES_REF = "refs/notes/errauto"
+
+
+def _note(repo: pygit2.Repository, commit: str, submission_id: int) -> None:
+    """`Errauto-Submission: <id>` as a note on the merged tip (no trailer needed)."""
+    who = committer(repo)
+    repo.create_note(f"Errauto-Submission: {submission_id}\n", who, who, commit, NOTES_REF, True)
+
+
 def _key(repo: pygit2.Repository, ref: str) -> str:
     return hashlib.sha256(f"{common_dir(repo)}\0{ref}".encode()).hexdigest()[:16]
 
@@ -313,29 +377,43 @@ def _undo(moved: Sequence[Path], old: str, new: str) -> None:
         git.run(("read-tree", "-m", "-u", new, old), worktree, check=False)
 
 
-def merge(repo: pygit2.Repository, config: Config, base: str, new: str, message: str) -> MergeOutcome:
-    """Make `new` (a commit whose first parent chain reaches `base`) the target's tip."""
+def merge(repo: pygit2.Repository, config: Config, base: str, new: str, message: str, *,
+          submission_id: int | None = None) -> MergeOutcome:
+    """Make `new` (a commit whose first parent chain reaches `base`) the target's tip.
+
+    With `submission_id`, the merged tip gets its note in `refs/notes/errauto`.
+    """
     with target_lock(repo, config.target_ref):
-        current = repo.references.get(config.target_ref)
-        if current is None or str(current.target) != base:
-            return MergeOutcome(MOVED, tip=str(current.target) if current else None)
-        if config.push:
-            # Nothing may be pushed that the local checkouts could not follow.
-            for worktree in checkouts_of(repo, config.target_ref):
-                reason = _read_tree(worktree, base, new, dry_run=True)
-                if reason:
-                    return MergeOutcome(HELD, reason=reason)
-            pushed = _push(repo, config, base, new)
-            if pushed is not None:
-                return pushed
-        outcome = fast_forward(repo, config, base, new, message)
-        if outcome.status != MERGED and config.push:
-            # The remote already has it: the merge happened; the local branch
-            # just could not follow (moved, or local changes in the way).
-            return MergeOutcome(MERGED, commit=new,
-                                reason=f"pushed to {config.push}; local {config.target} did not follow: "
-                                       f"{outcome.reason or 'it moved'}")
+        outcome = _merge_locked(repo, config, base, new, message)
+        if outcome.status == MERGED and submission_id is not None:
+            try:
+                _note(repo, new, submission_id)
+            except pygit2.GitError:
+                pass  # the link is also in errauto's records (merged_commit)
         return outcome
+
+
+def _merge_locked(repo: pygit2.Repository, config: Config, base: str, new: str, message: str) -> MergeOutcome:
+    current = repo.references.get(config.target_ref)
+    if current is None or str(current.target) != base:
+        return MergeOutcome(MOVED, tip=str(current.target) if current else None)
+    if config.push:
+        # Nothing may be pushed that the local checkouts could not follow.
+        for worktree in checkouts_of(repo, config.target_ref):
+            reason = _read_tree(worktree, base, new, dry_run=True)
+            if reason:
+                return MergeOutcome(HELD, reason=reason)
+        pushed = _push(repo, config, base, new)
+        if pushed is not None:
+            return pushed
+    outcome = fast_forward(repo, config, base, new, message)
+    if outcome.status != MERGED and config.push:
+        # The remote already has it: the merge happened; the local branch
+        # just could not follow (moved, or local changes in the way).
+        return MergeOutcome(MERGED, commit=new,
+                            reason=f"pushed to {config.push}; local {config.target} did not follow: "
+                                   f"{outcome.reason or 'it moved'}")
+    return outcome
 
 
 def remote_tip(repo: pygit2.Repository, config: Config) -> str | None:

@@ -168,6 +168,9 @@ class PatchCommit:
     author_name: str | None = None
     author_email: str | None = None
     author_date: str | None = None  # as the mail gave it (RFC 2822)
+    # The commit the mail was made from (format-patch's `From <id>` line). Only
+    # a claim: merge.pushed_tip trusts it after checking the object itself.
+    commit_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -222,6 +225,7 @@ class Patch:
 # entry point
 
 _MBOX_FROM = re.compile(rb"^From \S+ .*\d\d:\d\d(:\d\d)? .*\d{4}\s*$")
+_COMMIT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _MAIL_HEADER = re.compile(rb"^(From|Subject|Date|To|Cc|Message-I[Dd]|MIME-Version|Content-Type"
                           rb"|Return-Path|Received|Delivered-To|X-[\w-]+): ", re.IGNORECASE)
 _ED_COMMAND = re.compile(rb"^\d+(,\d+)?[acdi]\s*$")
@@ -323,22 +327,26 @@ def _why_no_diff(data: bytes, name: str) -> str:
 # --------------------------------------------------------------------------
 # mail
 
-def _split_mbox(data: bytes) -> list[tuple[int, bytes]]:
-    """The mails in `data`, each with the number of lines of `data` before it."""
+def _split_mbox(data: bytes) -> list[tuple[int, bytes, str | None]]:
+    """The mails in `data`, each with the number of lines of `data` before it
+    and the commit id its `From <id> <date>` separator names, if any."""
     lines = data.split(b"\n")
     starts = [i for i, l in enumerate(lines) if _MBOX_FROM.match(l)
               and (i == 0 or not lines[i - 1].strip() or i == _first_nonblank(lines))]
     if not starts:
-        return [(0, data)]
+        return [(0, data, None)]
     if starts[0] != _first_nonblank(lines):
         starts.insert(0, 0)
     chunks = []
     for a, b in zip(starts, starts[1:] + [len(lines)]):
         chunk = lines[a:b]
+        commit_id = None
         if _MBOX_FROM.match(chunk[0]):
+            named = chunk[0].split()[1].decode("ascii", "replace").lower()
+            commit_id = named if _COMMIT_ID.fullmatch(named) else None
             chunk = chunk[1:]
             a += 1
-        chunks.append((a, b"\n".join(chunk)))
+        chunks.append((a, b"\n".join(chunk), commit_id))
     return chunks
 
 
@@ -369,7 +377,7 @@ def _parse_mailbox(
     import email.utils
 
     commits: list[PatchCommit] = []
-    for index, (offset, raw) in enumerate(_split_mbox(data), 1):
+    for index, (offset, raw, commit_id) in enumerate(_split_mbox(data), 1):
         if not raw.strip():
             continue
         try:
@@ -407,7 +415,7 @@ def _parse_mailbox(
         commits.append(PatchCommit(
             title=title, message=message, files=tuple(files),
             author_name=author_name or None, author_email=author_email or None,
-            author_date=date_raw,
+            author_date=date_raw, commit_id=commit_id,
         ))
     if not commits:
         raise PatchRejected(f"no diff found in {name}: the mail carries no patch")

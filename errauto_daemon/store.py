@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sqlite3
 import tempfile
 import threading
@@ -270,6 +271,18 @@ class Submission:
 
     def read_patch(self) -> bytes:
         return self.patch_path().read_bytes()
+
+
+_REPLACES = re.compile(r"replaces ([0-9a-f]+) with ([0-9a-f]+)")
+
+
+@dataclass(frozen=True)
+class Replacement:
+    """A pushed commit and the commit errauto merged in its place."""
+    submission_id: int
+    author: str | None
+    pushed: str
+    merged: str
 
 
 @dataclass(frozen=True)
@@ -761,6 +774,27 @@ class Store:
             conn.execute(
                 "INSERT OR REPLACE INTO refs_seen (repo, ref, sha, submission_id, seen_at) VALUES (?, ?, ?, ?, ?)",
                 (repo, ref, sha, sub_id, time.time()))
+
+    def unannounced_replacements(self, repo: str, within: float = 14 * 86400) -> list[Replacement]:
+        """Pushed commits merged as errauto's rewrite in the last `within` seconds
+        whose pusher has not been told yet (`replaced` events without an
+        `announced` one). Read on every push: it starts from the repository's
+        recently decided submissions, not from all events."""
+        rows = self.conn.execute(
+            "SELECT e.submission_id, s.author, e.detail FROM submissions s JOIN events e "
+            "ON e.submission_id = s.id WHERE s.repo = ? AND s.state = 'merged' AND s.decided_at > ? "
+            "AND e.kind = 'replaced' AND NOT EXISTS "
+            "(SELECT 1 FROM events a WHERE a.submission_id = s.id AND a.kind = 'announced') "
+            "ORDER BY e.id", (repo, time.time() - within)).fetchall()
+        out = []
+        for row in rows:
+            found = _REPLACES.fullmatch(row["detail"] or "")
+            if found:
+                out.append(Replacement(int(row["submission_id"]), row["author"], found[1], found[2]))
+        return out
+
+    def mark_announced(self, sub_id: int, detail: str) -> None:
+        self.add_event(sub_id, "announced", detail)
 
     # -- summaries -------------------------------------------------------------
 

@@ -252,12 +252,13 @@ class Validator:
         if decision.route == route.AUTO_MERGE:
             self.progress.phase("merging")
             started = time.perf_counter()
-            outcome = self._merge(repo, config, sub, validation)
+            outcome, rewrites = self._merge(repo, config, sub, validation)
             explanation["timings"]["merge"] = round(time.perf_counter() - started, 6)
             if outcome.status == merge.MERGED:
+                reason = outcome.reason or decision.reason
                 return self.store.transition(
                     sub.id, "merged", route=route.AUTO_MERGE, merged_commit=outcome.commit,
-                    reason=outcome.reason or decision.reason, **fields)
+                    reason=f"{reason}; {rewrites}" if rewrites else reason, **fields)
             if outcome.status == merge.MOVED:
                 if revalidations + 1 > config.max_revalidations:
                     return self.store.transition(
@@ -484,11 +485,11 @@ class Validator:
                         result_tree=str(validation.trees[-1]),
                         explanation=self._explanation(validation, None))
             self.progress.phase("merging")
-            outcome = self._merge(repo, config, sub, validation)
+            outcome, rewrites = self._merge(repo, config, sub, validation)
             if outcome.status == merge.MERGED:
                 return self.store.transition(
                     sub.id, "merged", merged_commit=outcome.commit, base_commit=validation.base,
-                    reason=f"approved by {who}" + (f"; {outcome.reason}" if outcome.reason else ""),
+                    reason=f"approved by {who}" + "".join(f"; {r}" for r in (outcome.reason, rewrites) if r),
                     detail=f"approved by {who}")
             if outcome.status == merge.MOVED and revalidations < config.max_revalidations:
                 revalidations += 1
@@ -601,15 +602,29 @@ class Validator:
         return results, baselines
 
     def _merge(self, repo: pygit2.Repository, config: Config, sub: Submission,
-               validation: Validation) -> merge.MergeOutcome:
-        new = merge.build_commits(
-            repo, pygit2.Oid(hex=validation.base), validation.patch.commits, validation.trees,
-            submission_id=sub.id, fallback_message=sub.title + "\n")
+               validation: Validation) -> tuple[merge.MergeOutcome, str]:
+        """Merge; returns the outcome and, for a merge that rewrote named
+        commits, what replaced what (recorded as `replaced` events)."""
+        commits = validation.patch.commits
+        # The pushed commits themselves when they are exactly what was
+        # validated, on the base it was validated on: a fast-forward.
+        new = merge.pushed_tip(repo, validation.base, commits, validation.trees)
+        rewrites: list[tuple[str, str]] = []
+        if new is None:
+            new = merge.build_commits(
+                repo, pygit2.Oid(hex=validation.base), commits, validation.trees,
+                submission_id=sub.id, fallback_message=sub.title + "\n")
+            rewrites = merge.replaced(repo, commits, new)
         # Written before the ref can move: after a crash, recovery finds the
         # commit on the target and records the merge instead of redoing it.
         self.store.set_fields(sub.id, merge_intent=str(new))
-        return merge.merge(repo, config, validation.base, str(new),
-                           f"errauto: merge submission {sub.id} ({sub.title})")
+        outcome = merge.merge(repo, config, validation.base, str(new),
+                              f"errauto: merge submission {sub.id} ({sub.title})", submission_id=sub.id)
+        if outcome.status != merge.MERGED or not rewrites:
+            return outcome, ""
+        for old, mine in rewrites:
+            self.store.add_event(sub.id, "replaced", f"replaces {old} with {mine}")
+        return outcome, "; ".join(f"replaces {old} with {mine}" for old, mine in rewrites)
 
     def _next_attempt(self, sub_id: int) -> int:
         row = self.store.conn.execute(

@@ -24,7 +24,9 @@ on another repository by accident.
 
 post-receive is on the pusher's clock: it imports neither pygit2 nor the
 validation pipeline, reads the repository with the git command line, only
-records, and never fails the push (an error becomes a warning line).
+records (and removes the `refs/for/...` refs it recorded, see refwatch.py),
+tells the pusher which of their earlier commits errauto merged as a rewrite,
+and never fails the push (an error becomes a warning line).
 """
 from __future__ import annotations
 
@@ -288,6 +290,8 @@ def _post_receive(gitdir: Path, lines: Sequence[str]) -> None:
         sub, created = done
         verb = "queued" if sub.state == "queued" else sub.state
         _say(f"{verb} {sub.id} ({sub.title})" + ("" if created else " (already submitted)"))
+    for line in refwatch.replacements_to_tell(store, gitdir, root, [new for _old, new, _ref in wanted]):
+        _say(line)
     wake()
 
 
