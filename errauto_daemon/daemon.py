@@ -209,6 +209,7 @@ class Daemon:
             log.info("repaired a merge a killed process left half-done")
         for sub in Validator(self.store).recover(MAX_ATTEMPTS):
             log.info("recovered submission %d: %s", sub.id, sub.state)
+            inbox.settle(self.store, sub)
         for root in self.store.repos():
             self._prune(root)
         _shorten_move_pairing()
@@ -321,7 +322,9 @@ class Daemon:
                 log.debug("periodic rescan of %d repositories", len(self.watched))
                 for root in list(self.watched):
                     self.intake_q.put(("scan", root))
-                Validator(self.store).recover(MAX_ATTEMPTS)  # an `errauto apply` killed meanwhile
+                # An `errauto apply` or `queue process` killed meanwhile.
+                for sub in Validator(self.store).recover(MAX_ATTEMPTS):
+                    inbox.settle(self.store, sub)
                 last_scan = now
             self._feed()
             self.wakeup.wait(POLL)
@@ -433,7 +436,9 @@ class Daemon:
         store = Store()
         while not self.stopping.wait(FOLLOW_EVERY):
             try:
-                decided = github.follow_open_pull_requests(store, limit=20, min_interval=FOLLOW_EVERY)
+                decided = github.follow_open_pull_requests(
+                    store, limit=20, min_interval=FOLLOW_EVERY,
+                    on_decided=lambda sub: inbox.settle(store, sub))
                 if decided:
                     log.info("%d pull requests were merged or closed on GitHub", decided)
             except Exception:
@@ -545,7 +550,7 @@ class Daemon:
                 sub = validator.process(sub_id)
                 log.info("submission %d: %s%s", sub.id, sub.state,
                          f" ({sub.reason})" if sub.reason else "")
-                inbox.settle(sub)
+                inbox.settle(store, sub)
             except FatalError as exc:
                 log.warning("submission %d: %s", sub_id, exc)
             except Exception:

@@ -594,14 +594,16 @@ def _text(text: str) -> str:
 
 
 def follow_open_pull_requests(store: Store, *, limit: int = 20, min_interval: float = 60.0,
-                              connect: Callable[[GithubConfig], GitHubAPI] = connect) -> int:
+                              connect: Callable[[GithubConfig], GitHubAPI] = connect,
+                              on_decided: Callable[[Submission], None] | None = None) -> int:
     """Record pull requests that were merged or closed; returns how many.
 
     Bounded: at most `limit` pull requests per call, each at most once per
     `min_interval` seconds (the least recently checked first; checking one
     bumps the submission's `updated_at`). A merged one becomes `merged` with
     GitHub's merge commit; one closed without merging becomes `rejected`.
-    A rate limit or a rejected token ends the round early.
+    A rate limit or a rejected token ends the round early. `on_decided` is
+    called with each submission so decided (the daemon settles its inbox files).
     """
     from errauto_daemon.intake import open_repo  # intake is upstream of the route; import late
 
@@ -632,21 +634,25 @@ def follow_open_pull_requests(store: Store, *, limit: int = 20, min_interval: fl
             continue
         try:
             if pr.merged:
-                store.transition(sub.id, "merged", expect=("pr_open",), merged_commit=pr.merge_commit,
-                                 pr_state=MERGED, reason=f"pull request #{pr.number} was merged on GitHub",
-                                 detail=f"pull request #{pr.number} merged")
-                decided += 1
+                done = store.transition(
+                    sub.id, "merged", expect=("pr_open",), merged_commit=pr.merge_commit, pr_state=MERGED,
+                    reason=f"pull request #{pr.number} was merged on GitHub",
+                    detail=f"pull request #{pr.number} merged")
             elif pr.state == "closed":
-                store.transition(sub.id, "rejected", expect=("pr_open",), pr_state=CLOSED,
-                                 reason=f"pull request #{pr.number} was closed without merging",
-                                 detail=f"pull request #{pr.number} closed")
-                decided += 1
+                done = store.transition(
+                    sub.id, "rejected", expect=("pr_open",), pr_state=CLOSED,
+                    reason=f"pull request #{pr.number} was closed without merging",
+                    detail=f"pull request #{pr.number} closed")
             else:
                 state = AUTO_MERGE if pr.auto_merge else (
                     sub.pr_state if sub.pr_state in (OPEN, AUTO_MERGE_FAILED) else OPEN)
                 store.set_fields(sub.id, pr_state=state)
+                continue
         except FatalError:
             continue  # someone else decided it meanwhile
+        decided += 1
+        if on_decided is not None:
+            on_decided(done)
     for api in clients.values():
         if isinstance(api, Client):
             api.close()

@@ -17,8 +17,15 @@ named with its submission id:
     patches/failed/12-fix.patch          with its reason, too
     patches/duplicates/12-fix.patch      the same patch as submission 12
 
-`settle` moves a file on when its submission is decided. Subfolders are
-not watched, so moving a file there never looks like a new drop.
+Every file taken for a submission that is not yet decided is recorded in
+the store (`inbox_files`), whatever the submission's source: the same patch
+may have come first through `errauto apply` or `submit`. `settle` is the one
+owner of a taken file's fate: whoever decides a submission (a daemon worker,
+`apply`, `queue approve / reject / retry / process`, a pull request merged or
+closed on GitHub) calls it, and every file recorded for the submission moves
+to the folder of its state. A file taken for a submission already decided
+goes to `duplicates/` and stays there. Subfolders are not watched, so moving
+a file there never looks like a new drop.
 """
 from __future__ import annotations
 
@@ -32,7 +39,7 @@ from errauto_daemon import config as config_mod
 from errauto_daemon import intake
 from errauto_daemon.errors import FatalError
 from errauto_daemon.openfiles import being_written
-from errauto_daemon.store import Store, Submission
+from errauto_daemon.store import DECIDED, Store, Submission
 
 log = logging.getLogger("errauto.inbox")
 
@@ -103,8 +110,8 @@ def take(store: Store, repo_root: str, path: Path) -> Submission | None:
     inbox = path.parent
     if stat.S_ISLNK(info.st_mode) or not stat.S_ISREG(info.st_mode):
         # Reading through a link could hand errauto any file its user can read.
-        _move(path, inbox / "rejected" / path.name)
-        _write_reason(inbox / "rejected" / path.name, "not a regular file (symlinks are not followed)")
+        dest = _move(path, inbox / "rejected" / path.name)
+        _write_reason(dest, "not a regular file (symlinks are not followed)")
         log.warning("%s is not a regular file; moved to rejected/", path)
         return None
     data = _read(path)
@@ -112,38 +119,65 @@ def take(store: Store, repo_root: str, path: Path) -> Submission | None:
         return None
     result = intake.submit(store, repo_root, data, source="inbox", name=path.name)
     sub = result.submission
-    if result.created or sub.state == "queued":
-        dest = inbox / FATE[sub.state] / f"{sub.id}-{path.name}"
+    if result.created or sub.state not in DECIDED:
+        dest = _move(path, inbox / FATE[sub.state] / f"{sub.id}-{path.name}")
+        if sub.state in ("rejected", "failed"):
+            _write_reason(dest, sub.reason or sub.state)
+        store.add_inbox_file(sub.id, sub.repo, str(dest.absolute()))
+        # Decided while the file was being moved (a worker was quicker than
+        # the record above): its decider did not know of this file yet.
+        sub = store.get(sub.id)
+        settle(store, sub)
     else:
-        dest = inbox / "duplicates" / f"{sub.id}-{path.name}"
-    _move(path, dest)
-    if not result.created and sub.state != "queued":
+        dest = _move(path, inbox / "duplicates" / f"{sub.id}-{path.name}")
         _write_reason(dest, f"the same patch as submission {sub.id} ({sub.state}): {sub.title}")
-    elif sub.state in ("rejected", "failed"):
-        _write_reason(dest, sub.reason or sub.state)
     log.info("took %s as submission %d (%s)", path.name, sub.id, sub.state)
     return sub
 
 
-def settle(sub: Submission) -> None:
-    """Move a decided submission's inbox file to the folder of its fate."""
+def settle(store: Store, sub: Submission) -> None:
+    """Move every inbox file taken for `sub` to the folder of its state.
+
+    Safe to call at any time, from any process, as often as wanted: a file
+    already in place stays, one moved or removed meanwhile is left alone.
+    """
+    files = store.inbox_files(sub.id)
+    if not files:
+        _adopt_unrecorded(store, sub)
+        files = store.inbox_files(sub.id)
+    for taken in files:
+        current = Path(taken.path)
+        dest = current.parent.parent / FATE[sub.state] / current.name
+        if dest != current:
+            try:
+                dest = _move(current, dest)
+            except FileNotFoundError:
+                continue  # settled by another process just now, or removed by someone
+            store.inbox_file_moved(taken.id, str(dest))
+            current.with_name(current.name + ".reason.txt").unlink(missing_ok=True)
+        if sub.state in ("rejected", "failed") and dest.exists():
+            _write_reason(dest, sub.reason or sub.state)
+
+
+def _adopt_unrecorded(store: Store, sub: Submission) -> None:
+    """Record the file of an inbox submission taken before files were recorded.
+
+    Such a file is named after the submission; look for it in every fate folder.
+    """
     if sub.source != "inbox" or not sub.source_detail:
         return
-    root = inbox_dir(sub.repo)
+    try:
+        root = inbox_dir(sub.repo)
+    except FatalError:
+        return  # the repository is gone
     if root is None:
         return
     name = f"{sub.id}-{sub.source_detail}"
-    dest = root / FATE[sub.state] / name
-    for folder in set(FATE.values()):
+    for folder in sorted(set(FATE.values())):
         current = root / folder / name
-        if current != dest and current.exists():
-            _move(current, dest)
-            old_reason = current.with_name(current.name + ".reason.txt")
-            if old_reason.exists():
-                old_reason.unlink()
-            break
-    if sub.state in ("rejected", "failed") and dest.exists():
-        _write_reason(dest, sub.reason or sub.state)
+        if current.exists():
+            store.add_inbox_file(sub.id, sub.repo, str(current.absolute()))
+            return
 
 
 def scan(store: Store, repo_root: str, *, quiet: float = QUIET) -> list[Submission]:
@@ -179,11 +213,13 @@ def _read(path: Path) -> bytes | None:
         return fh.read(MAX_READ)
 
 
-def _move(path: Path, dest: Path) -> None:
+def _move(path: Path, dest: Path) -> Path:
+    """Move `path` to `dest`, or beside it when taken; returns where it went."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     if dest.exists():
         dest = dest.with_name(f"{dest.stem}.{int(time.time() * 1000)}{dest.suffix}")
     os.replace(path, dest)
+    return dest
 
 
 def _write_reason(path: Path, reason: str) -> None:

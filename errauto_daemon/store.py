@@ -9,6 +9,7 @@ Tables:
   deliveries   each alert's delivery to each sink (alerts.jsonl, a Slack webhook)
   sinks        each sink's retry and circuit-breaker state
   monitor      the last level `errauto monitor` saw and alerted, and its thresholds
+  inbox_files  each file taken from an inbox folder: its submission and where it lies now
   meta         schema version
 
 A submission's life:
@@ -43,10 +44,10 @@ from pathlib import Path
 from typing import Any
 
 from errauto_daemon import paths
-from errauto_daemon.errors import FatalError
+from errauto_daemon.errors import ConfigError, FatalError
 from errauto_daemon.openfiles import try_lock
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 STATES = ("queued", "validating", "merged", "pr_open", "awaiting_review", "rejected", "failed")
 DECIDED = ("merged", "pr_open", "awaiting_review", "rejected", "failed")
@@ -227,6 +228,18 @@ CREATE TABLE monitor (
     thresholds TEXT
 );
 """,
+    3: """
+-- Every file taken from an inbox folder, so that whoever decides its
+-- submission can move it to the folder of its fate (inbox.settle).
+CREATE TABLE inbox_files (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    submission_id INTEGER NOT NULL REFERENCES submissions (id),
+    repo TEXT NOT NULL,
+    path TEXT NOT NULL,
+    taken_at REAL NOT NULL
+);
+CREATE INDEX inbox_files_submission ON inbox_files (submission_id);
+""",
 }
 
 
@@ -297,6 +310,16 @@ class CheckRow:
     detail: str | None
     log_path: str | None
     base_commit: str | None
+
+
+@dataclass(frozen=True)
+class InboxFile:
+    """A file taken from an inbox folder; `path` is where it lies now (absolute)."""
+
+    id: int
+    submission_id: int
+    repo: str
+    path: str
 
 
 @dataclass(frozen=True)
@@ -422,7 +445,16 @@ class Store:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or paths.db_path()
         self._local = threading.local()
-        self._ensure_schema()
+        try:
+            self._ensure_schema()
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise  # another process held it past the busy timeout: not a setup problem
+            self.close()
+            raise ConfigError(f"cannot use the state database {self.path}: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot use the state database {self.path}: "
+                              f"{exc.strerror or exc}") from None
 
     # -- connections -----------------------------------------------------------
 
@@ -662,9 +694,30 @@ class Store:
                 "VALUES (?, ?, 'state', ?, 'queued', ?)", (sub_id, now, row["state"], detail))
         return True
 
-    def queued_ids(self, limit: int = 100) -> list[int]:
+    def queued_ids(self, limit: int = 100, repo: str | None = None) -> list[int]:
+        """Queued submissions, oldest first (of one repository, with `repo`)."""
+        if repo is None:
+            return [r[0] for r in self.conn.execute(
+                "SELECT id FROM submissions WHERE state = 'queued' ORDER BY id LIMIT ?", (limit,))]
         return [r[0] for r in self.conn.execute(
-            "SELECT id FROM submissions WHERE state = 'queued' ORDER BY id LIMIT ?", (limit,))]
+            "SELECT id FROM submissions WHERE state = 'queued' AND repo = ? ORDER BY id LIMIT ?",
+            (repo, limit))]
+
+    # -- files taken from inbox folders ------------------------------------------------
+
+    def add_inbox_file(self, sub_id: int, repo: str, path: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO inbox_files (submission_id, repo, path, taken_at) VALUES (?, ?, ?, ?)",
+                         (sub_id, repo, path, time.time()))
+
+    def inbox_files(self, sub_id: int) -> list[InboxFile]:
+        return [InboxFile(r["id"], r["submission_id"], r["repo"], r["path"]) for r in self.conn.execute(
+            "SELECT id, submission_id, repo, path FROM inbox_files WHERE submission_id = ? ORDER BY id",
+            (sub_id,))]
+
+    def inbox_file_moved(self, file_id: int, path: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("UPDATE inbox_files SET path = ? WHERE id = ?", (path, file_id))
 
     # -- validation cache ------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from errauto_daemon import intake, output, progress
+from errauto_daemon import inbox, intake, output, progress
 from errauto_daemon.config import Config
 from errauto_daemon.errors import FatalError
 from errauto_daemon.store import DECIDED, Store
@@ -41,6 +41,7 @@ def apply(patch: str, *, repo: str, target: str | None, auto_merge_threshold: fl
         sub = Validator(store, config_hook=thresholds, progress=progress.for_terminal(quiet)).process(sub.id)
     if sub.state not in DECIDED:
         sub = wait_decided(store, sub.id)  # another process is validating it
+    inbox.settle(store, sub)  # the same patch may have been dropped into an inbox too
     if as_json:
         value = output.submission_json(sub, store.checks(sub.id), full=True)
         value["duplicate"] = not result.created
