@@ -7,7 +7,9 @@ Every command that decides a patch shares these exit codes:
     2  usage error (bad arguments, missing file, unknown submission)
     3  internal error (a log with the traceback was written)
     4  rejected
-    5  configuration error
+    5  configuration error (including a state directory that cannot be used)
+    6  `submit --wait`: no daemon is running, or it stopped while waiting
+    7  `submit --wait --timeout`: still undecided when the time ran out
 """
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ EXIT_USAGE = 2
 EXIT_INTERNAL = 3
 EXIT_REJECTED = 4
 EXIT_CONFIG = 5
+EXIT_NO_DAEMON = 6
+EXIT_UNDECIDED = 7
 
 
 class FatalError(RuntimeError):

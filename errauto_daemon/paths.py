@@ -2,6 +2,10 @@
 
 `ERRAUTO_HOME` overrides everything (tests and multi-tenant servers use it);
 otherwise platformdirs picks the platform's conventional directories.
+
+A state, cache or log directory that cannot be created or written
+(`ERRAUTO_HOME` under a file, no permission) is a ConfigError naming it,
+for every command alike; what goes wrong inside a usable one is a fault.
 """
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ import os
 from pathlib import Path
 
 import platformdirs
+
+from errauto_daemon.errors import ConfigError
 
 APP = "errauto"
 
@@ -18,25 +24,29 @@ def _home() -> Path | None:
     return Path(value).expanduser().absolute() if value else None
 
 
+def _ensure(path: Path, what: str) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot use the {what} {path}: {exc.strerror or exc}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot use the {what} {path}: not writable")
+    return path
+
+
 def state_dir() -> Path:
     home = _home()
-    path = home if home else Path(platformdirs.user_state_dir(APP))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _ensure(home if home else Path(platformdirs.user_state_dir(APP)), "state directory")
 
 
 def cache_dir() -> Path:
     home = _home()
-    path = home / "cache" if home else Path(platformdirs.user_cache_dir(APP))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _ensure(home / "cache" if home else Path(platformdirs.user_cache_dir(APP)), "cache directory")
 
 
 def log_dir() -> Path:
     home = _home()
-    path = home / "log" if home else Path(platformdirs.user_log_dir(APP))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _ensure(home / "log" if home else Path(platformdirs.user_log_dir(APP)), "log directory")
 
 
 def db_path() -> Path:

@@ -46,6 +46,10 @@ class Confidence:
     auto_merge_threshold: float
     pr_threshold: float
     notes: tuple[str, ...] = ()
+    # The gates this patch hit (a gate check that did not pass, protected
+    # paths), unlike the configuration's own ("no tests check"): approving
+    # a patch held by one of these takes `queue approve --force`.
+    gates_hit: tuple[str, ...] = ()
 
     @property
     def margins(self) -> dict[str, float]:
@@ -64,6 +68,7 @@ class Confidence:
                 for p in self.parts
             ],
             "gates": list(self.gates),
+            "gates_hit": list(self.gates_hit),
             "review_only": list(self.review_only),
             "thresholds": {"auto_merge": self.auto_merge_threshold, "pull_request": self.pr_threshold},
             "margins": self.margins,
@@ -110,7 +115,7 @@ def compute(
     by_name = {r.name: r for r in results}
     total_weight = sum(c.weight for c in config.checks)
     parts: list[Part] = []
-    gates: list[str] = []
+    failed: list[str] = []  # gate checks that did not pass
     for check in config.checks:
         result = by_name.get(check.name)
         if result is None:
@@ -121,19 +126,21 @@ def compute(
         weight = check.weight / total_weight if total_weight > 0 else 0.0
         parts.append(Part(check.name, weight, score, status, detail, duration))
         if check.gate and status != "passed":
-            gates.append(f"{check.name} must pass to auto-merge ({detail})")
+            failed.append(f"{check.name} must pass to auto-merge ({detail})")
     value = sum(p.contribution for p in parts)
-    if not any(c.gate for c in config.checks):
-        gates.append("no tests check is configured: auto-merge needs one")
+    untested = [] if any(c.gate for c in config.checks) else [
+        "no tests check is configured: auto-merge needs one"]
+    touches = []
     if protected:
         shown = ", ".join(protected[:3]) + (f" and {len(protected) - 3} more" if len(protected) > 3 else "")
-        gates.append(f"touches protected paths ({shown}): never merged without a person")
+        touches.append(f"touches protected paths ({shown}): never merged without a person")
     return Confidence(
         value=round(value, 6),
         parts=tuple(parts),
-        gates=tuple(gates),
+        gates=(*failed, *untested, *touches),
         review_only=tuple(review_only),
         auto_merge_threshold=config.auto_merge_threshold,
         pr_threshold=config.pr_threshold,
         notes=tuple(notes),
+        gates_hit=(*failed, *touches),
     )

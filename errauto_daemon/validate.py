@@ -34,7 +34,7 @@ from errauto_daemon import config as config_mod
 from errauto_daemon import github, guard, merge, paths, route, score
 from errauto_daemon.config import Config
 from errauto_daemon.errors import Cancelled, FatalError, PatchRejected
-from errauto_daemon.intake import open_repo
+from errauto_daemon.intake import open_repo, reopens
 from errauto_daemon.patchapply import Overlay, apply_patch
 from errauto_daemon.patchfile import Patch, parse
 from errauto_daemon.progress import SILENT, Progress
@@ -42,6 +42,9 @@ from errauto_daemon.store import DECIDED, CheckRow, Store, Submission
 from errauto_daemon.workspace import Pool
 
 ConfigHook = Callable[[Config], Config]
+
+# What `queue retry` may validate again.
+RETRYABLE = ("queued", "rejected", "failed", "awaiting_review")
 
 
 @dataclass(frozen=True)
@@ -119,30 +122,74 @@ class Validator:
                 self.progress.finished()
                 self.release()
 
-    def approve(self, sub_id: int, who: str) -> Submission:
-        """A person approved a held submission: merge it, with the same CAS rules."""
+    def approve(self, sub_id: int, who: str, *, force: bool = False) -> Submission:
+        """A person approved a held submission: merge it, with the same CAS rules.
+
+        A submission held because it hit a gate (a gate check failed, it
+        touches protected paths, the guard allows review only) is merged only
+        with `force`, and the history says so.
+        """
         with self.store.hold(sub_id) as held:
-            sub = self.store.claim(sub_id, ("awaiting_review",), detail=f"approved by {who}") if held else None
+            current = self.store.get(sub_id)
+            if not held or current.state != "awaiting_review":
+                state = "being validated" if not held else current.state
+                raise FatalError(f"submission {sub_id} is {state}; only awaiting_review can be approved")
+            hits = gates_hit(current)
+            if hits and not force:
+                raise FatalError(f"submission {sub_id} was held because: {'; '.join(hits)}; "
+                                 "approve with --force to merge anyway")
+            approval = f"approved by {who}" + (f" with --force (gates: {'; '.join(hits)})" if hits else "")
+            sub = self.store.claim(sub_id, ("awaiting_review",), detail=approval)
             if sub is None:
-                current = self.store.get(sub_id)
-                raise FatalError(f"submission {sub_id} is {current.state}; "
+                raise FatalError(f"submission {sub_id} is {self.store.get(sub_id).state}; "
                                  "only awaiting_review can be approved")
             self.progress.submission(sub_id)
             try:
-                return self._guarded(sub, lambda s: self._approve(s, who))
+                return self._guarded(sub, lambda s: self._approve(s, who, approval))
             finally:
                 self.progress.finished()
                 self.release()
 
-    def recover(self, max_attempts: int = 3) -> list[Submission]:
+    def retry(self, sub_id: int, who: str, *, force: bool = False) -> Submission:
+        """Validate a submission again now, whatever decided it before.
+
+        A person's rejection (`queue reject`, a pull request closed) is
+        reopened only with `force`, and the history says so.
+        """
+        with self.store.hold(sub_id) as held:
+            current = self.store.get(sub_id)
+            if not held:
+                return current  # another process is validating it
+            if current.state not in RETRYABLE:
+                raise FatalError(f"submission {sub_id} is {current.state}; "
+                                 f"only {', '.join(RETRYABLE)} can be retried")
+            detail = f"retried by {who}"
+            if current.state == "rejected" and not reopens(current):
+                if not force:
+                    raise FatalError(f"submission {sub_id} was rejected by a person ({current.reason}); "
+                                     "retry with --force to validate it again")
+                detail += f" with --force (it was rejected: {current.reason})"
+            sub = self.store.claim(sub_id, (current.state,), detail=detail)
+            if sub is None:
+                return self.store.get(sub_id)
+            self.progress.submission(sub_id)
+            try:
+                return self._guarded(sub, self._decide)
+            finally:
+                self.progress.finished()
+                self.release()
+
+    def recover(self, max_attempts: int = 3, repo: str | None = None) -> list[Submission]:
         """Requeue submissions abandoned mid-validation by a process that died.
 
         A submission whose merge already reached the target (its recorded
         merge intent is on the branch) is marked merged instead: a merge is
         never done twice. One interrupted too often is failed, with why.
+        Only submissions whose hold is free are touched, so this is safe
+        beside a running daemon or `errauto apply`. `repo`: of that one only.
         """
         out = []
-        for sub in self.store.submissions(("validating",), limit=10_000):
+        for sub in self.store.submissions(("validating",), limit=10_000, repo=repo):
             with self.store.hold(sub.id) as held:
                 if not held:
                     continue  # someone alive is working on it
@@ -463,7 +510,7 @@ class Validator:
             sub.id, "awaiting_review", route=route.REVIEW,
             reason=f"{decision.reason}; GitHub route failed, held for review: {failure.reason}", **fields)
 
-    def _approve(self, sub: Submission, who: str) -> Submission:
+    def _approve(self, sub: Submission, who: str, approval: str) -> Submission:
         repo = self._open(sub.repo)
         config = self._config(repo, sub)
         approved = {c.name: c.status for c in self.store.checks(sub.id)}
@@ -490,7 +537,7 @@ class Validator:
                 return self.store.transition(
                     sub.id, "merged", merged_commit=outcome.commit, base_commit=validation.base,
                     reason=f"approved by {who}" + "".join(f"; {r}" for r in (outcome.reason, rewrites) if r),
-                    detail=f"approved by {who}")
+                    detail=approval)
             if outcome.status == merge.MOVED and revalidations < config.max_revalidations:
                 revalidations += 1
                 continue
@@ -654,6 +701,15 @@ def run_observed(config: Config, check: config_mod.CheckConfig, cwd: Path, log_p
                                   cancel)
     progress.check_finished(name, result.status, result.duration, result.detail)
     return result
+
+
+def gates_hit(sub: Submission) -> list[str]:
+    """Why a person's approval of `sub` needs --force: the gates its last
+    validation hit, and what the guard allows only a person to decide."""
+    explanation = sub.explanation or {}
+    # Explanations recorded before `gates_hit` existed: every gate counts.
+    hits = explanation.get("gates_hit", explanation.get("gates", []))
+    return [*hits, *explanation.get("review_only", [])]
 
 
 def wait_decided(store: Store, sub_id: int, timeout: float | None = None,
