@@ -2,7 +2,9 @@
 
 Exit codes are shared by every command that decides a patch (see errors.py):
 0 merged or PR opened, 1 held for review, 2 usage error, 3 internal error,
-4 rejected, 5 configuration error. Ctrl-C exits 130.
+4 rejected, 5 configuration error (or an unusable state directory);
+`submit --wait` also 6 no daemon running (or it stopped), 7 still undecided
+after `--timeout`. Ctrl-C exits 130.
 """
 from __future__ import annotations
 
@@ -76,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     qs.add_argument("--json", action="store_true", help="print the submission as JSON")
     qa = qsub.add_parser("approve", help="merge a submission held for review")
     qa.add_argument("id", type=int, help="the submission's id")
+    qa.add_argument("--force", action="store_true",
+                    help="merge even though it hit a gate (failed tests, protected paths, review only); "
+                         "recorded in its history")
     qa.add_argument("--json", action="store_true", help="print the decision as JSON")
     qr = qsub.add_parser("reject", help="reject a submission held for review")
     qr.add_argument("id", type=int, help="the submission's id")
@@ -84,9 +89,19 @@ def build_parser() -> argparse.ArgumentParser:
     qr.add_argument("--quiet", "-q", action="store_true", help="print nothing when it worked")
     qt = qsub.add_parser("retry", help="validate a submission again now")
     qt.add_argument("id", type=int, help="the submission's id")
+    qt.add_argument("--force", action="store_true",
+                    help="validate it again even though a person rejected it; recorded in its history")
     qt.add_argument("--json", action="store_true", help="print the decision as JSON")
     qt.add_argument("--quiet", "-q", dest="no_progress", action="store_true",
                     help="no progress on the terminal while checks run (the decision is still printed)")
+    qp = qsub.add_parser("process", help="validate and route everything queued, oldest first, in this "
+                                         "process (for cron and CI machines without a daemon)")
+    qp.add_argument("--repo", metavar="DIR", help="only the submissions of the repository DIR is in "
+                                                  "(default: all)")
+    qp.add_argument("--limit", type=_positive_int, metavar="N", help="decide at most N submissions")
+    qp.add_argument("--json", action="store_true", help="print the decisions as a JSON list")
+    qp.add_argument("--quiet", "-q", dest="no_progress", action="store_true",
+                    help="no progress on the terminal while checks run (the decisions are still printed)")
 
     sm = sub.add_parser("submit", help="record patches for the daemon and return (or --wait)")
     sm.add_argument("patches", nargs="+", metavar="PATCH", help="patch files (as for apply)")
@@ -215,10 +230,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
-    except Exception:
-        path = _write_crash_log(argv)
-        print(f"errauto: internal error ({sys.exc_info()[0].__name__}); "  # type: ignore[union-attr]
-              f"a log with the traceback was written to {path}", file=sys.stderr)
+    except Exception as exc:
+        what = type(exc).__name__
+        try:
+            path = _write_crash_log(argv)
+        except (OSError, FatalError) as log_error:
+            # Nowhere to write the log: the traceback goes to the terminal instead.
+            from errauto_daemon.redact import redact
+
+            print(redact("".join(traceback.format_exception(exc))), file=sys.stderr, end="")
+            print(f"errauto: internal error ({what}); the log could not be written: {log_error}",
+                  file=sys.stderr)
+            return EXIT_INTERNAL
+        print(f"errauto: internal error ({what}); a log with the traceback was written to {path}",
+              file=sys.stderr)
         return EXIT_INTERNAL
 
 
@@ -256,11 +281,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         if args.queue_command == "show":
             return queue.show(args.id, as_json=args.json, diff=args.diff)
         if args.queue_command == "approve":
-            return queue.approve(args.id, as_json=args.json)
+            return queue.approve(args.id, force=args.force, as_json=args.json)
         if args.queue_command == "reject":
             return queue.reject(args.id, args.reason, as_json=args.json)
         if args.queue_command == "retry":
-            return queue.retry(args.id, as_json=args.json, quiet=args.no_progress)
+            return queue.retry(args.id, force=args.force, as_json=args.json, quiet=args.no_progress)
+        if args.queue_command == "process":
+            return queue.process(args.repo, limit=args.limit, as_json=args.json, quiet=args.no_progress)
     if args.command == "submit":
         from errauto_daemon.commands.submit import submit
         return submit(args.patches, repo=args.repo, target=args.target, note=args.note, wait=args.wait,

@@ -352,6 +352,31 @@ def test_follow_up_records_merged_and_closed_pull_requests_at_a_bounded_rate(wor
     assert github.follow_open_pull_requests(store, limit=5, min_interval=0) == 0
 
 
+def test_a_pull_request_merged_on_github_moves_its_inbox_file(world: World) -> None:
+    from errauto_daemon import inbox
+
+    project = world.make_project()
+    root = str(project.path)
+    folder = inbox.ensure_inbox(root)
+    assert folder is not None
+    (folder / "fix.patch").write_bytes(project.make_patch(PR_PATCH))
+    store = Store()
+    taken = inbox.take(store, root, folder / "fix.patch")
+    assert taken is not None
+    code, result = world.apply(PR_PATCH)  # the same patch: `apply` decides it
+    assert code == 0 and result["state"] == "pr_open"
+    assert sorted(p.name for p in (folder / "pull-requests").iterdir()) == [f"{taken.id}-fix.patch"]
+
+    world.fake.merge_pull(1)
+    decided: list[int] = []
+    assert github.follow_open_pull_requests(
+        store, limit=5, min_interval=0,
+        on_decided=lambda sub: (decided.append(sub.id), inbox.settle(store, sub))) == 1
+    assert decided == [taken.id]
+    assert sorted(p.name for p in (folder / "merged").iterdir()) == [f"{taken.id}-fix.patch"]
+    assert not any((folder / "pull-requests").iterdir())
+
+
 # --------------------------------------------------------------------------
 # merge_via_pr: the auto_merge route through a pull request
 

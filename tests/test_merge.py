@@ -330,9 +330,12 @@ def test_reject_and_retry(project: GitRepo, tmp_path: Path, capsys: pytest.Captu
     assert shown["state"] == "rejected" and "style" in shown["reason"]
 
     # Fix the lint rule on the target, then retry: it validates again and merges.
+    # A person's rejection stands unless the retry is forced.
     lint = project.read("tools/lint.py").replace("len(line) > 79", "len(line) > 200")
     project.commit("relax lint", {"tools/lint.py": lint})
-    code = main(["queue", "retry", sub, "--json"])
+    assert main(["queue", "retry", sub]) == 2
+    assert "rejected by a person" in capsys.readouterr()[1]
+    code = main(["queue", "retry", sub, "--force", "--json"])
     retried = json.loads(capsys.readouterr()[0])
     assert code == 0, retried
     assert retried["state"] == "merged"

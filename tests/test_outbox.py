@@ -86,12 +86,12 @@ def test_a_version_1_database_is_migrated_in_place(tmp_path: Path) -> None:
     old.close()
 
     store = Store(path)
-    assert store.conn.execute("SELECT value FROM meta").fetchone()[0] == str(store_mod.SCHEMA_VERSION) == "2"
+    assert store.conn.execute("SELECT value FROM meta").fetchone()[0] == str(store_mod.SCHEMA_VERSION) == "3"
     assert store.get(1).title == "old"
     store.transition(1, "rejected", reason="no")
     assert [a.kind for a in store.alerts()] == ["rejected"]
     indexes = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert {"submissions_window", "events_submission_state", "outbox_unrouted"} <= indexes
+    assert {"submissions_window", "events_submission_state", "outbox_unrouted", "inbox_files_submission"} <= indexes
     Store(path)  # opening again changes nothing
 
 

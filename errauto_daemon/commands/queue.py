@@ -1,19 +1,18 @@
-"""`errauto queue list / show / approve / reject / retry`."""
+"""`errauto queue list / show / approve / reject / retry / process`."""
 from __future__ import annotations
 
 import getpass
 import os
+import sys
 import time
 from collections.abc import Sequence
 
-from errauto_daemon import output, progress
+from errauto_daemon import inbox, merge, output, progress
 from errauto_daemon.errors import FatalError
 from errauto_daemon.intake import open_repo
-from errauto_daemon.store import STATES, Store, Submission
+from errauto_daemon.store import DECIDED, STATES, Store, Submission
 from errauto_daemon.validate import Validator
 from errauto_daemon.workspace import repo_root
-
-RETRYABLE = ("queued", "rejected", "failed", "awaiting_review")
 
 
 def _who() -> str:
@@ -115,9 +114,10 @@ def _patch_text(sub: Submission) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-def approve(sub_id: int, *, as_json: bool) -> int:
+def approve(sub_id: int, *, force: bool, as_json: bool) -> int:
     store = Store()
-    sub = Validator(store).approve(sub_id, _who())
+    sub = Validator(store).approve(sub_id, _who(), force=force)
+    inbox.settle(store, sub)
     return _print_decision(store, sub, as_json)
 
 
@@ -125,18 +125,63 @@ def reject(sub_id: int, reason: str, *, as_json: bool = False) -> int:
     store = Store()
     sub = store.transition(sub_id, "rejected", expect=("awaiting_review", "queued"),
                            reason=f"rejected by {_who()}: {reason}", detail=f"rejected by {_who()}")
+    inbox.settle(store, sub)
     print(output.dumps(output.submission_json(sub)) if as_json else output.headline(sub))
     return 0
 
 
-def retry(sub_id: int, *, as_json: bool, quiet: bool = False) -> int:
+def retry(sub_id: int, *, force: bool = False, as_json: bool, quiet: bool = False) -> int:
     store = Store()
-    current = store.get(sub_id)
-    if current.state not in RETRYABLE:
-        raise FatalError(f"submission {sub_id} is {current.state}; only {', '.join(RETRYABLE)} can be retried")
-    sub = Validator(store, use_cache=False, progress=progress.for_terminal(quiet)).process(
-        sub_id, from_states=RETRYABLE)
+    sub = Validator(store, use_cache=False, progress=progress.for_terminal(quiet)).retry(
+        sub_id, _who(), force=force)
+    inbox.settle(store, sub)
     return _print_decision(store, sub, as_json)
+
+
+def process(repo: str | None, *, limit: int | None, as_json: bool, quiet: bool = False) -> int:
+    """Decide what is queued, oldest first, in this process: cron without a daemon.
+
+    Safe beside a running daemon: each submission is taken under its hold
+    and claimed with a compare-and-set, so one the daemon (or an `apply`) is
+    working on is skipped. First, merges and validations a killed process
+    left half-done are repaired (both also only under their locks).
+    """
+    from errauto_daemon.commands.submit import worst
+
+    store = Store()
+    root = _repo_name(repo) if repo is not None else None
+    validator = Validator(store, progress=progress.for_terminal(quiet))
+    merge.repair_all()
+    decided: list[Submission] = []
+    failure: BaseException | None = None
+    for sub in validator.recover(repo=root):
+        inbox.settle(store, sub)
+        if sub.state in DECIDED:
+            decided.append(_report(sub, as_json))
+    for sub_id in store.queued_ids(limit=limit or 1_000_000, repo=root):
+        try:
+            sub = validator.process(sub_id)
+        except Exception as exc:  # recorded as failed; the others are still decided
+            failure = failure or exc
+            sub = store.get(sub_id)
+        inbox.settle(store, sub)
+        if sub.state not in DECIDED:
+            print(f"errauto: #{sub.id} skipped: another process is validating it", file=sys.stderr)
+            continue
+        decided.append(_report(sub, as_json))
+    if as_json:
+        print(output.dumps([output.submission_json(s) for s in decided]))
+    if failure is not None and not isinstance(failure, FatalError):
+        raise failure  # its traceback goes to a crash log; every other submission was decided
+    return worst([output.exit_code(s) for s in decided])
+
+
+def _report(sub: Submission, as_json: bool) -> Submission:
+    """One line per decision, as it happens (a rejection says why)."""
+    if not as_json:
+        why = f"  ({output.shorten(sub.reason, 120)})" if sub.state in ("rejected", "failed") and sub.reason else ""
+        print(output.headline(sub) + why, flush=True)
+    return sub
 
 
 def _print_decision(store: Store, sub: Submission, as_json: bool) -> int:
