@@ -139,7 +139,8 @@ def settle(store: Store, sub: Submission) -> None:
     """Move every inbox file taken for `sub` to the folder of its state.
 
     Safe to call at any time, from any process, as often as wanted: a file
-    already in place stays, one moved or removed meanwhile is left alone.
+    already in place stays, one moved or removed meanwhile is left alone. A
+    file that cannot be moved is logged, never raised: the decision stands.
     """
     files = store.inbox_files(sub.id)
     if not files:
@@ -148,15 +149,18 @@ def settle(store: Store, sub: Submission) -> None:
     for taken in files:
         current = Path(taken.path)
         dest = current.parent.parent / FATE[sub.state] / current.name
-        if dest != current:
-            try:
-                dest = _move(current, dest)
-            except FileNotFoundError:
-                continue  # settled by another process just now, or removed by someone
-            store.inbox_file_moved(taken.id, str(dest))
-            current.with_name(current.name + ".reason.txt").unlink(missing_ok=True)
-        if sub.state in ("rejected", "failed") and dest.exists():
-            _write_reason(dest, sub.reason or sub.state)
+        try:
+            if dest != current:
+                try:
+                    dest = _move(current, dest)
+                except FileNotFoundError:
+                    continue  # settled by another process just now, or removed by someone
+                store.inbox_file_moved(taken.id, str(dest))
+                current.with_name(current.name + ".reason.txt").unlink(missing_ok=True)
+            if sub.state in ("rejected", "failed") and dest.exists():
+                _write_reason(dest, sub.reason or sub.state)
+        except OSError as exc:
+            log.warning("submission %d: cannot move %s to %s/: %s", sub.id, current, dest.parent.name, exc)
 
 
 def _adopt_unrecorded(store: Store, sub: Submission) -> None:

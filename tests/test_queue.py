@@ -207,6 +207,25 @@ def test_approve_of_a_gate_hit_needs_force_and_is_recorded(
     assert any(d.startswith("approved by ") and "with --force (gates: tests must pass" in d for d in details)
 
 
+def test_approve_of_a_protected_path_needs_force_but_a_low_confidence_does_not(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    project = python_project(tmp_path / "project")
+    project.commit("fix add", {"calc.py": FIXED})
+    protected = tmp_path / "protected.patch"
+    protected.write_bytes(project.make_patch({"pyproject.toml": "[project]\nname = 'calc'\n"}))
+    code, out, _ = run(capsys, "apply", str(protected), "--repo", str(project.path), "--json")
+    first = json.loads(out)
+    assert code == 1 and first["state"] == "awaiting_review"
+    code, _, err = run(capsys, "queue", "approve", str(first["id"]))
+    assert code == 2 and "held because: touches protected paths (pyproject.toml)" in err
+
+    style = patch_file(tmp_path, project, "style.patch", FIXED_LONG_NEG)  # lint fails: only a low score
+    code, out, _ = run(capsys, "apply", str(style), "--repo", str(project.path), "--json")
+    second = json.loads(out)
+    assert code == 1 and second["state"] == "awaiting_review"
+    assert run(capsys, "queue", "approve", str(second["id"]))[0] == 0
+
+
 def test_retry_of_a_persons_rejection_needs_force(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     project = python_project(tmp_path / "project")
     patch = patch_file(tmp_path, project, "fix.patch", LINT_FAILS)
