@@ -447,7 +447,7 @@ class Store:
         self._local = threading.local()
         try:
             self._ensure_schema()
-        except sqlite3.OperationalError as exc:
+        except sqlite3.DatabaseError as exc:  # cannot open, read-only, not a database
             if "locked" in str(exc) or "busy" in str(exc):
                 raise  # another process held it past the busy timeout: not a setup problem
             self.close()

@@ -312,8 +312,13 @@ def test_an_unusable_state_directory_is_one_line_and_exit_5(tmp_path: Path, args
     assert proc.stderr == "errauto: cannot use the state directory /dev/null/x: Not a directory\n"
 
 
-def test_a_state_database_that_cannot_be_opened_is_one_line_and_exit_5(state_dir: Path) -> None:
-    (state_dir / "errauto.db").mkdir(parents=True)
+@pytest.mark.parametrize("broken", ["a directory", "not a database"])
+def test_a_state_database_that_cannot_be_opened_is_one_line_and_exit_5(state_dir: Path, broken: str) -> None:
+    state_dir.mkdir(parents=True)
+    if broken == "a directory":
+        (state_dir / "errauto.db").mkdir()
+    else:
+        (state_dir / "errauto.db").write_bytes(b"these are not the bytes of a database\n" * 100)
     proc = cli("queue", "list", timeout=60)
     assert proc.returncode == 5, proc.stderr
     assert proc.stderr.startswith(f"errauto: cannot use the state database {state_dir / 'errauto.db'}: ")
