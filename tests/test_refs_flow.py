@@ -235,7 +235,8 @@ def test_queue_approve_lands_the_pushed_commit_itself(tmp_path: Path, capsys: py
     assert decide(1).state == "awaiting_review"
     capsys.readouterr()
 
-    assert main(["queue", "approve", "1"]) == 0
+    # Held by the protected-path gate: approving it takes --force.
+    assert main(["queue", "approve", "1", "--force"]) == 0
 
     assert Store().get(1).merged_commit == tip(bare) == pushed
     assert git(bare, "notes", "--ref=errauto", "show", "main").strip() == "Errauto-Submission: 1"
