@@ -115,12 +115,7 @@ class Validator:
             sub = self.store.claim(sub_id, from_states)
             if sub is None:
                 return self.store.get(sub_id)
-            self.progress.submission(sub_id)
-            try:
-                return self._guarded(sub, self._decide)
-            finally:
-                self.progress.finished()
-                self.release()
+            return self._decide_claimed(sub)
 
     def approve(self, sub_id: int, who: str, *, force: bool = False) -> Submission:
         """A person approved a held submission: merge it, with the same CAS rules.
@@ -172,12 +167,16 @@ class Validator:
             sub = self.store.claim(sub_id, (current.state,), detail=detail)
             if sub is None:
                 return self.store.get(sub_id)
-            self.progress.submission(sub_id)
-            try:
-                return self._guarded(sub, self._decide)
-            finally:
-                self.progress.finished()
-                self.release()
+            return self._decide_claimed(sub)
+
+    def _decide_claimed(self, sub: Submission) -> Submission:
+        """Decide a submission this validator has claimed (and holds)."""
+        self.progress.submission(sub.id)
+        try:
+            return self._guarded(sub, self._decide)
+        finally:
+            self.progress.finished()
+            self.release()
 
     def recover(self, max_attempts: int = 3, repo: str | None = None) -> list[Submission]:
         """Requeue submissions abandoned mid-validation by a process that died.

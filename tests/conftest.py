@@ -12,7 +12,8 @@ from pygit2.enums import ConfigLevel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gitfixture import GitRepo, python_project  # noqa: E402
+from daemonfixture import DaemonProcess  # noqa: E402
+from gitfixture import GitRepo, git, python_project  # noqa: E402
 
 REAL_HOME = Path(os.path.expanduser("~")).resolve()
 SECRET_VARS = ("GITHUB_TOKEN", "SLACK_WEBHOOK_URL", "ERRAUTO_HOME")
@@ -88,3 +89,27 @@ def repo(tmp_path: Path) -> GitRepo:
     r = GitRepo(tmp_path / "repo")
     r.commit("initial", {"README": "hello\n"})
     return r
+
+
+@pytest.fixture
+def daemons() -> Iterator[list[DaemonProcess]]:
+    """Daemons a test starts (`daemonfixture.start`); killed when it ends."""
+    started: list[DaemonProcess] = []
+    yield started
+    for d in started:
+        d.kill()
+
+
+@pytest.fixture
+def server(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Path, Path]:
+    """A bare server repository with errauto's post-receive hook, and a developer's clone."""
+    from errauto_daemon.main import main
+
+    seed = python_project(tmp_path / "seed")
+    bare = tmp_path / "server.git"
+    git(tmp_path, "clone", "-q", "--bare", str(seed.path), str(bare))
+    assert main(["hooks", "install", "--repo", str(bare), "--server"]) == 0
+    capsys.readouterr()
+    dev = tmp_path / "dev"
+    git(tmp_path, "clone", "-q", str(bare), str(dev))
+    return bare, dev

@@ -103,3 +103,18 @@ def all_decided(store: Store, expected: int | None = None) -> list[Submission] |
     if subs and all(s.state in DECIDED for s in subs):
         return subs
     return None
+
+
+def start(daemons: list[DaemonProcess], tmp_path: Path, **kw: float) -> DaemonProcess:
+    """Start a daemon the `daemons` fixture kills at the end of the test."""
+    daemon = DaemonProcess(tmp_path / "daemon-output.log", **kw)  # type: ignore[arg-type]
+    daemons.append(daemon)
+    return daemon.start()
+
+
+def drop(folder: Path, name: str, data: bytes) -> Path:
+    """Drop a file into an inbox the safe way: write elsewhere, then rename in."""
+    tmp = folder / f".{name}.part"
+    tmp.write_bytes(data)
+    tmp.rename(folder / name)
+    return folder / name

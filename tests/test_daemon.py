@@ -6,12 +6,11 @@ import os
 import random
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from daemonfixture import DaemonProcess, all_decided, progress, wait_until
+from daemonfixture import DaemonProcess, all_decided, drop, progress, start, wait_until
 from errauto_daemon.main import main
 from errauto_daemon.store import DECIDED, Store
 from gitfixture import CALC, PYTHON, GitRepo, config_toml, git, python_project
@@ -19,18 +18,6 @@ from gitfixture import CALC, PYTHON, GitRepo, config_toml, git, python_project
 FIXED = CALC.replace("a - b", "a + b")
 
 
-@pytest.fixture
-def daemons(tmp_path: Path) -> Iterator[list[DaemonProcess]]:
-    started: list[DaemonProcess] = []
-    yield started
-    for d in started:
-        d.kill()
-
-
-def start(daemons: list[DaemonProcess], tmp_path: Path, **kw: float) -> DaemonProcess:
-    d = DaemonProcess(tmp_path / "daemon-output.log", **kw)  # type: ignore[arg-type]
-    daemons.append(d)
-    return d.start()
 
 
 def watched_project(tmp_path: Path, capsys: pytest.CaptureFixture[str], **kw: str) -> GitRepo:
@@ -39,13 +26,6 @@ def watched_project(tmp_path: Path, capsys: pytest.CaptureFixture[str], **kw: st
     capsys.readouterr()
     return project
 
-
-def drop(folder: Path, name: str, data: bytes) -> Path:
-    """The safe way: write elsewhere, then rename in."""
-    tmp = folder / f".{name}.part"
-    tmp.write_bytes(data)
-    tmp.rename(folder / name)
-    return folder / name
 
 
 def trivial_config(*, sleep: float = 0.0) -> str:

@@ -5,7 +5,6 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -283,16 +282,6 @@ def test_plain_pre_push_hook_prints_status_and_blocks_only_when_asked(
 # -- the server hook ------------------------------------------------------------------
 
 
-@pytest.fixture
-def server(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Iterator[tuple[Path, Path]]:
-    seed = python_project(tmp_path / "seed")
-    bare = tmp_path / "server.git"
-    git(tmp_path, "clone", "-q", "--bare", str(seed.path), str(bare))
-    assert main(["hooks", "install", "--repo", str(bare), "--server"]) == 0
-    capsys.readouterr()
-    dev = tmp_path / "dev"
-    git(tmp_path, "clone", "-q", str(bare), str(dev))
-    yield bare, dev
 
 
 def test_push_to_refs_for_main_is_queued_and_then_decided_by_the_daemon(

@@ -6,12 +6,11 @@ import json
 import os
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from daemonfixture import DaemonProcess, wait_until
+from daemonfixture import DaemonProcess, drop, start, wait_until
 from errauto_daemon import inbox
 from errauto_daemon.main import main
 from errauto_daemon.store import Store
@@ -36,18 +35,6 @@ DOES_NOT_APPLY = b"""diff --git a/calc.py b/calc.py
 """
 
 
-@pytest.fixture
-def daemons() -> Iterator[list[DaemonProcess]]:
-    started: list[DaemonProcess] = []
-    yield started
-    for d in started:
-        d.kill()
-
-
-def start(daemons: list[DaemonProcess], tmp_path: Path, **kw: float) -> DaemonProcess:
-    d = DaemonProcess(tmp_path / "daemon-output.log", **kw)  # type: ignore[arg-type]
-    daemons.append(d)
-    return d.start()
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -77,12 +64,6 @@ def registered(tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str = "
     capsys.readouterr()
     return project
 
-
-def drop(folder: Path, name: str, data: bytes) -> Path:
-    tmp = folder / f".{name}.part"
-    tmp.write_bytes(data)
-    tmp.rename(folder / name)
-    return folder / name
 
 
 def files_in(folder: Path) -> list[str]:

@@ -16,17 +16,6 @@ from gitfixture import CALC, git, python_project
 FIXED = CALC.replace("a - b", "a + b")
 
 
-@pytest.fixture
-def server(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Path, Path]:
-    """A bare server repository with errauto's post-receive hook, and a developer's clone."""
-    seed = python_project(tmp_path / "seed")
-    bare = tmp_path / "server.git"
-    git(tmp_path, "clone", "-q", "--bare", str(seed.path), str(bare))
-    assert main(["hooks", "install", "--repo", str(bare), "--server"]) == 0
-    capsys.readouterr()
-    dev = tmp_path / "dev"
-    git(tmp_path, "clone", "-q", str(bare), str(dev))
-    return bare, dev
 
 
 def commit(clone: Path, message: str, files: dict[str, str]) -> str:
