@@ -20,15 +20,16 @@ import logging
 import re
 import shlex
 import sys
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from errauto_daemon import git
+from errauto_daemon.alerts import ALERT_KINDS
 from errauto_daemon.errors import ConfigError, FatalError
-from errauto_daemon.health import Thresholds
 from errauto_daemon.patchfile import Limits
-from errauto_daemon.store import ALERT_KINDS
 
 if TYPE_CHECKING:
     import pygit2
@@ -98,6 +99,46 @@ class AlertsConfig:
 
     def enabled(self, kind: str) -> bool:
         return kind not in self.disabled
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """`[monitor]`: (warning, critical) per criterion of `health.assess`."""
+
+    heartbeat_warning_seconds: float = 15.0
+    heartbeat_critical_seconds: float = 120.0
+    backlog_warning: int = 10
+    backlog_critical: int = 50
+    oldest_warning_hours: float = 24.0
+    oldest_critical_hours: float = 72.0
+    failure_rate_warning: float = 0.2
+    failure_rate_critical: float = 0.5
+    failure_min_decisions: int = 3  # fewer decisions in the hour: the rate is not graded
+    outbox_warning_minutes: float = 10.0
+    outbox_critical_minutes: float = 60.0
+
+    def pairs(self) -> list[tuple[str, str]]:
+        names = [f.name for f in fields(self)]
+        return [(n, n.replace("_warning", "_critical")) for n in names if "_warning" in n]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> Thresholds:
+        known = {f.name for f in fields(cls)}
+        try:
+            values = json.loads(text) if text else {}
+            return cls(**{k: v for k, v in values.items() if k in known})
+        except (ValueError, TypeError):
+            return cls()
+
+    @classmethod
+    def strictest(cls, many: list[Thresholds]) -> Thresholds:
+        """One set for several repositories: each threshold at its lowest."""
+        if not many:
+            return cls()
+        return cls(**{f.name: min(getattr(t, f.name) for t in many) for f in fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -211,9 +252,6 @@ class _GitSource:
     """
 
     def __init__(self, gitdir: Path, workdir: Path | None) -> None:
-        from errauto_daemon import git
-
-        self.git = git
         self.cwd = gitdir
         self.where = str(workdir or gitdir)
         self.workdir = workdir  # None (a server's hook): the committed tree or nothing
@@ -226,7 +264,7 @@ class _GitSource:
         except OSError:
             text = ""
         if not text.startswith("ref: "):
-            proc = self.git.run(("symbolic-ref", "-q", "HEAD"), self.cwd, check=False)
+            proc = git.run(("symbolic-ref", "-q", "HEAD"), self.cwd, check=False)
             text = "ref: " + proc.stdout.decode().strip()
         name = text[len("ref: "):]
         return name[len("refs/heads/"):] if name.startswith("refs/heads/") else None
@@ -234,7 +272,7 @@ class _GitSource:
     def _branch(self, branch: str) -> dict[str, bytes | None]:
         if branch not in self._branches:
             specs = [f"refs/heads/{branch}^{{commit}}"] + [f"refs/heads/{branch}:{n}" for n in (CONFIG_FILE, PYPROJECT)]
-            found = self.git.read_objects(self.cwd, specs)
+            found = git.read_objects(self.cwd, specs)
             self._branches[branch] = {"": found[specs[0]], CONFIG_FILE: found[specs[1]], PYPROJECT: found[specs[2]]}
         return self._branches[branch]
 
@@ -299,11 +337,28 @@ def _load(source: _Source, target: str | None) -> Config:
         # authoritative for rules but cannot redirect itself.
         values["target"] = target
     config = _validated(values, where)
-    # Whatever reads this configuration may log: its secrets' values are redacted.
-    from errauto_daemon import redact
-
-    redact.register(config.secrets())
+    _remember_secrets(config.secrets())
     return config
+
+
+# The secret names of every configuration this process loaded: whatever read
+# one may log, so `redact` hides their values too. Kept here, not pushed into
+# `redact`, so that loading a configuration depends on nothing downstream.
+_secret_names: set[str] = set()
+_secret_names_lock = threading.Lock()
+
+
+def _remember_secrets(names: Iterable[str]) -> None:
+    with _secret_names_lock:
+        _secret_names.update(names)
+
+
+def secret_names() -> tuple[str, ...]:
+    """The names of the environment variables that hold secrets, as far as this process knows:
+    the defaults and those of every configuration it loaded."""
+    with _secret_names_lock:
+        loaded = sorted(_secret_names)
+    return tuple(dict.fromkeys((*DEFAULT_SECRET_ENV, *loaded)))
 
 
 def _read_raw(source: _Source, branch: str) -> tuple[dict[str, Any] | None, str]:

@@ -19,60 +19,18 @@ thresholds back rather than loading every repository's configuration.
 """
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
+from errauto_daemon.config import Config
+from errauto_daemon.config import Thresholds as Thresholds  # re-exported: callers import it from here
 from errauto_daemon.output import age as age_text
 from errauto_daemon.store import Store
-
-if TYPE_CHECKING:
-    from errauto_daemon.config import Config
 
 LEVELS = ("ok", "warning", "critical")
 EXIT = {"ok": 0, "warning": 1, "critical": 2}
 HOUR = 3600.0
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """`[monitor]` in the configuration: (warning, critical) per criterion."""
-
-    heartbeat_warning_seconds: float = 15.0
-    heartbeat_critical_seconds: float = 120.0
-    backlog_warning: int = 10
-    backlog_critical: int = 50
-    oldest_warning_hours: float = 24.0
-    oldest_critical_hours: float = 72.0
-    failure_rate_warning: float = 0.2
-    failure_rate_critical: float = 0.5
-    failure_min_decisions: int = 3  # fewer decisions in the hour: the rate is not graded
-    outbox_warning_minutes: float = 10.0
-    outbox_critical_minutes: float = 60.0
-
-    def pairs(self) -> list[tuple[str, str]]:
-        names = [f.name for f in fields(self)]
-        return [(n, n.replace("_warning", "_critical")) for n in names if "_warning" in n]
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str | None) -> Thresholds:
-        known = {f.name for f in fields(cls)}
-        try:
-            values = json.loads(text) if text else {}
-            return cls(**{k: v for k, v in values.items() if k in known})
-        except (ValueError, TypeError):
-            return cls()
-
-    @classmethod
-    def strictest(cls, many: list[Thresholds]) -> Thresholds:
-        """One set for several repositories: each threshold at its lowest."""
-        if not many:
-            return cls()
-        return cls(**{f.name: min(getattr(t, f.name) for t in many) for f in fields(cls)})
 
 
 @dataclass(frozen=True)
