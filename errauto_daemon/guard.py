@@ -24,7 +24,7 @@ import pygit2
 
 from errauto_daemon.errors import PatchRejected
 from errauto_daemon.patchapply import MODE_TREE, Overlay
-from errauto_daemon.patchfile import MODE_GITLINK, MODE_LINK, Patch, PatchCommit
+from errauto_daemon.patchfile import MODE_GITLINK, MODE_LINK, Patch, PatchCommit, ancestors
 
 MAX_PATH = 4096
 
@@ -123,7 +123,7 @@ def check_base(patch: Patch, tree: pygit2.Tree) -> None:
     telling reason ("does not exist", "is a symlink").
     """
     for path in dict.fromkeys(p for fp in patch.files() for p in fp.paths()):
-        for ancestor in _ancestors(path):
+        for ancestor in ancestors(path):
             try:
                 mode = tree[ancestor].filemode
             except KeyError:
@@ -141,7 +141,7 @@ def check_tree(before: Overlay, after: Overlay, commit: PatchCommit) -> GuardRes
         for path in fp.paths():
             # Deleting what was there is fine when the patch replaces a directory with a link.
             deleted = path in after.changes and after.changes[path] is None
-            for ancestor in _ancestors(path):
+            for ancestor in ancestors(path):
                 if before.mode(ancestor) == MODE_LINK:
                     raise PatchRejected(
                         f"unsafe patch: {path} is beyond a symlink ({ancestor}) in the target")
@@ -177,7 +177,7 @@ def check_tree(before: Overlay, after: Overlay, commit: PatchCommit) -> GuardRes
     for path, val in after.changes.items():
         # A path under a symlink that some other change of this commit made.
         if val is not None and val[0] != MODE_TREE:
-            for ancestor in _ancestors(path):
+            for ancestor in ancestors(path):
                 if after.mode(ancestor) == MODE_LINK:
                     raise PatchRejected(f"unsafe patch: {path} is beyond the symlink {ancestor}")
     return GuardResult(tuple(dict.fromkeys(review)))
@@ -239,12 +239,6 @@ def _tree_links(repo: pygit2.Repository, tree: pygit2.Tree | None, prefix: str =
             yield from _tree_links(repo, repo[entry.id], f"{prefix}{entry.name}/")  # type: ignore[arg-type]
         elif entry.filemode == MODE_LINK:
             yield f"{prefix}{entry.name}"
-
-
-def _ancestors(path: str) -> Iterable[str]:
-    parts = path.split("/")
-    for i in range(1, len(parts)):
-        yield "/".join(parts[:i])
 
 
 # --------------------------------------------------------------------------

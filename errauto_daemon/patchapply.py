@@ -31,6 +31,8 @@ from errauto_daemon.patchfile import (
     Hunk,
     Patch,
     PatchCommit,
+    ancestors,
+    delta_header,
 )
 
 MODE_TREE = 0o040000
@@ -98,7 +100,7 @@ class Overlay:
         obj = self._base(path)
         if obj is None or obj.filemode == MODE_TREE:
             return None  # no such path, or a directory whose files were all deleted
-        for ancestor in _ancestors(path):
+        for ancestor in ancestors(path):
             if ancestor in self.changes:
                 val = self.changes[ancestor]
                 if val is None or val[0] != MODE_TREE:
@@ -153,12 +155,6 @@ class Overlay:
         if root is None:
             return self.repo.TreeBuilder().write()
         return root
-
-
-def _ancestors(path: str) -> Iterator[str]:
-    parts = path.split("/")
-    for i in range(1, len(parts)):
-        yield "/".join(parts[:i])
 
 
 def _walk(repo: pygit2.Repository, tree: pygit2.Tree, prefix: str) -> Iterator[str]:
@@ -304,7 +300,7 @@ def apply_file(overlay: Overlay, fp: FilePatch, notes: list[str], *, source: Ove
         existing = overlay.mode(new)
         if existing is not None:
             raise DoesNotApply(f"{new} already exists" if existing != MODE_TREE else f"{new} is a directory")
-        for ancestor in _ancestors(new):
+        for ancestor in ancestors(new):
             amode = overlay.mode(ancestor)
             if amode is not None and amode != MODE_TREE:
                 raise DoesNotApply(f"cannot create {new}: {ancestor} is a {_kind(amode)}")
@@ -440,22 +436,12 @@ def apply_delta(source: bytes, delta: bytes) -> bytes:
 
 
 def _apply_delta(source: bytes, delta: bytes) -> bytes:
-    i = 0
-
-    def varint() -> int:
-        nonlocal i
-        value = shift = 0
-        while True:
-            byte = delta[i]
-            i += 1
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                return value
-
-    if varint() != len(source):
+    header = delta_header(delta)
+    if header is None:
+        raise DoesNotApply("corrupt binary delta")
+    source_size, size, i = header
+    if source_size != len(source):
         raise DoesNotApply("binary delta was made for a different preimage")
-    size = varint()
     out = bytearray()
     while i < len(delta):
         cmd = delta[i]

@@ -16,7 +16,7 @@ import datetime
 import hashlib
 import re
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
@@ -34,6 +34,9 @@ MODE_EXEC = 0o100755
 MODE_LINK = 0o120000
 MODE_GITLINK = 0o160000
 VALID_MODES = frozenset((MODE_FILE, MODE_EXEC, MODE_LINK, MODE_GITLINK))
+
+# The names of files errauto takes for patches: in an inbox folder, or committed.
+SUFFIXES = (".patch", ".diff", ".eml", ".mbox")
 
 
 @dataclass(frozen=True)
@@ -292,7 +295,7 @@ def as_mail(commit: str, author_name: str, author_email: str, date: str, message
 
 def title_from_filename(name: str) -> str:
     stem = PurePosixPath(name.replace("\\", "/")).name
-    for suffix in (".patch", ".diff", ".eml", ".mbox", ".txt"):
+    for suffix in (*SUFFIXES, ".txt"):
         if stem.lower().endswith(suffix):
             stem = stem[: -len(suffix)]
             break
@@ -626,8 +629,9 @@ def _parse_mode(text: bytes, line: int) -> int:
     return mode
 
 
-def _delta_result_size(delta: bytes) -> int | None:
-    """The second size in a git binary delta's header (the first is the source's)."""
+def delta_header(delta: bytes) -> tuple[int, int, int] | None:
+    """A git binary delta's header: the source's size, the result's size, and
+    where the copy and insert opcodes start. None: truncated, or a size over 64 bits."""
     sizes = []
     i = 0
     for _ in range(2):
@@ -642,7 +646,14 @@ def _delta_result_size(delta: bytes) -> int | None:
             if not byte & 0x80:
                 break
         sizes.append(value)
-    return sizes[1]
+    return sizes[0], sizes[1], i
+
+
+def ancestors(path: str) -> Iterator[str]:
+    """The directories above `path`, outermost first: `a/b/c` gives `a`, then `a/b`."""
+    parts = path.split("/")
+    for i in range(1, len(parts)):
+        yield "/".join(parts[:i])
 
 
 class _DiffParser:
@@ -944,9 +955,10 @@ class _DiffParser:
         if len(data) != size or not inflater.eof:
             raise PatchRejected(f"line {start}: binary patch inflates to a different size than it declares")
         if kind == "delta":
-            result_size = _delta_result_size(data)
-            if result_size is None:
+            header = delta_header(data)
+            if header is None:
                 raise PatchRejected(f"line {start}: binary delta is corrupt")
+            result_size = header[1]
             if result_size > self.limits.max_blob_bytes:
                 raise PatchRejected(
                     f"line {start}: binary delta makes a file of {result_size:,} bytes, over the limit "

@@ -41,13 +41,13 @@ from typing import TYPE_CHECKING
 
 from errauto_daemon import git
 from errauto_daemon.errors import FatalError
+from errauto_daemon.patchfile import SUFFIXES
 
 if TYPE_CHECKING:  # imported where used: post-receive must start without them
     import pygit2
 
     from errauto_daemon.config import Config
 
-SUFFIXES = (".patch", ".diff", ".eml", ".mbox")
 
 
 def _say(text: str) -> None:
