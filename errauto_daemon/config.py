@@ -272,7 +272,10 @@ class _GitSource:
     def _branch(self, branch: str) -> dict[str, bytes | None]:
         if branch not in self._branches:
             specs = [f"refs/heads/{branch}^{{commit}}"] + [f"refs/heads/{branch}:{n}" for n in (CONFIG_FILE, PYPROJECT)]
-            found = git.read_objects(self.cwd, specs)
+            try:
+                found = git.read_objects(self.cwd, specs)
+            except git.GitError as exc:
+                raise FatalError(str(exc)) from None  # not a repository (any more)
             self._branches[branch] = {"": found[specs[0]], CONFIG_FILE: found[specs[1]], PYPROJECT: found[specs[2]]}
         return self._branches[branch]
 

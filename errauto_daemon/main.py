@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 
 from errauto_daemon import __version__, paths
 from errauto_daemon.errors import EXIT_INTERNAL, FatalError
+from errauto_daemon.git import GitError
 
 
 def _threshold(text: str) -> float:
@@ -232,6 +233,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except Exception as exc:
         what = type(exc).__name__
+        if isinstance(exc, GitError):  # which git command failed, in git's words
+            from errauto_daemon.redact import redact
+
+            what += f": {redact(str(exc))}"
         try:
             path = _write_crash_log(argv)
         except (OSError, FatalError) as log_error:

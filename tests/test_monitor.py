@@ -243,3 +243,12 @@ def test_status_and_monitor_never_show_the_webhook(capsys: pytest.CaptureFixture
         out = capsys.readouterr().out
         assert "1 deliveries failed for good" in out
         assert "slack:SLACK_WEBHOOK_URL failing (Slack refused the message (HTTP 404: no_service))" in out
+
+
+def test_a_registered_directory_that_is_no_repository_any_more_is_skipped(
+        store: Store, project: GitRepo, tmp_path: Path) -> None:
+    gone = tmp_path / "was-a-repository"
+    gone.mkdir()
+    store.add_repo(str(gone))  # git fails there: the user's doing, not an internal error
+    store.add_repo(str(project.path))
+    assert list(health.registered_configs(store)) == [str(project.path)]
