@@ -34,6 +34,7 @@ import os
 import re
 import sys
 import time
+from argparse import Namespace
 from collections.abc import Sequence
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -307,3 +308,35 @@ def _push_note() -> str | None:
 
 def read_stdin_lines() -> list[str]:
     return sys.stdin.read().splitlines()
+
+
+# -- the command line (main.py dispatches each parsed command here) --------------
+
+def cli_submit(args: Namespace) -> int:
+    """`errauto hook-impl submit`."""
+    return submit(args.files)
+
+
+def cli_check(args: Namespace) -> int:
+    """`errauto hook-impl check`."""
+    return check(args.files)
+
+
+def cli_post_commit(args: Namespace) -> int:
+    """`errauto hook-impl post-commit`."""
+    return post_commit(only=args.only)
+
+
+def cli_status(args: Namespace) -> int:
+    """`errauto hook-impl status`, and pre-push."""
+    return status(fail_on=args.fail_on)
+
+
+def cli_pre_commit(args: Namespace) -> int:
+    """`errauto hook-impl pre-commit`."""
+    return pre_commit(fail_on=args.fail_on)
+
+
+def cli_post_receive(args: Namespace) -> int:
+    """`errauto hook-impl post-receive`."""
+    return post_receive(read_stdin_lines())

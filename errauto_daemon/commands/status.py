@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from argparse import Namespace
 from typing import Any
 
 from errauto_daemon import metrics, output
@@ -108,3 +109,10 @@ def _side_by_side(blocks: list[str], gap: int = 4) -> list[str]:
         cells = [(b[i] if i < len(b) else "").ljust(w) for b, w in zip(split, widths)]
         out.append((" " * gap).join(cells).rstrip())
     return out
+
+
+# -- the command line (main.py dispatches each parsed command here) --------------
+
+def cli(args: Namespace) -> int:
+    """`errauto status`."""
+    return status(days=args.days, as_json=args.json)
