@@ -272,46 +272,12 @@ def apply_file(overlay: Overlay, fp: FilePatch, notes: list[str], *, source: Ove
     """
     old, new = fp.old_path, fp.new_path
     src = source if source is not None and (fp.is_copy or fp.is_rename) else overlay
-    if old is not None:
-        mode = src.mode(old)
-        if mode is None:
-            raise DoesNotApply(f"{old} does not exist")
-        if mode == MODE_TREE:
-            raise DoesNotApply(f"{old} is a directory")
-        if fp.old_mode is not None and _kind(fp.old_mode) != _kind(mode):
-            raise DoesNotApply(f"{old} is a {_kind(mode)}, the patch expects a {_kind(fp.old_mode)}")
-        content = src.read(old)
-        if mode == MODE_GITLINK:  # as git diff shows a submodule
-            content = b"Subproject commit " + content + b"\n"
-        current_id = src.blob_id(old)
-        preimage_proven = (fp.old_id is not None and len(fp.old_id) >= MIN_PROOF_DIGITS
-                           and current_id.startswith(fp.old_id))
-        if fp.old_id is not None and not preimage_proven and not set(fp.old_id) <= {"0"}:
-            if fp.binary is not None:
-                raise DoesNotApply(f"{old} is not the version the binary patch was made against")
-            notes.append(f"{old} changed since the patch was made (index {fp.old_id[:12]}, "
-                         f"target has {current_id[:12]})")
-        old_mode = mode
-    else:
-        content, preimage_proven, old_mode = b"", True, None
+    content, preimage_proven, old_mode = _preimage(src, old, fp, notes) if old is not None else (b"", True, None)
     if fp.is_rename:
         overlay.delete(old)  # type: ignore[arg-type]  # first: the new name may lie below the old
     if new is not None and new != old:
-        existing = overlay.mode(new)
-        if existing is not None:
-            raise DoesNotApply(f"{new} already exists" if existing != MODE_TREE else f"{new} is a directory")
-        for ancestor in ancestors(new):
-            amode = overlay.mode(ancestor)
-            if amode is not None and amode != MODE_TREE:
-                raise DoesNotApply(f"cannot create {new}: {ancestor} is a {_kind(amode)}")
-
-    if fp.binary is not None:
-        result = _apply_binary(fp, content)
-    elif fp.hunks:
-        result = apply_hunks(content, fp.hunks, path=fp.path, preimage_proven=preimage_proven)
-    else:
-        result = content
-
+        _check_free(overlay, new)
+    result = _postimage(fp, content, preimage_proven)
     if new is None:
         if result:
             raise DoesNotApply(f"deleting {old} would leave content behind")
@@ -321,6 +287,49 @@ def apply_file(overlay: Overlay, fp: FilePatch, notes: list[str], *, source: Ove
     if new_mode == MODE_GITLINK:
         result = _gitlink_id(result, new)
     overlay.set(new, new_mode, result)
+
+
+def _preimage(src: Overlay, old: str, fp: FilePatch, notes: list[str]) -> tuple[bytes, bool, int]:
+    """The content the patch changes, whether its index line proves it is the version the
+    patch was made against, and its mode. A mismatch is a note for text, fatal for binary."""
+    mode = src.mode(old)
+    if mode is None:
+        raise DoesNotApply(f"{old} does not exist")
+    if mode == MODE_TREE:
+        raise DoesNotApply(f"{old} is a directory")
+    if fp.old_mode is not None and _kind(fp.old_mode) != _kind(mode):
+        raise DoesNotApply(f"{old} is a {_kind(mode)}, the patch expects a {_kind(fp.old_mode)}")
+    content = src.read(old)
+    if mode == MODE_GITLINK:  # as git diff shows a submodule
+        content = b"Subproject commit " + content + b"\n"
+    current_id = src.blob_id(old)
+    preimage_proven = (fp.old_id is not None and len(fp.old_id) >= MIN_PROOF_DIGITS
+                       and current_id.startswith(fp.old_id))
+    if fp.old_id is not None and not preimage_proven and not set(fp.old_id) <= {"0"}:
+        if fp.binary is not None:
+            raise DoesNotApply(f"{old} is not the version the binary patch was made against")
+        notes.append(f"{old} changed since the patch was made (index {fp.old_id[:12]}, "
+                     f"target has {current_id[:12]})")
+    return content, preimage_proven, mode
+
+
+def _check_free(overlay: Overlay, new: str) -> None:
+    """A file may be created at `new`: nothing is there, and no directory above it is a file."""
+    existing = overlay.mode(new)
+    if existing is not None:
+        raise DoesNotApply(f"{new} already exists" if existing != MODE_TREE else f"{new} is a directory")
+    for ancestor in ancestors(new):
+        amode = overlay.mode(ancestor)
+        if amode is not None and amode != MODE_TREE:
+            raise DoesNotApply(f"cannot create {new}: {ancestor} is a {_kind(amode)}")
+
+
+def _postimage(fp: FilePatch, content: bytes, preimage_proven: bool) -> bytes:
+    if fp.binary is not None:
+        return _apply_binary(fp, content)
+    if fp.hunks:
+        return apply_hunks(content, fp.hunks, path=fp.path, preimage_proven=preimage_proven)
+    return content
 
 
 def _gitlink_id(content: bytes, path: str) -> bytes:
