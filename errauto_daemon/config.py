@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import re
 import shlex
 import sys
@@ -29,15 +28,10 @@ from typing import TYPE_CHECKING, Any, Protocol
 from errauto_daemon import git
 from errauto_daemon.alerts import ALERT_KINDS
 from errauto_daemon.errors import ConfigError, FatalError
-from errauto_daemon.patchfile import Limits
+from errauto_daemon.limits import Limits
 
 if TYPE_CHECKING:
     import pygit2
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 CONFIG_FILE = ".errauto.toml"
 PYPROJECT = "pyproject.toml"
@@ -399,6 +393,8 @@ def _warn_if_working_tree_differs(workdir: Path, committed: dict[str, Any], wher
     else:
         message = (f"{name} in the working tree of {workdir} differs from the committed "
                    f"{used[0]} on {used[1]}, which errauto uses; commit it for the change to apply")
+    import logging  # here: the status hook imports this module, and reads no configuration
+
     logger = logging.getLogger("errauto.config")
     if logger.hasHandlers():
         logger.warning(message)
@@ -424,6 +420,11 @@ def _working_config(workdir: Path) -> tuple[str | None, dict[str, Any] | str | N
 
 
 def _extract(data: bytes, name: str, where: str) -> dict[str, Any] | None:
+    # Imported here: the status hook imports this module, and reads no configuration.
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
     try:
         doc = tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

@@ -22,6 +22,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
 from errauto_daemon.errors import PatchRejected
+from errauto_daemon.limits import Limits as Limits  # re-exported: callers import it from here
 
 if TYPE_CHECKING:
     from email.message import Message
@@ -37,14 +38,6 @@ VALID_MODES = frozenset((MODE_FILE, MODE_EXEC, MODE_LINK, MODE_GITLINK))
 
 # The names of files errauto takes for patches: in an inbox folder, or committed.
 SUFFIXES = (".patch", ".diff", ".eml", ".mbox")
-
-
-@dataclass(frozen=True)
-class Limits:
-    max_patch_bytes: int = 5 * 1024 * 1024
-    max_hunk_lines: int = 10_000
-    max_files: int = 1_000
-    max_blob_bytes: int = 50 * 1024 * 1024
 
 
 @dataclass(frozen=True)

@@ -126,7 +126,7 @@ def test_every_command_the_parser_accepts_has_one_handler() -> None:
 
 def test_a_hook_imports_only_its_own_command() -> None:
     code = ("import sys; from errauto_daemon.main import main; code = main(['hook-impl', 'status']); "
-            "print(code, sorted(m for m in ('pygit2', 'errauto_daemon.validate', 'errauto_daemon.commands.queue') "
-            "if m in sys.modules))")
+            "print(code, sorted(m for m in ('pygit2', 'errauto_daemon.validate', 'errauto_daemon.commands.queue', "
+            "'errauto_daemon.patchfile') if m in sys.modules))")
     proc = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=os.environ.copy())
     assert proc.stdout.splitlines()[-1] == "0 []", proc.stdout + proc.stderr

@@ -104,5 +104,5 @@ def test_config_imports_nothing_downstream() -> None:
     """The configuration is read by every stage: it may use only leaf modules."""
     graph = import_graph(ROOT / PACKAGE)
     allowed = {"errauto_daemon", "errauto_daemon.alerts", "errauto_daemon.errors", "errauto_daemon.git",
-               "errauto_daemon.patchfile"}
+               "errauto_daemon.limits"}
     assert graph["errauto_daemon.config"] <= allowed, graph["errauto_daemon.config"] - allowed

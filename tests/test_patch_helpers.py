@@ -7,7 +7,6 @@ import re
 import pytest
 
 from errauto_daemon import inbox, patchfile
-from errauto_daemon.commands import hook_impl
 from errauto_daemon.errors import PatchRejected
 from errauto_daemon.patchfile import SUFFIXES, ancestors, delta_header, parse
 from gitfixture import ROOT, GitRepo
@@ -41,7 +40,7 @@ def test_ancestors_are_the_directories_above_a_path_outermost_first() -> None:
 
 
 def test_one_list_of_patch_file_suffixes() -> None:
-    assert inbox.SUFFIXES is hook_impl.SUFFIXES is patchfile.SUFFIXES
+    assert inbox.SUFFIXES is patchfile.SUFFIXES
     # The pre-commit framework's hook takes the same files (its `files:` is a regex).
     hooks = (ROOT / ".pre-commit-hooks.yaml").read_text()
     pattern = re.search(r"^\s+files: (.+)$", hooks, re.MULTILINE)

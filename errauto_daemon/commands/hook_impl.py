@@ -42,7 +42,6 @@ from typing import TYPE_CHECKING
 
 from errauto_daemon import git
 from errauto_daemon.errors import FatalError
-from errauto_daemon.patchfile import SUFFIXES
 
 if TYPE_CHECKING:  # imported where used: post-receive must start without them
     import pygit2
@@ -205,6 +204,8 @@ def committed_patch_files(commit: str, only: str | None = None) -> dict[str, byt
     A merge commit has no changes of its own (`diff-tree` without `-m`).
     `only`: a regular expression a path must match (searched, as pre-commit's `files:`).
     """
+    from errauto_daemon.patchfile import SUFFIXES
+
     raw = git.run(("diff-tree", "-r", "-z", "--root", "--no-renames", "--no-commit-id",
                    "--diff-filter=AMT", commit), ".").stdout
     fields = raw.split(b"\0")
@@ -237,6 +238,8 @@ def pre_commit(*, fail_on: str | None) -> int:
     """The plain git pre-commit hook: check the staged patch files, then the status line."""
     # What is committed is what is in the index git commits from: `.git/index`,
     # or the temporary one `git commit -a` / `git commit PATH` hand the hook.
+    from errauto_daemon.patchfile import SUFFIXES
+
     index = os.environ.get("GIT_INDEX_FILE")
     listing = git.run(("diff", "--cached", "--name-only", "--diff-filter=ACMR", "-z"), ".",
                       index_file=index).stdout
