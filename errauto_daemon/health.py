@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from errauto_daemon.output import age as age_text
+from errauto_daemon.presence import ALIVE_WITHIN, heartbeat_fresh
 from errauto_daemon.store import Store
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ HOUR = 3600.0
 class Thresholds:
     """`[monitor]` in the configuration: (warning, critical) per criterion."""
 
-    heartbeat_warning_seconds: float = 15.0
+    heartbeat_warning_seconds: float = ALIVE_WITHIN
     heartbeat_critical_seconds: float = 120.0
     backlog_warning: int = 10
     backlog_critical: int = 50
@@ -149,7 +150,8 @@ def assess(store: Store, *, daemon_pid: int | None, now: float | None = None,
                                   t.heartbeat_critical_seconds, "the daemon is starting"))
     else:
         age = max(0.0, now - heartbeat["heartbeat_at"])
-        daemon = "alive" if age < t.heartbeat_warning_seconds else f"no heartbeat for {int(age)}s"
+        alive = heartbeat_fresh(heartbeat["heartbeat_at"], now=now, within=t.heartbeat_warning_seconds)
+        daemon = "alive" if alive else f"no heartbeat for {int(age)}s"
         criteria.append(Criterion(
             "daemon", _grade(age, t.heartbeat_warning_seconds, t.heartbeat_critical_seconds), round(age, 1),
             t.heartbeat_warning_seconds, t.heartbeat_critical_seconds, f"daemon heartbeat {int(age)}s old"))
