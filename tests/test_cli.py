@@ -191,3 +191,15 @@ def test_demo_shows_each_route_but_pull_requests(tmp_path: Path, capsys: pytest.
     ], out
     assert not Path("/tmp/errauto-demo.sh").exists()
     assert str(tmp_path / "demo" / "project") in out
+
+
+@pytest.mark.slow
+def test_the_demo_keeps_to_its_own_state(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The demo's queue is its own: the process environment and the user's state stay as they were."""
+    before = dict(os.environ)
+    code, out, _ = run(capsys, "demo", "--dir", str(tmp_path / "demo"))
+    assert code == 0, out
+    assert dict(os.environ) == before
+    assert (tmp_path / "demo" / "state" / "errauto.db").exists()
+    assert not (tmp_path / "state" / "errauto.db").exists()
+    assert run(capsys, "queue", "list", "--json")[1].strip() == "[]"
