@@ -99,7 +99,7 @@ class AlertsConfig:
 class Thresholds:
     """`[monitor]`: (warning, critical) per criterion of `health.assess`."""
 
-    heartbeat_warning_seconds: float = 15.0
+    heartbeat_warning_seconds: float = 15.0  # presence.ALIVE_WITHIN (tests/test_presence.py keeps them equal)
     heartbeat_critical_seconds: float = 120.0
     backlog_warning: int = 10
     backlog_critical: int = 50

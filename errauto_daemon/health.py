@@ -26,6 +26,7 @@ from typing import Any
 from errauto_daemon.config import Config
 from errauto_daemon.config import Thresholds as Thresholds  # re-exported: callers import it from here
 from errauto_daemon.output import age as age_text
+from errauto_daemon.presence import heartbeat_fresh
 from errauto_daemon.store import Store
 
 LEVELS = ("ok", "warning", "critical")
@@ -114,7 +115,8 @@ def _daemon_criterion(store: Store, daemon_pid: int | None, queued: int, now: fl
         return "starting", Criterion("daemon", "ok", None, t.heartbeat_warning_seconds,
                                      t.heartbeat_critical_seconds, "the daemon is starting")
     age = max(0.0, now - heartbeat["heartbeat_at"])
-    daemon = "alive" if age < t.heartbeat_warning_seconds else f"no heartbeat for {int(age)}s"
+    alive = heartbeat_fresh(heartbeat["heartbeat_at"], now=now, within=t.heartbeat_warning_seconds)
+    daemon = "alive" if alive else f"no heartbeat for {int(age)}s"
     return daemon, Criterion(
         "daemon", _grade(age, t.heartbeat_warning_seconds, t.heartbeat_critical_seconds), round(age, 1),
         t.heartbeat_warning_seconds, t.heartbeat_critical_seconds, f"daemon heartbeat {int(age)}s old")

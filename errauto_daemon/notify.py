@@ -45,8 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from errauto_daemon import paths
-from errauto_daemon import redact as redact_mod
-from errauto_daemon.redact import redact
+from errauto_daemon.redact import SECRETS, redact, redact_loggers
 from errauto_daemon.openfiles import try_lock
 from errauto_daemon.store import Alert, Store
 
@@ -455,7 +454,7 @@ class Sender:
             return
         ids = [a.id for a in alerts]
         env_name = sink[len(SLACK):]
-        redact_mod.register([env_name])
+        SECRETS.add([env_name])
         url = self.env.get(env_name)
         if not url:
             self.store.delivered(sink, ids, failed=f"{env_name} is not set in the sender's environment")
@@ -522,20 +521,10 @@ class Sender:
         return _Outcome(False, False, f"Slack refused the message ({said})")
 
 
-class _RedactRecord(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(record.getMessage())
-        record.args = ()
-        return True
-
-
 def _redact_http_logs() -> None:
     """urllib3 logs each request line at DEBUG ("POST /services/T.../B.../... HTTP/1.1"):
     redact its records at the source, whatever handlers the process has."""
-    for name in ("urllib3.connectionpool", "urllib3.util.retry", "urllib3"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _RedactRecord) for f in logger.filters):
-            logger.addFilter(_RedactRecord())
+    redact_loggers(("urllib3.connectionpool", "urllib3.util.retry", "urllib3"))
 
 
 def retry_after(value: str | None, default: float, now: float | None = None) -> float:

@@ -1,7 +1,10 @@
 """Where errauto keeps per-user state, caches and logs.
 
 `ERRAUTO_HOME` overrides everything (tests and multi-tenant servers use it);
-otherwise platformdirs picks the platform's conventional directories.
+otherwise platformdirs picks the platform's conventional directories. Code
+that needs another home for a while (`errauto demo`) says so with `home()`,
+which leaves the process environment alone; `child_env()` hands the home on
+to an errauto subprocess.
 
 A state, cache or log directory that cannot be created or written
 (`ERRAUTO_HOME` under a file, no permission) is a ConfigError naming it,
@@ -10,6 +13,9 @@ for every command alike; what goes wrong inside a usable one is a fault.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import platformdirs
@@ -17,10 +23,40 @@ import platformdirs
 from errauto_daemon.errors import ConfigError
 
 APP = "errauto"
+HOME_ENV = "ERRAUTO_HOME"
+
+# A context variable, not a module global: it holds in the context that set
+# it (threads started there begin without it) and is undone on the way out.
+_home_override: ContextVar[Path | None] = ContextVar("errauto_home", default=None)
+
+
+@contextmanager
+def home(path: Path) -> Iterator[Path]:
+    """Within this block, errauto's home is `path`, as if `ERRAUTO_HOME` named it."""
+    absolute = path.expanduser().absolute()
+    token = _home_override.set(absolute)
+    try:
+        yield absolute
+    finally:
+        _home_override.reset(token)
+
+
+def child_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of an errauto subprocess that must share this process's
+    state: `base` (this process's environment by default), with `ERRAUTO_HOME`
+    naming the home a `home()` block chose."""
+    env = dict(os.environ if base is None else base)
+    override = _home_override.get()
+    if override is not None:
+        env[HOME_ENV] = str(override)
+    return env
 
 
 def _home() -> Path | None:
-    value = os.environ.get("ERRAUTO_HOME")
+    override = _home_override.get()
+    if override is not None:
+        return override
+    value = os.environ.get(HOME_ENV)
     return Path(value).expanduser().absolute() if value else None
 
 

@@ -1,7 +1,9 @@
-"""Whether an errauto daemon runs, and waking it; both without importing it.
+"""Whether an errauto daemon runs and is alive, and waking it; all without importing it.
 
 Light on purpose: git hooks and `errauto submit` use these on every run.
-The lock decides, not a pid: a pid in a file may have been reused.
+Whether one runs, the lock decides, not a pid: a pid in a file may have been
+reused. Whether it is alive, its heartbeat does: the daemon writes one every
+`HEARTBEAT_EVERY` seconds, and one older than `ALIVE_WITHIN` means it hangs.
 """
 from __future__ import annotations
 
@@ -11,6 +13,17 @@ from pathlib import Path
 from errauto_daemon import paths
 from errauto_daemon.errors import FatalError
 from errauto_daemon.openfiles import try_lock
+
+HEARTBEAT_EVERY = 2.0  # seconds between the daemon's heartbeats
+ALIVE_WITHIN = 15.0  # a heartbeat older than this (seconds) means the daemon is not alive
+
+
+def heartbeat_fresh(heartbeat_at: float, *, now: float, within: float = ALIVE_WITHIN) -> bool:
+    """Whether a heartbeat written at `heartbeat_at` says the daemon is alive at `now`.
+
+    `within` is the monitor's configured warning threshold where it has one.
+    """
+    return max(0.0, now - heartbeat_at) < within
 
 
 def running_pid() -> int | None:

@@ -205,3 +205,15 @@ def test_a_failing_git_command_is_an_internal_error_in_gits_words(
     assert "a log with the traceback was written to" in err
     code, out, _ = run(capsys, "queue", "show", "1", "--json")
     assert json.loads(out)["state"] == "failed" and json.loads(out)["reason"] == "internal error: GitError"
+
+
+@pytest.mark.slow
+def test_the_demo_keeps_to_its_own_state(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The demo's queue is its own: the process environment and the user's state stay as they were."""
+    before = dict(os.environ)
+    code, out, _ = run(capsys, "demo", "--dir", str(tmp_path / "demo"))
+    assert code == 0, out
+    assert dict(os.environ) == before
+    assert (tmp_path / "demo" / "state" / "errauto.db").exists()
+    assert not (tmp_path / "state" / "errauto.db").exists()
+    assert run(capsys, "queue", "list", "--json")[1].strip() == "[]"

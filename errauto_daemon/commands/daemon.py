@@ -39,7 +39,7 @@ def start(*, workers: int | None, grace: float, verbose: bool, rescan: float = 3
     stderr_log = paths.log_dir() / "daemon.stderr"
     with open(stderr_log, "ab") as err, open(os.devnull, "rb") as devnull:
         proc = subprocess.Popen(args, stdin=devnull, stdout=err, stderr=err, pass_fds=(write_end,),
-                                start_new_session=True, close_fds=True)
+                                start_new_session=True, close_fds=True, env=paths.child_env())
     os.close(write_end)
     message = b""
     deadline = time.monotonic() + timeout

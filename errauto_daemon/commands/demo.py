@@ -19,7 +19,7 @@ import time
 from argparse import Namespace
 from pathlib import Path
 
-from errauto_daemon import output
+from errauto_daemon import output, paths
 from errauto_daemon.commands import daemon as daemon_cmd
 from errauto_daemon.errors import FatalError
 from errauto_daemon.inbox import ensure_inbox
@@ -198,7 +198,11 @@ def demo(*, directory: str | None = None, timeout: float = 180.0) -> int:
     root = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="errauto-demo-"))
     root.mkdir(parents=True, exist_ok=True)
     # The demo's state is its own: the user's queue is not touched.
-    os.environ["ERRAUTO_HOME"] = str(root / "state")
+    with paths.home(root / "state"):
+        return _show(root, timeout)
+
+
+def _show(root: Path, timeout: float) -> int:
     repo = build_project(root)
     store = Store()
     store.add_repo(str(repo))
@@ -208,22 +212,7 @@ def demo(*, directory: str | None = None, timeout: float = 180.0) -> int:
     print(f"demo project: {repo}")
     daemon_cmd.start(workers=2, grace=10.0, verbose=False)
     try:
-        started = time.monotonic()
-        for name, data in patches:
-            # Write elsewhere, then rename in: the way to drop a file safely.
-            staging = inbox / f".{name}.part"
-            staging.write_bytes(data)
-            staging.rename(inbox / name)
-            print(f"  dropped {name}: {SHOWS[name]}")
-        while time.monotonic() - started < timeout:
-            subs = store.submissions(limit=100)
-            if len(subs) >= len(patches) and all(s.state in DECIDED for s in subs):
-                break
-            time.sleep(0.1)
-        else:
-            raise FatalError(f"the daemon did not decide every patch within {timeout:g}s; "
-                             f"see {root / 'state' / 'log' / 'daemon.log'}")
-        elapsed = time.monotonic() - started
+        elapsed = _drop_and_wait(store, inbox, patches, timeout, root)
     finally:
         daemon_cmd.stop()
     subs = sorted(store.submissions(limit=100), key=lambda s: s.id)
@@ -239,6 +228,25 @@ def demo(*, directory: str | None = None, timeout: float = 180.0) -> int:
     print(f"inbox:      {inbox}   (each file moved to the folder of its fate)")
     print(f"state:      {root / 'state'}   (ERRAUTO_HOME={root / 'state'} errauto queue show 2)")
     return 0
+
+
+def _drop_and_wait(store: Store, inbox: Path, patches: list[tuple[str, bytes]], timeout: float,
+                   root: Path) -> float:
+    """Drop each patch into the inbox; the seconds until the daemon decided them all."""
+    started = time.monotonic()
+    for name, data in patches:
+        # Write elsewhere, then rename in: the way to drop a file safely.
+        staging = inbox / f".{name}.part"
+        staging.write_bytes(data)
+        staging.rename(inbox / name)
+        print(f"  dropped {name}: {SHOWS[name]}")
+    while time.monotonic() - started < timeout:
+        subs = store.submissions(limit=100)
+        if len(subs) >= len(patches) and all(s.state in DECIDED for s in subs):
+            return time.monotonic() - started
+        time.sleep(0.1)
+    raise FatalError(f"the daemon did not decide every patch within {timeout:g}s; "
+                     f"see {root / 'state' / 'log' / 'daemon.log'}")
 
 
 # -- the command line (main.py dispatches each parsed command here) --------------

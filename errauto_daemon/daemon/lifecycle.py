@@ -1,0 +1,219 @@
+"""The daemon's life: lock, start, the main thread's scheduler loop, shutdown.
+
+Start: take the lock, set up the log, handle signals, repair half-done
+merges and recover abandoned submissions, prune stale worktrees, watch every
+registered repository, start the threads, then say ready (to `errauto daemon
+start` through its pipe, to systemd with `READY=1`). The main thread then
+beats the heartbeat, pets systemd's watchdog, follows registrations, rescans
+periodically and feeds queued submissions to the workers. Shutdown: stop
+taking work, give running validations `grace` seconds, cancel what is left,
+let the alerts thread deliver last, release the lock.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable
+
+from watchdog.observers.api import ObservedWatch
+
+from errauto_daemon import __version__, merge
+from errauto_daemon.daemon.alerts import Alerts
+from errauto_daemon.daemon.control import wake_loop
+from errauto_daemon.daemon.logs import setup_logging
+from errauto_daemon.daemon.watch import Watch, Work
+from errauto_daemon.daemon.workers import Workers, follow_loop, recover
+from errauto_daemon.errors import FatalError
+from errauto_daemon.intake import open_repo
+from errauto_daemon.presence import HEARTBEAT_EVERY, DaemonLock
+from errauto_daemon.redact import redact
+from errauto_daemon.store import Store
+from errauto_daemon.systemd import Notifier
+from errauto_daemon.workspace import Pool
+
+log = logging.getLogger("errauto")
+
+POLL = 1.0  # seconds between looks at the queue when nothing woke us
+JOIN = 30.0  # seconds to wait for each thread once its work is over
+
+
+class Daemon:
+    def __init__(self, *, workers: int | None = None, grace: float = 30.0, rescan: float = 30.0,
+                 verbose: bool = False, ready_fd: int | None = None) -> None:
+        self.grace = grace
+        self.rescan_every = rescan
+        self.verbose = verbose
+        self.ready_fd = ready_fd
+        self.systemd = Notifier()
+        self.stopping = threading.Event()  # no new work
+        self.wakeup = threading.Event()
+        self.watch = Watch(wakeup=self.wakeup, stopping=self.stopping)
+        self.workers = Workers(stopping=self.stopping, wanted=workers)
+        self.alerts = Alerts()
+        self.threads: list[threading.Thread] = []
+        self.lock = DaemonLock()
+        self.store: Store | None = None
+
+    # What an overflow rescan reads (watch.OverflowRescan takes a daemon too).
+    @property
+    def watched(self) -> dict[str, list[ObservedWatch]]:
+        return self.watch.watched
+
+    @watched.setter
+    def watched(self, value: dict[str, list[ObservedWatch]]) -> None:
+        self.watch.watched = value
+
+    @property
+    def intake_q(self) -> queue.Queue[Work]:
+        return self.watch.intake_q
+
+    # -- start and stop ---------------------------------------------------------
+
+    def run(self) -> int:
+        try:
+            self._start()
+        except BaseException as exc:
+            self._ready(f"error: {exc}")
+            self._shutdown()
+            raise
+        self._ready("ready")
+        log.info("errauto daemon %s ready (pid %d, %d workers, watching %d repositories)",
+                 __version__, os.getpid(), len(self._worker_threads()), len(self.watch.watched))
+        log.debug("rescan every %gs, grace %gs, systemd notify %s", self.rescan_every, self.grace,
+                  "on" if self.systemd.address else "off")
+        try:
+            self._schedule()
+        finally:
+            self._shutdown()
+        log.info("errauto daemon stopped")
+        return 0
+
+    def _start(self) -> None:
+        self.lock.acquire()
+        setup_logging(self.verbose)
+        logging.getLogger("errauto").addHandler(self.alerts.error_handler)
+        self.store = store = Store()
+        store.daemon_started(os.getpid(), socket.gethostname(), __version__)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        signal.signal(signal.SIGHUP, lambda *_: self.wakeup.set())
+        self._repair(store)
+        self.watch.start()
+        self.watch.sync(set(store.repos()))
+        self._spawn("intake", self.watch.intake_loop)
+        self._spawn("wake", lambda: wake_loop(stopping=self.stopping, wakeup=self.wakeup))
+        self._spawn("pull-requests", lambda: follow_loop(self.stopping))
+        self._spawn("alerts", self.alerts.loop)
+        for number in range(self.workers.count(store)):
+            self._spawn(f"worker-{number}", self.workers.loop)
+        self.watch.rescan_all()  # whatever is in the inboxes or on the refs already
+
+    def _repair(self, store: Store) -> None:
+        """Recover what a previous daemon (or a killed `errauto apply`) left:
+        half-done merges first, then abandoned submissions, then stale worktrees."""
+        if merge.repair_all():
+            log.info("repaired a merge a killed process left half-done")
+        recover(store, announce=True)
+        for root in store.repos():
+            _prune(root)
+
+    def _ready(self, message: str) -> None:
+        if message == "ready":
+            self.systemd.notify("READY=1", f"STATUS=watching {len(self.watch.watched)} repositories")
+        if self.ready_fd is None:
+            return
+        try:
+            os.write(self.ready_fd, (redact(message) + "\n").encode())
+            os.close(self.ready_fd)
+        except OSError:
+            pass
+        self.ready_fd = None
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        log.info("received %s: finishing running validations (up to %gs), then stopping",
+                 signal.Signals(signum).name, self.grace)
+        self.stopping.set()
+        self.wakeup.set()
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=self._guard_thread, args=(name, target), name=name, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    def _guard_thread(self, name: str, target: Callable[[], None]) -> None:
+        try:
+            target()
+        except BaseException:
+            log.exception("thread %s died; stopping the daemon", name)
+            self.stopping.set()
+            self.wakeup.set()
+
+    def _shutdown(self) -> None:
+        self.stopping.set()
+        self.systemd.notify("STOPPING=1", "STATUS=finishing running validations")
+        self.watch.stop()
+        self._finish_validations()
+        for thread in self.threads:
+            if thread.name != "alerts":
+                thread.join(timeout=JOIN)
+        self.alerts.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=JOIN)
+        logging.getLogger("errauto").removeHandler(self.alerts.error_handler)
+        if self.store is not None:
+            self.store.daemon_stopped(os.getpid())
+            self.store.close()
+        self.lock.release()
+
+    def _finish_validations(self) -> None:
+        """Let running validations finish within the grace period, then cancel their checks."""
+        workers = self._worker_threads()
+        deadline = time.monotonic() + self.grace
+        for thread in workers:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        if any(t.is_alive() for t in workers):
+            log.info("grace period over: cancelling running checks")
+            self.workers.cancel.set()
+
+    def _worker_threads(self) -> list[threading.Thread]:
+        return [t for t in self.threads if t.name.startswith("worker-")]
+
+    # -- the scheduler (main thread) --------------------------------------------
+
+    def _schedule(self) -> None:
+        assert self.store is not None
+        store = self.store
+        last_beat = last_scan = last_watchdog = 0.0
+        watchdog = self.systemd.watchdog_every
+        while not self.stopping.is_set():
+            now = time.monotonic()
+            if now - last_beat >= HEARTBEAT_EVERY:
+                store.heartbeat(os.getpid())
+                last_beat = now
+            if watchdog is not None and now - last_watchdog >= watchdog:
+                self.systemd.notify("WATCHDOG=1")  # the loop that feeds workers is turning
+                last_watchdog = now
+            self.watch.sync(set(store.repos()))  # `watch add` wakes us; one cheap query when nothing changed
+            if now - last_scan >= self.rescan_every:
+                log.debug("periodic rescan of %d repositories", len(self.watch.watched))
+                self.watch.rescan_all()
+                recover(store)  # an `errauto apply` or `queue process` killed meanwhile
+                last_scan = now
+            self.workers.feed(store)
+            self.wakeup.wait(POLL)
+            self.wakeup.clear()
+
+
+def _prune(root: str) -> None:
+    try:
+        removed = Pool(open_repo(root)).prune()
+    except (FatalError, OSError) as exc:
+        log.warning("cannot prune worktrees of %s: %s", root, exc)
+        return
+    if removed:
+        log.info("pruned %d stale worktrees of %s", len(removed), root)

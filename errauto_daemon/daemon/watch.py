@@ -1,0 +1,279 @@
+"""Watching: the watchdog observer and its handlers, and the intake thread.
+
+The handlers run on watchdog's dispatcher thread and only enqueue (a path
+to take, a repository to scan); the intake thread does the work, one item at
+a time: taking inbox files (`inbox.take`), scanning an inbox and the submit
+refs (`inbox.scan`, `refwatch.scan`). A burst of ref events asks for one ref
+scan; an inotify queue overflow asks for a rescan of everything.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Protocol, Union
+
+from watchdog.events import (
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver, ObservedWatch
+
+from errauto_daemon import inbox, refwatch
+from errauto_daemon.errors import FatalError
+from errauto_daemon.intake import open_repo
+from errauto_daemon.openfiles import being_written
+from errauto_daemon.store import Store
+
+log = logging.getLogger("errauto")
+
+# What the intake thread is asked to do:
+#   ("file", (root, path))      a complete file in root's inbox: take it
+#   ("new-file", (root, path))  a file appeared: take it unless someone still writes it
+#   ("scan", root)              scan root's inbox and submit refs
+#   ("refs", root)              scan root's submit refs
+Work = tuple[str, Union[tuple[str, Path], str]]
+
+# The loggers through which watchdog tells of an inotify queue overflow.
+_INOTIFY_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
+
+
+class _InboxHandler(FileSystemEventHandler):
+    """Runs on watchdog's dispatcher thread: only enqueues, never works."""
+
+    def __init__(self, root: str, folder: Path, intake_q: queue.Queue[Work]) -> None:
+        self.root = root
+        self.folder = folder
+        self.intake_q = intake_q
+
+    def _mine(self, path: str | bytes) -> Path | None:
+        p = Path(os.fsdecode(path))
+        return p if p.parent == self.folder and inbox.is_candidate(p) else None
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.is_directory:
+            return
+        if isinstance(event, FileMovedEvent):
+            # Renamed into place: complete (the safe way to drop a file).
+            dest = self._mine(event.dest_path)
+            if dest is not None:
+                self.intake_q.put(("file", (self.root, dest)))
+        elif isinstance(event, FileClosedEvent):
+            # Closed after writing: complete.
+            path = self._mine(event.src_path)
+            if path is not None:
+                self.intake_q.put(("file", (self.root, path)))
+        elif isinstance(event, FileCreatedEvent):
+            # Either created to be written (its close event follows) or renamed
+            # in from outside the folder (inotify reports that as a creation):
+            # the intake thread tells them apart.
+            path = self._mine(event.src_path)
+            if path is not None:
+                self.intake_q.put(("new-file", (self.root, path)))
+        elif isinstance(event, FileModifiedEvent):
+            pass  # still being written; its close event (or a rescan) takes it
+
+
+class _RefHandler(FileSystemEventHandler):
+    """Asks for a ref scan of the repository; a burst of events asks once."""
+
+    def __init__(self, root: str, intake_q: queue.Queue[Work], pending: set[str],
+                 pending_lock: threading.Lock) -> None:
+        self.root = root
+        self.intake_q = intake_q
+        self.pending = pending
+        self.pending_lock = pending_lock
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if isinstance(event, DirMovedEvent) or event.event_type in ("opened", "closed_no_write"):
+            return
+        name = os.fsdecode(event.src_path)
+        if "/refs/" in name or name.endswith(("packed-refs", "packed-refs.lock")):
+            with self.pending_lock:
+                if self.root in self.pending:
+                    return
+                self.pending.add(self.root)
+            self.intake_q.put(("refs", self.root))
+
+
+class Rescannable(Protocol):
+    """What an overflow rescan needs: the watched repositories, the intake queue, the wake-up."""
+
+    @property
+    def watched(self) -> Mapping[str, object]: ...
+    @property
+    def intake_q(self) -> queue.Queue[Work]: ...
+    @property
+    def wakeup(self) -> threading.Event: ...
+
+
+class OverflowRescan(logging.Handler):
+    """Rescan every inbox and every repository's refs when the kernel drops events.
+
+    watchdog tells of an inotify queue overflow only in its log, so that is
+    where errauto listens; the periodic rescan would catch up too, but later.
+    """
+
+    def __init__(self, daemon: Rescannable) -> None:
+        super().__init__(level=logging.WARNING)
+        self.daemon = daemon
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" not in record.getMessage().lower():
+            return
+        for root in list(self.daemon.watched):
+            self.daemon.intake_q.put(("scan", root))
+        self.daemon.wakeup.set()
+
+
+class Watch:
+    """The repositories being watched, and the thread that works their events.
+
+    `sync` (on the main thread) follows the registered repositories;
+    `intake_loop` runs on its own thread until `stopping` is set and sets
+    `wakeup` whenever it recorded a new submission.
+    """
+
+    def __init__(self, *, wakeup: threading.Event, stopping: threading.Event) -> None:
+        self.wakeup = wakeup
+        self.stopping = stopping
+        self.intake_q: queue.Queue[Work] = queue.Queue()
+        self.watched: dict[str, list[ObservedWatch]] = {}
+        self.unwatchable: set[str] = set()  # registered, but could not be watched (logged)
+        self.refs_pending: set[str] = set()
+        self.refs_pending_lock = threading.Lock()
+        self.observer: BaseObserver | None = None
+        self.overflow: OverflowRescan | None = None
+
+    def start(self) -> None:
+        _shorten_move_pairing()
+        self.overflow = OverflowRescan(self)
+        for name in _INOTIFY_LOGGERS:
+            logging.getLogger(name).addHandler(self.overflow)
+        self.observer = Observer()
+        self.observer.start()
+
+    def stop(self) -> None:
+        if self.observer is not None:
+            self.observer.stop()
+            self.observer.join(timeout=10)
+        if self.overflow is not None:
+            for name in _INOTIFY_LOGGERS:
+                logging.getLogger(name).removeHandler(self.overflow)
+
+    def rescan_all(self) -> None:
+        for root in list(self.watched):
+            self.intake_q.put(("scan", root))
+
+    def sync(self, roots: set[str]) -> None:
+        """Watch every registered repository (new registrations included), and no other."""
+        if roots == set(self.watched) | self.unwatchable:
+            return
+        for root in list(self.watched):
+            if root not in roots:
+                self._unschedule(self.watched.pop(root))
+                log.info("stopped watching %s", root)
+        self.unwatchable &= roots
+        for root in sorted(roots - set(self.watched) - self.unwatchable):
+            self._watch(root)
+
+    def _watch(self, root: str) -> None:
+        assert self.observer is not None
+        watches: list[ObservedWatch] = []
+        try:
+            repo = open_repo(root)
+            folder = inbox.ensure_inbox(root)
+            if folder is not None:
+                # Recursive although only the top level is taken: errauto moves
+                # taken files into subfolders, and a move out of a watched
+                # folder into an unwatched one cannot be paired, which makes
+                # watchdog hold every later event for half a second.
+                watches.append(self.observer.schedule(
+                    _InboxHandler(root, folder.resolve(), self.intake_q), str(folder.resolve()),
+                    recursive=True))
+            gitdir = Path(repo.path)
+            refs = _RefHandler(root, self.intake_q, self.refs_pending, self.refs_pending_lock)
+            watches.append(self.observer.schedule(refs, str(gitdir / "refs"), recursive=True))
+            watches.append(self.observer.schedule(refs, str(gitdir), recursive=False))
+        except (FatalError, OSError) as exc:
+            log.warning("cannot watch %s: %s", root, exc)
+            self._unschedule(watches)
+            self.unwatchable.add(root)
+            return
+        self.watched[root] = watches
+        self.intake_q.put(("scan", root))
+        log.info("watching %s", root)
+
+    def _unschedule(self, watches: Iterable[ObservedWatch]) -> None:
+        assert self.observer is not None
+        for watch in watches:
+            self.observer.unschedule(watch)
+
+    # -- the intake thread --------------------------------------------------------
+
+    def intake_loop(self) -> None:
+        store = Store()
+        while not self.stopping.is_set():
+            try:
+                kind, arg = self.intake_q.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            log.debug("event: %s %s", kind, arg[1] if isinstance(arg, tuple) else arg)
+            try:
+                if self._intake(store, kind, arg):
+                    self.wakeup.set()
+            except FatalError as exc:
+                log.warning("%s %s: %s", kind, arg, exc)
+            except Exception:
+                log.exception("intake of %s %s failed", kind, arg)
+        store.close()
+
+    def _intake(self, store: Store, kind: str, arg: tuple[str, Path] | str) -> bool:
+        """Do one item of work; whether it recorded a new submission."""
+        if isinstance(arg, tuple):  # "file" or "new-file"
+            root, path = arg
+            if kind == "new-file" and being_written(path) is not False:
+                return False  # its close event follows
+            sub = inbox.take(store, root, path)
+            log.debug("%s: %s", path.name, f"taken as #{sub.id}" if sub is not None else "not taken")
+            return sub is not None
+        if kind == "scan":
+            taken = inbox.scan(store, arg) + refwatch.scan(store, arg)
+            log.debug("scan of %s: %d new submissions", arg, len(taken))
+            return bool(taken)
+        if kind == "refs":
+            with self.refs_pending_lock:
+                self.refs_pending.discard(arg)  # later events ask for another scan
+            submitted = refwatch.scan(store, arg)
+            log.debug("ref scan of %s: %d new submissions", arg, len(submitted))
+            return bool(submitted)
+        return False
+
+
+def _shorten_move_pairing() -> None:
+    """Stop watchdog's inotify reader from stalling half a second per move.
+
+    It holds each IN_MOVED_FROM for `delay` seconds to pair it with its
+    IN_MOVED_TO, and its queue sleeps out the whole delay even when the pair
+    arrives a microsecond later, so every file errauto moves into a fate
+    folder stalls every event behind it. A pair is read in one batch; 20 ms
+    is plenty, and an unpaired move only reads as a delete plus a create,
+    which the inbox handles anyway.
+    """
+    try:
+        from watchdog.observers.inotify_move_event_grouper import InotifyMoveEventGrouper as Grouper
+    except ImportError:
+        try:  # watchdog before 6
+            from watchdog.observers.inotify_buffer import InotifyBuffer as Grouper  # type: ignore[no-redef,import-not-found]
+        except ImportError:  # not Linux: no inotify, nothing to tune
+            return
+    Grouper.delay = 0.02

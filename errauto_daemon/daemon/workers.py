@@ -1,0 +1,122 @@
+"""The worker threads, and following pull requests: where the daemon decides.
+
+The main thread feeds queued submissions to the workers (`Workers.feed`),
+each id once while it is in flight; each worker validates with its own
+`Validator` (its own database connection, its own worktree slot). Every
+path that decides a submission here hands it to `inbox.settle`, which moves
+the inbox files taken for it to the folder of its fate.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+
+from errauto_daemon import config as config_mod
+from errauto_daemon import github, inbox
+from errauto_daemon.errors import FatalError
+from errauto_daemon.intake import open_repo
+from errauto_daemon.progress import LogProgress
+from errauto_daemon.store import Store, Submission
+from errauto_daemon.validate import Validator
+
+log = logging.getLogger("errauto")
+
+MAX_ATTEMPTS = 3  # validations of one submission interrupted or crashed before it fails
+FOLLOW_EVERY = 60.0  # seconds between looks at open pull requests
+
+
+class Workers:
+    """The pool of worker threads and the queue that feeds them."""
+
+    def __init__(self, *, stopping: threading.Event, wanted: int | None = None) -> None:
+        self.stopping = stopping  # no new work
+        self.wanted = wanted
+        self.cancel = threading.Event()  # running checks are killed
+        self.work_q: queue.Queue[int] = queue.Queue()
+        self.in_flight: set[int] = set()
+        self.in_flight_lock = threading.Lock()
+
+    def count(self, store: Store) -> int:
+        """As many as asked for, else the most any registered repository's configuration wants."""
+        if self.wanted:
+            return self.wanted
+        counts = []
+        for root in store.repos():
+            try:
+                counts.append(config_mod.load(open_repo(root)).workers)
+            except FatalError:
+                continue
+        return max(counts, default=config_mod.Config.workers)
+
+    def feed(self, store: Store) -> None:
+        """Hand every queued submission not already in flight to the workers."""
+        for sub_id in store.queued_ids(limit=1000):
+            with self.in_flight_lock:
+                if sub_id in self.in_flight:
+                    continue
+                self.in_flight.add(sub_id)
+            log.debug("submission %d handed to the workers", sub_id)
+            self.work_q.put(sub_id)
+
+    def loop(self) -> None:
+        """One worker thread: validate and decide what it is handed until stopping."""
+        store = Store()
+        validator = Validator(store, cancel=self.cancel, retry_internal=MAX_ATTEMPTS,
+                              progress=LogProgress(logging.getLogger("errauto.worker")))
+        while not self.stopping.is_set():
+            try:
+                sub_id = self.work_q.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            try:
+                if self.stopping.is_set():
+                    break
+                _decide(validator, store, sub_id)
+            finally:
+                with self.in_flight_lock:
+                    self.in_flight.discard(sub_id)
+        validator.release()
+        store.close()
+
+
+def _decide(validator: Validator, store: Store, sub_id: int) -> None:
+    try:
+        log.debug("taking submission %d (validating it unless another process holds it)", sub_id)
+        sub = validator.process(sub_id)
+        log.info("submission %d: %s%s", sub.id, sub.state, f" ({sub.reason})" if sub.reason else "")
+        inbox.settle(store, sub)
+    except FatalError as exc:
+        log.warning("submission %d: %s", sub_id, exc)
+    except Exception:
+        log.exception("submission %d: internal error", sub_id)
+
+
+def recover(store: Store, *, announce: bool = False) -> list[Submission]:
+    """Decide what a killed process left validating (requeued, or merged when its
+    merge reached the target) and settle its inbox files; the submissions recovered."""
+    recovered = Validator(store).recover(MAX_ATTEMPTS)
+    for sub in recovered:
+        if announce:
+            log.info("recovered submission %d: %s", sub.id, sub.state)
+        inbox.settle(store, sub)
+    return recovered
+
+
+def follow_loop(stopping: threading.Event) -> None:
+    """Record pull requests merged or closed on GitHub, at a bounded rate.
+
+    Its own thread: a GitHub call may wait out a rate limit, and neither
+    intake nor the heartbeat may wait with it.
+    """
+    store = Store()
+    while not stopping.wait(FOLLOW_EVERY):
+        try:
+            decided = github.follow_open_pull_requests(
+                store, limit=20, min_interval=FOLLOW_EVERY,
+                on_decided=lambda sub: inbox.settle(store, sub))
+            if decided:
+                log.info("%d pull requests were merged or closed on GitHub", decided)
+        except Exception:
+            log.exception("following pull requests failed")
+    store.close()
