@@ -154,9 +154,8 @@ def assess(store: Store, *, daemon_pid: int | None, now: float | None = None,
             "daemon", _grade(age, t.heartbeat_warning_seconds, t.heartbeat_critical_seconds), round(age, 1),
             t.heartbeat_warning_seconds, t.heartbeat_critical_seconds, f"daemon heartbeat {int(age)}s old"))
 
-    row = store.conn.execute(
-        "SELECT COUNT(*), MIN(created_at) FROM submissions WHERE state = 'awaiting_review'").fetchone()
-    awaiting, oldest_at = int(row[0]), row[1]
+    backlog = store.backlog(("awaiting_review",))
+    awaiting, oldest_at = backlog.count, backlog.oldest_created_at
     criteria.append(Criterion("backlog", _grade(awaiting, t.backlog_warning, t.backlog_critical), awaiting,
                               t.backlog_warning, t.backlog_critical, f"{awaiting} awaiting review"))
     oldest = now - oldest_at if oldest_at is not None else None
@@ -198,12 +197,7 @@ def assess(store: Store, *, daemon_pid: int | None, now: float | None = None,
 
 def failure_counts(store: Store, since: float) -> tuple[int, int]:
     """Decisions errauto made since `since` (validations and intake rejections), and how many failed."""
-    row = store.conn.execute(
-        "SELECT COUNT(*), COALESCE(SUM(to_state = 'failed'), 0) FROM events "
-        "WHERE ts >= ? AND kind = 'state' AND (from_state = 'validating' OR from_state IS NULL) "
-        "AND to_state IN ('merged', 'pr_open', 'awaiting_review', 'rejected', 'failed')",
-        (since,)).fetchone()
-    return int(row[0]), int(row[1])
+    return store.failure_counts(since)
 
 
 def registered_configs(store: Store) -> dict[str, Config]:
