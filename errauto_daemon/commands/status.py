@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
-
 from errauto_daemon import metrics, output
+from errauto_daemon.metrics import Status
 from errauto_daemon.store import STATES, Store
 
 
@@ -12,7 +11,7 @@ def status(*, days: int = 30, as_json: bool) -> int:
     store = Store()
     data = metrics.collect(store, days, minutes=_minutes(store))
     if as_json:
-        print(output.dumps(data))
+        print(output.dumps(data.to_json()))
         return 0
     print("\n".join(render(data)))
     return 0
@@ -25,23 +24,23 @@ def _minutes(store: Store) -> dict[str, float]:
     return {root: c.status.minutes_per_manual_patch for root, c in registered_configs(store).items()}
 
 
-def render(d: dict[str, Any]) -> list[str]:
+def render(d: Status) -> list[str]:
     bar = "█" if (sys.stdout.encoding or "").lower().replace("-", "") == "utf8" else "#"
     lines = []
-    head = f"last {d['days']} days: {d['submissions']} submissions; {d['pending']} pending"
-    if d["oldest_pending_seconds"] is not None:
-        head += f", oldest {output.age(d['oldest_pending_seconds'])}"
+    head = f"last {d.days} days: {d.submissions.total} submissions; {d.pending} pending"
+    if d.oldest_pending_seconds is not None:
+        head += f", oldest {output.age(d.oldest_pending_seconds)}"
     lines.append(head)
-    rate = d["auto_merge_rate"]
-    lines.append(f"auto-merge rate: {_pct(rate)} ({d['auto_merged']} of {d['decided']} decided)"
+    rate = d.submissions.auto_merge_rate
+    lines.append(f"auto-merge rate: {_pct(rate)} ({d.submissions.auto_merged} of {d.submissions.decided} decided)"
                  if rate is not None else "auto-merge rate: - (nothing decided)")
-    lines.append(f"review time saved: ~{d['review_hours_saved']:.1f} h "
-                 f"({d['auto_merged']} auto-merged patches a person did not have to apply)")
+    lines.append(f"review time saved: ~{d.submissions.review_hours_saved:.1f} h "
+                 f"({d.submissions.auto_merged} auto-merged patches a person did not have to apply)")
     lines.append("")
 
-    routes = [[r, str(n)] for r, n in sorted(d["routes"].items(), key=lambda x: -x[1])]
-    states = [[s, str(d["states"][s])] for s in STATES if d["states"].get(s)]
-    sources = [[s, str(n)] for s, n in sorted(d["sources"].items(), key=lambda x: -x[1])]
+    routes = [[r, str(n)] for r, n in sorted(d.submissions.routes.items(), key=lambda x: -x[1])]
+    states = [[s, str(d.submissions.states[s])] for s in STATES if d.submissions.states.get(s)]
+    sources = [[s, str(n)] for s, n in sorted(d.submissions.sources.items(), key=lambda x: -x[1])]
     lines += _side_by_side([
         output.table(["STATE", "COUNT"], states or [["-", "0"]]),
         output.table(["ROUTE", "COUNT"], routes or [["-", "0"]]),
@@ -49,42 +48,42 @@ def render(d: dict[str, Any]) -> list[str]:
     ])
     lines.append("")
 
-    conf = d["confidence"]
-    if conf["count"]:
-        lines.append(f"confidence: mean {conf['mean']:.2f}, median {conf['median']:.2f} ({conf['count']} scored)")
-        top = max(b["count"] for b in conf["histogram"]) or 1
-        for b in conf["histogram"]:
-            width = round(40 * b["count"] / top)
-            lines.append(f"  {b['from']:.1f}-{b['to']:.1f} {bar * width}{' ' if width else ''}{b['count']}")
+    conf = d.confidence
+    if conf.count:
+        lines.append(f"confidence: mean {conf.mean:.2f}, median {conf.median:.2f} ({conf.count} scored)")
+        top = max(b.count for b in conf.histogram) or 1
+        for b in conf.histogram:
+            width = round(40 * b.count / top)
+            lines.append(f"  {b.low:.1f}-{b.high:.1f} {bar * width}{' ' if width else ''}{b.count}")
     else:
         lines.append("confidence: - (nothing scored)")
     lines.append("")
 
-    q = d["queue"]
-    queue = f"queue: {q['depth']} queued or validating"
-    if q["oldest_seconds"] is not None:
-        queue += f" (oldest {output.age(q['oldest_seconds'])})"
-    queue += f"; {q['awaiting_review']} awaiting review"
-    if q["oldest_review_seconds"] is not None:
-        queue += f" (oldest {output.age(q['oldest_review_seconds'])})"
+    q = d.queue
+    queue = f"queue: {q.depth} queued or validating"
+    if q.oldest_seconds is not None:
+        queue += f" (oldest {output.age(q.oldest_seconds)})"
+    queue += f"; {q.awaiting_review} awaiting review"
+    if q.oldest_review_seconds is not None:
+        queue += f" (oldest {output.age(q.oldest_review_seconds)})"
     lines.append(queue)
-    v = d["validation_seconds"]
-    lines.append(f"validation time: p50 {_secs(v['p50'])}, p95 {_secs(v['p95'])} ({v['count']} validations)"
-                 if v["count"] else "validation time: - (no validations)")
-    t = d["throughput"]
-    recent = t["per_day"][-7:]
-    lines.append(f"throughput: {t['per_day_mean']:.1f} decisions a day; last {len(recent)} days: "
-                 + " ".join(str(x["decided"]) for x in recent))
-    a = d["alerts"]
-    alerts = f"alerts: {a['undelivered']} undelivered"
-    if a["oldest_undelivered_seconds"] is not None:
-        alerts += f" (oldest {output.age(a['oldest_undelivered_seconds'])})"
-    if a["failed"]:
-        alerts += f", {a['failed']} deliveries failed for good"
-    for sink in a["sinks"]:
-        alerts += f"; {sink['name']} {sink['state']}"
-        if sink["state"] != "ok" and sink["last_error"]:
-            alerts += f" ({sink['last_error']})"
+    v = d.validation_seconds
+    lines.append(f"validation time: p50 {_secs(v.p50)}, p95 {_secs(v.p95)} ({v.count} validations)"
+                 if v.count else "validation time: - (no validations)")
+    t = d.throughput
+    recent = t.per_day[-7:]
+    lines.append(f"throughput: {t.per_day_mean:.1f} decisions a day; last {len(recent)} days: "
+                 + " ".join(str(x.decided) for x in recent))
+    a = d.alerts
+    alerts = f"alerts: {a.undelivered} undelivered"
+    if a.oldest_undelivered_seconds is not None:
+        alerts += f" (oldest {output.age(a.oldest_undelivered_seconds)})"
+    if a.failed:
+        alerts += f", {a.failed} deliveries failed for good"
+    for sink in a.sinks:
+        alerts += f"; {sink.name} {sink.state}"
+        if sink.state != "ok" and sink.last_error:
+            alerts += f" ({sink.last_error})"
     lines.append(alerts)
     return lines
 
