@@ -56,7 +56,7 @@ class Queries:
     def decisions_per_day(self, since: float) -> list[DayCount]:
         """Decisions made since `since`, per local day (days without any left out)."""
         return [DayCount(day, int(n), int(merged)) for day, n, merged in self._db.read.tuples(
-            f"SELECT {local_date('e.ts')} AS day, COUNT(*), SUM(e.to_state = 'merged') "
+            f"SELECT {local_date('e.ts')} AS day, COUNT(*), SUM(CASE WHEN e.to_state = 'merged' THEN 1 ELSE 0 END) "
             f"{_DECISIONS} GROUP BY day", (*DECIDED, since))]
 
     def validation_durations(self, since: float) -> list[float]:
@@ -66,14 +66,15 @@ class Queries:
         from the claim's event before it.
         """
         return [r[0] for r in self._db.read.tuples(
-            "SELECT COALESCE(e.duration, e.ts - (SELECT v.ts FROM events v WHERE v.submission_id = e.submission_id "
-            "AND v.to_state = 'validating' AND v.id < e.id ORDER BY v.id DESC LIMIT 1)) AS took "
-            f"{_DECISIONS} AND e.from_state = 'validating' AND took IS NOT NULL ORDER BY took", (*DECIDED, since))]
+            "SELECT took FROM (SELECT COALESCE(e.duration, e.ts - (SELECT v.ts FROM events v "
+            "WHERE v.submission_id = e.submission_id AND v.to_state = 'validating' AND v.id < e.id "
+            f"ORDER BY v.id DESC LIMIT 1)) AS took {_DECISIONS} AND e.from_state = 'validating') AS d "
+            "WHERE took IS NOT NULL ORDER BY took", (*DECIDED, since))]
 
     def failure_counts(self, since: float) -> tuple[int, int]:
         """Decisions made since `since`, and how many of them failed."""
         n, failed = self._db.read.first(
-            "SELECT COUNT(*), COALESCE(SUM(to_state = 'failed'), 0) FROM events "
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN to_state = 'failed' THEN 1 ELSE 0 END), 0) FROM events "
             "WHERE ts >= ? AND kind = 'state' AND (from_state = 'validating' OR from_state IS NULL) "
             f"AND to_state IN ({placeholders(len(DECIDED))})", (since, *DECIDED))
         return int(n), int(failed)
