@@ -59,7 +59,8 @@ def test_a_decision_writes_its_state_event_and_alert_together(store: Store) -> N
                       ("state", "validating", "awaiting_review", "review", "low score", 1)]
     # The validation decided auto_merge, the submission ended in review: the auto-merge failed.
     (alert,) = store.alerts()
-    assert (alert.kind, alert.level, alert.submission_id, alert.repo) == ("auto_merge_failed", "warning", sub.id, "/r")
+    assert (alert.kind, alert.level, alert.submission_id, alert.repo) == (
+        "auto_merge_failed", "warning", sub.id, "/r")
     assert alert.data["from_state"] == "validating" and alert.data["detail"] == "low score"
     assert alert.data["state"] == "awaiting_review" and alert.data["confidence"] == 0.4
 

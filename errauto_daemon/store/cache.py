@@ -6,7 +6,7 @@ import json
 import time
 from typing import Any
 
-from errauto_daemon.store.db import Database, replace_into
+from errauto_daemon.store.db import Database
 
 
 class Cache:
@@ -22,9 +22,9 @@ class Cache:
     def cache_validation(self, base_tree: str, dedup_key: str, fingerprint: str,
                          result_tree: str, results: dict[str, Any]) -> None:
         with self._db.transaction() as tx:
-            tx.execute(replace_into("validations", ("base_tree", "dedup_key", "fingerprint", "result_tree",
-                                                    "results", "created_at")),
-                       (base_tree, dedup_key, fingerprint, result_tree, json.dumps(results), time.time()))
+            tx.replace("validations", {"base_tree": base_tree, "dedup_key": dedup_key, "fingerprint": fingerprint,
+                                       "result_tree": result_tree, "results": json.dumps(results),
+                                       "created_at": time.time()})
 
     def baseline(self, repo: str, base_tree: str, check: str, fingerprint: str) -> tuple[bool, float | None]:
         """Whether the coverage of `base_tree` is known, and what it is (None: the check gave none)."""
@@ -36,6 +36,5 @@ class Cache:
     def set_baseline(self, repo: str, base_tree: str, check: str, fingerprint: str,
                      value: float | None) -> None:
         with self._db.transaction() as tx:
-            tx.execute(replace_into("baselines", ("repo", "base_tree", "check_name", "fingerprint", "value",
-                                                  "created_at")),
-                       (repo, base_tree, check, fingerprint, value, time.time()))
+            tx.replace("baselines", {"repo": repo, "base_tree": base_tree, "check_name": check,
+                                     "fingerprint": fingerprint, "value": value, "created_at": time.time()})

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,11 @@ from errauto_daemon.errors import ConfigError, FatalError
 SCHEMA_VERSION = 3
 
 Params = Sequence[Any]
+
+
+def placeholders(n: int) -> str:
+    """`n` parameters, in the store's parameter style (`?`, which every table module writes)."""
+    return ",".join("?" * n)
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -235,39 +240,28 @@ class Transaction(Reader):
     def execute_many(self, sql: str, params: Iterable[Params]) -> None:
         self._conn.executemany(sql, params)
 
+    def replace(self, table: str, row: Mapping[str, Any]) -> None:
+        """Insert `row`, replacing the row with the same key."""
+        self._conn.execute(f"INSERT OR REPLACE INTO {table} ({', '.join(row)}) VALUES ({placeholders(len(row))})",
+                           tuple(row.values()))
+
+    def insert_new(self, table: str, rows: Sequence[Mapping[str, Any]]) -> int:
+        """Insert each of `rows` (same columns) whose key is not there yet; returns how many were."""
+        if not rows:
+            return 0
+        columns = list(rows[0])
+        before = self._conn.total_changes
+        self._conn.executemany(
+            f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES ({placeholders(len(columns))})",
+            [tuple(r[c] for c in columns) for r in rows])
+        return self._conn.total_changes - before
+
     def script(self, script: str) -> None:
         """Run `;`-separated statements (inside this transaction, unlike executescript)."""
         code = "\n".join(line for line in script.splitlines() if not line.strip().startswith("--"))
         for statement in code.split(";"):
             if statement.strip():
                 self._conn.execute(statement)
-
-
-# -- SQLite's dialect -------------------------------------------------------------------
-
-
-def replace_into(table: str, columns: Sequence[str]) -> str:
-    """An INSERT that replaces the row with the same key."""
-    return f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-
-
-def insert_new(table: str, columns: Sequence[str]) -> str:
-    """An INSERT that does nothing when the key exists already."""
-    return f"INSERT OR IGNORE INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
-
-
-def local_date(column: str) -> str:
-    """A unix timestamp column as its date (YYYY-MM-DD) in local time."""
-    return f"date({column}, 'unixepoch', 'localtime')"
-
-
-def using_index(index: str) -> str:
-    """Force a covering index, whatever the planner's statistics say."""
-    return f"INDEXED BY {index}"
-
-
-def placeholders(n: int) -> str:
-    return ",".join("?" * n)
 
 
 class Database:
@@ -309,6 +303,18 @@ class Database:
     def read(self) -> Reader:
         """Reads outside a transaction (each statement sees one snapshot)."""
         return Reader(self.conn)
+
+    # SQLite's spellings of what the queries need and SQL does not say one way.
+
+    @staticmethod
+    def local_date(column: str) -> str:
+        """A unix timestamp column as its date (YYYY-MM-DD) in local time."""
+        return f"date({column}, 'unixepoch', 'localtime')"
+
+    @staticmethod
+    def using_index(index: str) -> str:
+        """Force a covering index, whatever the planner's statistics say."""
+        return f"INDEXED BY {index}"
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

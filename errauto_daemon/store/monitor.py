@@ -5,7 +5,7 @@ import time
 from typing import Any
 
 from errauto_daemon.alerts import level_alerts
-from errauto_daemon.store.db import Database, replace_into
+from errauto_daemon.store.db import Database
 from errauto_daemon.store.outbox import insert_alert
 
 
@@ -17,9 +17,8 @@ class Monitor:
     def daemon_started(self, pid: int, host: str, version: str) -> None:
         now = time.time()
         with self._db.transaction() as tx:
-            tx.execute(replace_into("daemon", ("id", "pid", "host", "version", "started_at", "heartbeat_at",
-                                               "stopped_at")),
-                       (1, pid, host, version, now, now, None))
+            tx.replace("daemon", {"id": 1, "pid": pid, "host": host, "version": version, "started_at": now,
+                                  "heartbeat_at": now, "stopped_at": None})
 
     def heartbeat(self, pid: int) -> None:
         with self._db.transaction() as tx:

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from errauto_daemon import alerts
-from errauto_daemon.store.db import Database, Transaction, insert_new, replace_into
+from errauto_daemon.store.db import Database, Transaction
 from errauto_daemon.store.records import Alert
 
 
@@ -59,8 +59,8 @@ class Outbox:
         now = time.time()
         with self._db.transaction() as tx:
             for alert_id, sinks in routes.items():
-                tx.execute_many(insert_new("deliveries", ("alert_id", "sink", "state", "next_at")),
-                                [(alert_id, sink, "pending", now) for sink in sinks])
+                tx.insert_new("deliveries", [{"alert_id": alert_id, "sink": sink, "state": "pending", "next_at": now}
+                                             for sink in sinks])
                 tx.execute("UPDATE outbox SET routed_at = ?, sinks = ? WHERE id = ? AND routed_at IS NULL",
                            (now, ",".join(sinks), alert_id))
 
@@ -112,7 +112,5 @@ class Outbox:
     def set_sink_state(self, sink: str, *, failures: int, next_at: float, open_until: float | None,
                        last_error: str | None, last_ok_at: float | None) -> None:
         with self._db.transaction() as tx:
-            tx.execute(
-                replace_into("sinks", ("name", "failures", "next_at", "open_until", "last_error",
-                                       "last_ok_at", "updated_at")),
-                (sink, failures, next_at, open_until, last_error, last_ok_at, time.time()))
+            tx.replace("sinks", {"name": sink, "failures": failures, "next_at": next_at, "open_until": open_until,
+                                 "last_error": last_error, "last_ok_at": last_ok_at, "updated_at": time.time()})

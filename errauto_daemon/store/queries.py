@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from errauto_daemon.store.db import Database, local_date, placeholders, using_index
+from errauto_daemon.store.db import Database, placeholders
 from errauto_daemon.store.records import DECIDED, STATES, Backlog, DayCount, WindowCount
 
 _DECISIONS = (f"FROM events e WHERE e.kind = 'state' AND e.to_state IN ({placeholders(len(DECIDED))}) "
@@ -43,20 +43,23 @@ class Queries:
         """Submissions created since `since`, counted by state, route, source and repository."""
         # The covering index, whatever the planner's statistics say (with them
         # it prefers (state, created_at) and reads every row).
+        window = self._db.using_index("submissions_window")
         return [WindowCount(*r) for r in self._db.read.tuples(
-            f"SELECT state, route, source, repo, COUNT(*) FROM submissions {using_index('submissions_window')} "
+            f"SELECT state, route, source, repo, COUNT(*) FROM submissions {window} "
             "WHERE created_at >= ? GROUP BY state, route, source, repo", (since,))]
 
     def confidences(self, since: float) -> list[float]:
         """The confidence of each scored submission created since `since`, ascending."""
+        window = self._db.using_index("submissions_window")
         return [r[0] for r in self._db.read.tuples(
-            f"SELECT confidence FROM submissions {using_index('submissions_window')} "
+            f"SELECT confidence FROM submissions {window} "
             "WHERE created_at >= ? AND confidence IS NOT NULL ORDER BY confidence", (since,))]
 
     def decisions_per_day(self, since: float) -> list[DayCount]:
         """Decisions made since `since`, per local day (days without any left out)."""
-        return [DayCount(day, int(n), int(merged)) for day, n, merged in self._db.read.tuples(
-            f"SELECT {local_date('e.ts')} AS day, COUNT(*), SUM(CASE WHEN e.to_state = 'merged' THEN 1 ELSE 0 END) "
+        day = self._db.local_date("e.ts")
+        return [DayCount(date, int(n), int(merged)) for date, n, merged in self._db.read.tuples(
+            f"SELECT {day} AS day, COUNT(*), SUM(CASE WHEN e.to_state = 'merged' THEN 1 ELSE 0 END) "
             f"{_DECISIONS} GROUP BY day", (*DECIDED, since))]
 
     def validation_durations(self, since: float) -> list[float]:

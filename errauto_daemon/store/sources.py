@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import time
 
-from errauto_daemon.store.db import Database, insert_new, replace_into
+from errauto_daemon.store.db import Database
 from errauto_daemon.store.records import InboxFile, Replacement
 
 _REPLACES = re.compile(r"replaces ([0-9a-f]+) with ([0-9a-f]+)")
@@ -19,7 +19,7 @@ class Sources:
 
     def add_repo(self, path: str) -> bool:
         with self._db.transaction() as tx:
-            return tx.execute(insert_new("repos", ("path", "added_at")), (path, time.time())) == 1
+            return tx.insert_new("repos", [{"path": path, "added_at": time.time()}]) == 1
 
     def remove_repo(self, path: str) -> bool:
         with self._db.transaction() as tx:
@@ -52,8 +52,8 @@ class Sources:
 
     def set_ref_seen(self, repo: str, ref: str, sha: str, sub_id: int | None) -> None:
         with self._db.transaction() as tx:
-            tx.execute(replace_into("refs_seen", ("repo", "ref", "sha", "submission_id", "seen_at")),
-                       (repo, ref, sha, sub_id, time.time()))
+            tx.replace("refs_seen", {"repo": repo, "ref": ref, "sha": sha, "submission_id": sub_id,
+                                     "seen_at": time.time()})
 
     def unannounced_replacements(self, repo: str, within: float = 14 * 86400) -> list[Replacement]:
         """Pushed commits merged as errauto's rewrite in the last `within` seconds
