@@ -1,8 +1,8 @@
 """The database itself: the SQLite connection (WAL, busy timeout), the schema and
 its migrations, transactions, and everything particular to SQLite's dialect.
 
-The table groups (submissions.py, cache.py, outbox.py, monitor.py,
-queries.py) write portable SQL with `?` parameters against a `Database`;
+The table groups (submissions.py, sources.py, cache.py, outbox.py,
+monitor.py, queries.py) write portable SQL with `?` parameters against a `Database`;
 what only SQLite spells its way (replacing or ignoring on conflict, a
 timestamp's local date, forcing a covering index) comes from here, and rows
 leave as plain dicts and tuples. Another backend is another `Database`.
