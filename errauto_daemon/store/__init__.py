@@ -30,7 +30,9 @@ from errauto_daemon import paths
 from errauto_daemon.alerts import ALERT_KINDS, ALERT_LEVELS, alert_for, level_alerts
 from errauto_daemon.store.api import StoreAPI
 from errauto_daemon.store.cache import Cache
-from errauto_daemon.store.db import _MIGRATIONS, _SCHEMA, SCHEMA_VERSION, Database
+from errauto_daemon.store.db import _MIGRATIONS as _MIGRATIONS
+from errauto_daemon.store.db import _SCHEMA as _SCHEMA
+from errauto_daemon.store.db import SCHEMA_VERSION, Database
 from errauto_daemon.store.monitor import Monitor
 from errauto_daemon.store.outbox import Outbox
 from errauto_daemon.store.patches import patch_file, store_patch_bytes
@@ -54,7 +56,7 @@ from errauto_daemon.store.submissions import Submissions
 __all__ = [
     "ALERT_KINDS", "ALERT_LEVELS", "DECIDED", "FINAL", "SCHEMA_VERSION", "STATES", "Alert", "Backlog",
     "CheckRow", "DayCount", "InboxFile", "Replacement", "Store", "StoreAPI", "Submission", "WindowCount",
-    "_MIGRATIONS", "_SCHEMA", "alert_for", "level_alerts", "patch_file", "store_patch_bytes",
+    "alert_for", "level_alerts", "patch_file", "store_patch_bytes",
 ]
 
 
