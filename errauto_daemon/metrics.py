@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from errauto_daemon.store import DECIDED, STATES, Store
+from errauto_daemon.store import DECIDED, STATES, StoreAPI
 
 DAY = 86400.0
 BUCKETS = 10  # confidence histogram: [0, 0.1), [0.1, 0.2), ... [0.9, 1.0]
@@ -198,7 +198,7 @@ class Status:
         }
 
 
-def collect(store: Store, days: int, *, now: float | None = None,
+def collect(store: StoreAPI, days: int, *, now: float | None = None,
             minutes: Mapping[str, float] | None = None) -> Status:
     """Everything `status` shows. `minutes`: minutes per manual patch, by repository."""
     now = time.time() if now is None else now
@@ -214,7 +214,7 @@ def collect(store: Store, days: int, *, now: float | None = None,
     )
 
 
-def _submissions(store: Store, since: float, minutes: Mapping[str, float]) -> Submissions:
+def _submissions(store: StoreAPI, since: float, minutes: Mapping[str, float]) -> Submissions:
     states = {s: 0 for s in STATES}
     routes: dict[str, int] = {}
     sources: dict[str, int] = {}
@@ -249,7 +249,7 @@ def _validation_times(durations: list[float]) -> ValidationTimes:
     return ValidationTimes(len(durations), percentile(durations, 0.50), percentile(durations, 0.95))
 
 
-def _throughput(store: Store, since: float, days: int, now: float) -> Throughput:
+def _throughput(store: StoreAPI, since: float, days: int, now: float) -> Throughput:
     counts = {d.date: (d.decided, d.merged) for d in store.decisions_per_day(since)}
     dates = [_date(now - i * DAY) for i in range(days - 1, -1, -1)]
     decided = sum(n for n, _ in counts.values())
@@ -257,14 +257,14 @@ def _throughput(store: Store, since: float, days: int, now: float) -> Throughput
                       per_day=tuple(Day(date, *counts.get(date, (0, 0))) for date in dates))
 
 
-def _queue(store: Store, now: float) -> Queue:
+def _queue(store: StoreAPI, now: float) -> Queue:
     queue = store.backlog(("queued", "validating"))
     review = store.backlog(("awaiting_review",))
     return Queue(depth=queue.count, oldest_seconds=_age(queue.oldest_created_at, now),
                  awaiting_review=review.count, oldest_review_seconds=_age(review.oldest_created_at, now))
 
 
-def _alerts(store: Store, now: float) -> Alerts:
+def _alerts(store: StoreAPI, now: float) -> Alerts:
     undelivered = store.undelivered()
     oldest = undelivered["oldest"]
     return Alerts(undelivered=undelivered["pending"], oldest_undelivered_seconds=now - oldest if oldest else None,
