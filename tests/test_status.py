@@ -131,3 +131,20 @@ def test_status_of_an_empty_database(capsys: pytest.CaptureFixture[str]) -> None
     assert main(["status"]) == 0
     out = capsys.readouterr().out
     assert "0 submissions; 0 pending" in out and "confidence: - (nothing scored)" in out
+
+
+def test_collect_returns_a_status_read_by_attribute_and_printed_as_json(world: tuple[Store, str]) -> None:
+    store, repo = world
+    status = metrics.collect(store, 30, minutes={repo: 30.0})
+    assert isinstance(status, metrics.Status)
+    assert (status.submissions.total, status.submissions.auto_merged, status.submissions.decided) == (8, 3, 7)
+    assert status.pending == status.queue.depth + status.queue.awaiting_review == 3
+    assert status.oldest_pending_seconds == status.queue.oldest_review_seconds
+    assert [b.count for b in status.confidence.histogram] == [0, 0, 0, 1, 0, 1, 0, 0, 1, 3]
+    assert len(status.throughput.per_day) == 30 and status.throughput.per_day[-1].merged == 3
+    document = status.to_json()
+    assert list(document) == ["days", "since", "submissions", "states", "routes", "sources", "decided",
+                              "auto_merged", "auto_merge_rate", "confidence", "pending", "oldest_pending_seconds",
+                              "queue", "validation_seconds", "throughput", "review_hours_saved", "alerts"]
+    assert document["confidence"]["histogram"][9] == {"from": 0.9, "to": 1.0, "count": 3}
+    assert json.loads(json.dumps(document)) == document  # plain JSON values only
