@@ -347,15 +347,16 @@ def main() -> None:
                 timings[name].append(time.perf_counter() - t)
                 assert proc.returncode in (0, 1, 2), proc.stderr
         if run == 0:
-            same = (ours["submissions"], ours["auto_merged"], ours["decided"], ours["routes"], ours["sources"],
-                    ours["validation_seconds"]["count"], ours["throughput"]["decided"], ours["queue"]["depth"],
-                    ours["alerts"]["undelivered"]) == (
+            counted = ours.submissions
+            same = (counted.total, counted.auto_merged, counted.decided, counted.routes, counted.sources,
+                    ours.validation_seconds.count, ours.throughput.decided, ours.queue.depth,
+                    ours.alerts.undelivered) == (
                 naive["submissions"], naive["auto_merged"], naive["decided"], naive["routes"], naive["sources"],
                 naive["validations"], naive["decisions"], naive["queue"], naive["undelivered"])
             print(f"errauto and naive agree on every count: {same}; level: {found.level} / naive "
                   f"{naive_level} (the daemon criterion aside)")
             if not same:
-                print(json.dumps({"errauto": {k: ours[k] for k in ("submissions", "auto_merged", "decided")},
+                print(json.dumps({"errauto": {k: ours.to_json()[k] for k in ("submissions", "auto_merged", "decided")},
                                   "naive": naive}, indent=1, default=str))
 
     print()

@@ -1,12 +1,19 @@
-"""What an alert can be about, and how loud it is.
+"""Alert policy: which change raises which alert, how loud it is, what it says. Pure.
 
-Pure data: imports nothing from errauto, so the configuration (which checks
-`[alerts] disabled` against these kinds) and the store (which writes alerts
-into its outbox) can both depend on it.
+The store writes an alert into its outbox in the same transaction as the
+change that raises it; what that alert is, and whether there is one, is
+decided here. This module does no I/O and imports nothing of errauto, so
+that the configuration (which validates `[alerts] disabled` against
+`ALERT_KINDS`) can import it.
 """
 from __future__ import annotations
 
-ALERT_LEVELS = {
+import json
+from collections.abc import Mapping
+from typing import Any
+
+# What an alert can be about, and how loud it is.
+ALERT_LEVELS: dict[str, str] = {
     "auto_merged": "info",
     "merged": "info",  # merged after a person approved it, or its pull request was merged
     "auto_merge_failed": "warning",
@@ -20,3 +27,76 @@ ALERT_LEVELS = {
     "monitor_ok": "info",
 }
 ALERT_KINDS = tuple(ALERT_LEVELS)
+
+# The submission's columns an alert keeps a snapshot of.
+SNAPSHOT_FIELDS = ("title", "state", "route", "confidence", "reason", "source",
+                   "pr_url", "pr_number", "pr_state", "merged_commit")
+
+
+def level_of(kind: str) -> str:
+    """The level of an alert kind; ValueError for a kind that does not exist."""
+    try:
+        return ALERT_LEVELS[kind]
+    except KeyError:
+        raise ValueError(f"unknown alert kind {kind!r}; one of {', '.join(ALERT_KINDS)}") from None
+
+
+def alert_for(from_state: str | None, to_state: str, route: str | None,
+              decided_route: str | None) -> str | None:
+    """The alert a state change raises, if any.
+
+    `route` is the submission's route after the change; `decided_route` the
+    route its last validation decided (they differ when a route could not be
+    carried out, e.g. an auto-merge held for review).
+    """
+    if to_state == from_state:
+        return None  # e.g. pr_open again after a GitHub failure: that raised its own alert
+    if to_state == "merged":
+        return "auto_merged" if route == "auto_merge" else "merged"
+    if to_state == "awaiting_review":
+        return "auto_merge_failed" if decided_route == "auto_merge" else "review_needed"
+    return _BY_STATE.get(to_state)
+
+
+_BY_STATE = {
+    "pr_open": "pr_opened",
+    "rejected": "rejected",
+    "failed": "daemon_error",  # errauto could not decide: an internal or configuration error
+}
+
+
+def decided_route(explanation: str | None) -> str | None:
+    """The route a submission's last validation decided, from its explanation (JSON)."""
+    if not explanation:
+        return None
+    try:
+        value = json.loads(explanation).get("route")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def alert_data(submission: Mapping[str, Any] | None, detail: str | None,
+               extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What an alert records: the submission as it is now, the detail, and any extra facts."""
+    data: dict[str, Any] = {}
+    if submission is not None:
+        data = {k: submission[k] for k in SNAPSHOT_FIELDS}
+    if detail:
+        data["detail"] = detail
+    data.update(extra or {})
+    return data
+
+
+def level_alerts(level: str, alerted: str | None, last_sent: float | None, now: float,
+                 repeat_after: float) -> bool:
+    """Whether the monitor alerts `level`, given the level it last alerted.
+
+    Back to ok is alerted whenever a worse level was; a warning or critical
+    level at most once per `repeat_after` seconds.
+    """
+    if level == (alerted or "ok"):
+        return False
+    if level == "ok":
+        return True
+    return last_sent is None or now - last_sent >= repeat_after

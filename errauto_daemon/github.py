@@ -607,12 +607,10 @@ def follow_open_pull_requests(store: Store, *, limit: int = 20, min_interval: fl
     """
     from errauto_daemon.intake import open_repo  # intake is upstream of the route; import late
 
-    rows = store.conn.execute(
-        "SELECT id FROM submissions WHERE state = 'pr_open' AND pr_number IS NOT NULL "
-        "AND updated_at <= ? ORDER BY updated_at LIMIT ?", (time.time() - min_interval, limit)).fetchall()
+    due = store.pr_open_due(time.time() - min_interval, limit)
     clients: dict[GithubConfig, GitHubAPI] = {}
     decided = 0
-    for (sub_id,) in rows:
+    for sub_id in due:
         sub = store.get(sub_id)
         if sub.state != "pr_open" or sub.pr_number is None:
             continue

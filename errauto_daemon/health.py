@@ -125,9 +125,8 @@ def _daemon_criterion(store: Store, daemon_pid: int | None, queued: int, now: fl
 def _review_criteria(store: Store, now: float,
                      t: Thresholds) -> tuple[int, float | None, tuple[Criterion, Criterion]]:
     """How many submissions await review and how long the oldest has waited: graded both."""
-    row = store.conn.execute(
-        "SELECT COUNT(*), MIN(created_at) FROM submissions WHERE state = 'awaiting_review'").fetchone()
-    awaiting, oldest_at = int(row[0]), row[1]
+    backlog_row = store.backlog(("awaiting_review",))
+    awaiting, oldest_at = backlog_row.count, backlog_row.oldest_created_at
     backlog = Criterion("backlog", _grade(awaiting, t.backlog_warning, t.backlog_critical), awaiting,
                         t.backlog_warning, t.backlog_critical, f"{awaiting} awaiting review")
     if oldest_at is None:
@@ -169,12 +168,7 @@ def _outbox_criterion(store: Store, now: float, t: Thresholds) -> Criterion:
 
 def failure_counts(store: Store, since: float) -> tuple[int, int]:
     """Decisions errauto made since `since` (validations and intake rejections), and how many failed."""
-    row = store.conn.execute(
-        "SELECT COUNT(*), COALESCE(SUM(to_state = 'failed'), 0) FROM events "
-        "WHERE ts >= ? AND kind = 'state' AND (from_state = 'validating' OR from_state IS NULL) "
-        "AND to_state IN ('merged', 'pr_open', 'awaiting_review', 'rejected', 'failed')",
-        (since,)).fetchone()
-    return int(row[0]), int(row[1])
+    return store.failure_counts(since)
 
 
 def registered_configs(store: Store) -> dict[str, Config]:

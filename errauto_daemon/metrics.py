@@ -1,9 +1,8 @@
 """The numbers `errauto status` shows, computed from the database.
 
 Nothing is counted by hand: every number comes from `submissions` (what
-each submission is now) and `events` (when each change happened). The
-queries read covering indexes and return only what is shown, so a window
-of 100,000 events takes tens of milliseconds (bench/status_speed.py).
+each submission is now) and `events` (when each change happened), through
+the store's read-only queries (store/queries.py).
 
 Over the window (the last `days` days):
     submissions created in it: per state, route and source; the auto-merge
@@ -22,9 +21,10 @@ import datetime
 import statistics
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from errauto_daemon.store import DECIDED, STATES, Store
+from errauto_daemon.store import DECIDED, STATES, StoreAPI
 
 DAY = 86400.0
 BUCKETS = 10  # confidence histogram: [0, 0.1), [0.1, 0.2), ... [0.9, 1.0]
@@ -41,116 +41,245 @@ def percentile(values: list[float], q: float) -> float | None:
     return values[low] + (values[high] - values[low]) * (pos - low)
 
 
-def collect(store: Store, days: int, *, now: float | None = None,
-            minutes: Mapping[str, float] | None = None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Submissions:
+    """Submissions created in the window, counted."""
+
+    total: int
+    states: dict[str, int]
+    routes: dict[str, int]
+    sources: dict[str, int]
+    decided: int
+    auto_merged: int
+    review_hours_saved: float
+
+    @property
+    def auto_merge_rate(self) -> float | None:
+        return self.auto_merged / self.decided if self.decided else None
+
+
+@dataclass(frozen=True)
+class Bucket:
+    low: float
+    high: float
+    count: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"from": self.low, "to": self.high, "count": self.count}
+
+
+@dataclass(frozen=True)
+class Confidence:
+    count: int
+    mean: float | None
+    median: float | None
+    histogram: tuple[Bucket, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"count": self.count, "mean": self.mean, "median": self.median,
+                "histogram": [b.to_json() for b in self.histogram]}
+
+
+@dataclass(frozen=True)
+class Queue:
+    """Now: what waits for a validation, and what waits for a person."""
+
+    depth: int
+    oldest_seconds: float | None
+    awaiting_review: int
+    oldest_review_seconds: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"depth": self.depth, "oldest_seconds": self.oldest_seconds,
+                "awaiting_review": self.awaiting_review, "oldest_review_seconds": self.oldest_review_seconds}
+
+
+@dataclass(frozen=True)
+class ValidationTimes:
+    count: int
+    p50: float | None
+    p95: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"count": self.count, "p50": self.p50, "p95": self.p95}
+
+
+@dataclass(frozen=True)
+class Day:
+    date: str
+    decided: int
+    merged: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"date": self.date, "decided": self.decided, "merged": self.merged}
+
+
+@dataclass(frozen=True)
+class Throughput:
+    decided: int
+    per_day_mean: float
+    per_day: tuple[Day, ...]  # every day of the window, oldest first
+
+    def to_json(self) -> dict[str, Any]:
+        return {"decided": self.decided, "per_day_mean": self.per_day_mean,
+                "per_day": [d.to_json() for d in self.per_day]}
+
+
+@dataclass(frozen=True)
+class Sink:
+    name: str
+    state: str  # ok | failing | circuit open
+    failures: int
+    open_until: float | None
+    last_error: str | None
+    last_ok_at: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "state": self.state, "failures": self.failures, "open_until": self.open_until,
+                "last_error": self.last_error, "last_ok_at": self.last_ok_at}
+
+
+@dataclass(frozen=True)
+class Alerts:
+    undelivered: int
+    oldest_undelivered_seconds: float | None
+    failed: int
+    sinks: tuple[Sink, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"undelivered": self.undelivered, "oldest_undelivered_seconds": self.oldest_undelivered_seconds,
+                "failed": self.failed, "sinks": [s.to_json() for s in self.sinks]}
+
+
+@dataclass(frozen=True)
+class Status:
+    """Everything `errauto status` shows."""
+
+    days: int
+    since: float
+    submissions: Submissions
+    confidence: Confidence
+    queue: Queue
+    validation_seconds: ValidationTimes
+    throughput: Throughput
+    alerts: Alerts
+
+    @property
+    def pending(self) -> int:
+        """Everything not decided for good yet: the queue and the review backlog."""
+        return self.queue.depth + self.queue.awaiting_review
+
+    @property
+    def oldest_pending_seconds(self) -> float | None:
+        return max((s for s in (self.queue.oldest_seconds, self.queue.oldest_review_seconds) if s is not None),
+                   default=None)
+
+    def to_json(self) -> dict[str, Any]:
+        """The document `status --json` prints."""
+        s = self.submissions
+        return {
+            "days": self.days,
+            "since": self.since,
+            "submissions": s.total,
+            "states": s.states,
+            "routes": s.routes,
+            "sources": s.sources,
+            "decided": s.decided,
+            "auto_merged": s.auto_merged,
+            "auto_merge_rate": s.auto_merge_rate,
+            "confidence": self.confidence.to_json(),
+            "pending": self.pending,
+            "oldest_pending_seconds": self.oldest_pending_seconds,
+            "queue": self.queue.to_json(),
+            "validation_seconds": self.validation_seconds.to_json(),
+            "throughput": self.throughput.to_json(),
+            "review_hours_saved": s.review_hours_saved,
+            "alerts": self.alerts.to_json(),
+        }
+
+
+def collect(store: StoreAPI, days: int, *, now: float | None = None,
+            minutes: Mapping[str, float] | None = None) -> Status:
     """Everything `status` shows. `minutes`: minutes per manual patch, by repository."""
     now = time.time() if now is None else now
     since = now - days * DAY
-    minutes = minutes or {}
-    conn = store.conn
+    return Status(
+        days=days, since=since,
+        submissions=_submissions(store, since, minutes or {}),
+        confidence=_confidence(store.confidences(since)),
+        queue=_queue(store, now),
+        validation_seconds=_validation_times(store.validation_durations(since)),
+        throughput=_throughput(store, since, days, now),
+        alerts=_alerts(store, now),
+    )
 
+
+def _submissions(store: StoreAPI, since: float, minutes: Mapping[str, float]) -> Submissions:
     states = {s: 0 for s in STATES}
     routes: dict[str, int] = {}
     sources: dict[str, int] = {}
     auto_merged_by_repo: dict[str, int] = {}
-    # INDEXED BY: the covering index, whatever the planner's statistics say
-    # (with them it prefers (state, created_at) and reads every row).
-    for state, route, source, repo, n in conn.execute(
-            "SELECT state, route, source, repo, COUNT(*) FROM submissions INDEXED BY submissions_window "
-            "WHERE created_at >= ? GROUP BY state, route, source, repo", (since,)):
-        states[state] = states.get(state, 0) + n
-        if route is not None:
-            routes[route] = routes.get(route, 0) + n
-        sources[source] = sources.get(source, 0) + n
-        if state == "merged" and route == "auto_merge":
-            auto_merged_by_repo[repo] = auto_merged_by_repo.get(repo, 0) + n
-    total = sum(states.values())
-    decided = sum(states[s] for s in DECIDED)
-    auto_merged = sum(auto_merged_by_repo.values())
-
-    confidences = [r[0] for r in conn.execute(
-        "SELECT confidence FROM submissions INDEXED BY submissions_window "
-        "WHERE created_at >= ? AND confidence IS NOT NULL ORDER BY confidence", (since,))]
-    histogram = [0] * BUCKETS
-    for value in confidences:
-        histogram[min(BUCKETS - 1, max(0, int(value * BUCKETS)))] += 1
-
-    # Decisions errauto made in the window: validations, and rejections at intake.
-    decisions = f"""FROM events e WHERE e.kind = 'state' AND e.to_state IN ({','.join('?' * len(DECIDED))})
-        AND e.ts >= ? AND (e.from_state = 'validating' OR e.from_state IS NULL)"""
-    per_day = {d: (n, merged) for d, n, merged in conn.execute(
-        "SELECT date(e.ts, 'unixepoch', 'localtime') AS day, COUNT(*), SUM(e.to_state = 'merged') "
-        f"{decisions} GROUP BY day", (*DECIDED, since))}
-    # How long each validation took: recorded on its decision's event (events
-    # older than that column: from the claim's event).
-    durations = [r[0] for r in conn.execute(
-        "SELECT COALESCE(e.duration, e.ts - (SELECT v.ts FROM events v WHERE v.submission_id = e.submission_id "
-        "AND v.to_state = 'validating' AND v.id < e.id ORDER BY v.id DESC LIMIT 1)) AS took "
-        f"{decisions} AND e.from_state = 'validating' AND took IS NOT NULL ORDER BY took", (*DECIDED, since))]
-    dates = [_date(now - i * DAY) for i in range(days - 1, -1, -1)]
-    throughput = [{"date": d, "decided": per_day.get(d, (0, 0))[0], "merged": per_day.get(d, (0, 0))[1]}
-                  for d in dates]
-    decisions_made = sum(n for n, _ in per_day.values())
-
-    queue = conn.execute(
-        "SELECT COUNT(*), MIN(created_at) FROM submissions WHERE state IN ('queued', 'validating')").fetchone()
-    review = conn.execute(
-        "SELECT COUNT(*), MIN(created_at) FROM submissions WHERE state = 'awaiting_review'").fetchone()
-    oldest_pending = min((t for t in (queue[1], review[1]) if t is not None), default=None)
-
+    for c in store.window_counts(since):
+        states[c.state] = states.get(c.state, 0) + c.count
+        if c.route is not None:
+            routes[c.route] = routes.get(c.route, 0) + c.count
+        sources[c.source] = sources.get(c.source, 0) + c.count
+        if c.state == "merged" and c.route == "auto_merge":
+            auto_merged_by_repo[c.repo] = auto_merged_by_repo.get(c.repo, 0) + c.count
     saved_minutes = sum(n * minutes.get(repo, DEFAULT_MINUTES) for repo, n in auto_merged_by_repo.items())
+    return Submissions(total=sum(states.values()), states=states, routes=routes, sources=sources,
+                       decided=sum(states[s] for s in DECIDED), auto_merged=sum(auto_merged_by_repo.values()),
+                       review_hours_saved=saved_minutes / 60.0)
+
+
+def _confidence(values: list[float]) -> Confidence:
+    """`values` ascending."""
+    histogram = [0] * BUCKETS
+    for value in values:
+        histogram[min(BUCKETS - 1, max(0, int(value * BUCKETS)))] += 1
+    return Confidence(
+        count=len(values),
+        mean=statistics.fmean(values) if values else None,
+        median=statistics.median(values) if values else None,
+        histogram=tuple(Bucket(i / BUCKETS, (i + 1) / BUCKETS, histogram[i]) for i in range(BUCKETS)))
+
+
+def _validation_times(durations: list[float]) -> ValidationTimes:
+    """`durations` ascending."""
+    return ValidationTimes(len(durations), percentile(durations, 0.50), percentile(durations, 0.95))
+
+
+def _throughput(store: StoreAPI, since: float, days: int, now: float) -> Throughput:
+    counts = {d.date: (d.decided, d.merged) for d in store.decisions_per_day(since)}
+    dates = [_date(now - i * DAY) for i in range(days - 1, -1, -1)]
+    decided = sum(n for n, _ in counts.values())
+    return Throughput(decided=decided, per_day_mean=decided / days,
+                      per_day=tuple(Day(date, *counts.get(date, (0, 0))) for date in dates))
+
+
+def _queue(store: StoreAPI, now: float) -> Queue:
+    queue = store.backlog(("queued", "validating"))
+    review = store.backlog(("awaiting_review",))
+    return Queue(depth=queue.count, oldest_seconds=_age(queue.oldest_created_at, now),
+                 awaiting_review=review.count, oldest_review_seconds=_age(review.oldest_created_at, now))
+
+
+def _alerts(store: StoreAPI, now: float) -> Alerts:
     undelivered = store.undelivered()
-    return {
-        "days": days,
-        "since": since,
-        "submissions": total,
-        "states": states,
-        "routes": routes,
-        "sources": sources,
-        "decided": decided,
-        "auto_merged": auto_merged,
-        "auto_merge_rate": auto_merged / decided if decided else None,
-        "confidence": {
-            "count": len(confidences),
-            "mean": statistics.fmean(confidences) if confidences else None,
-            "median": statistics.median(confidences) if confidences else None,
-            "histogram": [{"from": i / BUCKETS, "to": (i + 1) / BUCKETS, "count": histogram[i]}
-                          for i in range(BUCKETS)],
-        },
-        # `pending` and `oldest_pending_seconds`: everything not decided for good yet.
-        "pending": int(queue[0]) + int(review[0]),
-        "oldest_pending_seconds": now - oldest_pending if oldest_pending is not None else None,
-        "queue": {
-            "depth": int(queue[0]),
-            "oldest_seconds": now - queue[1] if queue[1] is not None else None,
-            "awaiting_review": int(review[0]),
-            "oldest_review_seconds": now - review[1] if review[1] is not None else None,
-        },
-        "validation_seconds": {
-            "count": len(durations),
-            "p50": percentile(durations, 0.50),
-            "p95": percentile(durations, 0.95),
-        },
-        "throughput": {
-            "decided": decisions_made,
-            "per_day_mean": decisions_made / days,
-            "per_day": throughput,
-        },
-        "review_hours_saved": saved_minutes / 60.0,
-        "alerts": {
-            "undelivered": undelivered["pending"],
-            "oldest_undelivered_seconds": now - undelivered["oldest"] if undelivered["oldest"] else None,
-            "failed": undelivered["failed"],
-            "sinks": [_sink(s, now) for s in store.sink_states()],
-        },
-    }
+    oldest = undelivered["oldest"]
+    return Alerts(undelivered=undelivered["pending"], oldest_undelivered_seconds=now - oldest if oldest else None,
+                  failed=undelivered["failed"], sinks=tuple(_sink(s, now) for s in store.sink_states()))
+
+
+def _age(since: float | None, now: float) -> float | None:
+    return now - since if since is not None else None
 
 
 def _date(ts: float) -> str:
     return datetime.date.fromtimestamp(ts).isoformat()
 
 
-def _sink(row: Mapping[str, Any], now: float) -> dict[str, Any]:
+def _sink(row: Mapping[str, Any], now: float) -> Sink:
     open_until = row["open_until"]
     if open_until is not None and open_until > now:
         state = "circuit open"
@@ -158,5 +287,5 @@ def _sink(row: Mapping[str, Any], now: float) -> dict[str, Any]:
         state = "failing"
     else:
         state = "ok"
-    return {"name": row["name"], "state": state, "failures": row["failures"],
-            "open_until": open_until, "last_error": row["last_error"], "last_ok_at": row["last_ok_at"]}
+    return Sink(name=row["name"], state=state, failures=row["failures"], open_until=open_until,
+                last_error=row["last_error"], last_ok_at=row["last_ok_at"])

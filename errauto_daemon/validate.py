@@ -673,10 +673,7 @@ class Validator:
         return outcome, "; ".join(f"replaces {old} with {mine}" for old, mine in rewrites)
 
     def _next_attempt(self, sub_id: int) -> int:
-        row = self.store.conn.execute(
-            "SELECT COALESCE(MAX(attempt), 0) + 1 FROM checks WHERE submission_id = ?",
-            (sub_id,)).fetchone()
-        return int(row[0])
+        return self.store.next_attempt(sub_id)
 
     @staticmethod
     def _explanation(validation: Validation, decision: route.Decision | None) -> dict[str, Any]:

@@ -136,9 +136,26 @@ def test_status_of_an_empty_database(capsys: pytest.CaptureFixture[str]) -> None
 def test_the_alerts_line_names_each_sink_and_why_it_is_not_ok() -> None:
     from errauto_daemon.commands.status import _alerts, _confidence
 
-    line = _alerts({"undelivered": 2, "oldest_undelivered_seconds": 600, "failed": 1, "sinks": [
-        {"name": "jsonl", "state": "ok", "last_error": None},
-        {"name": "slack:TEAM_HOOK", "state": "open", "last_error": "HTTP 500"}]})
+    line = _alerts(metrics.Alerts(undelivered=2, oldest_undelivered_seconds=600, failed=1, sinks=(
+        metrics.Sink("jsonl", "ok", 0, None, None, None),
+        metrics.Sink("slack:TEAM_HOOK", "open", 3, None, "HTTP 500", None))))
     assert line == ("alerts: 2 undelivered (oldest 10m), 1 deliveries failed for good; jsonl ok; "
                     "slack:TEAM_HOOK open (HTTP 500)")
-    assert _confidence({"count": 0}, "#") == ["confidence: - (nothing scored)"]
+    assert _confidence(metrics.Confidence(0, None, None, ()), "#") == ["confidence: - (nothing scored)"]
+
+
+def test_collect_returns_a_status_read_by_attribute_and_printed_as_json(world: tuple[Store, str]) -> None:
+    store, repo = world
+    status = metrics.collect(store, 30, minutes={repo: 30.0})
+    assert isinstance(status, metrics.Status)
+    assert (status.submissions.total, status.submissions.auto_merged, status.submissions.decided) == (8, 3, 7)
+    assert status.pending == status.queue.depth + status.queue.awaiting_review == 3
+    assert status.oldest_pending_seconds == status.queue.oldest_review_seconds
+    assert [b.count for b in status.confidence.histogram] == [0, 0, 0, 1, 0, 1, 0, 0, 1, 3]
+    assert len(status.throughput.per_day) == 30 and status.throughput.per_day[-1].merged == 3
+    document = status.to_json()
+    assert list(document) == ["days", "since", "submissions", "states", "routes", "sources", "decided",
+                              "auto_merged", "auto_merge_rate", "confidence", "pending", "oldest_pending_seconds",
+                              "queue", "validation_seconds", "throughput", "review_hours_saved", "alerts"]
+    assert document["confidence"]["histogram"][9] == {"from": 0.9, "to": 1.0, "count": 3}
+    assert json.loads(json.dumps(document)) == document  # plain JSON values only

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import sys
 from argparse import Namespace
-from typing import Any
 
 from errauto_daemon import metrics, output
+from errauto_daemon.metrics import Alerts, Confidence, Queue, Status, Throughput, ValidationTimes
 from errauto_daemon.store import STATES, Store
 
 
@@ -13,7 +13,7 @@ def status(*, days: int = 30, as_json: bool) -> int:
     store = Store()
     data = metrics.collect(store, days, minutes=_minutes(store))
     if as_json:
-        print(output.dumps(data))
+        print(output.dumps(data.to_json()))
         return 0
     print("\n".join(render(data)))
     return 0
@@ -26,32 +26,34 @@ def _minutes(store: Store) -> dict[str, float]:
     return {root: c.status.minutes_per_manual_patch for root, c in registered_configs(store).items()}
 
 
-def render(d: dict[str, Any]) -> list[str]:
+def render(d: Status) -> list[str]:
     bar = "█" if (sys.stdout.encoding or "").lower().replace("-", "") == "utf8" else "#"
-    return [*_summary(d), "", *_counts(d), "", *_confidence(d["confidence"], bar), "",
-            _queue(d["queue"]), _validation_time(d["validation_seconds"]), _throughput(d["throughput"]),
-            _alerts(d["alerts"])]
+    return [*_summary(d), "", *_counts(d), "", *_confidence(d.confidence, bar), "",
+            _queue(d.queue), _validation_time(d.validation_seconds), _throughput(d.throughput),
+            _alerts(d.alerts)]
 
 
-def _summary(d: dict[str, Any]) -> list[str]:
-    head = f"last {d['days']} days: {d['submissions']} submissions; {d['pending']} pending"
-    if d["oldest_pending_seconds"] is not None:
-        head += f", oldest {output.age(d['oldest_pending_seconds'])}"
-    rate = d["auto_merge_rate"]
+def _summary(d: Status) -> list[str]:
+    s = d.submissions
+    head = f"last {d.days} days: {s.total} submissions; {d.pending} pending"
+    if d.oldest_pending_seconds is not None:
+        head += f", oldest {output.age(d.oldest_pending_seconds)}"
+    rate = s.auto_merge_rate
     return [
         head,
-        f"auto-merge rate: {_pct(rate)} ({d['auto_merged']} of {d['decided']} decided)"
+        f"auto-merge rate: {_pct(rate)} ({s.auto_merged} of {s.decided} decided)"
         if rate is not None else "auto-merge rate: - (nothing decided)",
-        f"review time saved: ~{d['review_hours_saved']:.1f} h "
-        f"({d['auto_merged']} auto-merged patches a person did not have to apply)",
+        f"review time saved: ~{s.review_hours_saved:.1f} h "
+        f"({s.auto_merged} auto-merged patches a person did not have to apply)",
     ]
 
 
-def _counts(d: dict[str, Any]) -> list[str]:
+def _counts(d: Status) -> list[str]:
     """Submissions by state, route and source: three tables side by side."""
-    routes = [[r, str(n)] for r, n in sorted(d["routes"].items(), key=lambda x: -x[1])]
-    states = [[s, str(d["states"][s])] for s in STATES if d["states"].get(s)]
-    sources = [[s, str(n)] for s, n in sorted(d["sources"].items(), key=lambda x: -x[1])]
+    s = d.submissions
+    routes = [[r, str(n)] for r, n in sorted(s.routes.items(), key=lambda x: -x[1])]
+    states = [[state, str(s.states[state])] for state in STATES if s.states.get(state)]
+    sources = [[src, str(n)] for src, n in sorted(s.sources.items(), key=lambda x: -x[1])]
     return _side_by_side([
         output.table(["STATE", "COUNT"], states or [["-", "0"]]),
         output.table(["ROUTE", "COUNT"], routes or [["-", "0"]]),
@@ -59,50 +61,50 @@ def _counts(d: dict[str, Any]) -> list[str]:
     ])
 
 
-def _confidence(conf: dict[str, Any], bar: str) -> list[str]:
+def _confidence(conf: Confidence, bar: str) -> list[str]:
     """The mean and median confidence, and its histogram."""
-    if not conf["count"]:
+    if not conf.count:
         return ["confidence: - (nothing scored)"]
-    lines = [f"confidence: mean {conf['mean']:.2f}, median {conf['median']:.2f} ({conf['count']} scored)"]
-    top = max(b["count"] for b in conf["histogram"]) or 1
-    for b in conf["histogram"]:
-        width = round(40 * b["count"] / top)
-        lines.append(f"  {b['from']:.1f}-{b['to']:.1f} {bar * width}{' ' if width else ''}{b['count']}")
+    lines = [f"confidence: mean {conf.mean:.2f}, median {conf.median:.2f} ({conf.count} scored)"]
+    top = max(b.count for b in conf.histogram) or 1
+    for b in conf.histogram:
+        width = round(40 * b.count / top)
+        lines.append(f"  {b.low:.1f}-{b.high:.1f} {bar * width}{' ' if width else ''}{b.count}")
     return lines
 
 
-def _queue(q: dict[str, Any]) -> str:
-    line = f"queue: {q['depth']} queued or validating"
-    if q["oldest_seconds"] is not None:
-        line += f" (oldest {output.age(q['oldest_seconds'])})"
-    line += f"; {q['awaiting_review']} awaiting review"
-    if q["oldest_review_seconds"] is not None:
-        line += f" (oldest {output.age(q['oldest_review_seconds'])})"
+def _queue(q: Queue) -> str:
+    line = f"queue: {q.depth} queued or validating"
+    if q.oldest_seconds is not None:
+        line += f" (oldest {output.age(q.oldest_seconds)})"
+    line += f"; {q.awaiting_review} awaiting review"
+    if q.oldest_review_seconds is not None:
+        line += f" (oldest {output.age(q.oldest_review_seconds)})"
     return line
 
 
-def _validation_time(v: dict[str, Any]) -> str:
-    if not v["count"]:
+def _validation_time(v: ValidationTimes) -> str:
+    if not v.count:
         return "validation time: - (no validations)"
-    return f"validation time: p50 {_secs(v['p50'])}, p95 {_secs(v['p95'])} ({v['count']} validations)"
+    return f"validation time: p50 {_secs(v.p50)}, p95 {_secs(v.p95)} ({v.count} validations)"
 
 
-def _throughput(t: dict[str, Any]) -> str:
-    recent = t["per_day"][-7:]
-    return (f"throughput: {t['per_day_mean']:.1f} decisions a day; last {len(recent)} days: "
-            + " ".join(str(x["decided"]) for x in recent))
+def _throughput(t: Throughput) -> str:
+    recent = t.per_day[-7:]
+    return (f"throughput: {t.per_day_mean:.1f} decisions a day; last {len(recent)} days: "
+            + " ".join(str(x.decided) for x in recent))
 
 
-def _alerts(a: dict[str, Any]) -> str:
-    line = f"alerts: {a['undelivered']} undelivered"
-    if a["oldest_undelivered_seconds"] is not None:
-        line += f" (oldest {output.age(a['oldest_undelivered_seconds'])})"
-    if a["failed"]:
-        line += f", {a['failed']} deliveries failed for good"
-    for sink in a["sinks"]:
-        line += f"; {sink['name']} {sink['state']}"
-        if sink["state"] != "ok" and sink["last_error"]:
-            line += f" ({sink['last_error']})"
+def _alerts(a: Alerts) -> str:
+    line = f"alerts: {a.undelivered} undelivered"
+    if a.oldest_undelivered_seconds is not None:
+        line += f" (oldest {output.age(a.oldest_undelivered_seconds)})"
+    if a.failed:
+        line += f", {a.failed} deliveries failed for good"
+    for sink in a.sinks:
+        line += f"; {sink.name} {sink.state}"
+        if sink.state != "ok" and sink.last_error:
+            line += f" ({sink.last_error})"
     return line
 
 

@@ -1,0 +1,157 @@
+"""What the store hands out: frozen records, whatever the backend's row type."""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from errauto_daemon.store.patches import patch_file
+
+STATES = ("queued", "validating", "merged", "pr_open", "awaiting_review", "rejected", "failed")
+DECIDED = ("merged", "pr_open", "awaiting_review", "rejected", "failed")
+FINAL = ("merged", "rejected", "failed")
+
+
+@dataclass(frozen=True)
+class Submission:
+    id: int
+    repo: str
+    target: str
+    source: str
+    source_detail: str | None
+    title: str
+    author: str | None
+    note: str | None
+    patch_sha256: str
+    dedup_key: str
+    state: str
+    route: str | None
+    confidence: float | None
+    explanation: dict[str, Any] | None
+    reason: str | None
+    base_commit: str | None
+    result_tree: str | None
+    merged_commit: str | None
+    merge_intent: str | None
+    pr_url: str | None
+    pr_number: int | None
+    pr_state: str | None
+    attempts: int
+    created_at: float
+    updated_at: float
+    decided_at: float | None
+    claimed_at: float | None = None  # when its current (or last) validation began
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Submission:
+        """From a `submissions` row (its explanation still JSON text)."""
+        values = {f.name: row[f.name] for f in fields(cls)}
+        values["explanation"] = json.loads(values["explanation"]) if values["explanation"] else None
+        return cls(**values)
+
+    def patch_path(self) -> Path:
+        return patch_file(self.patch_sha256)
+
+    def read_patch(self) -> bytes:
+        return self.patch_path().read_bytes()
+
+
+# The columns a caller may set through `transition` and `set_fields`.
+TRANSITION_FIELDS = frozenset({"route", "confidence", "explanation", "reason", "base_commit", "result_tree",
+                               "merged_commit", "merge_intent", "pr_url", "pr_number", "pr_state"})
+FACT_FIELDS = frozenset({"merge_intent", "pr_url", "pr_number", "pr_state", "reason"})
+
+
+def check_fields(method: str, given: Mapping[str, Any], allowed: frozenset[str]) -> None:
+    """A TypeError naming every field `method` does not take (real code: `python -O` keeps it)."""
+    unknown = sorted(set(given) - allowed)
+    if unknown:
+        raise TypeError(f"{method}() got unknown field{'s' if len(unknown) > 1 else ''} "
+                        f"{', '.join(unknown)}; it takes {', '.join(sorted(allowed))}")
+
+
+def check_state(state: str) -> None:
+    if state not in STATES:
+        raise ValueError(f"unknown state {state!r}; one of {', '.join(STATES)}")
+
+
+@dataclass(frozen=True)
+class Replacement:
+    """A pushed commit and the commit errauto merged in its place."""
+    submission_id: int
+    author: str | None
+    pushed: str
+    merged: str
+
+
+@dataclass(frozen=True)
+class CheckRow:
+    name: str
+    attempt: int
+    status: str
+    exit_code: int | None
+    duration: float
+    score: float
+    weight: float
+    detail: str | None
+    log_path: str | None
+    base_commit: str | None
+
+
+@dataclass(frozen=True)
+class InboxFile:
+    """A file taken from an inbox folder; `path` is where it lies now (absolute)."""
+
+    id: int
+    submission_id: int
+    repo: str
+    path: str
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One row of the outbox: what happened, as it was when it happened."""
+
+    id: int
+    created_at: float
+    kind: str
+    level: str
+    submission_id: int | None
+    repo: str | None
+    target: str | None
+    data: dict[str, Any]  # title, route, state, confidence, reason, pr_url, detail, ...
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Alert:
+        return cls(row["id"], row["created_at"], row["kind"], row["level"], row["submission_id"],
+                   row["repo"], row["target"], json.loads(row["data"]))
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """How many submissions are in some states, and when the oldest of them was created."""
+
+    count: int
+    oldest_created_at: float | None
+
+
+@dataclass(frozen=True)
+class WindowCount:
+    """Submissions created in a window with one state, route, source and repository."""
+
+    state: str
+    route: str | None
+    source: str
+    repo: str
+    count: int
+
+
+@dataclass(frozen=True)
+class DayCount:
+    """Decisions made on one (local) day, and how many of them merged."""
+
+    date: str
+    decided: int
+    merged: int

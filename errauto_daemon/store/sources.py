@@ -1,0 +1,74 @@
+"""Where submissions come from: registered repositories, files taken from inbox
+folders, submit refs already turned into submissions, and the pushed commits
+errauto merged as its own rewrite (to tell their pusher)."""
+from __future__ import annotations
+
+import re
+import time
+
+from errauto_daemon.store.db import Database
+from errauto_daemon.store.records import InboxFile, Replacement
+
+_REPLACES = re.compile(r"replaces ([0-9a-f]+) with ([0-9a-f]+)")
+
+
+class Sources:
+    _db: Database
+
+    # -- repositories ----------------------------------------------------------------
+
+    def add_repo(self, path: str) -> bool:
+        with self._db.transaction() as tx:
+            return tx.insert_new("repos", [{"path": path, "added_at": time.time()}]) == 1
+
+    def remove_repo(self, path: str) -> bool:
+        with self._db.transaction() as tx:
+            return tx.execute("DELETE FROM repos WHERE path = ?", (path,)) == 1
+
+    def repos(self) -> list[str]:
+        return [r[0] for r in self._db.read.tuples("SELECT path FROM repos ORDER BY path")]
+
+    # -- files taken from inbox folders ------------------------------------------------
+
+    def add_inbox_file(self, sub_id: int, repo: str, path: str) -> None:
+        with self._db.transaction() as tx:
+            tx.execute("INSERT INTO inbox_files (submission_id, repo, path, taken_at) VALUES (?, ?, ?, ?)",
+                       (sub_id, repo, path, time.time()))
+
+    def inbox_files(self, sub_id: int) -> list[InboxFile]:
+        return [InboxFile(r["id"], r["submission_id"], r["repo"], r["path"]) for r in self._db.read.rows(
+            "SELECT id, submission_id, repo, path FROM inbox_files WHERE submission_id = ? ORDER BY id",
+            (sub_id,))]
+
+    def inbox_file_moved(self, file_id: int, path: str) -> None:
+        with self._db.transaction() as tx:
+            tx.execute("UPDATE inbox_files SET path = ? WHERE id = ?", (path, file_id))
+
+    # -- refs the daemon has turned into submissions -------------------------------
+
+    def ref_seen(self, repo: str, ref: str) -> str | None:
+        row = self._db.read.row("SELECT sha FROM refs_seen WHERE repo = ? AND ref = ?", (repo, ref))
+        return str(row["sha"]) if row is not None else None
+
+    def set_ref_seen(self, repo: str, ref: str, sha: str, sub_id: int | None) -> None:
+        with self._db.transaction() as tx:
+            tx.replace("refs_seen", {"repo": repo, "ref": ref, "sha": sha, "submission_id": sub_id,
+                                     "seen_at": time.time()})
+
+    def unannounced_replacements(self, repo: str, within: float = 14 * 86400) -> list[Replacement]:
+        """Pushed commits merged as errauto's rewrite in the last `within` seconds
+        whose pusher has not been told yet (`replaced` events without an
+        `announced` one). Read on every push: it starts from the repository's
+        recently decided submissions, not from all events."""
+        rows = self._db.read.rows(
+            "SELECT e.submission_id, s.author, e.detail FROM submissions s JOIN events e "
+            "ON e.submission_id = s.id WHERE s.repo = ? AND s.state = 'merged' AND s.decided_at > ? "
+            "AND e.kind = 'replaced' AND NOT EXISTS "
+            "(SELECT 1 FROM events a WHERE a.submission_id = s.id AND a.kind = 'announced') "
+            "ORDER BY e.id", (repo, time.time() - within))
+        out = []
+        for row in rows:
+            found = _REPLACES.fullmatch(row["detail"] or "")
+            if found:
+                out.append(Replacement(int(row["submission_id"]), row["author"], found[1], found[2]))
+        return out

@@ -1,0 +1,260 @@
+"""Submissions and their events: recording, claiming, deciding, holding one while it is worked on.
+
+Every state change checks the state it expects to leave (compare-and-set)
+inside one transaction with its event row, so two processes can never both
+claim or decide one submission; a change worth telling people about writes
+its alert into the outbox in that same transaction, so an alert can neither
+be lost nor sent for a change that did not happen.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from errauto_daemon import alerts, paths
+from errauto_daemon.errors import FatalError
+from errauto_daemon.openfiles import try_lock
+from errauto_daemon.store.db import Database, Transaction, placeholders
+from errauto_daemon.store.outbox import insert_alert
+from errauto_daemon.store.records import (
+    DECIDED,
+    FACT_FIELDS,
+    TRANSITION_FIELDS,
+    CheckRow,
+    Submission,
+    check_fields,
+    check_state,
+)
+
+
+def _submission_row(tx: Transaction, sub_id: int) -> dict[str, Any]:
+    row = tx.row("SELECT * FROM submissions WHERE id = ?", (sub_id,))
+    if row is None:
+        raise FatalError(f"no submission {sub_id}")
+    return row
+
+
+class Submissions:
+    _db: Database
+
+    def insert_submission(
+        self, *, repo: str, target: str, source: str, source_detail: str | None, title: str,
+        author: str | None, note: str | None, patch_sha256: str, dedup_key: str,
+        state: str = "queued", reason: str | None = None,
+    ) -> tuple[Submission, bool]:
+        """Record a submission, or return the existing one with the same dedup key."""
+        now = time.time()
+        with self._db.transaction() as tx:
+            existing = tx.row("SELECT * FROM submissions WHERE repo = ? AND target = ? AND dedup_key = ?",
+                              (repo, target, dedup_key))
+            if existing is not None:
+                tx.execute("INSERT INTO events (submission_id, ts, kind, detail) VALUES (?, ?, 'duplicate', ?)",
+                           (existing["id"], now, f"{source}: {source_detail or ''}".strip(": ")))
+                return Submission.from_row(existing), False
+            route = "rejected" if state == "rejected" else None
+            sub_id = tx.insert(
+                """INSERT INTO submissions (repo, target, source, source_detail, title, author, note,
+                       patch_sha256, dedup_key, state, route, reason, created_at, updated_at, decided_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (repo, target, source, source_detail, title, author, note, patch_sha256, dedup_key,
+                 state, route, reason, now, now, now if state in DECIDED else None))
+            tx.execute("INSERT INTO events (submission_id, ts, kind, to_state, route, detail) "
+                       "VALUES (?, ?, 'state', ?, ?, ?)", (sub_id, now, state, route, reason or source))
+            row = _submission_row(tx, sub_id)
+            kind = alerts.alert_for(None, state, row["route"], None)
+            if kind is not None:
+                insert_alert(tx, kind, now, row)
+        return Submission.from_row(row), True
+
+    def get(self, sub_id: int) -> Submission:
+        row = self._db.read.row("SELECT * FROM submissions WHERE id = ?", (sub_id,))
+        if row is None:
+            raise FatalError(f"no submission {sub_id}")
+        return Submission.from_row(row)
+
+    def submissions(self, states: Sequence[str] | None = None, limit: int = 200,
+                    repo: str | None = None) -> list[Submission]:
+        query = "SELECT * FROM submissions"
+        clauses: list[str] = []
+        args: list[Any] = []
+        if states:
+            clauses.append(f"state IN ({placeholders(len(states))})")
+            args += list(states)
+        if repo:
+            clauses.append("repo = ?")
+            args.append(repo)
+        if clauses:
+            query += " WHERE " + " AND ".join(clauses)
+        query += " ORDER BY id DESC LIMIT ?"
+        args.append(limit)
+        return [Submission.from_row(r) for r in self._db.read.rows(query, args)]
+
+    def queued_ids(self, limit: int = 100, repo: str | None = None) -> list[int]:
+        """Queued submissions, oldest first (of one repository, with `repo`)."""
+        if repo is None:
+            return [r[0] for r in self._db.read.tuples(
+                "SELECT id FROM submissions WHERE state = 'queued' ORDER BY id LIMIT ?", (limit,))]
+        return [r[0] for r in self._db.read.tuples(
+            "SELECT id FROM submissions WHERE state = 'queued' AND repo = ? ORDER BY id LIMIT ?",
+            (repo, limit))]
+
+    def pr_open_due(self, checked_before: float, limit: int) -> list[int]:
+        """Open pull requests not looked at since `checked_before`, the least recently looked at first."""
+        return [r[0] for r in self._db.read.tuples(
+            "SELECT id FROM submissions WHERE state = 'pr_open' AND pr_number IS NOT NULL "
+            "AND updated_at <= ? ORDER BY updated_at LIMIT ?", (checked_before, limit))]
+
+    # -- state changes -------------------------------------------------------------
+
+    def claim(self, sub_id: int, from_states: Sequence[str] = ("queued",), detail: str = "") -> Submission | None:
+        """Move a submission to `validating` if it is in one of `from_states`."""
+        now = time.time()
+        with self._db.transaction() as tx:
+            row = tx.row("SELECT state FROM submissions WHERE id = ?", (sub_id,))
+            if row is None or row["state"] not in from_states:
+                return None
+            tx.execute("UPDATE submissions SET state = 'validating', attempts = attempts + 1, "
+                       "updated_at = ?, decided_at = NULL, claimed_at = ? WHERE id = ?", (now, now, sub_id))
+            tx.execute("INSERT INTO events (submission_id, ts, kind, from_state, to_state, detail) "
+                       "VALUES (?, ?, 'state', ?, 'validating', ?)", (sub_id, now, row["state"], detail or None))
+            fresh = _submission_row(tx, sub_id)
+        return Submission.from_row(fresh)
+
+    def transition(self, sub_id: int, to_state: str, *, expect: Sequence[str] | None = None,
+                   detail: str | None = None, **fields: Any) -> Submission:
+        """Set the state (and other columns) and record the event, atomically.
+
+        With `expect`, the change only happens if the current state is one of
+        those; otherwise FatalError names the state found. A field that is
+        not a column a decision sets is a TypeError, an unknown state a
+        ValueError, before anything is written.
+        """
+        check_state(to_state)
+        check_fields("transition", fields, TRANSITION_FIELDS)
+        if fields.get("explanation") is not None:
+            fields["explanation"] = json.dumps(fields["explanation"], sort_keys=True)
+        now = time.time()
+        with self._db.transaction() as tx:
+            before = _submission_row(tx, sub_id)
+            if expect is not None and before["state"] not in expect:
+                raise FatalError(f"submission {sub_id} is {before['state']}, not {' or '.join(expect)}")
+            sets = ", ".join(["state = ?", "updated_at = ?", "decided_at = ?", *(f"{k} = ?" for k in fields)])
+            tx.execute(f"UPDATE submissions SET {sets} WHERE id = ?",
+                       (to_state, now, now if to_state in DECIDED else None, *fields.values(), sub_id))
+            took = now - before["claimed_at"] if before["state"] == "validating" and before["claimed_at"] else None
+            tx.execute("INSERT INTO events (submission_id, ts, kind, from_state, to_state, route, detail, duration) "
+                       "VALUES (?, ?, 'state', ?, ?, ?, ?, ?)",
+                       (sub_id, now, before["state"], to_state, fields.get("route"), detail, took))
+            fresh = _submission_row(tx, sub_id)
+            kind = alerts.alert_for(before["state"], to_state, fresh["route"],
+                                    alerts.decided_route(fresh["explanation"]))
+            if kind is not None:
+                insert_alert(tx, kind, now, fresh, detail, {"from_state": before["state"]})
+        return Submission.from_row(fresh)
+
+    def set_fields(self, sub_id: int, **fields: Any) -> None:
+        """Record facts about a submission without changing its state (TypeError for any other field)."""
+        check_fields("set_fields", fields, FACT_FIELDS)
+        with self._db.transaction() as tx:
+            sets = ", ".join(f"{k} = ?" for k in fields)
+            tx.execute(f"UPDATE submissions SET {sets}, updated_at = ? WHERE id = ?",
+                       (*fields.values(), time.time(), sub_id))
+
+    def requeue(self, sub_id: int, detail: str, *, uncount_attempt: bool = False,
+                expect: Sequence[str] = ("validating",)) -> bool:
+        """Put a submission back in the queue (it was interrupted, or resubmitted).
+
+        `uncount_attempt`: the interrupted attempt was not the patch's doing
+        (a shutdown), so it does not count towards the attempt limit.
+        """
+        now = time.time()
+        with self._db.transaction() as tx:
+            row = tx.row("SELECT state FROM submissions WHERE id = ?", (sub_id,))
+            if row is None or row["state"] not in expect:
+                return False
+            tx.execute("UPDATE submissions SET state = 'queued', updated_at = ?, decided_at = NULL, "
+                       "merge_intent = NULL, attempts = attempts - ? WHERE id = ?",
+                       (now, 1 if uncount_attempt else 0, sub_id))
+            tx.execute("INSERT INTO events (submission_id, ts, kind, from_state, to_state, detail) "
+                       "VALUES (?, ?, 'state', ?, 'queued', ?)", (sub_id, now, row["state"], detail))
+        return True
+
+    @contextmanager
+    def hold(self, sub_id: int) -> Iterator[bool]:
+        """An exclusive, process-wide hold on one submission while it is worked on.
+
+        A flock, so it dies with its holder: a submission left `validating`
+        whose hold can be taken was abandoned by a process that died. Yields
+        False when another process holds it. Holders must re-read the state
+        after taking the hold (the lock file is removed on release).
+        """
+        directory = paths.locks_dir() / "claims"
+        directory.mkdir(exist_ok=True)
+        path = directory / f"{sub_id}.lock"
+        fd = try_lock(path)
+        if fd is None:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            path.unlink(missing_ok=True)
+            os.close(fd)
+
+    # -- events ------------------------------------------------------------------------
+
+    def add_event(self, sub_id: int | None, kind: str, detail: str | None = None, *,
+                  alert: str | None = None) -> None:
+        """Record an event; with `alert` (a kind in ALERT_KINDS), also that alert."""
+        if alert is not None:
+            alerts.level_of(alert)  # an unknown kind fails before anything is written
+        now = time.time()
+        with self._db.transaction() as tx:
+            tx.execute("INSERT INTO events (submission_id, ts, kind, detail) VALUES (?, ?, ?, ?)",
+                       (sub_id, now, kind, detail))
+            if alert is not None:
+                row = None
+                if sub_id is not None:
+                    row = tx.row("SELECT * FROM submissions WHERE id = ?", (sub_id,))
+                insert_alert(tx, alert, now, row, detail)
+
+    def events(self, sub_id: int) -> list[dict[str, Any]]:
+        return self._db.read.rows("SELECT ts, kind, from_state, to_state, route, detail FROM events "
+                                  "WHERE submission_id = ? ORDER BY id", (sub_id,))
+
+    def mark_announced(self, sub_id: int, detail: str) -> None:
+        self.add_event(sub_id, "announced", detail)
+
+    # -- checks ----------------------------------------------------------------------
+
+    def record_checks(self, sub_id: int, attempt: int, base_commit: str, rows: Sequence[CheckRow]) -> None:
+        now = time.time()
+        with self._db.transaction() as tx:
+            tx.execute_many(
+                """INSERT INTO checks (submission_id, attempt, name, status, exit_code, duration,
+                       score, weight, detail, log_path, base_commit, created_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                [(sub_id, attempt, r.name, r.status, r.exit_code, r.duration, r.score, r.weight,
+                  r.detail, r.log_path, base_commit, now) for r in rows])
+
+    def checks(self, sub_id: int, attempt: int | None = None) -> list[CheckRow]:
+        """The checks of one attempt (by default the last one)."""
+        if attempt is None:
+            attempt = self._db.read.first("SELECT MAX(attempt) FROM checks WHERE submission_id = ?",
+                                          (sub_id,))[0]
+            if attempt is None:
+                return []
+        return [CheckRow(r["name"], r["attempt"], r["status"], r["exit_code"], r["duration"],
+                         r["score"], r["weight"], r["detail"], r["log_path"], r["base_commit"])
+                for r in self._db.read.rows(
+                    "SELECT * FROM checks WHERE submission_id = ? AND attempt = ? ORDER BY id",
+                    (sub_id, attempt))]
+
+    def next_attempt(self, sub_id: int) -> int:
+        """The number the next validation's checks of a submission are recorded under."""
+        return int(self._db.read.first(
+            "SELECT COALESCE(MAX(attempt), 0) + 1 FROM checks WHERE submission_id = ?", (sub_id,))[0])
