@@ -446,7 +446,7 @@ def push_branch(repo: pygit2.Repository, remote: str, commit: str, branch: str) 
     proc = git.run(("push", "--porcelain", "--force", remote, f"{commit}:refs/heads/{branch}"),
                    common_dir(repo), check=False)
     if proc.returncode != 0:
-        raise GitHubError(f"pushing {branch} to {remote} failed: {_last_line(proc)}")
+        raise GitHubError(f"pushing {branch} to {remote} failed: {git.last_line(proc)}")
 
 
 def remote_target(repo: pygit2.Repository, remote: str, target: str, base: str) -> str:
@@ -461,7 +461,7 @@ def remote_target(repo: pygit2.Repository, remote: str, target: str, base: str) 
     if proc.returncode == 2:
         raise GitHubError(f"{remote} has no branch {target}")
     if proc.returncode != 0:
-        raise GitHubError(f"cannot read {remote}: {_last_line(proc)}")
+        raise GitHubError(f"cannot read {remote}: {git.last_line(proc)}")
     tip = proc.stdout.decode().split()[0]
     if tip == base:
         return tip
@@ -473,15 +473,12 @@ def remote_target(repo: pygit2.Repository, remote: str, target: str, base: str) 
     return tip
 
 
-def fetch(repo: pygit2.Repository, remote: str, target: str) -> None:
-    proc = git.run(("fetch", "--quiet", remote, f"refs/heads/{target}"), common_dir(repo), check=False)
-    if proc.returncode != 0:
-        raise GitHubError(f"fetching {target} from {remote} failed: {_last_line(proc)}")
-
-
-def _last_line(proc: Any) -> str:
-    text = (proc.stdout + proc.stderr).decode("utf-8", "replace").strip()
-    return text.splitlines()[-1] if text else f"exit code {proc.returncode}"
+def fetch(repo: pygit2.Repository, remote: str, target: str) -> str:
+    """The target's tip on `remote`, fetched now; GitHubError when that fails."""
+    try:
+        return git.fetch(common_dir(repo), remote, f"refs/heads/{target}")
+    except git.FetchFailed as exc:
+        raise GitHubError(f"fetching {target} from {remote} failed: {exc.detail}") from None
 
 
 # --------------------------------------------------------------------------
