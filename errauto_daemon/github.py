@@ -26,7 +26,6 @@ nowhere else, and lives only inside PyGithub's `Auth.Token`.
 """
 from __future__ import annotations
 
-import email.utils
 import html
 import logging
 import os
@@ -43,7 +42,7 @@ from github.PullRequest import PullRequest as RawPullRequest
 from github.Requester import Requester
 from urllib3.util.retry import Retry
 
-from errauto_daemon import __version__, git, redact
+from errauto_daemon import __version__, git, http, redact
 from errauto_daemon import config as config_mod
 from errauto_daemon.config import GithubConfig
 from errauto_daemon.errors import FatalError, printable
@@ -374,18 +373,14 @@ def rate_limit_wait(status: int, headers: Mapping[str, str], message: str, *,
     when the answer is not a rate limit (a 403 can be a plain refusal)."""
     if status not in (403, 429):
         return None
-    retry_after = headers.get("retry-after", "").strip()
+    asked = headers.get("retry-after", "").strip()
     exhausted = headers.get("x-ratelimit-remaining") == "0"
-    if status == 403 and not (retry_after or exhausted or Requester.isRateLimitError(message)):
+    if status == 403 and not (asked or exhausted or Requester.isRateLimitError(message)):
         return None
     now = time.time() if now is None else now
-    if retry_after:
-        if retry_after.isdigit():
-            return float(retry_after)
-        try:
-            return max(0.0, email.utils.parsedate_to_datetime(retry_after).timestamp() - now)
-        except (TypeError, ValueError):
-            pass
+    wait = http.retry_after(asked, now=now)
+    if wait is not None:
+        return wait
     reset = headers.get("x-ratelimit-reset", "")
     if exhausted and reset.isdigit():
         # +1: the reset is given in whole seconds.
