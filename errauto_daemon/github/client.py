@@ -1,32 +1,22 @@
-"""The GitHub route: push `errauto/<id>`, open the pull request, label it,
-enable auto-merge, merge it at once (`merge_via_pr`), and follow it.
+"""Talking to GitHub: the PyGithub client for one repository, its transport,
+its retry and rate-limit policy, and the errors the route sees.
 
-The one owner of everything errauto does on GitHub, and of pushes of
-`errauto/*` branches (pushes of the target itself belong to merge.py).
-
-Exactly once, whatever GitHub answers:
-
-- a branch has at most one open pull request: before creating one, the open
-  pull request for `errauto/<id>` is looked up and reused; a 422 "A pull
-  request already exists" means the same, and is answered by looking again;
 - PyGithub's default retry sends POST again after a 5xx, which can open a
   second pull request when the first request did succeed. Here only GET,
-  HEAD and OPTIONS are retried by the transport. After a 5xx (or a timeout)
-  on create, the pull request is looked up by its branch before creating
-  again; a merge is only ever sent with the validated head sha pinned;
+  HEAD and OPTIONS are retried by the transport; a call the caller marks
+  `resend` (an edit, labels, auto-merge) may be sent again after a 5xx, a
+  create or a merge never is (pulls.py looks before trying again);
 - a rate-limited request (403 with `x-ratelimit-remaining: 0`, a secondary
   limit, or 429) was not carried out, so it is sent again after the wait
   GitHub asks for (`Retry-After`, else `x-ratelimit-reset`), at most
   `github.rate_limit_wait` seconds per request; a longer wait is a failure.
 
-Every failure is a `GitHubError` whose text has the token removed; the
-caller holds the submission for review with that reason and raises an alert.
-The token is read from the environment variable `github.token_env` here and
+Every failure is a `GitHubError` whose text has the token removed. The
+token is read from the environment variable `github.token_env` here and
 nowhere else, and lives only inside PyGithub's `Auth.Token`.
 """
 from __future__ import annotations
 
-import html
 import logging
 import os
 import time
@@ -35,42 +25,22 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
-import pygit2
 import requests
 from github import Auth, Github, GithubException
 from github.PullRequest import PullRequest as RawPullRequest
 from github.Requester import Requester
 from urllib3.util.retry import Retry
 
-from errauto_daemon import __version__, git, http, redact
-from errauto_daemon import config as config_mod
+from errauto_daemon import __version__, http, redact
 from errauto_daemon.config import GithubConfig
-from errauto_daemon.errors import FatalError, printable
-from errauto_daemon.store import Store, Submission
-from errauto_daemon.workspace import common_dir
+from errauto_daemon.errors import printable
 
 log = logging.getLogger("errauto.github")
 
 T = TypeVar("T")
 
-# pr_state values: what errauto knows about a submission's pull request.
-OPEN = "open"  # open, auto-merge off (a gate: a person must merge it)
-AUTO_MERGE = "auto_merge"  # open, GitHub merges it when its requirements pass
-AUTO_MERGE_FAILED = "auto_merge_failed"  # open, auto-merge wanted but could not be enabled
-MERGED = "merged"
-CLOSED = "closed"  # closed without merging (output.PR_STATES words these for people)
-
-
-# Looking again after a 422 "already exists": GitHub's list of pull requests
-# is eventually consistent and may not show the one it just refused to duplicate.
-LOOKUP_DELAYS = (0.0, 0.5, 1.0, 2.0)
-CREATE_ATTEMPTS = 3
 RATE_LIMIT_ROUNDS = 5  # a Retry-After of 0 must not loop for ever
 TIMEOUT = 30
-
-
-def branch_name(sub_id: int) -> str:
-    return f"errauto/{sub_id}"
 
 
 # --------------------------------------------------------------------------
@@ -386,266 +356,3 @@ def rate_limit_wait(status: int, headers: Mapping[str, str], message: str, *,
         # +1: the reset is given in whole seconds.
         return max(0.0, int(reset) - now) + 1.0
     return 60.0  # GitHub's advice for a secondary limit without a Retry-After
-
-
-# --------------------------------------------------------------------------
-# opening a pull request, exactly once
-
-
-def open_pull_request(api: GitHubAPI, *, branch: str, base: str, title: str, body: str,
-                      sleep: Callable[[float], None] = time.sleep) -> tuple[PullRequest, bool]:
-    """The open pull request for `branch`, created if there is none; (pr, reused).
-
-    GitHub keeps one open pull request per head and base, so a create
-    refused with 422 "already exists" means there is one to find. After a
-    create whose outcome is unknown (5xx, timeout), look before trying again.
-    """
-    found = api.find_open(branch, base)
-    if found is not None:
-        return found, True
-    failure: GitHubError | None = None
-    for _ in range(CREATE_ATTEMPTS):
-        try:
-            return api.create(branch, base, title, body), False
-        except AlreadyExists as exc:
-            for delay in LOOKUP_DELAYS:
-                sleep(delay)
-                found = api.find_open(branch, base)
-                if found is not None:
-                    return found, True
-            raise GitHubError(f"GitHub says a pull request for {branch} exists, but it cannot be "
-                              f"found: {exc.reason}", status=422) from None
-        except GitHubError as exc:
-            if not exc.outcome_unknown:
-                raise
-            failure = exc
-            found = api.find_open(branch, base)
-            if found is not None:
-                log.info("the create for %s answered %s but had happened: reusing #%d",
-                         branch, exc.status, found.number)
-                return found, True
-    assert failure is not None
-    raise failure
-
-
-# --------------------------------------------------------------------------
-# the branch
-
-
-def push_branch(repo: pygit2.Repository, remote: str, commit: str, branch: str) -> None:
-    """Make `branch` on `remote` point at `commit`.
-
-    Forced: `errauto/*` branches belong to errauto, and after a revalidation
-    the branch carries a commit on a newer base.
-    """
-    proc = git.run(("push", "--porcelain", "--force", remote, f"{commit}:refs/heads/{branch}"),
-                   common_dir(repo), check=False)
-    if proc.returncode != 0:
-        raise GitHubError(f"pushing {branch} to {remote} failed: {git.last_line(proc)}")
-
-
-def remote_target(repo: pygit2.Repository, remote: str, target: str, base: str) -> str:
-    """The target's tip on `remote`; GitHubError unless it contains `base`.
-
-    A pull request carries every commit between the remote's target and its
-    head: if the validated base is not on the remote, it would carry local
-    commits nobody submitted.
-    """
-    cwd = common_dir(repo)
-    proc = git.run(("ls-remote", "--exit-code", remote, f"refs/heads/{target}"), cwd, check=False)
-    if proc.returncode == 2:
-        raise GitHubError(f"{remote} has no branch {target}")
-    if proc.returncode != 0:
-        raise GitHubError(f"cannot read {remote}: {git.last_line(proc)}")
-    tip = proc.stdout.decode().split()[0]
-    if tip == base:
-        return tip
-    if pygit2.Oid(hex=tip) not in repo:
-        fetch(repo, remote, target)
-    if pygit2.Oid(hex=tip) not in repo or not repo.descendant_of(pygit2.Oid(hex=tip), pygit2.Oid(hex=base)):
-        raise GitHubError(f"{target} has commits that {remote}/{target} does not: a pull request "
-                          f"would carry them too; push or reset {target} first")
-    return tip
-
-
-def fetch(repo: pygit2.Repository, remote: str, target: str) -> str:
-    """The target's tip on `remote`, fetched now; GitHubError when that fails."""
-    try:
-        return git.fetch(common_dir(repo), remote, f"refs/heads/{target}")
-    except git.FetchFailed as exc:
-        raise GitHubError(f"fetching {target} from {remote} failed: {exc.detail}") from None
-
-
-# --------------------------------------------------------------------------
-# what a pull request says
-
-
-@dataclass(frozen=True)
-class FileChange:
-    path: str
-    added: int
-    removed: int
-    binary: bool
-
-
-def files_changed(repo: pygit2.Repository, base: str, tree: str) -> list[FileChange]:
-    base_tree = repo[base].peel(pygit2.Tree)
-    new_tree = repo[tree].peel(pygit2.Tree)
-    out = []
-    for patch in base_tree.diff_to_tree(new_tree):
-        if patch is None:
-            continue
-        _, added, removed = patch.line_stats
-        out.append(FileChange(patch.delta.new_file.path, added, removed, bool(patch.delta.is_binary)))
-    return out
-
-
-def pull_request_title(sub: Submission) -> str:
-    title = " ".join(printable(sub.title).split())[:200]
-    return title or f"errauto: submission {sub.id}"
-
-
-# How a pull request gets merged, as its body tells it.
-BY_AUTO_MERGE = "auto-merge"  # GitHub, when the required checks pass
-BY_PERSON = "person"  # a gate: no auto-merge
-AT_ONCE = "at once"  # merge_via_pr: errauto merges it right after opening it
-
-
-def pull_request_body(sub: Submission, explanation: Mapping[str, Any], files: Sequence[FileChange], *,
-                      merged_by: str, max_files: int = 100) -> str:
-    """Markdown: confidence, checks, files, source, and how to approve or reject.
-
-    Everything that came with the patch (names, titles, authors) is shown
-    in code spans or escaped: it must not mention people or inject markup.
-    """
-    th = explanation.get("thresholds", {})
-    lines = [
-        f"errauto validated submission #{sub.id} on `{sub.target}` at "
-        f"`{str(explanation.get('base', ''))[:12]}` and opened this pull request.",
-        "",
-        f"**Confidence {float(explanation.get('confidence', 0)):.2f}** (a pull request needs "
-        f"{float(th.get('pull_request', 0)):.2f}, auto-merge {float(th.get('auto_merge', 0)):.2f}): "
-        f"{_text(str(explanation.get('summary', '')))}",
-        "",
-    ]
-    lines.append({
-        BY_AUTO_MERGE: "**Auto-merge: on.** GitHub merges this pull request when the branch's "
-                       "required checks pass.",
-        BY_PERSON: "**Auto-merge: off.** A person must merge it (see the gates below).",
-        AT_ONCE: "**Merged by errauto at once** (`merge_via_pr`), with the validated head pinned.",
-    }[merged_by])
-    lines += ["", "| check | status | duration | contribution |", "|---|---|---:|---:|"]
-    for part in explanation.get("parts", []):
-        status = part["status"] + (f" ({part['detail']})" if part.get("detail") else "")
-        lines.append(f"| {_code(part['check'])} | {_cell(status)} | "
-                     f"{float(part['duration']):.2f} s | {float(part['contribution']):.2f} of "
-                     f"{float(part['weight']):.2f} |")
-    if not explanation.get("parts"):
-        lines.append("| (no checks configured) | | | |")
-    for gate_text in explanation.get("gates", []):
-        lines.append(f"\nGate: {_text(gate_text)}")
-    for note in explanation.get("notes", []):
-        lines.append(f"\nNote: {_text(note)}")
-    added = sum(f.added for f in files)
-    removed = sum(f.removed for f in files)
-    lines += ["", f"**Files changed:** {len(files)} (+{added} −{removed})", "",
-              "| file | + | − |", "|---|---:|---:|"]
-    for f in files[:max_files]:
-        counts = ("binary", "") if f.binary else (str(f.added), str(f.removed))
-        lines.append(f"| {_code(f.path)} | {counts[0]} | {counts[1]} |")
-    if len(files) > max_files:
-        lines.append(f"| … and {len(files) - max_files} more | | |")
-    source = _code(sub.source) + (f" ({_code(sub.source_detail)})" if sub.source_detail else "")
-    lines += ["", f"**Source:** {source}" + (f", author {_code(sub.author)}" if sub.author else "") +
-              f", errauto submission #{sub.id}."]
-    if sub.note:
-        lines.append(f"**Note from the submitter:** {_code(sub.note)}")
-    lines += ["", "**To approve**, merge this pull request" +
-              (" (or let auto-merge do it)" if merged_by == BY_AUTO_MERGE else "") +
-              f". **To reject**, close it. errauto records either outcome; "
-              f"`errauto queue show {sub.id}` shows the details and check logs."]
-    return "\n".join(lines) + "\n"
-
-
-def _code(text: str) -> str:
-    text = printable(text).replace("`", "'").replace("|", "\\|")
-    return f"`{text[:200]}`"
-
-
-def _cell(text: str) -> str:
-    return _text(text).replace("|", "\\|")
-
-
-def _text(text: str) -> str:
-    # A zero-width space after @ keeps GitHub from notifying whoever it names.
-    return html.escape(printable(text), quote=False).replace("@", "@\u200b")
-
-
-# --------------------------------------------------------------------------
-# following open pull requests
-
-
-def follow_open_pull_requests(store: Store, *, limit: int = 20, min_interval: float = 60.0,
-                              connect: Callable[[GithubConfig], GitHubAPI] = connect,
-                              on_decided: Callable[[Submission], None] | None = None) -> int:
-    """Record pull requests that were merged or closed; returns how many.
-
-    Bounded: at most `limit` pull requests per call, each at most once per
-    `min_interval` seconds (the least recently checked first; checking one
-    bumps the submission's `updated_at`). A merged one becomes `merged` with
-    GitHub's merge commit; one closed without merging becomes `rejected`.
-    A rate limit or a rejected token ends the round early. `on_decided` is
-    called with each submission so decided (the daemon settles its inbox files).
-    """
-    from errauto_daemon.intake import open_repo  # intake is upstream of the route; import late
-
-    rows = store.conn.execute(
-        "SELECT id FROM submissions WHERE state = 'pr_open' AND pr_number IS NOT NULL "
-        "AND updated_at <= ? ORDER BY updated_at LIMIT ?", (time.time() - min_interval, limit)).fetchall()
-    clients: dict[GithubConfig, GitHubAPI] = {}
-    decided = 0
-    for (sub_id,) in rows:
-        sub = store.get(sub_id)
-        if sub.state != "pr_open" or sub.pr_number is None:
-            continue
-        try:
-            conf = config_mod.load(open_repo(sub.repo), sub.target).github
-            if conf is None:
-                store.set_fields(sub.id, pr_state=sub.pr_state)
-                continue
-            api = clients.get(conf)
-            if api is None:
-                api = clients[conf] = connect(conf)
-            pr = api.get(sub.pr_number)
-        except (AuthError, RateLimited) as exc:
-            log.warning("following pull requests stopped: %s", exc.reason)
-            break
-        except (GitHubError, FatalError) as exc:
-            log.warning("submission %d: cannot follow pull request #%s: %s", sub.id, sub.pr_number, exc)
-            store.set_fields(sub.id, pr_state=sub.pr_state)
-            continue
-        try:
-            if pr.merged:
-                done = store.transition(
-                    sub.id, "merged", expect=("pr_open",), merged_commit=pr.merge_commit, pr_state=MERGED,
-                    reason=f"pull request #{pr.number} was merged on GitHub",
-                    detail=f"pull request #{pr.number} merged")
-            elif pr.state == "closed":
-                done = store.transition(
-                    sub.id, "rejected", expect=("pr_open",), pr_state=CLOSED,
-                    reason=f"pull request #{pr.number} was closed without merging",
-                    detail=f"pull request #{pr.number} closed")
-            else:
-                state = AUTO_MERGE if pr.auto_merge else (
-                    sub.pr_state if sub.pr_state in (OPEN, AUTO_MERGE_FAILED) else OPEN)
-                store.set_fields(sub.id, pr_state=state)
-                continue
-        except FatalError:
-            continue  # someone else decided it meanwhile
-        decided += 1
-        if on_decided is not None:
-            on_decided(done)
-    for api in clients.values():
-        if isinstance(api, Client):
-            api.close()
-    return decided
