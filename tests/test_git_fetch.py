@@ -4,9 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from gitfixture import GitRepo
 
 from errauto_daemon import git, github
+from gitfixture import GitRepo
 
 
 @pytest.fixture
@@ -23,7 +23,8 @@ def local_and_remote(tmp_path: Path) -> tuple[GitRepo, GitRepo, str]:
     return local, remote, ahead
 
 
-def test_fetch_returns_the_remote_tip_and_moves_no_branch(local_and_remote: tuple[GitRepo, GitRepo, str]) -> None:
+def test_fetch_returns_the_remote_tip_and_moves_no_branch(
+        local_and_remote: tuple[GitRepo, GitRepo, str]) -> None:
     local, _, ahead = local_and_remote
     before = local.head("refs/heads/main")
     assert git.fetch(local.path, "origin", "refs/heads/main") == ahead

@@ -7,11 +7,11 @@ from typing import Any
 
 import pygit2
 import pytest
-from gitfixture import GitRepo
 
 from errauto_daemon.github import body
 from errauto_daemon.github.body import FileChange
 from errauto_daemon.store import Submission
+from gitfixture import GitRepo
 
 SUB = Submission(
     id=12, repo="/r", target="main", source="inbox", source_detail="fix.patch", title="Fix the parser",
