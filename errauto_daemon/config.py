@@ -16,27 +16,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import re
 import shlex
 import sys
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from errauto_daemon import git
+from errauto_daemon.alerts import ALERT_KINDS
 from errauto_daemon.errors import ConfigError, FatalError
-from errauto_daemon.health import Thresholds
-from errauto_daemon.patchfile import Limits
-from errauto_daemon.store import ALERT_KINDS
+from errauto_daemon.limits import Limits
 
 if TYPE_CHECKING:
     import pygit2
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 CONFIG_FILE = ".errauto.toml"
 PYPROJECT = "pyproject.toml"
@@ -98,6 +93,46 @@ class AlertsConfig:
 
     def enabled(self, kind: str) -> bool:
         return kind not in self.disabled
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """`[monitor]`: (warning, critical) per criterion of `health.assess`."""
+
+    heartbeat_warning_seconds: float = 15.0
+    heartbeat_critical_seconds: float = 120.0
+    backlog_warning: int = 10
+    backlog_critical: int = 50
+    oldest_warning_hours: float = 24.0
+    oldest_critical_hours: float = 72.0
+    failure_rate_warning: float = 0.2
+    failure_rate_critical: float = 0.5
+    failure_min_decisions: int = 3  # fewer decisions in the hour: the rate is not graded
+    outbox_warning_minutes: float = 10.0
+    outbox_critical_minutes: float = 60.0
+
+    def pairs(self) -> list[tuple[str, str]]:
+        names = [f.name for f in fields(self)]
+        return [(n, n.replace("_warning", "_critical")) for n in names if "_warning" in n]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | None) -> Thresholds:
+        known = {f.name for f in fields(cls)}
+        try:
+            values = json.loads(text) if text else {}
+            return cls(**{k: v for k, v in values.items() if k in known})
+        except (ValueError, TypeError):
+            return cls()
+
+    @classmethod
+    def strictest(cls, many: list[Thresholds]) -> Thresholds:
+        """One set for several repositories: each threshold at its lowest."""
+        if not many:
+            return cls()
+        return cls(**{f.name: min(getattr(t, f.name) for t in many) for f in fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -211,9 +246,6 @@ class _GitSource:
     """
 
     def __init__(self, gitdir: Path, workdir: Path | None) -> None:
-        from errauto_daemon import git
-
-        self.git = git
         self.cwd = gitdir
         self.where = str(workdir or gitdir)
         self.workdir = workdir  # None (a server's hook): the committed tree or nothing
@@ -226,7 +258,7 @@ class _GitSource:
         except OSError:
             text = ""
         if not text.startswith("ref: "):
-            proc = self.git.run(("symbolic-ref", "-q", "HEAD"), self.cwd, check=False)
+            proc = git.run(("symbolic-ref", "-q", "HEAD"), self.cwd, check=False)
             text = "ref: " + proc.stdout.decode().strip()
         name = text[len("ref: "):]
         return name[len("refs/heads/"):] if name.startswith("refs/heads/") else None
@@ -234,7 +266,10 @@ class _GitSource:
     def _branch(self, branch: str) -> dict[str, bytes | None]:
         if branch not in self._branches:
             specs = [f"refs/heads/{branch}^{{commit}}"] + [f"refs/heads/{branch}:{n}" for n in (CONFIG_FILE, PYPROJECT)]
-            found = self.git.read_objects(self.cwd, specs)
+            try:
+                found = git.read_objects(self.cwd, specs)
+            except git.GitError as exc:
+                raise FatalError(str(exc)) from None  # not a repository (any more)
             self._branches[branch] = {"": found[specs[0]], CONFIG_FILE: found[specs[1]], PYPROJECT: found[specs[2]]}
         return self._branches[branch]
 
@@ -299,11 +334,28 @@ def _load(source: _Source, target: str | None) -> Config:
         # authoritative for rules but cannot redirect itself.
         values["target"] = target
     config = _validated(values, where)
-    # Whatever reads this configuration may log: its secrets' values are redacted.
-    from errauto_daemon import redact
-
-    redact.register(config.secrets())
+    _remember_secrets(config.secrets())
     return config
+
+
+# The secret names of every configuration this process loaded: whatever read
+# one may log, so `redact` hides their values too. Kept here, not pushed into
+# `redact`, so that loading a configuration depends on nothing downstream.
+_secret_names: set[str] = set()
+_secret_names_lock = threading.Lock()
+
+
+def _remember_secrets(names: Iterable[str]) -> None:
+    with _secret_names_lock:
+        _secret_names.update(names)
+
+
+def secret_names() -> tuple[str, ...]:
+    """The names of the environment variables that hold secrets, as far as this process knows:
+    the defaults and those of every configuration it loaded."""
+    with _secret_names_lock:
+        loaded = sorted(_secret_names)
+    return tuple(dict.fromkeys((*DEFAULT_SECRET_ENV, *loaded)))
 
 
 def _read_raw(source: _Source, branch: str) -> tuple[dict[str, Any] | None, str]:
@@ -341,6 +393,8 @@ def _warn_if_working_tree_differs(workdir: Path, committed: dict[str, Any], wher
     else:
         message = (f"{name} in the working tree of {workdir} differs from the committed "
                    f"{used[0]} on {used[1]}, which errauto uses; commit it for the change to apply")
+    import logging  # here: the status hook imports this module, and reads no configuration
+
     logger = logging.getLogger("errauto.config")
     if logger.hasHandlers():
         logger.warning(message)
@@ -366,6 +420,11 @@ def _working_config(workdir: Path) -> tuple[str | None, dict[str, Any] | str | N
 
 
 def _extract(data: bytes, name: str, where: str) -> dict[str, Any] | None:
+    # Imported here: the status hook imports this module, and reads no configuration.
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
     try:
         doc = tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
@@ -429,29 +488,46 @@ def _type_name(expected: type | tuple[type, ...]) -> str:
     return names[expected]
 
 
+_Fail = Callable[[str, str], ConfigError]
+
+
 def _validated(values: Mapping[str, Any], source: str) -> Config:
     def fail(key: str, message: str) -> ConfigError:
         return ConfigError(f"config error in {source}: {key} {message}")
 
+    _check_top_types(values, fail)
+    out: dict[str, Any] = {"target": values["target"], "source": source}
+    out.update(_thresholds(values, fail))
+    out.update(_counts(values, fail))
+    out.update(_names(values, fail))
+    out.update(_string_lists(values, fail))
+    out.update(_sections(values, fail))
+    return Config(**out)
+
+
+def _check_top_types(values: Mapping[str, Any], fail: _Fail) -> None:
     for key, value in values.items():
-        if key == "source":
+        if key == "source" or (key in _TOP_KEYS and _already_checked(key, value)):
             continue
         if key not in _TOP_KEYS:
             raise fail(key, "is not a known setting (see docs/configuration.md)")
-        if key == "checks" and isinstance(value, tuple):
-            continue
-        if key == "github" and (value is None or isinstance(value, GithubConfig)):
-            continue
-        if isinstance(value, (AlertsConfig, Thresholds, StatusConfig)):
-            continue
-        if key in ("submit_refs", "protected_paths", "secret_env") and isinstance(value, tuple):
-            continue
-        if value is None and key == "push":
-            continue
         if not _type_ok(value, _TOP_KEYS[key]):
             raise fail(key, f"must be {_type_name(_TOP_KEYS[key])}, got {value!r}")
 
-    out: dict[str, Any] = {"target": values["target"], "source": source}
+
+def _already_checked(key: str, value: Any) -> bool:
+    """A value taken from a `Config` (`with_thresholds`), not from a file: valid as it is."""
+    if isinstance(value, (AlertsConfig, Thresholds, StatusConfig)):
+        return True
+    if key == "github":
+        return value is None or isinstance(value, GithubConfig)
+    if key in ("checks", "submit_refs", "protected_paths", "secret_env"):
+        return isinstance(value, tuple)
+    return key == "push" and value is None
+
+
+def _thresholds(values: Mapping[str, Any], fail: _Fail) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for key in ("auto_merge_threshold", "pr_threshold"):
         if key in values:
             v = float(values[key])
@@ -462,6 +538,11 @@ def _validated(values: Mapping[str, Any], source: str) -> Config:
     pr = out.get("pr_threshold", Config.pr_threshold)
     if pr > am:
         raise fail("pr_threshold", f"({pr}) must not be above auto_merge_threshold ({am})")
+    return out
+
+
+def _counts(values: Mapping[str, Any], fail: _Fail) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for key in ("workers", "max_patch_bytes", "max_hunk_lines", "max_files", "max_blob_bytes"):
         if key in values:
             if values[key] < 1:
@@ -471,6 +552,12 @@ def _validated(values: Mapping[str, Any], source: str) -> Config:
         if values["max_revalidations"] < 0:
             raise fail("max_revalidations", f"must not be negative, got {values['max_revalidations']}")
         out["max_revalidations"] = int(values["max_revalidations"])
+    return out
+
+
+def _names(values: Mapping[str, Any], fail: _Fail) -> dict[str, Any]:
+    """The target branch, the inbox folder and the remote to push to."""
+    out: dict[str, Any] = {}
     for key in ("target", "inbox"):
         if key in values:
             v = values[key].strip()
@@ -481,6 +568,11 @@ def _validated(values: Mapping[str, Any], source: str) -> Config:
         if not values["push"].strip():
             raise fail("push", "must name a remote")
         out["push"] = values["push"].strip()
+    return out
+
+
+def _string_lists(values: Mapping[str, Any], fail: _Fail) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for key in ("submit_refs", "protected_paths", "secret_env"):
         if key in values:
             items = tuple(values[key])
@@ -490,7 +582,12 @@ def _validated(values: Mapping[str, Any], source: str) -> Config:
     for ref in out.get("submit_refs", ()):
         if not ref.startswith("refs/"):
             raise fail("submit_refs", f"entries must start with refs/, got {ref!r}")
+    return out
 
+
+def _sections(values: Mapping[str, Any], fail: _Fail) -> dict[str, Any]:
+    """The tables: checks, github, alerts, monitor, status."""
+    out: dict[str, Any] = {}
     checks = values.get("checks", ())
     if isinstance(checks, tuple):
         out["checks"] = checks
@@ -498,14 +595,16 @@ def _validated(values: Mapping[str, Any], source: str) -> Config:
         out["checks"] = tuple(_check(name, spec, fail) for name, spec in checks.items())
     github = values.get("github")
     out["github"] = github if github is None or isinstance(github, GithubConfig) else _github(github, fail)
-    for key, parse in (("alerts", _alerts), ("monitor", _monitor), ("status", _status)):
+    parsers: tuple[tuple[str, Callable[[Mapping[str, Any], _Fail], Any]], ...] = (
+        ("alerts", _alerts), ("monitor", _monitor), ("status", _status))
+    for key, parse in parsers:
         if key in values:
             value = values[key]
             out[key] = value if not isinstance(value, dict) else parse(value, fail)
-    return Config(**out)
+    return out
 
 
-def _check(name: str, spec: Any, fail: Any) -> CheckConfig:
+def _check(name: str, spec: Any, fail: _Fail) -> CheckConfig:
     key = f"checks.{name}"
     if not isinstance(spec, dict):
         raise fail(key, "must be a table")
@@ -516,18 +615,7 @@ def _check(name: str, spec: Any, fail: Any) -> CheckConfig:
             raise fail(f"{key}.{k}", f"must be {_type_name(_CHECK_KEYS[k])}, got {v!r}")
     if "command" not in spec:
         raise fail(f"{key}.command", "is required")
-    command = spec["command"]
-    if isinstance(command, str):
-        try:
-            argv = tuple(shlex.split(command))
-        except ValueError as exc:
-            raise fail(f"{key}.command", f"cannot be split into words: {exc}") from None
-    else:
-        if not all(isinstance(a, str) for a in command):
-            raise fail(f"{key}.command", "must be a list of strings")
-        argv = tuple(command)
-    if not argv:
-        raise fail(f"{key}.command", "is empty")
+    argv = _argv(f"{key}.command", spec["command"], fail)
     if "weight" in spec:
         weight = float(spec["weight"])
     elif name in DEFAULT_WEIGHTS:
@@ -555,108 +643,72 @@ def _check(name: str, spec: Any, fail: Any) -> CheckConfig:
     )
 
 
+def _argv(key: str, command: str | list[Any], fail: _Fail) -> tuple[str, ...]:
+    """A check's command: a list of words, or one string split as a shell would (no shell runs it)."""
+    if isinstance(command, str):
+        try:
+            argv = tuple(shlex.split(command))
+        except ValueError as exc:
+            raise fail(key, f"cannot be split into words: {exc}") from None
+    else:
+        if not all(isinstance(a, str) for a in command):
+            raise fail(key, "must be a list of strings")
+        argv = tuple(command)
+    if not argv:
+        raise fail(key, "is empty")
+    return argv
+
+
 _REPO_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def _github(spec: Mapping[str, Any], fail: Any) -> GithubConfig:
-    for k, v in spec.items():
-        if k not in _GITHUB_KEYS:
-            raise fail(f"github.{k}", "is not a known github setting (see docs/configuration.md)")
-        if not _type_ok(v, _GITHUB_KEYS[k]):
-            raise fail(f"github.{k}", f"must be {_type_name(_GITHUB_KEYS[k])}, got {v!r}")
-    out: dict[str, Any] = {}
+def _github(spec: Mapping[str, Any], fail: _Fail) -> GithubConfig:
+    _section_types("github", spec, _GITHUB_KEYS, fail)
     if "repo" not in spec:
         raise fail("github.repo", 'is required: the repository pull requests go to, as "owner/name"')
-    repo = spec["repo"].strip()
-    if not _REPO_NAME.fullmatch(repo) or any(p in (".", "..") for p in repo.split("/")):
-        raise fail("github.repo", f'must be "owner/name", got {spec["repo"]!r}')
-    out["repo"] = repo
-    if "api_url" in spec:
-        out["api_url"] = _api_url(spec["api_url"], fail)
-    if "token_env" in spec:
-        if not _ENV_NAME.fullmatch(spec["token_env"]):
-            raise fail("github.token_env", f"must name an environment variable, got {spec['token_env']!r}")
-        out["token_env"] = spec["token_env"]
-    if "remote" in spec:
-        remote = spec["remote"].strip()
-        # It is passed to `git push`: a leading dash would be read as an option.
-        if not remote or remote.startswith("-") or any(c.isspace() for c in remote):
-            raise fail("github.remote", f"must name a git remote, got {spec['remote']!r}")
-        out["remote"] = remote
-    if "merge_method" in spec:
-        if spec["merge_method"] not in MERGE_METHODS:
-            raise fail("github.merge_method",
-                       f"must be one of {', '.join(MERGE_METHODS)}, got {spec['merge_method']!r}")
-        out["merge_method"] = spec["merge_method"]
-    if "labels" in spec:
-        labels = tuple(spec["labels"])
-        if not all(isinstance(l, str) and l.strip() and len(l) <= 50 for l in labels):
-            raise fail("github.labels", "must be a list of non-empty strings of at most 50 characters")
-        out["labels"] = tuple(dict.fromkeys(l.strip() for l in labels))
-    if "merge_via_pr" in spec:
-        out["merge_via_pr"] = spec["merge_via_pr"]
-    for key in ("rate_limit_wait", "write_interval"):
+    out: dict[str, Any] = {"repo": _github_repo(spec["repo"], fail)}
+    for key, parse in _GITHUB_PARSERS:
         if key in spec:
-            if spec[key] < 0:
-                raise fail(f"github.{key}", f"must not be negative, got {spec[key]}")
-            out[key] = float(spec[key])
+            out[key] = parse(spec[key], fail)
     return GithubConfig(**out)
 
 
-def _section_types(section: str, spec: Mapping[str, Any], keys: Mapping[str, type | tuple[type, ...]],
-                   fail: Any) -> None:
-    for k, v in spec.items():
-        if k not in keys:
-            raise fail(f"{section}.{k}", f"is not a known {section} setting (see docs/configuration.md)")
-        if not _type_ok(v, keys[k]):
-            raise fail(f"{section}.{k}", f"must be {_type_name(keys[k])}, got {v!r}")
+def _github_repo(value: str, fail: _Fail) -> str:
+    repo = value.strip()
+    if not _REPO_NAME.fullmatch(repo) or any(p in (".", "..") for p in repo.split("/")):
+        raise fail("github.repo", f'must be "owner/name", got {value!r}')
+    return repo
 
 
-def _alerts(spec: Mapping[str, Any], fail: Any) -> AlertsConfig:
-    _section_types("alerts", spec, _ALERTS_KEYS, fail)
-    out: dict[str, Any] = {}
-    if "webhook_env" in spec:
-        if not _ENV_NAME.fullmatch(spec["webhook_env"]):
-            raise fail("alerts.webhook_env", f"must name an environment variable, got {spec['webhook_env']!r}")
-        out["webhook_env"] = spec["webhook_env"]
-    if "disabled" in spec:
-        for kind in spec["disabled"]:
-            if kind not in ALERT_KINDS:
-                raise fail("alerts.disabled", f"has {kind!r}, which is not one of {', '.join(ALERT_KINDS)}")
-        out["disabled"] = tuple(dict.fromkeys(spec["disabled"]))
-    if "jsonl" in spec:
-        out["jsonl"] = spec["jsonl"]
-    return AlertsConfig(**out)
+def _token_env(value: str, fail: _Fail) -> str:
+    if not _ENV_NAME.fullmatch(value):
+        raise fail("github.token_env", f"must name an environment variable, got {value!r}")
+    return value
 
 
-def _monitor(spec: Mapping[str, Any], fail: Any) -> Thresholds:
-    _section_types("monitor", spec, _MONITOR_KEYS, fail)
-    for key, value in spec.items():
-        if value < 0:
-            raise fail(f"monitor.{key}", f"must not be negative, got {value}")
-        if key.startswith("failure_rate_") and value > 1:
-            raise fail(f"monitor.{key}", f"must be between 0 and 1, got {value}")
-    values: dict[str, Any] = {k: (int(v) if _MONITOR_KEYS[k] is int else float(v)) for k, v in spec.items()}
-    thresholds = Thresholds(**values)
-    for warning, critical in thresholds.pairs():
-        low, high = getattr(thresholds, warning), getattr(thresholds, critical)
-        if low > high:
-            if critical in spec:
-                raise fail(f"monitor.{critical}", f"({high}) must not be below {warning} ({low})")
-            raise fail(f"monitor.{warning}", f"({low}) must not be above {critical} ({high})")
-    return thresholds
+def _remote(value: str, fail: _Fail) -> str:
+    remote = value.strip()
+    # It is passed to `git push`: a leading dash would be read as an option.
+    if not remote or remote.startswith("-") or any(c.isspace() for c in remote):
+        raise fail("github.remote", f"must name a git remote, got {value!r}")
+    return remote
 
 
-def _status(spec: Mapping[str, Any], fail: Any) -> StatusConfig:
-    _section_types("status", spec, _STATUS_KEYS, fail)
-    minutes = float(spec.get("minutes_per_manual_patch", StatusConfig.minutes_per_manual_patch))
-    if minutes < 0:
-        raise fail("status.minutes_per_manual_patch", f"must not be negative, got {minutes}")
-    return StatusConfig(minutes_per_manual_patch=minutes)
+def _merge_method(value: str, fail: _Fail) -> str:
+    if value not in MERGE_METHODS:
+        raise fail("github.merge_method", f"must be one of {', '.join(MERGE_METHODS)}, got {value!r}")
+    return value
 
 
-def _api_url(value: str, fail: Any) -> str:
+def _labels(value: list[Any], fail: _Fail) -> tuple[str, ...]:
+    labels = tuple(value)
+    if not all(isinstance(l, str) and l.strip() and len(l) <= 50 for l in labels):
+        raise fail("github.labels", "must be a list of non-empty strings of at most 50 characters")
+    return tuple(dict.fromkeys(l.strip() for l in labels))
+
+
+def _api_url(value: str, fail: _Fail) -> str:
     url = value.strip().rstrip("/")
     import urllib.parse
 
@@ -682,3 +734,80 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _seconds(key: str) -> Callable[[float, _Fail], float]:
+    def parse(value: float, fail: _Fail) -> float:
+        if value < 0:
+            raise fail(key, f"must not be negative, got {value}")
+        return float(value)
+    return parse
+
+
+def _as_given(value: Any, fail: _Fail) -> Any:
+    return value
+
+
+# The optional `[github]` keys, in the order they are checked (after `repo`).
+_GITHUB_PARSERS: tuple[tuple[str, Callable[[Any, _Fail], Any]], ...] = (
+    ("api_url", _api_url),
+    ("token_env", _token_env),
+    ("remote", _remote),
+    ("merge_method", _merge_method),
+    ("labels", _labels),
+    ("merge_via_pr", _as_given),
+    ("rate_limit_wait", _seconds("github.rate_limit_wait")),
+    ("write_interval", _seconds("github.write_interval")),
+)
+
+
+def _section_types(section: str, spec: Mapping[str, Any], keys: Mapping[str, type | tuple[type, ...]],
+                   fail: _Fail) -> None:
+    for k, v in spec.items():
+        if k not in keys:
+            raise fail(f"{section}.{k}", f"is not a known {section} setting (see docs/configuration.md)")
+        if not _type_ok(v, keys[k]):
+            raise fail(f"{section}.{k}", f"must be {_type_name(keys[k])}, got {v!r}")
+
+
+def _alerts(spec: Mapping[str, Any], fail: _Fail) -> AlertsConfig:
+    _section_types("alerts", spec, _ALERTS_KEYS, fail)
+    out: dict[str, Any] = {}
+    if "webhook_env" in spec:
+        if not _ENV_NAME.fullmatch(spec["webhook_env"]):
+            raise fail("alerts.webhook_env", f"must name an environment variable, got {spec['webhook_env']!r}")
+        out["webhook_env"] = spec["webhook_env"]
+    if "disabled" in spec:
+        for kind in spec["disabled"]:
+            if kind not in ALERT_KINDS:
+                raise fail("alerts.disabled", f"has {kind!r}, which is not one of {', '.join(ALERT_KINDS)}")
+        out["disabled"] = tuple(dict.fromkeys(spec["disabled"]))
+    if "jsonl" in spec:
+        out["jsonl"] = spec["jsonl"]
+    return AlertsConfig(**out)
+
+
+def _monitor(spec: Mapping[str, Any], fail: _Fail) -> Thresholds:
+    _section_types("monitor", spec, _MONITOR_KEYS, fail)
+    for key, value in spec.items():
+        if value < 0:
+            raise fail(f"monitor.{key}", f"must not be negative, got {value}")
+        if key.startswith("failure_rate_") and value > 1:
+            raise fail(f"monitor.{key}", f"must be between 0 and 1, got {value}")
+    values: dict[str, Any] = {k: (int(v) if _MONITOR_KEYS[k] is int else float(v)) for k, v in spec.items()}
+    thresholds = Thresholds(**values)
+    for warning, critical in thresholds.pairs():
+        low, high = getattr(thresholds, warning), getattr(thresholds, critical)
+        if low > high:
+            if critical in spec:
+                raise fail(f"monitor.{critical}", f"({high}) must not be below {warning} ({low})")
+            raise fail(f"monitor.{warning}", f"({low}) must not be above {critical} ({high})")
+    return thresholds
+
+
+def _status(spec: Mapping[str, Any], fail: _Fail) -> StatusConfig:
+    _section_types("status", spec, _STATUS_KEYS, fail)
+    minutes = float(spec.get("minutes_per_manual_patch", StatusConfig.minutes_per_manual_patch))
+    if minutes < 0:
+        raise fail("status.minutes_per_manual_patch", f"must not be negative, got {minutes}")
+    return StatusConfig(minutes_per_manual_patch=minutes)

@@ -55,9 +55,5 @@ def printable(text: str) -> str:
     return "".join(c if not (ord(c) < 32 or 127 <= ord(c) < 160) else repr(c)[1:-1] for c in text)
 
 
-class RetryableError(Exception):
-    """A transient failure: the work can be tried again later."""
-
-
 class Cancelled(Exception):
     """Validation was stopped (the daemon is shutting down): requeue, do not decide."""

@@ -15,8 +15,6 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from errauto_daemon.errors import FatalError
-
 # Variables that select a repository, index, object store or work tree.
 # See git(1), "ENVIRONMENT VARIABLES"; GIT_QUARANTINE_PATH is set for
 # pre-receive hooks, GIT_PREFIX for aliases, GIT_REFLOG_ACTION by porcelain.
@@ -37,8 +35,12 @@ LOCATION_VARS = frozenset((
 ))
 
 
-class GitError(FatalError):
-    pass
+class GitError(Exception):
+    """A git command errauto ran failed: an internal error, not the user's.
+
+    Where a failing git command means the user named something that is not a
+    repository, the caller says so with a FatalError instead.
+    """
 
 
 def scrubbed_env(base: Mapping[str, str] | None = None) -> dict[str, str]:

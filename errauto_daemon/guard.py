@@ -24,7 +24,7 @@ import pygit2
 
 from errauto_daemon.errors import PatchRejected
 from errauto_daemon.patchapply import MODE_TREE, Overlay
-from errauto_daemon.patchfile import MODE_GITLINK, MODE_LINK, Patch, PatchCommit
+from errauto_daemon.patchfile import MODE_GITLINK, MODE_LINK, FilePatch, Patch, PatchCommit, ancestors
 
 MAX_PATH = 4096
 
@@ -123,7 +123,7 @@ def check_base(patch: Patch, tree: pygit2.Tree) -> None:
     telling reason ("does not exist", "is a symlink").
     """
     for path in dict.fromkeys(p for fp in patch.files() for p in fp.paths()):
-        for ancestor in _ancestors(path):
+        for ancestor in ancestors(path):
             try:
                 mode = tree[ancestor].filemode
             except KeyError:
@@ -138,21 +138,46 @@ def check_tree(before: Overlay, after: Overlay, commit: PatchCommit) -> GuardRes
     """Rules that need the tree: symlinks, submodules. Raises PatchRejected."""
     review: list[str] = []
     for fp in commit.files:
-        for path in fp.paths():
-            # Deleting what was there is fine when the patch replaces a directory with a link.
-            deleted = path in after.changes and after.changes[path] is None
-            for ancestor in _ancestors(path):
-                if before.mode(ancestor) == MODE_LINK:
-                    raise PatchRejected(
-                        f"unsafe patch: {path} is beyond a symlink ({ancestor}) in the target")
-                if after.mode(ancestor) == MODE_LINK and not deleted:
-                    raise PatchRejected(
-                        f"unsafe patch: {path} is beyond the symlink {ancestor} the patch creates")
-        if MODE_GITLINK in (fp.old_mode, fp.new_mode) or any(
-                before.mode(p) == MODE_GITLINK for p in fp.paths() if p):
-            review.append(f"changes the submodule {fp.path}")
-        if any(is_gitmodules(p.rsplit("/", 1)[-1]) for p in fp.paths()):
-            review.append(f"changes {fp.path}")
+        _check_not_beyond_links(before, after, fp)
+        review += _review_reasons(before, fp)
+    _check_link_targets(after)
+    # symlink_problem reads each target alone, resolving ".." lexically; the
+    # filesystem follows the links a target passes through ("up -> ." makes
+    # "up/../x" leave the repository). When the patch adds, changes or removes
+    # a symlink, resolve every symlink of the result as the filesystem would.
+    if any(MODE_LINK in (before.mode(p), after.mode(p)) for p in after.changes):
+        _check_resolved_links(before, after)
+    _check_not_beyond_new_links(after)
+    return GuardResult(tuple(dict.fromkeys(review)))
+
+
+def _check_not_beyond_links(before: Overlay, after: Overlay, fp: FilePatch) -> None:
+    """No path of the file patch lies beyond a symlink of the target, or one the patch creates."""
+    for path in fp.paths():
+        # Deleting what was there is fine when the patch replaces a directory with a link.
+        deleted = path in after.changes and after.changes[path] is None
+        for ancestor in ancestors(path):
+            if before.mode(ancestor) == MODE_LINK:
+                raise PatchRejected(
+                    f"unsafe patch: {path} is beyond a symlink ({ancestor}) in the target")
+            if after.mode(ancestor) == MODE_LINK and not deleted:
+                raise PatchRejected(
+                    f"unsafe patch: {path} is beyond the symlink {ancestor} the patch creates")
+
+
+def _review_reasons(before: Overlay, fp: FilePatch) -> list[str]:
+    """Why a person must look at this file patch: it changes a submodule, or .gitmodules."""
+    reasons = []
+    if MODE_GITLINK in (fp.old_mode, fp.new_mode) or any(
+            before.mode(p) == MODE_GITLINK for p in fp.paths() if p):
+        reasons.append(f"changes the submodule {fp.path}")
+    if any(is_gitmodules(p.rsplit("/", 1)[-1]) for p in fp.paths()):
+        reasons.append(f"changes {fp.path}")
+    return reasons
+
+
+def _check_link_targets(after: Overlay) -> None:
+    """Each symlink the patch writes points somewhere safe, and is not a file git treats specially."""
     for path, val in after.changes.items():
         if val is None or val[0] != MODE_LINK:
             continue
@@ -161,26 +186,26 @@ def check_tree(before: Overlay, after: Overlay, commit: PatchCommit) -> GuardRes
             raise PatchRejected(f"unsafe patch: symlink {path} {problem}")
         if any(_is_special(path.rsplit("/", 1)[-1], name) for name in _NO_SYMLINK):
             raise PatchRejected(f"unsafe patch: {path} may not be a symlink")
-    # symlink_problem reads each target alone, resolving ".." lexically; the
-    # filesystem follows the links a target passes through ("up -> ." makes
-    # "up/../x" leave the repository). When the patch adds, changes or removes
-    # a symlink, resolve every symlink of the result as the filesystem would.
-    if any(MODE_LINK in (before.mode(p), after.mode(p)) for p in after.changes):
-        for path in dict.fromkeys([*after.changes, *_tree_links(after.repo, after.tree)]):
-            if after.mode(path) != MODE_LINK:
-                continue
-            problem = _resolved_problem(after, path)
-            # A committed link that already left the repository is the user's own.
-            new = path in after.changes or before.mode(path) != MODE_LINK
-            if problem and (new or not _resolved_problem(before, path)):
-                raise PatchRejected(f"unsafe patch: symlink {path} {problem}")
+
+
+def _check_resolved_links(before: Overlay, after: Overlay) -> None:
+    for path in dict.fromkeys([*after.changes, *_tree_links(after.repo, after.tree)]):
+        if after.mode(path) != MODE_LINK:
+            continue
+        problem = _resolved_problem(after, path)
+        # A committed link that already left the repository is the user's own.
+        new = path in after.changes or before.mode(path) != MODE_LINK
+        if problem and (new or not _resolved_problem(before, path)):
+            raise PatchRejected(f"unsafe patch: symlink {path} {problem}")
+
+
+def _check_not_beyond_new_links(after: Overlay) -> None:
+    """No path lies under a symlink that some other change of this commit made."""
     for path, val in after.changes.items():
-        # A path under a symlink that some other change of this commit made.
         if val is not None and val[0] != MODE_TREE:
-            for ancestor in _ancestors(path):
+            for ancestor in ancestors(path):
                 if after.mode(ancestor) == MODE_LINK:
                     raise PatchRejected(f"unsafe patch: {path} is beyond the symlink {ancestor}")
-    return GuardResult(tuple(dict.fromkeys(review)))
 
 
 def symlink_problem(path: str, target_bytes: bytes) -> str | None:
@@ -239,12 +264,6 @@ def _tree_links(repo: pygit2.Repository, tree: pygit2.Tree | None, prefix: str =
             yield from _tree_links(repo, repo[entry.id], f"{prefix}{entry.name}/")  # type: ignore[arg-type]
         elif entry.filemode == MODE_LINK:
             yield f"{prefix}{entry.name}"
-
-
-def _ancestors(path: str) -> Iterable[str]:
-    parts = path.split("/")
-    for i in range(1, len(parts)):
-        yield "/".join(parts[:i])
 
 
 # --------------------------------------------------------------------------

@@ -19,60 +19,18 @@ thresholds back rather than loading every repository's configuration.
 """
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
+from errauto_daemon.config import Config
+from errauto_daemon.config import Thresholds as Thresholds  # re-exported: callers import it from here
 from errauto_daemon.output import age as age_text
 from errauto_daemon.store import Store
-
-if TYPE_CHECKING:
-    from errauto_daemon.config import Config
 
 LEVELS = ("ok", "warning", "critical")
 EXIT = {"ok": 0, "warning": 1, "critical": 2}
 HOUR = 3600.0
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """`[monitor]` in the configuration: (warning, critical) per criterion."""
-
-    heartbeat_warning_seconds: float = 15.0
-    heartbeat_critical_seconds: float = 120.0
-    backlog_warning: int = 10
-    backlog_critical: int = 50
-    oldest_warning_hours: float = 24.0
-    oldest_critical_hours: float = 72.0
-    failure_rate_warning: float = 0.2
-    failure_rate_critical: float = 0.5
-    failure_min_decisions: int = 3  # fewer decisions in the hour: the rate is not graded
-    outbox_warning_minutes: float = 10.0
-    outbox_critical_minutes: float = 60.0
-
-    def pairs(self) -> list[tuple[str, str]]:
-        names = [f.name for f in fields(self)]
-        return [(n, n.replace("_warning", "_critical")) for n in names if "_warning" in n]
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str | None) -> Thresholds:
-        known = {f.name for f in fields(cls)}
-        try:
-            values = json.loads(text) if text else {}
-            return cls(**{k: v for k, v in values.items() if k in known})
-        except (ValueError, TypeError):
-            return cls()
-
-    @classmethod
-    def strictest(cls, many: list[Thresholds]) -> Thresholds:
-        """One set for several repositories: each threshold at its lowest."""
-        if not many:
-            return cls()
-        return cls(**{f.name: min(getattr(t, f.name) for t in many) for f in fields(cls)})
 
 
 @dataclass(frozen=True)
@@ -133,51 +91,66 @@ def assess(store: Store, *, daemon_pid: int | None, now: float | None = None,
         row = store.monitor_row()
         thresholds = Thresholds.from_json(row["thresholds"] if row else None)
     t = thresholds
-    criteria: list[Criterion] = []
-
     queued = store.count(("queued", "validating"))
+    daemon, daemon_criterion = _daemon_criterion(store, daemon_pid, queued, now, t)
+    awaiting, oldest, review_criteria = _review_criteria(store, now, t)
+    criteria = (daemon_criterion, *review_criteria, _failures_criterion(store, now, t),
+                _outbox_criterion(store, now, t))
+    worst = max((LEVELS.index(c.level) for c in criteria), default=0)
+    reasons = tuple(c.text for c in criteria if LEVELS.index(c.level) == worst and worst > 0)
+    return Health(LEVELS[worst], awaiting, oldest, queued, daemon, reasons, criteria, t)
+
+
+def _daemon_criterion(store: Store, daemon_pid: int | None, queued: int, now: float,
+                      t: Thresholds) -> tuple[str, Criterion]:
+    """How the daemon is (as `Health.daemon` says it), and its grade by the age of its heartbeat."""
     heartbeat = store.daemon_row()
     if daemon_pid is None:
-        daemon = "not running"
         # Nobody is validating: that matters once something is waiting.
         level = "critical" if queued else "warning"
-        criteria.append(Criterion("daemon", level, None, t.heartbeat_warning_seconds,
-                                  t.heartbeat_critical_seconds, "no daemon is running"))
-    elif heartbeat is None:
-        daemon = "starting"
-        criteria.append(Criterion("daemon", "ok", None, t.heartbeat_warning_seconds,
-                                  t.heartbeat_critical_seconds, "the daemon is starting"))
-    else:
-        age = max(0.0, now - heartbeat["heartbeat_at"])
-        daemon = "alive" if age < t.heartbeat_warning_seconds else f"no heartbeat for {int(age)}s"
-        criteria.append(Criterion(
-            "daemon", _grade(age, t.heartbeat_warning_seconds, t.heartbeat_critical_seconds), round(age, 1),
-            t.heartbeat_warning_seconds, t.heartbeat_critical_seconds, f"daemon heartbeat {int(age)}s old"))
+        return "not running", Criterion("daemon", level, None, t.heartbeat_warning_seconds,
+                                        t.heartbeat_critical_seconds, "no daemon is running")
+    if heartbeat is None:
+        return "starting", Criterion("daemon", "ok", None, t.heartbeat_warning_seconds,
+                                     t.heartbeat_critical_seconds, "the daemon is starting")
+    age = max(0.0, now - heartbeat["heartbeat_at"])
+    daemon = "alive" if age < t.heartbeat_warning_seconds else f"no heartbeat for {int(age)}s"
+    return daemon, Criterion(
+        "daemon", _grade(age, t.heartbeat_warning_seconds, t.heartbeat_critical_seconds), round(age, 1),
+        t.heartbeat_warning_seconds, t.heartbeat_critical_seconds, f"daemon heartbeat {int(age)}s old")
 
+
+def _review_criteria(store: Store, now: float,
+                     t: Thresholds) -> tuple[int, float | None, tuple[Criterion, Criterion]]:
+    """How many submissions await review and how long the oldest has waited: graded both."""
     row = store.conn.execute(
         "SELECT COUNT(*), MIN(created_at) FROM submissions WHERE state = 'awaiting_review'").fetchone()
     awaiting, oldest_at = int(row[0]), row[1]
-    criteria.append(Criterion("backlog", _grade(awaiting, t.backlog_warning, t.backlog_critical), awaiting,
-                              t.backlog_warning, t.backlog_critical, f"{awaiting} awaiting review"))
-    oldest = now - oldest_at if oldest_at is not None else None
-    if oldest is not None:
-        criteria.append(Criterion(
-            "oldest", _grade(oldest / HOUR, t.oldest_warning_hours, t.oldest_critical_hours),
-            round(oldest, 1), t.oldest_warning_hours * HOUR, t.oldest_critical_hours * HOUR,
-            f"oldest waits {age_text(oldest)}"))
-    else:
-        criteria.append(Criterion("oldest", "ok", None, t.oldest_warning_hours * HOUR,
-                                  t.oldest_critical_hours * HOUR, "nothing awaits review"))
+    backlog = Criterion("backlog", _grade(awaiting, t.backlog_warning, t.backlog_critical), awaiting,
+                        t.backlog_warning, t.backlog_critical, f"{awaiting} awaiting review")
+    if oldest_at is None:
+        return awaiting, None, (backlog, Criterion("oldest", "ok", None, t.oldest_warning_hours * HOUR,
+                                                   t.oldest_critical_hours * HOUR, "nothing awaits review"))
+    oldest = now - oldest_at
+    return awaiting, oldest, (backlog, Criterion(
+        "oldest", _grade(oldest / HOUR, t.oldest_warning_hours, t.oldest_critical_hours),
+        round(oldest, 1), t.oldest_warning_hours * HOUR, t.oldest_critical_hours * HOUR,
+        f"oldest waits {age_text(oldest)}"))
 
+
+def _failures_criterion(store: Store, now: float, t: Thresholds) -> Criterion:
+    """The share of the last hour's decisions that failed (not graded below a minimum of decisions)."""
     decided, failed = failure_counts(store, now - HOUR)
     rate = failed / decided if decided else 0.0
     level = "ok"
     if decided >= t.failure_min_decisions:
         level = _grade(rate, t.failure_rate_warning, t.failure_rate_critical)
-    criteria.append(Criterion("failures", level, round(rate, 4), t.failure_rate_warning,
-                              t.failure_rate_critical,
-                              f"{failed} of {decided} decisions in the last hour failed"))
+    return Criterion("failures", level, round(rate, 4), t.failure_rate_warning, t.failure_rate_critical,
+                     f"{failed} of {decided} decisions in the last hour failed")
 
+
+def _outbox_criterion(store: Store, now: float, t: Thresholds) -> Criterion:
+    """How long the oldest undelivered alert has waited; a delivery failed for good is a warning."""
     pending = store.undelivered()
     failed_for_good = store.failed_deliveries_since(now - 24 * HOUR)
     waited = now - pending["oldest"] if pending["oldest"] is not None else 0.0
@@ -188,12 +161,8 @@ def assess(store: Store, *, daemon_pid: int | None, now: float | None = None,
     if failed_for_good:
         text += f"; {failed_for_good} deliveries failed for good in the last day"
         level = max(level, "warning", key=LEVELS.index)
-    criteria.append(Criterion("outbox", level, round(waited, 1), t.outbox_warning_minutes * 60,
-                              t.outbox_critical_minutes * 60, text))
-
-    worst = max((LEVELS.index(c.level) for c in criteria), default=0)
-    reasons = tuple(c.text for c in criteria if LEVELS.index(c.level) == worst and worst > 0)
-    return Health(LEVELS[worst], awaiting, oldest, queued, daemon, reasons, tuple(criteria), t)
+    return Criterion("outbox", level, round(waited, 1), t.outbox_warning_minutes * 60,
+                     t.outbox_critical_minutes * 60, text)
 
 
 def failure_counts(store: Store, since: float) -> tuple[int, int]:

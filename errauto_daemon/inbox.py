@@ -39,11 +39,11 @@ from errauto_daemon import config as config_mod
 from errauto_daemon import intake
 from errauto_daemon.errors import FatalError
 from errauto_daemon.openfiles import being_written
+from errauto_daemon.patchfile import SUFFIXES
 from errauto_daemon.store import DECIDED, Store, Submission
 
 log = logging.getLogger("errauto.inbox")
 
-SUFFIXES = (".patch", ".diff", ".eml", ".mbox")
 QUIET = 5.0  # seconds without a change before a rescan takes a file
 FATE = {
     "queued": "queued",

@@ -11,14 +11,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import importlib
 import os
 import platform
 import sys
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from errauto_daemon import __version__, paths
 from errauto_daemon.errors import EXIT_INTERNAL, FatalError
+from errauto_daemon.git import GitError
 
 
 def _threshold(text: str) -> float:
@@ -232,6 +234,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except Exception as exc:
         what = type(exc).__name__
+        if isinstance(exc, GitError):  # which git command failed, in git's words
+            from errauto_daemon.redact import redact
+
+            what += f": {redact(str(exc))}"
         try:
             path = _write_crash_log(argv)
         except (OSError, FatalError) as log_error:
@@ -249,8 +255,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _complete(parser: argparse.ArgumentParser) -> None:
     """Shell completion when the optional argcomplete is installed (it exits here)."""
-    import importlib
-
     try:
         argcomplete = importlib.import_module("argcomplete")
     except ImportError:
@@ -268,86 +272,55 @@ def _quiet(quiet: bool) -> Iterator[None]:
         yield
 
 
+# Where each subcommand's action is named in the parsed arguments.
+_ACTIONS = {"queue": "queue_command", "daemon": "daemon_command", "watch": "watch_command",
+            "hooks": "hooks_command", "hook-impl": "hook"}
+
+# (command, action) -> the module in commands/ and its function that takes the parsed
+# arguments. Only that module is imported: hooks start without the daemon's weight.
+COMMANDS: dict[tuple[str, str | None], tuple[str, str]] = {
+    ("apply", None): ("apply", "cli"),
+    ("queue", "list"): ("queue", "cli_list"),
+    ("queue", "show"): ("queue", "cli_show"),
+    ("queue", "approve"): ("queue", "cli_approve"),
+    ("queue", "reject"): ("queue", "cli_reject"),
+    ("queue", "retry"): ("queue", "cli_retry"),
+    ("queue", "process"): ("queue", "cli_process"),
+    ("submit", None): ("submit", "cli"),
+    ("daemon", "run"): ("daemon", "cli_run"),
+    ("daemon", "start"): ("daemon", "cli_start"),
+    ("daemon", "stop"): ("daemon", "cli_stop"),
+    ("daemon", "status"): ("daemon", "cli_status"),
+    ("daemon", "install-service"): ("daemon", "cli_install_service"),
+    ("watch", "add"): ("watch", "cli_add"),
+    ("watch", "list"): ("watch", "cli_list"),
+    ("watch", "remove"): ("watch", "cli_remove"),
+    ("hooks", "install"): ("hooks", "cli_install"),
+    ("hooks", "uninstall"): ("hooks", "cli_uninstall"),
+    ("hook-impl", "submit"): ("hook_impl", "cli_submit"),
+    ("hook-impl", "check"): ("hook_impl", "cli_check"),
+    ("hook-impl", "post-commit"): ("hook_impl", "cli_post_commit"),
+    ("hook-impl", "status"): ("hook_impl", "cli_status"),
+    ("hook-impl", "pre-commit"): ("hook_impl", "cli_pre_commit"),
+    ("hook-impl", "pre-push"): ("hook_impl", "cli_status"),
+    ("hook-impl", "post-receive"): ("hook_impl", "cli_post_receive"),
+    ("status", None): ("status", "cli"),
+    ("monitor", None): ("monitor", "cli"),
+    ("init", None): ("init", "cli"),
+    ("demo", None): ("demo", "cli"),
+}
+
+
+def command_handler(command: str, action: str | None) -> Callable[[argparse.Namespace], int]:
+    module, function = COMMANDS[(command, action)]
+    handler: Callable[[argparse.Namespace], int] = getattr(
+        importlib.import_module(f"errauto_daemon.commands.{module}"), function)
+    return handler
+
+
 def _dispatch(args: argparse.Namespace) -> int:
-    if args.command == "apply":
-        from errauto_daemon.commands.apply import apply
-        return apply(args.patch, repo=args.repo, target=args.target,
-                     auto_merge_threshold=args.auto_merge_threshold,
-                     pr_threshold=args.pr_threshold, as_json=args.json, quiet=args.no_progress)
-    if args.command == "queue":
-        from errauto_daemon.commands import queue
-        if args.queue_command == "list":
-            return queue.list_(args.status, limit=args.limit, as_json=args.json, repo=args.repo)
-        if args.queue_command == "show":
-            return queue.show(args.id, as_json=args.json, diff=args.diff)
-        if args.queue_command == "approve":
-            return queue.approve(args.id, force=args.force, as_json=args.json)
-        if args.queue_command == "reject":
-            return queue.reject(args.id, args.reason, as_json=args.json)
-        if args.queue_command == "retry":
-            return queue.retry(args.id, force=args.force, as_json=args.json, quiet=args.no_progress)
-        if args.queue_command == "process":
-            return queue.process(args.repo, limit=args.limit, as_json=args.json, quiet=args.no_progress)
-    if args.command == "submit":
-        from errauto_daemon.commands.submit import submit
-        return submit(args.patches, repo=args.repo, target=args.target, note=args.note, wait=args.wait,
-                      timeout=args.timeout, as_json=args.json, quiet=args.no_progress)
-    if args.command == "daemon":
-        from errauto_daemon.commands import daemon
-        if args.daemon_command == "run":
-            return daemon.run(workers=args.workers, grace=args.grace, rescan=args.rescan,
-                              verbose=args.verbose, ready_fd=args.ready_fd)
-        if args.daemon_command == "start":
-            return daemon.start(workers=args.workers, grace=args.grace, rescan=args.rescan,
-                                verbose=args.verbose, as_json=args.json)
-        if args.daemon_command == "stop":
-            return daemon.stop(as_json=args.json)
-        if args.daemon_command == "status":
-            return daemon.status(as_json=args.json)
-        if args.daemon_command == "install-service":
-            return daemon.install_service(force=args.force, as_json=args.json)
-    if args.command == "watch":
-        from errauto_daemon.commands import watch
-        if args.watch_command == "add":
-            return watch.add(args.dir, as_json=args.json)
-        if args.watch_command == "list":
-            return watch.list_(as_json=args.json)
-        if args.watch_command == "remove":
-            return watch.remove(args.dir, as_json=args.json)
-    if args.command == "hooks":
-        from errauto_daemon.commands import hooks
-        if args.hooks_command == "install":
-            return hooks.install(args.repo, server=args.server, force=args.force, as_json=args.json)
-        return hooks.uninstall(args.repo, as_json=args.json)
-    if args.command == "hook-impl":
-        from errauto_daemon.commands import hook_impl
-        if args.hook == "submit":
-            return hook_impl.submit(args.files)
-        if args.hook == "check":
-            return hook_impl.check(args.files)
-        if args.hook == "post-commit":
-            return hook_impl.post_commit(only=args.only)
-        if args.hook == "status":
-            return hook_impl.status(fail_on=args.fail_on)
-        if args.hook == "pre-commit":
-            return hook_impl.pre_commit(fail_on=args.fail_on)
-        if args.hook == "pre-push":
-            return hook_impl.status(fail_on=args.fail_on)
-        if args.hook == "post-receive":
-            return hook_impl.post_receive(hook_impl.read_stdin_lines())
-    if args.command == "status":
-        from errauto_daemon.commands.status import status
-        return status(days=args.days, as_json=args.json)
-    if args.command == "monitor":
-        from errauto_daemon.commands.monitor import monitor
-        return monitor(as_json=args.json, deliver=args.deliver)
-    if args.command == "init":
-        from errauto_daemon.commands.init import init
-        return init(args.repo, force=args.force, run=not args.no_run)
-    if args.command == "demo":
-        from errauto_daemon.commands.demo import demo
-        return demo(directory=args.dir)
-    raise AssertionError(args.command)
+    action = getattr(args, _ACTIONS[args.command]) if args.command in _ACTIONS else None
+    return command_handler(args.command, action)(args)
 
 
 def _write_crash_log(argv: Sequence[str] | None) -> str:

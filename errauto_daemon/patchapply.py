@@ -31,6 +31,8 @@ from errauto_daemon.patchfile import (
     Hunk,
     Patch,
     PatchCommit,
+    ancestors,
+    delta_header,
 )
 
 MODE_TREE = 0o040000
@@ -98,7 +100,7 @@ class Overlay:
         obj = self._base(path)
         if obj is None or obj.filemode == MODE_TREE:
             return None  # no such path, or a directory whose files were all deleted
-        for ancestor in _ancestors(path):
+        for ancestor in ancestors(path):
             if ancestor in self.changes:
                 val = self.changes[ancestor]
                 if val is None or val[0] != MODE_TREE:
@@ -153,12 +155,6 @@ class Overlay:
         if root is None:
             return self.repo.TreeBuilder().write()
         return root
-
-
-def _ancestors(path: str) -> Iterator[str]:
-    parts = path.split("/")
-    for i in range(1, len(parts)):
-        yield "/".join(parts[:i])
 
 
 def _walk(repo: pygit2.Repository, tree: pygit2.Tree, prefix: str) -> Iterator[str]:
@@ -276,46 +272,12 @@ def apply_file(overlay: Overlay, fp: FilePatch, notes: list[str], *, source: Ove
     """
     old, new = fp.old_path, fp.new_path
     src = source if source is not None and (fp.is_copy or fp.is_rename) else overlay
-    if old is not None:
-        mode = src.mode(old)
-        if mode is None:
-            raise DoesNotApply(f"{old} does not exist")
-        if mode == MODE_TREE:
-            raise DoesNotApply(f"{old} is a directory")
-        if fp.old_mode is not None and _kind(fp.old_mode) != _kind(mode):
-            raise DoesNotApply(f"{old} is a {_kind(mode)}, the patch expects a {_kind(fp.old_mode)}")
-        content = src.read(old)
-        if mode == MODE_GITLINK:  # as git diff shows a submodule
-            content = b"Subproject commit " + content + b"\n"
-        current_id = src.blob_id(old)
-        preimage_proven = (fp.old_id is not None and len(fp.old_id) >= MIN_PROOF_DIGITS
-                           and current_id.startswith(fp.old_id))
-        if fp.old_id is not None and not preimage_proven and not set(fp.old_id) <= {"0"}:
-            if fp.binary is not None:
-                raise DoesNotApply(f"{old} is not the version the binary patch was made against")
-            notes.append(f"{old} changed since the patch was made (index {fp.old_id[:12]}, "
-                         f"target has {current_id[:12]})")
-        old_mode = mode
-    else:
-        content, preimage_proven, old_mode = b"", True, None
+    content, preimage_proven, old_mode = _preimage(src, old, fp, notes) if old is not None else (b"", True, None)
     if fp.is_rename:
         overlay.delete(old)  # type: ignore[arg-type]  # first: the new name may lie below the old
     if new is not None and new != old:
-        existing = overlay.mode(new)
-        if existing is not None:
-            raise DoesNotApply(f"{new} already exists" if existing != MODE_TREE else f"{new} is a directory")
-        for ancestor in _ancestors(new):
-            amode = overlay.mode(ancestor)
-            if amode is not None and amode != MODE_TREE:
-                raise DoesNotApply(f"cannot create {new}: {ancestor} is a {_kind(amode)}")
-
-    if fp.binary is not None:
-        result = _apply_binary(fp, content)
-    elif fp.hunks:
-        result = apply_hunks(content, fp.hunks, path=fp.path, preimage_proven=preimage_proven)
-    else:
-        result = content
-
+        _check_free(overlay, new)
+    result = _postimage(fp, content, preimage_proven)
     if new is None:
         if result:
             raise DoesNotApply(f"deleting {old} would leave content behind")
@@ -325,6 +287,49 @@ def apply_file(overlay: Overlay, fp: FilePatch, notes: list[str], *, source: Ove
     if new_mode == MODE_GITLINK:
         result = _gitlink_id(result, new)
     overlay.set(new, new_mode, result)
+
+
+def _preimage(src: Overlay, old: str, fp: FilePatch, notes: list[str]) -> tuple[bytes, bool, int]:
+    """The content the patch changes, whether its index line proves it is the version the
+    patch was made against, and its mode. A mismatch is a note for text, fatal for binary."""
+    mode = src.mode(old)
+    if mode is None:
+        raise DoesNotApply(f"{old} does not exist")
+    if mode == MODE_TREE:
+        raise DoesNotApply(f"{old} is a directory")
+    if fp.old_mode is not None and _kind(fp.old_mode) != _kind(mode):
+        raise DoesNotApply(f"{old} is a {_kind(mode)}, the patch expects a {_kind(fp.old_mode)}")
+    content = src.read(old)
+    if mode == MODE_GITLINK:  # as git diff shows a submodule
+        content = b"Subproject commit " + content + b"\n"
+    current_id = src.blob_id(old)
+    preimage_proven = (fp.old_id is not None and len(fp.old_id) >= MIN_PROOF_DIGITS
+                       and current_id.startswith(fp.old_id))
+    if fp.old_id is not None and not preimage_proven and not set(fp.old_id) <= {"0"}:
+        if fp.binary is not None:
+            raise DoesNotApply(f"{old} is not the version the binary patch was made against")
+        notes.append(f"{old} changed since the patch was made (index {fp.old_id[:12]}, "
+                     f"target has {current_id[:12]})")
+    return content, preimage_proven, mode
+
+
+def _check_free(overlay: Overlay, new: str) -> None:
+    """A file may be created at `new`: nothing is there, and no directory above it is a file."""
+    existing = overlay.mode(new)
+    if existing is not None:
+        raise DoesNotApply(f"{new} already exists" if existing != MODE_TREE else f"{new} is a directory")
+    for ancestor in ancestors(new):
+        amode = overlay.mode(ancestor)
+        if amode is not None and amode != MODE_TREE:
+            raise DoesNotApply(f"cannot create {new}: {ancestor} is a {_kind(amode)}")
+
+
+def _postimage(fp: FilePatch, content: bytes, preimage_proven: bool) -> bytes:
+    if fp.binary is not None:
+        return _apply_binary(fp, content)
+    if fp.hunks:
+        return apply_hunks(content, fp.hunks, path=fp.path, preimage_proven=preimage_proven)
+    return content
 
 
 def _gitlink_id(content: bytes, path: str) -> bytes:
@@ -440,22 +445,12 @@ def apply_delta(source: bytes, delta: bytes) -> bytes:
 
 
 def _apply_delta(source: bytes, delta: bytes) -> bytes:
-    i = 0
-
-    def varint() -> int:
-        nonlocal i
-        value = shift = 0
-        while True:
-            byte = delta[i]
-            i += 1
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if not byte & 0x80:
-                return value
-
-    if varint() != len(source):
+    header = delta_header(delta)
+    if header is None:
+        raise DoesNotApply("corrupt binary delta")
+    source_size, size, i = header
+    if source_size != len(source):
         raise DoesNotApply("binary delta was made for a different preimage")
-    size = varint()
     out = bytearray()
     while i < len(delta):
         cmd = delta[i]

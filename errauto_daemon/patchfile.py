@@ -16,12 +16,13 @@ import datetime
 import hashlib
 import re
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
 from errauto_daemon.errors import PatchRejected
+from errauto_daemon.limits import Limits as Limits  # re-exported: callers import it from here
 
 if TYPE_CHECKING:
     from email.message import Message
@@ -35,13 +36,8 @@ MODE_LINK = 0o120000
 MODE_GITLINK = 0o160000
 VALID_MODES = frozenset((MODE_FILE, MODE_EXEC, MODE_LINK, MODE_GITLINK))
 
-
-@dataclass(frozen=True)
-class Limits:
-    max_patch_bytes: int = 5 * 1024 * 1024
-    max_hunk_lines: int = 10_000
-    max_files: int = 1_000
-    max_blob_bytes: int = 50 * 1024 * 1024
+# The names of files errauto takes for patches: in an inbox folder, or committed.
+SUFFIXES = (".patch", ".diff", ".eml", ".mbox")
 
 
 @dataclass(frozen=True)
@@ -292,7 +288,7 @@ def as_mail(commit: str, author_name: str, author_email: str, date: str, message
 
 def title_from_filename(name: str) -> str:
     stem = PurePosixPath(name.replace("\\", "/")).name
-    for suffix in (".patch", ".diff", ".eml", ".mbox", ".txt"):
+    for suffix in (*SUFFIXES, ".txt"):
         if stem.lower().endswith(suffix):
             stem = stem[: -len(suffix)]
             break
@@ -626,8 +622,9 @@ def _parse_mode(text: bytes, line: int) -> int:
     return mode
 
 
-def _delta_result_size(delta: bytes) -> int | None:
-    """The second size in a git binary delta's header (the first is the source's)."""
+def delta_header(delta: bytes) -> tuple[int, int, int] | None:
+    """A git binary delta's header: the source's size, the result's size, and
+    where the copy and insert opcodes start. None: truncated, or a size over 64 bits."""
     sizes = []
     i = 0
     for _ in range(2):
@@ -642,7 +639,171 @@ def _delta_result_size(delta: bytes) -> int | None:
             if not byte & 0x80:
                 break
         sizes.append(value)
-    return sizes[1]
+    return sizes[0], sizes[1], i
+
+
+def ancestors(path: str) -> Iterator[str]:
+    """The directories above `path`, outermost first: `a/b/c` gives `a`, then `a/b`."""
+    parts = path.split("/")
+    for i in range(1, len(parts)):
+        yield "/".join(parts[:i])
+
+
+_INDEX_LINE = re.compile(rb"index ([0-9a-f]{4,64})\.\.([0-9a-f]{4,64})(?: ([0-7]{6}))?")
+
+
+@dataclass
+class _GitSection:
+    """What the lines of one `diff --git` section say, gathered as the parser
+    reads them (hence not frozen), then checked and made a `FilePatch`."""
+
+    start: int  # the line of `diff --git`
+    a_name: str | None  # the names on that line
+    b_name: str | None
+    old_mode: int | None = None
+    new_mode: int | None = None
+    old_id: str | None = None
+    new_id: str | None = None
+    is_new: bool = False
+    is_deleted: bool = False
+    is_rename: bool = False
+    is_copy: bool = False
+    from_name: str | None = None  # rename or copy from
+    to_name: str | None = None
+    minus: str | None = None  # the name on `---`
+    plus: str | None = None
+    hunks: list[Hunk] = field(default_factory=list)
+    binary: tuple[BinaryHunk, BinaryHunk | None] | None = None
+    # Every name as written, in the order read (the guard inspects them all).
+    raw_names: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.raw_names = [n for n in (self.a_name, self.b_name) if n is not None]
+
+    # -- reading -------------------------------------------------------------
+
+    def take_extended_header(self, line: bytes, ln: int) -> bool:
+        """Mode, rename, copy, similarity and index lines; False: `line` is none of them."""
+        return self._take_mode(line, ln) or self._take_rename_or_copy(line) or self._take_index(line, ln)
+
+    def _take_mode(self, line: bytes, ln: int) -> bool:
+        if line.startswith(b"old mode "):
+            self.old_mode = _parse_mode(line[9:], ln)
+        elif line.startswith(b"new mode "):
+            self.new_mode = _parse_mode(line[9:], ln)
+        elif line.startswith(b"deleted file mode "):
+            self.is_deleted, self.old_mode = True, _parse_mode(line[18:], ln)
+        elif line.startswith(b"new file mode "):
+            self.is_new, self.new_mode = True, _parse_mode(line[14:], ln)
+        else:
+            return False
+        return True
+
+    def _take_rename_or_copy(self, line: bytes) -> bool:
+        if line.startswith((b"rename from ", b"rename old ")):
+            self.is_rename, self.from_name = True, _name_field(line.split(b" ", 2)[2], timestamps=False)
+        elif line.startswith((b"rename to ", b"rename new ")):
+            self.is_rename, self.to_name = True, _name_field(line.split(b" ", 2)[2], timestamps=False)
+        elif line.startswith(b"copy from "):
+            self.is_copy, self.from_name = True, _name_field(line[10:], timestamps=False)
+        elif line.startswith(b"copy to "):
+            self.is_copy, self.to_name = True, _name_field(line[8:], timestamps=False)
+        else:
+            return False
+        return True
+
+    def _take_index(self, line: bytes, ln: int) -> bool:
+        if line.startswith((b"similarity index ", b"dissimilarity index ")):
+            return True
+        if not line.startswith(b"index "):
+            return False
+        m = _INDEX_LINE.fullmatch(line)
+        if not m:
+            raise PatchRejected(f"line {ln}: malformed index line")
+        self.old_id, self.new_id = m.group(1).decode(), m.group(2).decode()
+        if m.group(3):
+            self.old_mode = self.new_mode = _parse_mode(m.group(3), ln)
+        return True
+
+    def take_names(self, minus: str, plus: str) -> None:
+        """The names on the `---` and `+++` lines."""
+        self.minus, self.plus = minus, plus
+        self.raw_names += [minus, plus]
+
+    # -- what it means ---------------------------------------------------------
+
+    def file_patch(self) -> FilePatch:
+        renamed = [n for n in (self.from_name, self.to_name) if n is not None]
+        old_path, new_path = self._paths()
+        self._check_content(new_path or old_path)
+        new_mode = MODE_FILE if self.is_new and self.new_mode is None else self.new_mode
+        return FilePatch(
+            old_path=old_path, new_path=new_path,
+            old_mode=self.old_mode, new_mode=new_mode if new_mode is not None else self.old_mode,
+            old_id=self.old_id, new_id=self.new_id,
+            hunks=tuple(self.hunks), binary=self.binary, is_copy=self.is_copy,
+            line=self.start, raw_names=tuple(self.raw_names + renamed),
+        )
+
+    def _paths(self) -> tuple[str | None, str | None]:
+        """The file before and after: from rename or copy lines, else `---`/`+++`, else the header."""
+        old_path = self.from_name if self.from_name is not None else self._stripped(self.minus, "old")
+        new_path = self.to_name if self.to_name is not None else self._stripped(self.plus, "new")
+        head_old, head_new = self._stripped(self.a_name, "old"), self._stripped(self.b_name, "new")
+        if old_path is None and not self.is_new:
+            old_path = head_old
+        if new_path is None and not self.is_deleted:
+            new_path = head_new
+        old_path, new_path = self._created_or_deleted(old_path, new_path)
+        self._check_names(old_path, new_path, head_old, head_new)
+        return old_path, new_path
+
+    def _stripped(self, name: str | None, what: str) -> str | None:
+        if name is None or name == "/dev/null":
+            return None
+        stripped = _strip_prefix(name)
+        if stripped is None:
+            raise PatchRejected(f"line {self.start}: {what} name {name!r} has no a/ or b/ prefix to strip")
+        return stripped
+
+    def _created_or_deleted(self, old_path: str | None, new_path: str | None) -> tuple[str | None, str | None]:
+        """A new file has no old name, a deleted one no new name, and /dev/null means exactly that."""
+        if self.is_new:
+            if self.minus not in (None, "/dev/null") or self.from_name is not None:
+                raise PatchRejected(f"line {self.start}: new file has an old name")
+            old_path = None
+        if self.is_deleted:
+            if self.plus not in (None, "/dev/null") or self.to_name is not None:
+                raise PatchRejected(f"line {self.start}: deleted file has a new name")
+            new_path = None
+        if self.minus == "/dev/null" and not self.is_new:
+            raise PatchRejected(f"line {self.start}: '--- /dev/null' without 'new file mode'")
+        if self.plus == "/dev/null" and not self.is_deleted:
+            raise PatchRejected(f"line {self.start}: '+++ /dev/null' without 'deleted file mode'")
+        return old_path, new_path
+
+    def _check_names(self, old_path: str | None, new_path: str | None,
+                     head_old: str | None, head_new: str | None) -> None:
+        """The names agree with each other and with the `diff --git` line."""
+        if old_path is None and new_path is None:
+            raise PatchRejected(f"line {self.start}: cannot tell which file this diff changes")
+        if head_old is not None and old_path is not None and head_old != old_path:
+            raise PatchRejected(f"line {self.start}: inconsistent old file name ({head_old} vs {old_path})")
+        if head_new is not None and new_path is not None and head_new != new_path:
+            raise PatchRejected(f"line {self.start}: inconsistent new file name ({head_new} vs {new_path})")
+        if (self.is_rename or self.is_copy) and (old_path is None or new_path is None):
+            raise PatchRejected(f"line {self.start}: rename or copy without both names")
+        if not self.is_rename and not self.is_copy and old_path and new_path and old_path != new_path:
+            raise PatchRejected(f"line {self.start}: file names differ but this is not a rename")
+
+    def _check_content(self, path: str | None) -> None:
+        """Text hunks or a binary patch, not both; and some change at all."""
+        if self.binary is not None and self.hunks:
+            raise PatchRejected(f"line {self.start}: both text hunks and a binary patch for one file")
+        mode_changed = self.new_mode is not None and self.old_mode is not None and self.new_mode != self.old_mode
+        if not (self.hunks or self.binary or self.is_new or self.is_deleted or self.is_rename or self.is_copy
+                or mode_changed):
+            raise PatchRejected(f"line {self.start}: the diff for {path} changes nothing")
 
 
 class _DiffParser:
@@ -694,129 +855,39 @@ class _DiffParser:
     # -- git style -----------------------------------------------------------
 
     def _git_file(self) -> FilePatch:
-        start = self.lineno()
-        header = self.header(self.i)
+        names = _git_header_names(self.header(self.i)[len(b"diff --git "):])
+        section = _GitSection(self.lineno(), *names)
         self.i += 1
-        a_name, b_name = _git_header_names(header[len(b"diff --git "):])
-        raw_names = [n for n in (a_name, b_name) if n is not None]
-        old_mode = new_mode = None
-        old_id = new_id = None
-        is_new = is_deleted = is_copy = is_rename = False
-        from_name = to_name = None
-        minus = plus = None
-        hunks: list[Hunk] = []
-        binary = None
-        n = len(self.lines)
-        while self.i < n:
-            line = self.header(self.i)
-            ln = self.lineno()
-            if line.startswith(b"old mode "):
-                old_mode = _parse_mode(line[9:], ln)
-            elif line.startswith(b"new mode "):
-                new_mode = _parse_mode(line[9:], ln)
-            elif line.startswith(b"deleted file mode "):
-                is_deleted, old_mode = True, _parse_mode(line[18:], ln)
-            elif line.startswith(b"new file mode "):
-                is_new, new_mode = True, _parse_mode(line[14:], ln)
-            elif line.startswith((b"rename from ", b"rename old ")):
-                is_rename, from_name = True, _name_field(line.split(b" ", 2)[2], timestamps=False)
-            elif line.startswith((b"rename to ", b"rename new ")):
-                is_rename, to_name = True, _name_field(line.split(b" ", 2)[2], timestamps=False)
-            elif line.startswith(b"copy from "):
-                is_copy, from_name = True, _name_field(line[10:], timestamps=False)
-            elif line.startswith(b"copy to "):
-                is_copy, to_name = True, _name_field(line[8:], timestamps=False)
-            elif line.startswith((b"similarity index ", b"dissimilarity index ")):
-                pass
-            elif line.startswith(b"index "):
-                m = re.fullmatch(rb"index ([0-9a-f]{4,64})\.\.([0-9a-f]{4,64})(?: ([0-7]{6}))?", line)
-                if not m:
-                    raise PatchRejected(f"line {ln}: malformed index line")
-                old_id, new_id = m.group(1).decode(), m.group(2).decode()
-                if m.group(3):
-                    old_mode = new_mode = _parse_mode(m.group(3), ln)
-            elif line.startswith(b"--- "):
-                minus = _name_field(line[4:], timestamps=True)
-                if self.i + 1 >= n or not self.header(self.i + 1).startswith(b"+++ "):
-                    raise PatchRejected(f"line {ln}: '---' line not followed by '+++'")
-                self.i += 1
-                plus = _name_field(self.header(self.i)[4:], timestamps=True)
-                raw_names += [minus, plus]
-            elif line.startswith(b"@@ "):
-                if minus is None:
-                    raise PatchRejected(f"line {ln}: hunk before the '---'/'+++' file names")
-                hunks.append(self._hunk())
-                continue
-            elif line == b"GIT binary patch":
-                self.i += 1
-                binary = self._binary()
-                continue
-            elif line.startswith(b"Binary files ") and line.endswith(b" differ"):
-                name = b_name or a_name or "a file"
-                raise PatchRejected(
-                    f"binary change to {_strip_prefix(name) or name} has no content; "
-                    "make the patch with `git diff --binary` or `git format-patch`")
-            else:
-                break
+        while self.i < len(self.lines) and self._git_section_line(section):
+            pass
+        return section.file_patch()
+
+    def _git_section_line(self, section: _GitSection) -> bool:
+        """Read the next line of a `diff --git` section into it; False: the section ended before it."""
+        line, ln = self.header(self.i), self.lineno()
+        if section.take_extended_header(line, ln):
             self.i += 1
-        for n_ in (from_name, to_name):
-            if n_ is not None:
-                raw_names.append(n_)
-
-        # Resolve names: explicit rename/copy lines, then ---/+++, then the header.
-        def stripped(name: str | None, what: str) -> str | None:
-            if name is None or name == "/dev/null":
-                return None
-            s = _strip_prefix(name)
-            if s is None:
-                raise PatchRejected(f"line {start}: {what} name {name!r} has no a/ or b/ prefix to strip")
-            return s
-
-        old_path = from_name if from_name is not None else stripped(minus, "old")
-        new_path = to_name if to_name is not None else stripped(plus, "new")
-        head_old = stripped(a_name, "old") if a_name is not None else None
-        head_new = stripped(b_name, "new") if b_name is not None else None
-        if old_path is None and not is_new:
-            old_path = head_old
-        if new_path is None and not is_deleted:
-            new_path = head_new
-        if is_new:
-            if minus not in (None, "/dev/null") or from_name is not None:
-                raise PatchRejected(f"line {start}: new file has an old name")
-            old_path = None
-        if is_deleted:
-            if plus not in (None, "/dev/null") or to_name is not None:
-                raise PatchRejected(f"line {start}: deleted file has a new name")
-            new_path = None
-        if minus == "/dev/null" and not is_new:
-            raise PatchRejected(f"line {start}: '--- /dev/null' without 'new file mode'")
-        if plus == "/dev/null" and not is_deleted:
-            raise PatchRejected(f"line {start}: '+++ /dev/null' without 'deleted file mode'")
-        if old_path is None and new_path is None:
-            raise PatchRejected(f"line {start}: cannot tell which file this diff changes")
-        # The names on the diff --git line must agree with the others.
-        if head_old is not None and old_path is not None and head_old != old_path:
-            raise PatchRejected(f"line {start}: inconsistent old file name ({head_old} vs {old_path})")
-        if head_new is not None and new_path is not None and head_new != new_path:
-            raise PatchRejected(f"line {start}: inconsistent new file name ({head_new} vs {new_path})")
-        if (is_rename or is_copy) and (old_path is None or new_path is None):
-            raise PatchRejected(f"line {start}: rename or copy without both names")
-        if not is_rename and not is_copy and old_path and new_path and old_path != new_path:
-            raise PatchRejected(f"line {start}: file names differ but this is not a rename")
-        if binary is not None and hunks:
-            raise PatchRejected(f"line {start}: both text hunks and a binary patch for one file")
-        if not (hunks or binary or is_new or is_deleted or is_rename or is_copy
-                or (new_mode is not None and old_mode is not None and new_mode != old_mode)):
-            raise PatchRejected(f"line {start}: the diff for {new_path or old_path} changes nothing")
-        if is_new and new_mode is None:
-            new_mode = MODE_FILE
-        return FilePatch(
-            old_path=old_path, new_path=new_path,
-            old_mode=old_mode, new_mode=new_mode if new_mode is not None else old_mode,
-            old_id=old_id, new_id=new_id,
-            hunks=tuple(hunks), binary=binary, is_copy=is_copy,
-            line=start, raw_names=tuple(raw_names),
-        )
+        elif line.startswith(b"--- "):
+            minus = _name_field(line[4:], timestamps=True)
+            if self.i + 1 >= len(self.lines) or not self.header(self.i + 1).startswith(b"+++ "):
+                raise PatchRejected(f"line {ln}: '---' line not followed by '+++'")
+            section.take_names(minus, _name_field(self.header(self.i + 1)[4:], timestamps=True))
+            self.i += 2
+        elif line.startswith(b"@@ "):
+            if section.minus is None:
+                raise PatchRejected(f"line {ln}: hunk before the '---'/'+++' file names")
+            section.hunks.append(self._hunk())
+        elif line == b"GIT binary patch":
+            self.i += 1
+            section.binary = self._binary()
+        elif line.startswith(b"Binary files ") and line.endswith(b" differ"):
+            name = section.b_name or section.a_name or "a file"
+            raise PatchRejected(
+                f"binary change to {_strip_prefix(name) or name} has no content; "
+                "make the patch with `git diff --binary` or `git format-patch`")
+        else:
+            return False
+        return True
 
     def _hunk(self) -> Hunk:
         start = self.lineno()
@@ -944,9 +1015,10 @@ class _DiffParser:
         if len(data) != size or not inflater.eof:
             raise PatchRejected(f"line {start}: binary patch inflates to a different size than it declares")
         if kind == "delta":
-            result_size = _delta_result_size(data)
-            if result_size is None:
+            header = delta_header(data)
+            if header is None:
                 raise PatchRejected(f"line {start}: binary delta is corrupt")
+            result_size = header[1]
             if result_size > self.limits.max_blob_bytes:
                 raise PatchRejected(
                     f"line {start}: binary delta makes a file of {result_size:,} bytes, over the limit "

@@ -5,7 +5,7 @@ import os
 import urllib.parse
 from collections.abc import Iterable
 
-from errauto_daemon.config import DEFAULT_SECRET_ENV
+from errauto_daemon.config import secret_names
 
 _extra_names: set[str] = set()
 
@@ -17,7 +17,7 @@ def register(names: Iterable[str]) -> None:
 
 def secret_values() -> list[str]:
     values = []
-    for name in (*DEFAULT_SECRET_ENV, *sorted(_extra_names)):
+    for name in (*secret_names(), *sorted(_extra_names)):
         value = os.environ.get(name)
         if value and len(value) >= 4:
             values.append(value)

@@ -29,6 +29,7 @@ from pathlib import Path
 from errauto_daemon import config as config_mod
 from errauto_daemon import git, intake, patchfile
 from errauto_daemon.config import Config
+from errauto_daemon.errors import FatalError
 from errauto_daemon.store import Store, Submission
 
 log = logging.getLogger("errauto.refs")
@@ -121,8 +122,12 @@ def replacements_to_tell(store: Store, gitdir: Path, root: str, tips: Sequence[s
 
 def scan(store: Store, root: str) -> list[Submission]:
     """Submit every matching ref whose tip was not submitted before (the daemon's watch)."""
-    gitdir = Path(git.output(("rev-parse", "--absolute-git-dir"), root))
-    workdir = None if git.output(("rev-parse", "--is-bare-repository"), root) == "true" else Path(root)
+    try:
+        gitdir = Path(git.output(("rev-parse", "--absolute-git-dir"), root))
+        bare = git.output(("rev-parse", "--is-bare-repository"), root) == "true"
+    except git.GitError as exc:
+        raise FatalError(str(exc)) from None  # a watched repository that is one no more
+    workdir = None if bare else Path(root)
     config = config_mod.load_with_git(gitdir, workdir=workdir)
     out = []
     for ref, tip in sorted(matching_refs(gitdir, config.submit_refs).items()):

@@ -44,6 +44,8 @@ from pathlib import Path
 from typing import Any
 
 from errauto_daemon import paths
+from errauto_daemon.alerts import ALERT_KINDS as ALERT_KINDS  # re-exported: callers import it from here
+from errauto_daemon.alerts import ALERT_LEVELS
 from errauto_daemon.errors import ConfigError, FatalError
 from errauto_daemon.openfiles import try_lock
 
@@ -53,21 +55,6 @@ STATES = ("queued", "validating", "merged", "pr_open", "awaiting_review", "rejec
 DECIDED = ("merged", "pr_open", "awaiting_review", "rejected", "failed")
 FINAL = ("merged", "rejected", "failed")
 
-# What an alert can be about, and how loud it is.
-ALERT_LEVELS = {
-    "auto_merged": "info",
-    "merged": "info",  # merged after a person approved it, or its pull request was merged
-    "auto_merge_failed": "warning",
-    "pr_opened": "info",
-    "pr_failed": "warning",
-    "review_needed": "warning",
-    "rejected": "info",
-    "daemon_error": "critical",
-    "monitor_warning": "warning",
-    "monitor_critical": "critical",
-    "monitor_ok": "info",
-}
-ALERT_KINDS = tuple(ALERT_LEVELS)
 
 _SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -102,3 +102,31 @@ def test_daemon_commands_print_json(project: GitRepo, tmp_path: Path, capsys: py
     finally:
         code, out = run(capsys, "daemon", "stop", "--json")
     assert code == 0 and json.loads(out) == {"pid": started["pid"], "stopped": True}
+
+
+def _parser_commands() -> set[tuple[str, str | None]]:
+    """Every (command, action) the parser accepts."""
+    def choices(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                return dict(action.choices)
+        return {}
+
+    return {(name, action) for name, sub in choices(build_parser()).items()
+            for action in (list(choices(sub)) or [None])}
+
+
+def test_every_command_the_parser_accepts_has_one_handler() -> None:
+    from errauto_daemon.main import COMMANDS, command_handler
+
+    assert set(COMMANDS) == _parser_commands()
+    for command, action in COMMANDS:
+        assert callable(command_handler(command, action)), (command, action)
+
+
+def test_a_hook_imports_only_its_own_command() -> None:
+    code = ("import sys; from errauto_daemon.main import main; code = main(['hook-impl', 'status']); "
+            "print(code, sorted(m for m in ('pygit2', 'errauto_daemon.validate', 'errauto_daemon.commands.queue', "
+            "'errauto_daemon.patchfile') if m in sys.modules))")
+    proc = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=os.environ.copy())
+    assert proc.stdout.splitlines()[-1] == "0 []", proc.stdout + proc.stderr

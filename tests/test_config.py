@@ -182,3 +182,56 @@ def test_an_uncommitted_config_edit_is_named_once_on_stderr(project: GitRepo, tm
     assert ".errauto.toml in the working tree" in warnings[0]
     assert "differs from the committed .errauto.toml on main" in warnings[0]
     assert proc.stdout.startswith("#2 merged into main")
+
+
+FULL = """
+target = "main"
+inbox = "incoming"
+auto_merge_threshold = 0.9
+pr_threshold = 0.7
+workers = 3
+push = "origin"
+submit_refs = ["refs/for/*", "refs/fix/*"]
+protected_paths = ["ci/**"]
+secret_env = ["DEPLOY_KEY"]
+max_revalidations = 0
+[checks.tests]
+command = "python -m pytest -q"
+[checks.style]
+command = ["ruff", "check", "."]
+weight = 0.3
+[github]
+repo = "octo/project"
+remote = " upstream "
+labels = ["fix", "fix", "bot"]
+rate_limit_wait = 5
+[alerts]
+disabled = ["rejected"]
+[monitor]
+backlog_warning = 2
+[status]
+minutes_per_manual_patch = 30
+"""
+
+
+def test_every_setting_survives_new_thresholds_unchanged() -> None:
+    """`with_thresholds` passes the values of a built Config back through validation."""
+    cfg = config.from_text(FULL, "a draft")
+    assert cfg.github is not None and cfg.github.remote == "upstream" and cfg.github.labels == ("fix", "bot")
+    assert [c.command for c in cfg.checks] == [("python", "-m", "pytest", "-q"), ("ruff", "check", ".")]
+    again = cfg.with_thresholds(0.95, None)
+    assert again.auto_merge_threshold == 0.95 and again.pr_threshold == 0.7
+    for name in config.Config.__dataclass_fields__:
+        if name not in ("auto_merge_threshold", "source"):
+            assert getattr(again, name) == getattr(cfg, name), name
+
+
+@pytest.mark.parametrize("command, message", [
+    ('"pytest \'unclosed"', "checks.tests.command cannot be split into words"),
+    ("[]", "checks.tests.command is empty"),
+    ('["pytest", 3]', "checks.tests.command must be a list of strings"),
+])
+def test_a_check_command_that_is_no_argv_names_the_key(command: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config.from_text(f"target = \"main\"\n[checks.tests]\ncommand = {command}\n", "a draft")
+    assert str(info.value).startswith(f"config error in a draft: {message}")

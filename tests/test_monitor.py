@@ -243,3 +243,25 @@ def test_status_and_monitor_never_show_the_webhook(capsys: pytest.CaptureFixture
         out = capsys.readouterr().out
         assert "1 deliveries failed for good" in out
         assert "slack:SLACK_WEBHOOK_URL failing (Slack refused the message (HTTP 404: no_service))" in out
+
+
+def test_a_registered_directory_that_is_no_repository_any_more_is_skipped(
+        store: Store, project: GitRepo, tmp_path: Path) -> None:
+    gone = tmp_path / "was-a-repository"
+    gone.mkdir()
+    store.add_repo(str(gone))  # git fails there: the user's doing, not an internal error
+    store.add_repo(str(project.path))
+    assert list(health.registered_configs(store)) == [str(project.path)]
+
+
+def test_each_criterion_on_its_own(store: Store) -> None:
+    from errauto_daemon.health import _daemon_criterion, _outbox_criterion, _review_criteria
+
+    t = Thresholds()
+    daemon, criterion = _daemon_criterion(store, None, 1, time.time(), t)
+    assert (daemon, criterion.level, criterion.text) == ("not running", "critical", "no daemon is running")
+    assert _daemon_criterion(store, None, 0, time.time(), t)[1].level == "warning"
+    awaiting, oldest, (backlog, oldest_c) = _review_criteria(store, time.time(), t)
+    assert (awaiting, oldest, backlog.level, oldest_c.text) == (0, None, "ok", "nothing awaits review")
+    outbox = _outbox_criterion(store, time.time(), t)
+    assert (outbox.level, outbox.text) == ("ok", "0 alerts undelivered")

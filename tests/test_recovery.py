@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from errauto_daemon import intake
+from errauto_daemon.git import GitError
 from errauto_daemon.main import main
 from errauto_daemon.store import Store
 from errauto_daemon.validate import Validator
@@ -134,3 +135,21 @@ def test_repeatedly_interrupted_submission_fails_with_the_reason(project: GitRep
         [again] = Validator(store).recover(max_attempts=3)
     assert again.state == "failed"
     assert "interrupted 3 times" in again.reason
+
+
+def test_a_failing_git_command_is_retried_not_blamed_on_the_user(project: GitRepo) -> None:
+    store = Store()
+    sub = intake.submit(store, project.path, project.make_patch({"calc.py": FIXED}),
+                        source="cli", name="p").submission
+    # A real git failure: `git worktree add` cannot create the worktree's admin directory.
+    admin = project.path / ".git" / "worktrees"
+    admin.write_text("in the way")
+    validator = Validator(store, retry_internal=3)  # as the daemon's workers
+
+    with pytest.raises(GitError, match="git worktree failed"):
+        validator.process(sub.id)
+
+    assert store.get(sub.id).state == "queued"
+    assert store.events(sub.id)[-1]["detail"] == "internal error: GitError; will try again"
+    admin.unlink()
+    assert validator.process(sub.id).state == "merged"

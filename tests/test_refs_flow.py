@@ -267,3 +267,12 @@ def test_the_mbox_separator_names_the_commit_only_when_it_is_a_commit_id() -> No
         == [sha, sha]
     assert patchfile.parse(anonymous).commits[0].commit_id is None
     assert patchfile.parse(diff).commits[0].commit_id is None
+
+
+def test_scanning_a_directory_that_is_no_repository_is_the_users_problem(tmp_path: Path) -> None:
+    from errauto_daemon.errors import FatalError
+
+    store = Store()
+    with pytest.raises(FatalError, match="not a git repository"):
+        refwatch.scan(store, str(tmp_path))  # the daemon logs a warning, not an internal error
+    store.close()

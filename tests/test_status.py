@@ -131,3 +131,14 @@ def test_status_of_an_empty_database(capsys: pytest.CaptureFixture[str]) -> None
     assert main(["status"]) == 0
     out = capsys.readouterr().out
     assert "0 submissions; 0 pending" in out and "confidence: - (nothing scored)" in out
+
+
+def test_the_alerts_line_names_each_sink_and_why_it_is_not_ok() -> None:
+    from errauto_daemon.commands.status import _alerts, _confidence
+
+    line = _alerts({"undelivered": 2, "oldest_undelivered_seconds": 600, "failed": 1, "sinks": [
+        {"name": "jsonl", "state": "ok", "last_error": None},
+        {"name": "slack:TEAM_HOOK", "state": "open", "last_error": "HTTP 500"}]})
+    assert line == ("alerts: 2 undelivered (oldest 10m), 1 deliveries failed for good; jsonl ok; "
+                    "slack:TEAM_HOOK open (HTTP 500)")
+    assert _confidence({"count": 0}, "#") == ["confidence: - (nothing scored)"]

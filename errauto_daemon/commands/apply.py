@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from argparse import Namespace
 from pathlib import Path
 
 from errauto_daemon import inbox, intake, output, progress
@@ -52,3 +53,12 @@ def apply(patch: str, *, repo: str, target: str | None, auto_merge_threshold: fl
                   f"(`errauto queue retry {sub.id}` validates it again)")
         print("\n".join(output.decision_lines(sub)))
     return output.exit_code(sub)
+
+
+# -- the command line (main.py dispatches each parsed command here) --------------
+
+def cli(args: Namespace) -> int:
+    """`errauto apply`."""
+    return apply(args.patch, repo=args.repo, target=args.target,
+                 auto_merge_threshold=args.auto_merge_threshold,
+                 pr_threshold=args.pr_threshold, as_json=args.json, quiet=args.no_progress)

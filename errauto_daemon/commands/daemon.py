@@ -8,6 +8,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+from argparse import Namespace
 from pathlib import Path
 
 from errauto_daemon import output, paths
@@ -161,3 +162,32 @@ def install_service(*, force: bool, as_json: bool = False) -> int:
     print("(to keep it running after you log out: loginctl enable-linger $USER)")
     print("its log: journalctl --user -u errauto  (and daemon.log in the state directory)")
     return 0
+
+
+# -- the command line (main.py dispatches each parsed command here) --------------
+
+def cli_run(args: Namespace) -> int:
+    """`errauto daemon run`."""
+    return run(workers=args.workers, grace=args.grace, rescan=args.rescan,
+               verbose=args.verbose, ready_fd=args.ready_fd)
+
+
+def cli_start(args: Namespace) -> int:
+    """`errauto daemon start`."""
+    return start(workers=args.workers, grace=args.grace, rescan=args.rescan,
+                 verbose=args.verbose, as_json=args.json)
+
+
+def cli_stop(args: Namespace) -> int:
+    """`errauto daemon stop`."""
+    return stop(as_json=args.json)
+
+
+def cli_status(args: Namespace) -> int:
+    """`errauto daemon status`."""
+    return status(as_json=args.json)
+
+
+def cli_install_service(args: Namespace) -> int:
+    """`errauto daemon install-service`."""
+    return install_service(force=args.force, as_json=args.json)

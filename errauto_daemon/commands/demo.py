@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from argparse import Namespace
 from pathlib import Path
 
 from errauto_daemon import output
@@ -238,3 +239,10 @@ def demo(*, directory: str | None = None, timeout: float = 180.0) -> int:
     print(f"inbox:      {inbox}   (each file moved to the folder of its fate)")
     print(f"state:      {root / 'state'}   (ERRAUTO_HOME={root / 'state'} errauto queue show 2)")
     return 0
+
+
+# -- the command line (main.py dispatches each parsed command here) --------------
+
+def cli(args: Namespace) -> int:
+    """`errauto demo`."""
+    return demo(directory=args.dir)

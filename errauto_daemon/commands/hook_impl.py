@@ -34,6 +34,7 @@ import os
 import re
 import sys
 import time
+from argparse import Namespace
 from collections.abc import Sequence
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -47,7 +48,6 @@ if TYPE_CHECKING:  # imported where used: post-receive must start without them
 
     from errauto_daemon.config import Config
 
-SUFFIXES = (".patch", ".diff", ".eml", ".mbox")
 
 
 def _say(text: str) -> None:
@@ -204,6 +204,8 @@ def committed_patch_files(commit: str, only: str | None = None) -> dict[str, byt
     A merge commit has no changes of its own (`diff-tree` without `-m`).
     `only`: a regular expression a path must match (searched, as pre-commit's `files:`).
     """
+    from errauto_daemon.patchfile import SUFFIXES
+
     raw = git.run(("diff-tree", "-r", "-z", "--root", "--no-renames", "--no-commit-id",
                    "--diff-filter=AMT", commit), ".").stdout
     fields = raw.split(b"\0")
@@ -236,6 +238,8 @@ def pre_commit(*, fail_on: str | None) -> int:
     """The plain git pre-commit hook: check the staged patch files, then the status line."""
     # What is committed is what is in the index git commits from: `.git/index`,
     # or the temporary one `git commit -a` / `git commit PATH` hand the hook.
+    from errauto_daemon.patchfile import SUFFIXES
+
     index = os.environ.get("GIT_INDEX_FILE")
     listing = git.run(("diff", "--cached", "--name-only", "--diff-filter=ACMR", "-z"), ".",
                       index_file=index).stdout
@@ -307,3 +311,35 @@ def _push_note() -> str | None:
 
 def read_stdin_lines() -> list[str]:
     return sys.stdin.read().splitlines()
+
+
+# -- the command line (main.py dispatches each parsed command here) --------------
+
+def cli_submit(args: Namespace) -> int:
+    """`errauto hook-impl submit`."""
+    return submit(args.files)
+
+
+def cli_check(args: Namespace) -> int:
+    """`errauto hook-impl check`."""
+    return check(args.files)
+
+
+def cli_post_commit(args: Namespace) -> int:
+    """`errauto hook-impl post-commit`."""
+    return post_commit(only=args.only)
+
+
+def cli_status(args: Namespace) -> int:
+    """`errauto hook-impl status`, and pre-push."""
+    return status(fail_on=args.fail_on)
+
+
+def cli_pre_commit(args: Namespace) -> int:
+    """`errauto hook-impl pre-commit`."""
+    return pre_commit(fail_on=args.fail_on)
+
+
+def cli_post_receive(args: Namespace) -> int:
+    """`errauto hook-impl post-receive`."""
+    return post_receive(read_stdin_lines())

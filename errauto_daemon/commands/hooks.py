@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+from argparse import Namespace
 from pathlib import Path
 
 from errauto_daemon import git, output
@@ -118,3 +119,15 @@ class _Say:
     def done(self, **fields: object) -> None:
         if self.as_json:
             print(output.dumps({**fields, **self.record}))
+
+
+# -- the command line (main.py dispatches each parsed command here) --------------
+
+def cli_install(args: Namespace) -> int:
+    """`errauto hooks install`."""
+    return install(args.repo, server=args.server, force=args.force, as_json=args.json)
+
+
+def cli_uninstall(args: Namespace) -> int:
+    """`errauto hooks uninstall`."""
+    return uninstall(args.repo, as_json=args.json)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from argparse import Namespace
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -266,3 +267,10 @@ def _report(trials: list[Trial], ran_on: str, *, run: bool, target: str, has_tip
         if t.result == "missing":
             print(f"  {t.name}: {t.detail}; left out of {CONFIG_FILE} (install it, then uncomment "
                   f"[checks.{t.name}])")
+
+
+# -- the command line (main.py dispatches each parsed command here) --------------
+
+def cli(args: Namespace) -> int:
+    """`errauto init`."""
+    return init(args.repo, force=args.force, run=not args.no_run)

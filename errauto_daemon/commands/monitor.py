@@ -8,6 +8,8 @@ apply` runs left behind.
 """
 from __future__ import annotations
 
+from argparse import Namespace
+
 from errauto_daemon import health, output
 from errauto_daemon.presence import running_pid
 from errauto_daemon.store import Store
@@ -57,3 +59,10 @@ def _limits(c: health.Criterion) -> str:
     if c.name == "failures":
         return f"  [warning {c.warning:.0%}, critical {c.critical:.0%}]"
     return f"  [warning {c.warning:g}, critical {c.critical:g}]"
+
+
+# -- the command line (main.py dispatches each parsed command here) --------------
+
+def cli(args: Namespace) -> int:
+    """`errauto monitor`."""
+    return monitor(as_json=args.json, deliver=args.deliver)

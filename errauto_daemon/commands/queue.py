@@ -5,6 +5,7 @@ import getpass
 import os
 import sys
 import time
+from argparse import Namespace
 from collections.abc import Sequence
 
 from errauto_daemon import inbox, merge, output, progress
@@ -190,3 +191,35 @@ def _print_decision(store: Store, sub: Submission, as_json: bool) -> int:
     else:
         print("\n".join(output.decision_lines(sub)))
     return output.exit_code(sub)
+
+
+# -- the command line (main.py dispatches each parsed command here) --------------
+
+def cli_list(args: Namespace) -> int:
+    """`errauto queue list`."""
+    return list_(args.status, limit=args.limit, as_json=args.json, repo=args.repo)
+
+
+def cli_show(args: Namespace) -> int:
+    """`errauto queue show`."""
+    return show(args.id, as_json=args.json, diff=args.diff)
+
+
+def cli_approve(args: Namespace) -> int:
+    """`errauto queue approve`."""
+    return approve(args.id, force=args.force, as_json=args.json)
+
+
+def cli_reject(args: Namespace) -> int:
+    """`errauto queue reject`."""
+    return reject(args.id, args.reason, as_json=args.json)
+
+
+def cli_retry(args: Namespace) -> int:
+    """`errauto queue retry`."""
+    return retry(args.id, force=args.force, as_json=args.json, quiet=args.no_progress)
+
+
+def cli_process(args: Namespace) -> int:
+    """`errauto queue process`."""
+    return process(args.repo, limit=args.limit, as_json=args.json, quiet=args.no_progress)

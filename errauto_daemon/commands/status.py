@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from argparse import Namespace
 from typing import Any
 
 from errauto_daemon import metrics, output
@@ -27,66 +28,82 @@ def _minutes(store: Store) -> dict[str, float]:
 
 def render(d: dict[str, Any]) -> list[str]:
     bar = "█" if (sys.stdout.encoding or "").lower().replace("-", "") == "utf8" else "#"
-    lines = []
+    return [*_summary(d), "", *_counts(d), "", *_confidence(d["confidence"], bar), "",
+            _queue(d["queue"]), _validation_time(d["validation_seconds"]), _throughput(d["throughput"]),
+            _alerts(d["alerts"])]
+
+
+def _summary(d: dict[str, Any]) -> list[str]:
     head = f"last {d['days']} days: {d['submissions']} submissions; {d['pending']} pending"
     if d["oldest_pending_seconds"] is not None:
         head += f", oldest {output.age(d['oldest_pending_seconds'])}"
-    lines.append(head)
     rate = d["auto_merge_rate"]
-    lines.append(f"auto-merge rate: {_pct(rate)} ({d['auto_merged']} of {d['decided']} decided)"
-                 if rate is not None else "auto-merge rate: - (nothing decided)")
-    lines.append(f"review time saved: ~{d['review_hours_saved']:.1f} h "
-                 f"({d['auto_merged']} auto-merged patches a person did not have to apply)")
-    lines.append("")
+    return [
+        head,
+        f"auto-merge rate: {_pct(rate)} ({d['auto_merged']} of {d['decided']} decided)"
+        if rate is not None else "auto-merge rate: - (nothing decided)",
+        f"review time saved: ~{d['review_hours_saved']:.1f} h "
+        f"({d['auto_merged']} auto-merged patches a person did not have to apply)",
+    ]
 
+
+def _counts(d: dict[str, Any]) -> list[str]:
+    """Submissions by state, route and source: three tables side by side."""
     routes = [[r, str(n)] for r, n in sorted(d["routes"].items(), key=lambda x: -x[1])]
     states = [[s, str(d["states"][s])] for s in STATES if d["states"].get(s)]
     sources = [[s, str(n)] for s, n in sorted(d["sources"].items(), key=lambda x: -x[1])]
-    lines += _side_by_side([
+    return _side_by_side([
         output.table(["STATE", "COUNT"], states or [["-", "0"]]),
         output.table(["ROUTE", "COUNT"], routes or [["-", "0"]]),
         output.table(["SOURCE", "COUNT"], sources or [["-", "0"]]),
     ])
-    lines.append("")
 
-    conf = d["confidence"]
-    if conf["count"]:
-        lines.append(f"confidence: mean {conf['mean']:.2f}, median {conf['median']:.2f} ({conf['count']} scored)")
-        top = max(b["count"] for b in conf["histogram"]) or 1
-        for b in conf["histogram"]:
-            width = round(40 * b["count"] / top)
-            lines.append(f"  {b['from']:.1f}-{b['to']:.1f} {bar * width}{' ' if width else ''}{b['count']}")
-    else:
-        lines.append("confidence: - (nothing scored)")
-    lines.append("")
 
-    q = d["queue"]
-    queue = f"queue: {q['depth']} queued or validating"
-    if q["oldest_seconds"] is not None:
-        queue += f" (oldest {output.age(q['oldest_seconds'])})"
-    queue += f"; {q['awaiting_review']} awaiting review"
-    if q["oldest_review_seconds"] is not None:
-        queue += f" (oldest {output.age(q['oldest_review_seconds'])})"
-    lines.append(queue)
-    v = d["validation_seconds"]
-    lines.append(f"validation time: p50 {_secs(v['p50'])}, p95 {_secs(v['p95'])} ({v['count']} validations)"
-                 if v["count"] else "validation time: - (no validations)")
-    t = d["throughput"]
-    recent = t["per_day"][-7:]
-    lines.append(f"throughput: {t['per_day_mean']:.1f} decisions a day; last {len(recent)} days: "
-                 + " ".join(str(x["decided"]) for x in recent))
-    a = d["alerts"]
-    alerts = f"alerts: {a['undelivered']} undelivered"
-    if a["oldest_undelivered_seconds"] is not None:
-        alerts += f" (oldest {output.age(a['oldest_undelivered_seconds'])})"
-    if a["failed"]:
-        alerts += f", {a['failed']} deliveries failed for good"
-    for sink in a["sinks"]:
-        alerts += f"; {sink['name']} {sink['state']}"
-        if sink["state"] != "ok" and sink["last_error"]:
-            alerts += f" ({sink['last_error']})"
-    lines.append(alerts)
+def _confidence(conf: dict[str, Any], bar: str) -> list[str]:
+    """The mean and median confidence, and its histogram."""
+    if not conf["count"]:
+        return ["confidence: - (nothing scored)"]
+    lines = [f"confidence: mean {conf['mean']:.2f}, median {conf['median']:.2f} ({conf['count']} scored)"]
+    top = max(b["count"] for b in conf["histogram"]) or 1
+    for b in conf["histogram"]:
+        width = round(40 * b["count"] / top)
+        lines.append(f"  {b['from']:.1f}-{b['to']:.1f} {bar * width}{' ' if width else ''}{b['count']}")
     return lines
+
+
+def _queue(q: dict[str, Any]) -> str:
+    line = f"queue: {q['depth']} queued or validating"
+    if q["oldest_seconds"] is not None:
+        line += f" (oldest {output.age(q['oldest_seconds'])})"
+    line += f"; {q['awaiting_review']} awaiting review"
+    if q["oldest_review_seconds"] is not None:
+        line += f" (oldest {output.age(q['oldest_review_seconds'])})"
+    return line
+
+
+def _validation_time(v: dict[str, Any]) -> str:
+    if not v["count"]:
+        return "validation time: - (no validations)"
+    return f"validation time: p50 {_secs(v['p50'])}, p95 {_secs(v['p95'])} ({v['count']} validations)"
+
+
+def _throughput(t: dict[str, Any]) -> str:
+    recent = t["per_day"][-7:]
+    return (f"throughput: {t['per_day_mean']:.1f} decisions a day; last {len(recent)} days: "
+            + " ".join(str(x["decided"]) for x in recent))
+
+
+def _alerts(a: dict[str, Any]) -> str:
+    line = f"alerts: {a['undelivered']} undelivered"
+    if a["oldest_undelivered_seconds"] is not None:
+        line += f" (oldest {output.age(a['oldest_undelivered_seconds'])})"
+    if a["failed"]:
+        line += f", {a['failed']} deliveries failed for good"
+    for sink in a["sinks"]:
+        line += f"; {sink['name']} {sink['state']}"
+        if sink["state"] != "ok" and sink["last_error"]:
+            line += f" ({sink['last_error']})"
+    return line
 
 
 def _pct(value: float) -> str:
@@ -108,3 +125,10 @@ def _side_by_side(blocks: list[str], gap: int = 4) -> list[str]:
         cells = [(b[i] if i < len(b) else "").ljust(w) for b, w in zip(split, widths)]
         out.append((" " * gap).join(cells).rstrip())
     return out
+
+
+# -- the command line (main.py dispatches each parsed command here) --------------
+
+def cli(args: Namespace) -> int:
+    """`errauto status`."""
+    return status(days=args.days, as_json=args.json)

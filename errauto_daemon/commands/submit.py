@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 import time
+from argparse import Namespace
 from collections.abc import Collection, Sequence
 
 from errauto_daemon import intake, output, progress
@@ -126,3 +127,11 @@ def _show(store: Store, subs: Sequence[tuple[Submission, bool]], *, wait: bool, 
 
 def _ids(ids: Collection[int]) -> str:
     return ", ".join(f"#{i}" for i in sorted(ids))
+
+
+# -- the command line (main.py dispatches each parsed command here) --------------
+
+def cli(args: Namespace) -> int:
+    """`errauto submit`."""
+    return submit(args.patches, repo=args.repo, target=args.target, note=args.note, wait=args.wait,
+                  timeout=args.timeout, as_json=args.json, quiet=args.no_progress)

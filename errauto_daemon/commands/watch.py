@@ -1,6 +1,8 @@
 """`errauto watch add / list / remove`: the repositories the daemon watches."""
 from __future__ import annotations
 
+from argparse import Namespace
+
 from errauto_daemon import config as config_mod
 from errauto_daemon import inbox, output
 from errauto_daemon.presence import wake
@@ -52,3 +54,20 @@ def remove(directory: str, *, as_json: bool = False) -> int:
     else:
         print(f"stopped watching {root}" if removed else f"{root} was not watched")
     return 0
+
+
+# -- the command line (main.py dispatches each parsed command here) --------------
+
+def cli_add(args: Namespace) -> int:
+    """`errauto watch add`."""
+    return add(args.dir, as_json=args.json)
+
+
+def cli_list(args: Namespace) -> int:
+    """`errauto watch list`."""
+    return list_(as_json=args.json)
+
+
+def cli_remove(args: Namespace) -> int:
+    """`errauto watch remove`."""
+    return remove(args.dir, as_json=args.json)
