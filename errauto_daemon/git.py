@@ -112,3 +112,26 @@ def read_objects(cwd: str | Path, specs: Sequence[str]) -> dict[str, bytes | Non
         out[spec] = data[pos:pos + size]
         pos += size + 1  # the content is followed by a newline
     return out
+
+
+class FetchFailed(GitError):
+    """`git fetch` failed; `detail` is git's last line."""
+
+    def __init__(self, remote: str, ref: str, detail: str) -> None:
+        super().__init__(f"fetching {ref} from {remote} failed: {detail}")
+        self.detail = detail
+
+
+def fetch(cwd: str | Path, remote: str, ref: str) -> str:
+    """Fetch `ref` from `remote`; its tip there. No branch moves (a remote-tracking
+    ref may, as with any `git fetch` from a configured remote)."""
+    proc = run(("fetch", "--quiet", remote, ref), cwd, check=False)
+    if proc.returncode != 0:
+        raise FetchFailed(remote, ref, last_line(proc))
+    return output(("rev-parse", "FETCH_HEAD"), cwd)
+
+
+def last_line(proc: subprocess.CompletedProcess[bytes]) -> str:
+    """What git said last (either stream), or its exit code."""
+    text = (proc.stdout + proc.stderr).decode("utf-8", "replace").strip()
+    return text.splitlines()[-1] if text else f"exit code {proc.returncode}"

@@ -419,10 +419,10 @@ def _merge_locked(repo: pygit2.Repository, config: Config, base: str, new: str, 
 def remote_tip(repo: pygit2.Repository, config: Config) -> str | None:
     """The target's tip on the push remote (fetched now), or None if unreachable."""
     assert config.push is not None
-    cwd = common_dir(repo)
-    if git.run(("fetch", "--quiet", config.push, config.target_ref), cwd, check=False).returncode != 0:
+    try:
+        return git.fetch(common_dir(repo), config.push, config.target_ref)
+    except git.FetchFailed:
         return None
-    return git.output(("rev-parse", "FETCH_HEAD"), cwd)
 
 
 def _push(repo: pygit2.Repository, config: Config, base: str, new: str) -> MergeOutcome | None:

@@ -33,7 +33,6 @@ written goes through `redact`.
 from __future__ import annotations
 
 import datetime
-import email.utils
 import fcntl
 import json
 import logging
@@ -45,6 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from errauto_daemon import paths
+from errauto_daemon.http import retry_after as retry_after
 from errauto_daemon.redact import SECRETS, redact, redact_loggers
 from errauto_daemon.openfiles import try_lock
 from errauto_daemon.store import Alert, Store
@@ -525,22 +525,6 @@ def _redact_http_logs() -> None:
     """urllib3 logs each request line at DEBUG ("POST /services/T.../B.../... HTTP/1.1"):
     redact its records at the source, whatever handlers the process has."""
     redact_loggers(("urllib3.connectionpool", "urllib3.util.retry", "urllib3"))
-
-
-def retry_after(value: str | None, default: float, now: float | None = None) -> float:
-    """Seconds from a Retry-After header: a number of seconds or an HTTP date."""
-    if not value:
-        return default
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return default
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 # --------------------------------------------------------------------------
