@@ -31,7 +31,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -110,7 +109,7 @@ def main() -> int:
     daemon = subprocess.Popen([sys.executable, "-m", "errauto_daemon", "daemon", "run", "--workers", "2"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        from daemonfixture import wait_until
+        from tests.helpers.daemon import wait_until
 
         wait_until(lambda: (store.daemon_row() or {}).get("pid") == daemon.pid, what="daemon start")
         time.sleep(1.0)

@@ -45,8 +45,8 @@ from typing import TYPE_CHECKING, Any
 
 from errauto_daemon import paths
 from errauto_daemon.http import retry_after as retry_after
-from errauto_daemon.redact import SECRETS, redact, redact_loggers
 from errauto_daemon.openfiles import try_lock
+from errauto_daemon.redact import SECRETS, redact, redact_loggers
 from errauto_daemon.store import Alert, Store
 
 if TYPE_CHECKING:

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import os
-import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,10 +10,9 @@ import pygit2
 import pytest
 from pygit2.enums import ConfigLevel
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from daemonfixture import DaemonProcess  # noqa: E402
-from gitfixture import GitRepo, git, python_project  # noqa: E402
+from errauto_daemon.store import Store
+from tests.helpers.daemon import DaemonProcess
+from tests.helpers.gitrepo import GitRepo, git, python_project
 
 REAL_HOME = Path(os.path.expanduser("~")).resolve()
 SECRET_VARS = ("GITHUB_TOKEN", "SLACK_WEBHOOK_URL", "ERRAUTO_HOME")
@@ -29,6 +28,28 @@ def _snapshot() -> dict[str, float | None]:
     for path in _real_state_dirs():
         out[str(path)] = path.stat().st_mtime if path.exists() else None
     return out
+
+
+# A thread the test started may still be on its way out when the test returns
+# (it saw its stop event and is unwinding): it gets this long to end.
+THREAD_GRACE = 2.0
+
+
+def _leaked_threads(before: set[threading.Thread]) -> list[threading.Thread]:
+    """Threads started during the test that are still alive after a grace.
+
+    Daemon threads count too: every thread errauto starts is one, and a daemon
+    thread left running is a leak all the same (it holds files, sockets and
+    locks into the next test)."""
+    deadline = time.monotonic() + THREAD_GRACE
+    leaked = []
+    for thread in threading.enumerate():
+        if thread in before or thread is threading.current_thread():
+            continue
+        thread.join(max(0.0, deadline - time.monotonic()))
+        if thread.is_alive():
+            leaked.append(thread)
+    return leaked
 
 
 @pytest.fixture(autouse=True)
@@ -70,13 +91,21 @@ def sealed_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     for level, value in saved.items():
         search[level] = value
     assert _snapshot() == before, "the test touched the real user's errauto state"
-    leaked = [t for t in threading.enumerate() if t not in threads and t.is_alive() and not t.daemon]
+    leaked = _leaked_threads(threads)
     assert not leaked, f"threads leaked: {leaked}"
 
 
 @pytest.fixture
 def state_dir(tmp_path: Path) -> Path:
     return tmp_path / "state"
+
+
+@pytest.fixture
+def store() -> Iterator[Store]:
+    """The store under the sealed ERRAUTO_HOME, closed when the test ends."""
+    s = Store()
+    yield s
+    s.close()
 
 
 @pytest.fixture
@@ -93,7 +122,7 @@ def repo(tmp_path: Path) -> GitRepo:
 
 @pytest.fixture
 def daemons() -> Iterator[list[DaemonProcess]]:
-    """Daemons a test starts (`daemonfixture.start`); killed when it ends."""
+    """Daemons a test starts (`tests.helpers.daemon.start`); killed when it ends."""
     started: list[DaemonProcess] = []
     yield started
     for d in started:

@@ -10,7 +10,7 @@ import pytest
 
 from errauto_daemon.checks import check_env, run_check
 from errauto_daemon.config import CheckConfig
-from gitfixture import PYTHON
+from tests.helpers.gitrepo import PYTHON
 
 
 def check(*argv: str, timeout: float = 30, **kw: object) -> CheckConfig:

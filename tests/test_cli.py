@@ -9,13 +9,8 @@ from pathlib import Path
 import pytest
 
 from errauto_daemon.main import main
-from gitfixture import CALC, PYTHON, GitRepo, tools_on_path
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.helpers.cli import run
+from tests.helpers.gitrepo import CALC, PYTHON, GitRepo, tools_on_path
 
 
 def fix_patch(project: GitRepo, tmp_path: Path, edit: tuple[str, str] = ("a - b", "a + b")) -> Path:

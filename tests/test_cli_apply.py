@@ -5,14 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from errauto_daemon.main import main
-from gitfixture import CALC, GitRepo
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.helpers.cli import run
+from tests.helpers.gitrepo import CALC, GitRepo
 
 
 def test_good_fix_is_merged_and_checkout_follows(project: GitRepo, tmp_path: Path,

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from errauto_daemon.main import build_parser, main
-from gitfixture import PYTHON, GitRepo
+from tests.helpers.cli import run
+from tests.helpers.gitrepo import PYTHON, GitRepo
 
 
 def walk(parser: argparse.ArgumentParser, name: str = "errauto") -> Iterator[tuple[str, argparse.Action]]:
@@ -43,22 +44,17 @@ def test_help_lists_the_commands_but_not_hook_impl() -> None:
     assert main(["hook-impl", "status"]) == 0
 
 
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    code = main(list(args))
-    return code, capsys.readouterr().out
-
-
 def test_watch_commands_print_json(project: GitRepo, capsys: pytest.CaptureFixture[str]) -> None:
     root = os.path.realpath(project.path)
-    code, out = run(capsys, "watch", "add", str(project.path), "--json")
+    code, out, _ = run(capsys, "watch", "add", str(project.path), "--json")
     added = json.loads(out)
     assert code == 0 and added["repo"] == root and added["added"] is True
     assert added["inbox"] == str(Path(root) / "patches") and added["target"] == "main"
-    code, out = run(capsys, "watch", "list", "--json")
+    code, out, _ = run(capsys, "watch", "list", "--json")
     assert code == 0 and json.loads(out) == [root]
-    code, out = run(capsys, "watch", "remove", str(project.path), "--json")
+    code, out, _ = run(capsys, "watch", "remove", str(project.path), "--json")
     assert code == 0 and json.loads(out) == {"repo": root, "removed": True}
-    code, out = run(capsys, "watch", "remove", str(project.path), "--json")
+    code, out, _ = run(capsys, "watch", "remove", str(project.path), "--json")
     assert json.loads(out)["removed"] is False
     assert json.loads(run(capsys, "watch", "list", "--json")[1]) == []
 
@@ -66,12 +62,12 @@ def test_watch_commands_print_json(project: GitRepo, capsys: pytest.CaptureFixtu
 def test_hooks_commands_print_json(repo: GitRepo, capsys: pytest.CaptureFixture[str]) -> None:
     hooks = repo.path / ".git" / "hooks"
     (hooks / "pre-push").write_text("#!/bin/sh\necho mine\n")
-    code, out = run(capsys, "hooks", "install", "--repo", str(repo.path), "--force", "--json")
+    code, out, _ = run(capsys, "hooks", "install", "--repo", str(repo.path), "--force", "--json")
     installed = json.loads(out)
     assert code == 0 and installed["server"] is False
     assert installed["installed"] == [str(hooks / "pre-commit"), str(hooks / "post-commit"), str(hooks / "pre-push")]
     assert installed["backups"] == [str(hooks / "pre-push.errauto-backup")]
-    code, out = run(capsys, "hooks", "uninstall", "--repo", str(repo.path), "--json")
+    code, out, _ = run(capsys, "hooks", "uninstall", "--repo", str(repo.path), "--json")
     removed = json.loads(out)
     assert code == 0 and removed["removed"] == installed["installed"]
     assert removed["restored"] == [str(hooks / "pre-push")]
@@ -89,18 +85,18 @@ def test_quiet_prints_nothing_but_errors_still_show(project: GitRepo, capsys: py
 
 
 def test_daemon_commands_print_json(project: GitRepo, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out = run(capsys, "daemon", "install-service", "--json")
+    code, out, _ = run(capsys, "daemon", "install-service", "--json")
     assert code == 0 and Path(json.loads(out)["unit"]).is_file()
-    code, out = run(capsys, "daemon", "stop", "--json")
+    code, out, _ = run(capsys, "daemon", "stop", "--json")
     assert code == 0 and json.loads(out) == {"pid": None, "stopped": False}
-    code, out = run(capsys, "daemon", "start", "--json")
+    code, out, _ = run(capsys, "daemon", "start", "--json")
     try:
         started = json.loads(out)
         assert code == 0 and started["started"] is True and started["pid"] > 0
-        code, out = run(capsys, "daemon", "status", "--json")
+        code, out, _ = run(capsys, "daemon", "status", "--json")
         assert code == 0 and json.loads(out)["pid"] == started["pid"]
     finally:
-        code, out = run(capsys, "daemon", "stop", "--json")
+        code, out, _ = run(capsys, "daemon", "stop", "--json")
     assert code == 0 and json.loads(out) == {"pid": started["pid"], "stopped": True}
 
 
@@ -113,7 +109,7 @@ def _parser_commands() -> set[tuple[str, str | None]]:
         return {}
 
     return {(name, action) for name, sub in choices(build_parser()).items()
-            for action in (list(choices(sub)) or [None])}
+            for action in (tuple(choices(sub)) or (None,))}
 
 
 def test_every_command_the_parser_accepts_has_one_handler() -> None:

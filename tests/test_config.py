@@ -11,7 +11,7 @@ import pytest
 from errauto_daemon import config
 from errauto_daemon.errors import ConfigError
 from errauto_daemon.main import main
-from gitfixture import CALC, PYTHON, GitRepo, config_toml, python_project
+from tests.helpers.gitrepo import CALC, PYTHON, GitRepo, config_toml, python_project
 
 
 def load(repo: GitRepo) -> config.Config:

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from daemonfixture import DaemonProcess, all_decided, drop, progress, start, wait_until
 from errauto_daemon.main import main
 from errauto_daemon.store import DECIDED, Store
-from gitfixture import CALC, PYTHON, GitRepo, config_toml, git, python_project
+from tests.helpers.daemon import DaemonProcess, all_decided, drop, progress, start, wait_until
+from tests.helpers.gitrepo import CALC, PYTHON, GitRepo, config_toml, git, python_project
 
 FIXED = CALC.replace("a - b", "a + b")
 
@@ -331,7 +331,7 @@ def test_drops_are_taken_by_their_events_not_by_rescans(
         os.rename(staging / f"r{i}.patch", project.path / "patches" / f"r{i}.patch")
         (project.path / "patches" / f"w{i}.patch").write_bytes(notes_patch(project, 100 + i, fail=True))
     subs = wait_until(lambda: all_decided(store, 10), timeout=30, what="ten decisions")
-    assert sorted(s.source_detail for s in subs) == sorted([f"r{i}.patch" for i in range(5)]
+    assert sorted((s.source_detail for s in subs), key=str) == sorted([f"r{i}.patch" for i in range(5)]
                                                           + [f"w{i}.patch" for i in range(5)])
 
 

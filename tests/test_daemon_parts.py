@@ -17,17 +17,10 @@ from errauto_daemon.daemon.logs import DaemonLogFile, setup_logging
 from errauto_daemon.daemon.watch import Watch
 from errauto_daemon.daemon.workers import Workers
 from errauto_daemon.store import Store
-from gitfixture import GitRepo
+from tests.helpers.gitrepo import GitRepo
 
 TOKEN = "ghp_s3cr3tT0k3nValue"
 T = TypeVar("T")
-
-
-@pytest.fixture
-def store() -> Iterator[Store]:
-    s = Store()
-    yield s
-    s.close()
 
 
 @pytest.fixture

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from daemonfixture import wait_until
 from errauto_daemon.main import main
 from errauto_daemon.store import DECIDED, Store
-from gitfixture import CALC, PYTHON, python_project
+from tests.helpers.daemon import wait_until
+from tests.helpers.gitrepo import CALC, PYTHON, python_project
 
 
 def test_install_service_gives_the_daemon_a_path_and_type_notify(

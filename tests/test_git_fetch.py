@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from errauto_daemon import git, github
-from gitfixture import GitRepo
+from tests.helpers.gitrepo import GitRepo
 
 
 @pytest.fixture

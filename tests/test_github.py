@@ -1,6 +1,6 @@
 """The GitHub route, end to end: real git, the real PyGithub, real HTTP on 127.0.0.1.
 
-A bare repository stands in for the remote; tests/fake_github.py for GitHub.
+A bare repository stands in for the remote; tests/helpers/fake_github.py for GitHub.
 """
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import gc
 import json
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,9 +18,9 @@ import pytest
 from errauto_daemon import config, github
 from errauto_daemon.errors import ConfigError
 from errauto_daemon.main import main
-from errauto_daemon.store import Store
-from fake_github import AUTO_MERGE_NOT_ALLOWED, CLEAN_STATUS, FakeGitHub
-from gitfixture import CALC, PYTHON, GitRepo, config_toml, git, python_project
+from errauto_daemon.store import Store, Submission
+from tests.helpers.fake_github import AUTO_MERGE_NOT_ALLOWED, CLEAN_STATUS, FakeGitHub
+from tests.helpers.gitrepo import CALC, PYTHON, GitRepo, config_toml, git, python_project
 
 TOKEN = "ghp_errautoTestToken0123456789abcdefXYZ"
 FIXED = CALC.replace("a - b", "a + b")
@@ -53,7 +53,7 @@ class World:
         self.project = project
         return project
 
-    def apply(self, edits: dict[str, str | None], *extra: str) -> tuple[int, dict[str, Any]]:
+    def apply(self, edits: Mapping[str, str | None], *extra: str) -> tuple[int, dict[str, Any]]:
         assert self.project is not None
         patch = self.tmp / "fix.patch"
         patch.write_bytes(self.project.make_patch(edits))
@@ -369,9 +369,12 @@ def test_a_pull_request_merged_on_github_moves_its_inbox_file(world: World) -> N
 
     world.fake.merge_pull(1)
     decided: list[int] = []
-    assert github.follow_open_pull_requests(
-        store, limit=5, min_interval=0,
-        on_decided=lambda sub: (decided.append(sub.id), inbox.settle(store, sub))) == 1
+
+    def on_decided(sub: Submission) -> None:
+        decided.append(sub.id)
+        inbox.settle(store, sub)
+
+    assert github.follow_open_pull_requests(store, limit=5, min_interval=0, on_decided=on_decided) == 1
     assert decided == [taken.id]
     assert sorted(p.name for p in (folder / "merged").iterdir()) == [f"{taken.id}-fix.patch"]
     assert not any((folder / "pull-requests").iterdir())

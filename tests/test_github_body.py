@@ -11,7 +11,7 @@ import pytest
 from errauto_daemon.github import body
 from errauto_daemon.github.body import FileChange
 from errauto_daemon.store import Submission
-from gitfixture import GitRepo
+from tests.helpers.gitrepo import GitRepo
 
 SUB = Submission(
     id=12, repo="/r", target="main", source="inbox", source_detail="fix.patch", title="Fix the parser",

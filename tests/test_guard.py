@@ -20,11 +20,9 @@ The rules themselves (`path_problem`, `is_dotgit`, `symlink_problem`,
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,10 +34,11 @@ import pytest
 from errauto_daemon import guard
 from errauto_daemon.config import DEFAULT_PROTECTED
 from errauto_daemon.errors import PatchRejected
-from errauto_daemon.main import main
 from errauto_daemon.patchapply import Overlay
 from errauto_daemon.patchfile import MODE_FILE, MODE_GITLINK, MODE_LINK, FilePatch, PatchCommit
-from gitfixture import CALC, GitRepo, config_toml, git, python_project
+from tests.helpers.cli import run
+from tests.helpers.gitrepo import CALC, GitRepo, config_toml, git, python_project
+from tests.helpers.snapshot import snapshot, snapshot_diff
 
 FIXED_CALC = CALC.replace("a - b", "a + b")
 SECRET = b"the victim's secret\n"
@@ -82,51 +81,12 @@ def world(tmp_path: Path) -> World:
     return World(tmp_path, project, victim, incoming)
 
 
-Entry = tuple[int, int, int, str | None]
-
-
-def snapshot(root: Path, *, skip: tuple[Path, ...]) -> dict[str, Entry]:
-    """Every file, directory and symlink under `root` (without following links)."""
-    out: dict[str, Entry] = {}
-    st = os.lstat(root)
-    out["."] = (st.st_mode, 0, st.st_mtime_ns, None)
-    for dirpath, dirnames, filenames in os.walk(root):
-        here = Path(dirpath)
-        dirnames[:] = sorted(n for n in dirnames if here / n not in skip)
-        for name in dirnames + sorted(filenames):
-            path = here / name
-            st = os.lstat(path)
-            if stat.S_ISLNK(st.st_mode):
-                digest: str | None = "-> " + os.readlink(path)
-            elif stat.S_ISREG(st.st_mode):
-                digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            else:
-                digest = None
-            size = st.st_size if not stat.S_ISDIR(st.st_mode) else 0
-            out[str(path.relative_to(root))] = (st.st_mode, size, st.st_mtime_ns, digest)
-    return out
-
-
-def snapshot_diff(before: dict[str, Entry], after: dict[str, Entry],
-                  mtime_may_change: tuple[str, ...] = ()) -> list[str]:
-    def same(p: str) -> bool:
-        if p in mtime_may_change:
-            return before[p][:2] + before[p][3:] == after[p][:2] + after[p][3:]
-        return before[p] == after[p]
-    lines = [f"+ {p}" for p in sorted(after.keys() - before.keys())]
-    lines += [f"- {p}" for p in sorted(before.keys() - after.keys())]
-    lines += [f"~ {p}: {before[p]} -> {after[p]}"
-              for p in sorted(before.keys() & after.keys()) if not same(p)]
-    return lines
-
-
 def refs(repo: GitRepo) -> str:
     return repo.git("for-each-ref", "--format=%(refname) %(objectname)") + repo.git("symbolic-ref", "HEAD")
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
+    code, out, err = run(capsys, *args)
     return code, out + err
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from daemonfixture import DaemonProcess, all_decided, wait_until
 from errauto_daemon import paths
 from errauto_daemon.main import main
 from errauto_daemon.store import Store
-from gitfixture import CALC, PYTHON, ROOT, GitRepo, git, python_project
+from tests.helpers.daemon import DaemonProcess, all_decided, wait_until
+from tests.helpers.gitrepo import CALC, PYTHON, ROOT, GitRepo, git, python_project
 
 FIXED = CALC.replace("a - b", "a + b")
 
@@ -344,7 +344,7 @@ def test_validation_run_from_a_hook_ignores_the_hooks_git_environment(
     probe = tmp_path / "probe.txt"
     script = (f"import subprocess; out = subprocess.run(['git', 'rev-parse', '--absolute-git-dir'], "
               f"capture_output=True, text=True).stdout; open({str(probe)!r}, 'w').write(out)")
-    from gitfixture import config_toml
+    from tests.helpers.gitrepo import config_toml
 
     project = python_project(tmp_path / "project", config=config_toml(
         extra=f'[checks.probe]\ncommand = ["{PYTHON}", "-c", "{script}"]\nweight = 0.1\n'))

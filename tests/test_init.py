@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from errauto_daemon.main import main
-from gitfixture import GitRepo, tools_on_path
+from tests.helpers.gitrepo import GitRepo, tools_on_path
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -8,7 +8,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from gitfixture import ROOT
+from tests.helpers.gitrepo import ROOT
 
 PACKAGE = "errauto_daemon"
 

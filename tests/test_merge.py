@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
 from errauto_daemon.main import main
-from gitfixture import CALC, PYTHON, GitRepo, config_toml, git, python_project
+from tests.helpers.gitrepo import CALC, PYTHON, GitRepo, config_toml, git, python_project
 
 FIX = {"calc.py": CALC.replace("a - b", "a + b")}
 
@@ -19,7 +20,7 @@ def apply(capsys: pytest.CaptureFixture[str], patch: Path, repo: GitRepo, *extra
     return code, json.loads(out)
 
 
-def write_patch(tmp_path: Path, repo: GitRepo, edits: dict[str, str | None], name: str = "fix.patch") -> Path:
+def write_patch(tmp_path: Path, repo: GitRepo, edits: Mapping[str, str | None], name: str = "fix.patch") -> Path:
     path = tmp_path / name
     path.write_bytes(repo.make_patch(edits))
     return path

@@ -4,8 +4,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,8 +14,8 @@ from errauto_daemon.health import Thresholds
 from errauto_daemon.main import main
 from errauto_daemon.presence import DaemonLock
 from errauto_daemon.store import Store, Submission, level_alerts
-from fake_slack import FakeSlack
-from gitfixture import GitRepo, config_toml, python_project
+from tests.helpers.fake_slack import FakeSlack
+from tests.helpers.gitrepo import GitRepo, config_toml, python_project
 
 T = Thresholds(heartbeat_warning_seconds=10, heartbeat_critical_seconds=60, backlog_warning=2,
                backlog_critical=4, oldest_warning_hours=1, oldest_critical_hours=2,
@@ -42,13 +42,6 @@ def grade(store: Store, name: str, *, pid: int | None = 1, now: float | None = N
 def alive(store: Store, age: float = 0.0, now: float | None = None) -> None:
     store.daemon_started(1, "host", "test")
     store.conn.execute("UPDATE daemon SET heartbeat_at = ?", ((now or time.time()) - age,))
-
-
-@pytest.fixture
-def store() -> Iterator[Store]:
-    s = Store()
-    yield s
-    s.close()
 
 
 # -- each criterion -------------------------------------------------------------------
@@ -151,7 +144,8 @@ def test_a_flapping_level_alerts_at_most_once_an_hour(store: Store) -> None:
     alert = store.record_level("warning", "still", {}, "{}", now=t + 3600 + 60)
     assert alert is not None and store.alerts(1, after=alert - 1)[0].kind == "monitor_warning"
     assert store.record_level("warning", "still", {}, "{}", now=t + 3600 + 120) is None
-    assert store.monitor_row()["level"] == "warning"
+    row = store.monitor_row()
+    assert row is not None and row["level"] == "warning"
 
 
 # -- the command ------------------------------------------------------------------------------
@@ -163,7 +157,7 @@ def registered(tmp_path: Path, monitor: str) -> GitRepo:
     return project
 
 
-def run_monitor(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict]:  # type: ignore[type-arg]
+def run_monitor(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict[str, Any]]:
     capsys.readouterr()
     code = main(["monitor", "--json", *args])
     return code, json.loads(capsys.readouterr().out)

@@ -1,4 +1,4 @@
-"""Alerts: the outbox, alerts.jsonl, and Slack (tests/fake_slack.py on 127.0.0.1)."""
+"""Alerts: the outbox, alerts.jsonl, and Slack (tests/helpers/fake_slack.py on 127.0.0.1)."""
 from __future__ import annotations
 
 import email.utils
@@ -16,8 +16,8 @@ from errauto_daemon import checks, config, notify, paths
 from errauto_daemon.config import AlertsConfig
 from errauto_daemon.main import main
 from errauto_daemon.store import Store, Submission
-from fake_slack import SECRET_PATH, FakeSlack
-from gitfixture import config_toml, python_project
+from tests.helpers.fake_slack import SECRET_PATH, FakeSlack
+from tests.helpers.gitrepo import config_toml, python_project
 
 FAST = notify.Policy(timeout=(1.0, 1.0), min_interval=0.2, backoff=0.05, max_backoff=0.5,
                      breaker_after=3, breaker_cooldown=0.6)
@@ -337,8 +337,8 @@ def test_the_webhook_url_is_never_written_or_given_to_checks(
 def test_the_daemon_delivers_and_a_kill_mid_delivery_only_delays_it(
         tmp_path: Path, slack: FakeSlack, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    from daemonfixture import DaemonProcess, wait_until
-    from test_daemon import FIXED, drop, trivial_config
+    from tests.helpers.daemon import DaemonProcess, drop, wait_until
+    from tests.test_daemon import FIXED, trivial_config
 
     monkeypatch.setenv("SLACK_WEBHOOK_URL", slack.url)
     project = python_project(tmp_path / "project", config=trivial_config())

@@ -12,7 +12,7 @@ from errauto_daemon import store as store_mod
 from errauto_daemon.errors import EXIT_CONFIG, ConfigError
 from errauto_daemon.health import Thresholds
 from errauto_daemon.store import Store, alert_for
-from gitfixture import GitRepo
+from tests.helpers.gitrepo import GitRepo
 
 
 @pytest.mark.parametrize("change, kind", [
@@ -55,8 +55,8 @@ def test_the_alert_is_written_in_the_transaction_of_its_state_change() -> None:
 
 def test_github_route_alerts_go_through_the_outbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    from fake_github import FakeGitHub
-    from test_github import PR_PATCH, TOKEN, World
+    from tests.helpers.fake_github import FakeGitHub
+    from tests.test_github import PR_PATCH, TOKEN, World
 
     monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
     remote = GitRepo(tmp_path / "remote.git", bare=True)

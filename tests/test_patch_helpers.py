@@ -9,7 +9,7 @@ import pytest
 from errauto_daemon import inbox, patchfile
 from errauto_daemon.errors import PatchRejected
 from errauto_daemon.patchfile import SUFFIXES, ancestors, delta_header, parse
-from gitfixture import ROOT, GitRepo
+from tests.helpers.gitrepo import ROOT, GitRepo
 
 
 def test_delta_header_of_a_real_git_delta(repo: GitRepo) -> None:
@@ -40,7 +40,7 @@ def test_ancestors_are_the_directories_above_a_path_outermost_first() -> None:
 
 
 def test_one_list_of_patch_file_suffixes() -> None:
-    assert inbox.SUFFIXES is patchfile.SUFFIXES
+    assert inbox.SUFFIXES is patchfile.SUFFIXES  # type: ignore[attr-defined]  # the name it re-exports
     # The pre-commit framework's hook takes the same files (its `files:` is a regex).
     hooks = (ROOT / ".pre-commit-hooks.yaml").read_text()
     pattern = re.search(r"^\s+files: (.+)$", hooks, re.MULTILINE)

@@ -16,11 +16,12 @@ import shutil
 import subprocess
 import time
 import zlib
+from collections.abc import Mapping
 from pathlib import Path
 
 import pygit2
 import pytest
-from pygit2.enums import ApplyLocation
+from pygit2.enums import ApplyLocation, FileMode
 
 from errauto_daemon.errors import PatchRejected
 from errauto_daemon.patchapply import (
@@ -40,7 +41,7 @@ from errauto_daemon.patchfile import (
     Limits,
     parse,
 )
-from gitfixture import GitRepo
+from tests.helpers.gitrepo import GitRepo
 
 Files = dict[str, tuple[int, bytes]]  # path -> (mode, content); a gitlink's content is its hex id
 
@@ -64,7 +65,7 @@ def make_tree(repo: pygit2.Repository, files: Files) -> pygit2.Oid:
             else:
                 oid = _OBJECTS.get((repo.path, data)) or repo.create_blob(data)
                 _OBJECTS[(repo.path, data)] = oid
-            index.add(pygit2.IndexEntry(path, oid, mode))
+            index.add(pygit2.IndexEntry(path, oid, FileMode(mode)))
         _OBJECTS[key] = index.write_tree(repo)
     return _OBJECTS[key]
 
@@ -72,9 +73,9 @@ def make_tree(repo: pygit2.Repository, files: Files) -> pygit2.Oid:
 def errauto_apply(repo: pygit2.Repository, base: pygit2.Oid | str, data: bytes, *,
                   limits: Limits = Limits(), target: str = "the target") -> list[str]:
     """Parse and apply like validate does; the tree id after each commit."""
-    tree = repo[base]
+    tree = repo[base].peel(pygit2.Tree)
     patch = parse(data, "change.patch", limits=limits, exists=lambda p: p in tree)
-    overlays, _ = apply_patch(repo, tree, patch, target=target)  # type: ignore[arg-type]
+    overlays, _ = apply_patch(repo, tree, patch, target=target)
     return [str(o.write_tree()) for o in overlays]
 
 
@@ -85,7 +86,7 @@ def refusal(repo: pygit2.Repository, base: pygit2.Oid | str, data: bytes, **kwar
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def object_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One repository for the module's objects: they are content-addressed, so
     tests cannot disturb each other, and the random trees share most blobs."""
     path = tmp_path_factory.mktemp("objects") / "repo"
@@ -96,9 +97,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def odb(store: Path) -> pygit2.Repository:
+def odb(object_repo: Path) -> pygit2.Repository:
     """A repository to hold objects; git commands run in it too."""
-    return pygit2.Repository(str(store))
+    return pygit2.Repository(str(object_repo))
 
 
 def git_diff(repo: pygit2.Repository, a: pygit2.Oid, b: pygit2.Oid, *args: str) -> bytes:
@@ -372,7 +373,7 @@ def test_differential_format_patch_series(odb: pygit2.Repository, seed: int) -> 
     patch = parse(data, "series.mbox")
     assert [c.title for c in patch.commits] == [f"step {i}: change things" for i in range(len(commits))]
     assert all(c.author_name == "Series Author" for c in patch.commits)
-    assert errauto_apply(odb, odb[base].tree_id, data) == trees
+    assert errauto_apply(odb, odb[base].peel(pygit2.Commit).tree_id, data) == trees
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -419,7 +420,7 @@ def proj(tmp_path: Path) -> GitRepo:
     return repo
 
 
-def commit_change(repo: GitRepo, edits: dict[str, str | bytes | None], message: str = "change") -> str:
+def commit_change(repo: GitRepo, edits: Mapping[str, str | bytes | None], message: str = "change") -> str:
     repo.edit(edits)
     repo.git("commit", "-q", "-m", message)
     return repo.git("rev-parse", "HEAD^{tree}").strip()

@@ -11,12 +11,13 @@ import email.policy
 import os
 import re
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from email.message import EmailMessage
 from email.mime.application import MIMEApplication
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,7 +33,7 @@ from errauto_daemon.patchfile import (
     parse,
     title_from_filename,
 )
-from gitfixture import GitRepo
+from tests.helpers.gitrepo import GitRepo
 
 LINES = "".join(f"line {i}\n" for i in range(1, 31))
 
@@ -56,7 +57,7 @@ def new_repo(tmp_path: Path, files: dict[str, str | bytes] | None = None) -> Git
     return repo
 
 
-def change(repo: GitRepo, message: str, edits: dict[str, str | bytes | None],
+def change(repo: GitRepo, message: str, edits: Mapping[str, str | bytes | None],
            *, author: str | None = None) -> str:
     for name, content in edits.items():
         path = repo.path / name
@@ -69,7 +70,7 @@ def change(repo: GitRepo, message: str, edits: dict[str, str | bytes | None],
     return repo.head()
 
 
-def staged(repo: GitRepo, edits: dict[str, str | bytes | None], *args: str) -> bytes:
+def staged(repo: GitRepo, edits: Mapping[str, str | bytes | None], *args: str) -> bytes:
     """`git diff --cached ARGS` of `edits`; the work tree is reset after."""
     repo.edit(edits)
     data = repo.diff("--cached", *args)
@@ -83,9 +84,9 @@ def only(patch: Patch) -> FilePatch:
     return files[0]
 
 
-def rejected(data: bytes, *, name: str = "patch", **kwargs: object) -> str:
+def rejected(data: bytes, *, name: str = "patch", **kwargs: Any) -> str:
     with pytest.raises(PatchRejected) as info:
-        parse(data, name, **kwargs)  # type: ignore[arg-type]
+        parse(data, name, **kwargs)
     reason = info.value.reason
     assert reason and reason == str(info.value)
     return reason
@@ -704,7 +705,7 @@ def test_plain_diff_with_quoted_names(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------
 # rejected input
 
-def _git_patch(tmp_path: Path, edits: dict[str, str | bytes | None] | None = None,
+def _git_patch(tmp_path: Path, edits: Mapping[str, str | bytes | None] | None = None,
                binary: bool = False) -> bytes:
     repo = new_repo(tmp_path, {"f.py": LINES, "img.bin": b"\0\1\2\3" * 100})
     return repo.make_patch(edits or {"f.py": LINES.replace("line 5\n", "five\n")}, binary=binary)
@@ -898,7 +899,7 @@ MALFORMED: list[tuple[str, Callable[[Path], bytes], dict[str, object], str]] = [
 
 @pytest.mark.parametrize("make, kwargs, reason", [m[1:] for m in MALFORMED], ids=[m[0] for m in MALFORMED])
 def test_malformed_patch_is_rejected(tmp_path: Path, make: Callable[[Path], bytes],
-                                     kwargs: dict[str, object], reason: str) -> None:
+                                     kwargs: dict[str, Any], reason: str) -> None:
     assert reason in rejected(make(tmp_path), **kwargs)
 
 
@@ -925,7 +926,7 @@ SHOWN = "\\x1b[2J\\x9b1m"
      "mail 1 (evil\\x1b[2J) has no diff"),
     (b"just text\n", {"name": f"x{ESC}.patch"}, f"no diff found in x{SHOWN}.patch"),
 ])
-def test_names_in_reasons_cannot_drive_a_terminal(data: bytes, kwargs: dict[str, object], shown: str) -> None:
+def test_names_in_reasons_cannot_drive_a_terminal(data: bytes, kwargs: dict[str, Any], shown: str) -> None:
     reason = rejected(data, **kwargs)
     assert shown in reason
     assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", reason), reason

@@ -15,13 +15,6 @@ from errauto_daemon.store import Store
 
 
 @pytest.fixture
-def store() -> Iterator[Store]:
-    s = Store()
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def lock() -> Iterator[DaemonLock]:
     """This process holds the daemon lock, as a running daemon would."""
     held = DaemonLock()

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from daemonfixture import DaemonProcess
 from errauto_daemon.main import main
-from gitfixture import PYTHON, GitRepo
+from tests.helpers.daemon import DaemonProcess
+from tests.helpers.gitrepo import PYTHON, GitRepo
 
 # A check slow enough to be seen running; the patch adding FAILED fails it.
 SLOW_CHECK = 'target = "main"\n[checks.tests]\ncommand = ["sh", "-c", "sleep 1.2; test ! -e FAILED"]\n'

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from daemonfixture import DaemonProcess, drop, start, wait_until
 from errauto_daemon import inbox
 from errauto_daemon.main import main
 from errauto_daemon.store import Store
 from errauto_daemon.validate import Validator
-from gitfixture import CALC, PYTHON, GitRepo, python_project
+from tests.helpers.cli import run
+from tests.helpers.daemon import DaemonProcess, drop, start, wait_until
+from tests.helpers.gitrepo import CALC, PYTHON, GitRepo, python_project
 
 FIXED = CALC.replace("a - b", "a + b")
 LINT_FAILS = CALC.replace("a - b", "a + b  " + "#" * 80)  # held for review: lint fails, tests pass
@@ -35,12 +36,6 @@ DOES_NOT_APPLY = b"""diff --git a/calc.py b/calc.py
 """
 
 
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    code = main(list(args))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from errauto_daemon.main import main
-from gitfixture import CALC, PYTHON, GitRepo, python_project
+from tests.helpers.gitrepo import CALC, PYTHON, GitRepo, python_project
 
 BROKEN = CALC.replace("a * b", "a * b + 1")  # breaks test_mul: held for review, tests failed
 

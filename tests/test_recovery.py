@@ -15,7 +15,7 @@ from errauto_daemon.git import GitError
 from errauto_daemon.main import main
 from errauto_daemon.store import Store
 from errauto_daemon.validate import Validator
-from gitfixture import CALC, PYTHON, GitRepo, config_toml, git, python_project
+from tests.helpers.gitrepo import CALC, PYTHON, GitRepo, config_toml, git, python_project
 
 FIXED = CALC.replace("a - b", "a + b")
 
@@ -70,7 +70,7 @@ def test_identical_validation_is_answered_from_the_cache(tmp_path: Path) -> None
     assert b.state == "awaiting_review" and b.id != a.id
     assert counter.read_text() == "1"  # no check ran again
     assert b.confidence == a.confidence
-    assert any("reused" in n for n in b.explanation["notes"])
+    assert b.explanation is not None and any("reused" in n for n in b.explanation["notes"])
 
     # `queue retry` means "run it again": it bypasses the cache.
     assert main(["queue", "retry", str(b.id)]) == 1
@@ -123,7 +123,7 @@ def test_merge_that_reached_the_target_before_a_crash_is_recorded_not_redone(
     assert recovered.state == "merged"
     assert recovered.merged_commit == before
     assert project.head("main") == before
-    assert "recorded after a restart" in recovered.reason
+    assert "recorded after a restart" in (recovered.reason or "")
 
 
 def test_repeatedly_interrupted_submission_fails_with_the_reason(project: GitRepo) -> None:
@@ -134,7 +134,7 @@ def test_repeatedly_interrupted_submission_fails_with_the_reason(project: GitRep
         assert store.claim(sub.id) is not None
         [again] = Validator(store).recover(max_attempts=3)
     assert again.state == "failed"
-    assert "interrupted 3 times" in again.reason
+    assert "interrupted 3 times" in (again.reason or "")
 
 
 def test_a_failing_git_command_is_retried_not_blamed_on_the_user(project: GitRepo) -> None:

@@ -11,7 +11,7 @@ from errauto_daemon import patchfile, refwatch
 from errauto_daemon.main import main
 from errauto_daemon.store import Store, Submission
 from errauto_daemon.validate import Validator
-from gitfixture import CALC, git, python_project
+from tests.helpers.gitrepo import CALC, git, python_project
 
 FIXED = CALC.replace("a - b", "a + b")
 
@@ -152,7 +152,7 @@ def test_a_merge_commit_in_the_push_makes_one_squashed_mail(server: tuple[Path, 
     [sub] = Store().submissions()
     patch = patchfile.parse(sub.read_patch())
     assert len(patch.commits) == 1
-    assert sorted(f.new_path for f in patch.commits[0].files) == ["NOTES", "calc.py"]
+    assert sorted((f.new_path for f in patch.commits[0].files), key=str) == ["NOTES", "calc.py"]
     assert not exists(bare, "refs/for/main")
 
 
@@ -186,7 +186,7 @@ def test_a_push_stacked_on_a_rewritten_commit_carries_only_what_is_new(
 @pytest.mark.slow
 def test_fast_forward_into_a_watched_checkout_moves_its_files_and_pushes(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from gitfixture import config_toml
+    from tests.helpers.gitrepo import config_toml
 
     seed = python_project(tmp_path / "seed", config=config_toml(top='push = "origin"\n'))
     remote = tmp_path / "remote.git"
@@ -211,7 +211,7 @@ def test_fast_forward_into_a_watched_checkout_moves_its_files_and_pushes(
 
 @pytest.mark.slow
 def test_queue_approve_lands_the_pushed_commit_itself(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from gitfixture import config_toml
+    from tests.helpers.gitrepo import config_toml
 
     seed = python_project(tmp_path / "seed", config=config_toml(top='protected_paths = ["calc.py"]\n'))
     bare = tmp_path / "server.git"

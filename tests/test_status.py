@@ -5,13 +5,14 @@ import json
 import re
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from errauto_daemon import metrics
 from errauto_daemon.main import main
 from errauto_daemon.store import Store
-from gitfixture import config_toml, python_project
+from tests.helpers.gitrepo import config_toml, python_project
 
 DAY = 86400.0
 
@@ -64,10 +65,10 @@ def world(tmp_path: Path) -> tuple[Store, str]:
     return store, repo
 
 
-def status_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict:  # type: ignore[type-arg]
+def status_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, Any]:
     capsys.readouterr()
     assert main(["status", "--json", *args]) == 0
-    return json.loads(capsys.readouterr().out)  # type: ignore[no-any-return]
+    return json.loads(capsys.readouterr().out)
 
 
 def test_every_number_over_the_window(world: tuple[Store, str], capsys: pytest.CaptureFixture[str]) -> None:

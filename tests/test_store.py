@@ -10,7 +10,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,14 +18,7 @@ from errauto_daemon import store as store_mod
 from errauto_daemon.errors import FatalError
 from errauto_daemon.store import DECIDED, CheckRow, Store, StoreAPI, Submission
 from errauto_daemon.store.db import _MIGRATIONS
-from gitfixture import ROOT
-
-
-@pytest.fixture
-def store() -> Iterator[Store]:
-    s = Store()
-    yield s
-    s.close()
+from tests.helpers.gitrepo import ROOT
 
 
 def new(store: Store, n: int = 1, *, repo: str = "/r", state: str = "queued") -> Submission:

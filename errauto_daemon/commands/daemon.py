@@ -13,8 +13,8 @@ from pathlib import Path
 
 from errauto_daemon import output, paths
 from errauto_daemon.daemon import Daemon, daemon_status
-from errauto_daemon.presence import running_pid
 from errauto_daemon.errors import FatalError
+from errauto_daemon.presence import running_pid
 
 
 def run(*, workers: int | None, grace: float, rescan: float, verbose: bool, ready_fd: int | None) -> int:

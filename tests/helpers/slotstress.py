@@ -1,8 +1,8 @@
 """Create, use, remove and recreate worktree slots from several threads at once.
 
-Run in-process by tests/test_workspace.py and, as `python slotstress.py REPO
-ROUNDS THREADS`, in separate processes beside it: every process and thread
-shares one pool, as the daemon's workers and `errauto apply` do. Each use
+Run in-process by tests/test_workspace.py and, as `python -m
+tests.helpers.slotstress REPO ROUNDS THREADS`, in separate processes beside
+it: every process and thread shares one pool, as the daemon's workers and `errauto apply` do. Each use
 checks that its slot holds exactly the base; every few uses a slot is
 removed (as `Pool.prune` does) so the next use has to create it again, which
 is where `git worktree add` and `git worktree prune` meet.
@@ -27,7 +27,7 @@ def stress(repo_path: str, rounds: int, threads: int) -> list[str]:
     def loop(seed: int) -> None:
         repo = pygit2.Repository(repo_path)
         base = repo.references["refs/heads/main"].peel(pygit2.Commit)
-        expected = {e.name: repo[e.id].data for e in base.tree if e.type_str == "blob"}
+        expected = {str(e.name): repo[e.id].read_raw() for e in base.tree if e.type_str == "blob"}
         pool = Pool(repo, size=POOL_SIZE)
         for n in range(rounds):
             try:

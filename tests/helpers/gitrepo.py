@@ -4,11 +4,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import pygit2
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
 
 
@@ -56,7 +57,7 @@ class GitRepo:
         return subprocess.run(("git", "diff", *args), cwd=self.path, capture_output=True, check=True,
                               env=env).stdout
 
-    def edit(self, edits: dict[str, str | bytes | None]) -> None:
+    def edit(self, edits: Mapping[str, str | bytes | None]) -> None:
         """Write (or, for None, delete) files, and stage everything."""
         for name, content in edits.items():
             if content is None:
@@ -65,7 +66,7 @@ class GitRepo:
                 self.write(name, content)
         self.git("add", "-A")
 
-    def make_patch(self, edits: dict[str, str | bytes | None], *, binary: bool = False) -> bytes:
+    def make_patch(self, edits: Mapping[str, str | bytes | None], *, binary: bool = False) -> bytes:
         """The `git diff` of `edits` against HEAD; the work tree is restored after."""
         self.edit(edits)
         patch = self.diff("--cached", *(["--binary"] if binary else []))

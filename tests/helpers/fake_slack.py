@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from loopback import LoopbackServer
+from tests.helpers.loopback import LoopbackServer
 
 SECRET_PATH = "/services/T0ERRAUTO/B0ERRAUTO/zK3cr3tW3bh00kT0k3n42"
 

@@ -6,10 +6,14 @@ import select
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from errauto_daemon.store import DECIDED, Store, Submission
-from gitfixture import PYTHON
+from tests.helpers.gitrepo import PYTHON
+
+T = TypeVar("T")
 
 
 class DaemonProcess:
@@ -78,7 +82,8 @@ def _child_groups(parent: int) -> set[int]:
     return groups
 
 
-def wait_until(predicate, timeout: float = 60.0, poll: float = 0.05, what: str = "condition"):  # type: ignore[no-untyped-def]
+def wait_until(predicate: Callable[[], T | None], timeout: float = 60.0, poll: float = 0.05,
+               what: str = "condition") -> T:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()

@@ -26,9 +26,8 @@ from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from loopback import LoopbackServer
-
-from gitfixture import git
+from tests.helpers.gitrepo import git
+from tests.helpers.loopback import LoopbackServer
 
 AUTO_MERGE_NOT_ALLOWED = "Pull request Auto merge is not allowed for this repository"
 CLEAN_STATUS = "Pull request Pull request is in clean status"
