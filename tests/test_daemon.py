@@ -335,6 +335,7 @@ def test_drops_are_taken_by_their_events_not_by_rescans(
                                                           + [f"w{i}.patch" for i in range(5)])
 
 
+@pytest.mark.slow
 def test_a_burst_of_mergeable_patches_all_merge(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], daemons: list[DaemonProcess]) -> None:
     """Two workers, every patch mergeable: each merge moves the target under the

@@ -97,6 +97,7 @@ def test_quiet_on_a_terminal_draws_nothing(slow_project: GitRepo, tmp_path: Path
     assert drawn == ""
 
 
+@pytest.mark.slow
 def test_queue_retry_on_a_terminal_shows_the_failing_check(slow_project: GitRepo, tmp_path: Path,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     failing = tmp_path / "failing.patch"

@@ -241,6 +241,7 @@ def test_submit_wait_without_a_daemon_says_so_at_once(tmp_path: Path, capsys: py
     assert Store().get(1).state == "queued"
 
 
+@pytest.mark.slow
 def test_submit_wait_timeout_and_a_daemon_that_stops(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], daemons: list[DaemonProcess]) -> None:
     slow = 'target = "main"\n[checks.tests]\ncommand = ["sleep", "60"]\n'

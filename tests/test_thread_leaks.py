@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.helpers.gitrepo import ROOT
 
 LEAKS = '''
@@ -17,8 +19,8 @@ import time
 
 
 def test_leaves_a_thread_running() -> None:
-    # Long past the check's grace, and over in time for the process to end.
-    threading.Thread(target=time.sleep, args=(10,), name="left-behind", daemon={daemon}).start()
+    # Past the check's grace, and then over, so that the process can end.
+    threading.Thread(target=time.sleep, args=(5,), name="left-behind", daemon={daemon}).start()
 '''
 
 STOPS = '''
@@ -49,6 +51,7 @@ def test_a_daemon_thread_left_running_fails_the_test(tmp_path: Path) -> None:
     assert "1 passed, 1 error" in proc.stdout
 
 
+@pytest.mark.slow
 def test_a_thread_left_running_fails_the_test(tmp_path: Path) -> None:
     proc = pytest_on(tmp_path, LEAKS.format(daemon=False))
     assert proc.returncode == 1, proc.stdout + proc.stderr

@@ -4,8 +4,8 @@ Records every request as it arrives (before answering), and answers as
 scripted: `answer(status, body, headers, times, delay)` queues answers that
 are used in order; once they are used up, every request gets Slack's
 `200 ok`. A POST to any other path gets Slack's answer for a webhook that
-does not exist: `404 no_service`. `delay` holds the answer that long (a
-slow Slack, or a request in flight while a test kills the sender).
+does not exist: `404 no_service`. `delay` holds the answer that long, or until the server
+stops (a slow Slack, or a request in flight while a test kills the sender).
 
 The server stops by itself after `lifetime` seconds, if a test forgets to.
 """
@@ -127,7 +127,7 @@ class FakeSlack:
                     index = len(fake.received)
                     fake.received.append(Received(time.monotonic(), self.path, headers, body, 0))
                 if answer.delay:
-                    time.sleep(answer.delay)
+                    fake._loop.stopping.wait(answer.delay)
                 with fake._lock:
                     r = fake.received[index]
                     fake.received[index] = Received(r.at, r.path, r.headers, r.body, answer.status)

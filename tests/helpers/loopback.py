@@ -2,6 +2,8 @@
 
 It serves on its own thread, one request at a time in a loop that checks
 for a stop, and stops by itself after `lifetime` seconds if a test forgets.
+Each request is handled on a thread of its own; closing the server joins
+them, so a handler that holds its answer must wait on `stopping`, not sleep.
 """
 from __future__ import annotations
 
@@ -13,9 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 class LoopbackServer:
     def __init__(self, handler: type[BaseHTTPRequestHandler], *, name: str, lifetime: float) -> None:
         self.lifetime = lifetime
-        self._stop = threading.Event()
+        self.stopping = threading.Event()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._server.daemon_threads = True
+        self._server.daemon_threads = False  # so that server_close joins the handlers' threads
         self._server.timeout = 0.05
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
@@ -24,14 +26,15 @@ class LoopbackServer:
         self._thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
+        self.stopping.set()
         if self._thread.is_alive():
             self._thread.join(5)
 
     def _serve(self) -> None:
         deadline = time.monotonic() + self.lifetime
         try:
-            while not self._stop.is_set() and time.monotonic() < deadline:
+            while not self.stopping.is_set() and time.monotonic() < deadline:
                 self._server.handle_request()
         finally:
+            self.stopping.set()
             self._server.server_close()
