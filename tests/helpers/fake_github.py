@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.helpers.gitrepo import git
-from tests.helpers.loopback import LoopbackServer
+from tests.helpers.loopback import LoopbackFake, LoopbackServer
 
 AUTO_MERGE_NOT_ALLOWED = "Pull request Auto merge is not allowed for this repository"
 CLEAN_STATUS = "Pull request Pull request is in clean status"
@@ -58,7 +58,7 @@ class Fault:
             and re.fullmatch(self.path, path) is not None
 
 
-class FakeGitHub:
+class FakeGitHub(LoopbackFake):
     def __init__(self, remote: Path, *, token: str, repo: str = "octo/project",
                  lifetime: float = 60.0) -> None:
         self.remote = remote
@@ -75,18 +75,6 @@ class FakeGitHub:
         self.port = self._loop.port
         self.web = f"http://127.0.0.1:{self.port}"
         self.url = f"{self.web}/api/v3"  # an Enterprise-style API URL: GraphQL at /api/graphql
-
-    # -- lifecycle -------------------------------------------------------------------
-
-    def __enter__(self) -> FakeGitHub:
-        self._loop.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        self._loop.stop()
 
     # -- what tests use ----------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.helpers.loopback import LoopbackServer
+from tests.helpers.loopback import LoopbackFake, LoopbackServer
 
 SECRET_PATH = "/services/T0ERRAUTO/B0ERRAUTO/zK3cr3tW3bh00kT0k3n42"
 
@@ -50,7 +50,7 @@ class Answer:
     delay: float = 0.0
 
 
-class FakeSlack:
+class FakeSlack(LoopbackFake):
     def __init__(self, *, lifetime: float = 60.0, path: str = SECRET_PATH) -> None:
         self.path = path
         self.received: list[Received] = []
@@ -59,16 +59,6 @@ class FakeSlack:
         self._loop = LoopbackServer(self._handler(), name="fake-slack", lifetime=lifetime)
         self.port = self._loop.port
         self.url = f"http://127.0.0.1:{self.port}{path}"
-
-    def __enter__(self) -> FakeSlack:
-        self._loop.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def stop(self) -> None:
-        self._loop.stop()
 
     # -- what tests use ------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TypeVar
 
 
 class LoopbackServer:
@@ -38,3 +39,22 @@ class LoopbackServer:
         finally:
             self.stopping.set()
             self._server.server_close()
+
+
+Fake = TypeVar("Fake", bound="LoopbackFake")
+
+
+class LoopbackFake:
+    """A stand-in served by a LoopbackServer: `with` starts it, leaving stops it."""
+
+    _loop: LoopbackServer
+
+    def __enter__(self: Fake) -> Fake:
+        self._loop.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._loop.stop()
