@@ -2,13 +2,15 @@
 validation built by hand; and route.decide's table."""
 from __future__ import annotations
 
+import ast
 from pathlib import Path
+from types import ModuleType
 
 import pygit2
 import pytest
 
 from errauto_daemon import config as config_mod
-from errauto_daemon import intake, route, score
+from errauto_daemon import carryout, intake, route, score, validation
 from errauto_daemon.carryout import Again, Outcome, carry_out, merge_approved, record
 from errauto_daemon.config import Config
 from errauto_daemon.patchapply import apply_patch
@@ -156,6 +158,19 @@ def test_an_outcome_writes_only_the_columns_it_names(tmp_path: Path) -> None:
     assert (done.pr_url, done.pr_number, done.pr_state) == ("https://example.invalid/pr/1", 1, "open")
     assert store.events(sub.id)[-1]["detail"] == "why it broke"
     assert Outcome("failed", "broken").columns() == {"reason": "broken"}
+
+
+@pytest.mark.parametrize("module", [carryout, validation])
+def test_carrying_out_does_not_import_validation_back(module: ModuleType) -> None:
+    assert module.__file__ is not None
+    source = Path(module.__file__).read_text()
+    imported: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom):
+            imported |= {node.module or ""} | {f"{node.module}.{a.name}" for a in node.names}
+        elif isinstance(node, ast.Import):
+            imported |= {a.name for a in node.names}
+    assert "errauto_daemon.validate" not in imported
 
 
 def _confidence(value: float, *, gates: tuple[str, ...] = (), review_only: tuple[str, ...] = ()) -> Confidence:
