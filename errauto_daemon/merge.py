@@ -38,7 +38,7 @@ from errauto_daemon import git, paths
 from errauto_daemon.config import Config
 from errauto_daemon.openfiles import being_written
 from errauto_daemon.patchfile import PatchCommit, author_time
-from errauto_daemon.workspace import common_dir
+from errauto_daemon.repo import common_dir
 
 MERGED = "merged"
 MOVED = "moved"

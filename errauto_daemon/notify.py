@@ -313,7 +313,7 @@ class Router:
 
 def _load_alerts_config(repo: str, target: str | None) -> AlertsConfig:
     from errauto_daemon import config as config_mod
-    from errauto_daemon.intake import open_repo
+    from errauto_daemon.repo import open_repo
 
     return config_mod.load(open_repo(repo), target).alerts
 

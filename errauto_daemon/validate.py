@@ -34,10 +34,11 @@ from errauto_daemon import config as config_mod
 from errauto_daemon import github, guard, merge, paths, route, score
 from errauto_daemon.config import Config
 from errauto_daemon.errors import Cancelled, FatalError, PatchRejected
-from errauto_daemon.intake import open_repo, reopens
+from errauto_daemon.intake import reopens
 from errauto_daemon.patchapply import Overlay, apply_patch
 from errauto_daemon.patchfile import Patch, parse
 from errauto_daemon.progress import SILENT, Progress
+from errauto_daemon.repo import open_repo
 from errauto_daemon.store import DECIDED, CheckRow, Store, Submission
 from errauto_daemon.workspace import Pool
 

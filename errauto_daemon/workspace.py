@@ -35,6 +35,7 @@ from errauto_daemon import git, paths
 from errauto_daemon.openfiles import try_lock
 from errauto_daemon.patchapply import MODE_TREE, Overlay
 from errauto_daemon.patchfile import MODE_EXEC, MODE_GITLINK, MODE_LINK
+from errauto_daemon.repo import common_dir, repo_root
 
 STALE_AFTER = 14 * 24 * 3600  # an idle slot is removed after this long
 _STATE = "state.json"
@@ -44,20 +45,6 @@ _TRACKED_DIRTY = (FileStatus.WT_MODIFIED | FileStatus.WT_DELETED | FileStatus.WT
 _INDEX_DIRTY = (FileStatus.INDEX_NEW | FileStatus.INDEX_MODIFIED | FileStatus.INDEX_DELETED
                 | FileStatus.INDEX_RENAMED | FileStatus.INDEX_TYPECHANGE)
 _UNTRACKED = FileStatus.WT_NEW | FileStatus.IGNORED | FileStatus.CONFLICTED
-
-
-def repo_root(repo: pygit2.Repository) -> str:
-    """How errauto names a repository: its work tree, or its git dir if bare."""
-    return os.path.realpath(repo.workdir if repo.workdir else repo.path).rstrip("/")
-
-
-def common_dir(repo: pygit2.Repository) -> str:
-    """The main repository's git dir (a linked worktree's commondir)."""
-    gitdir = Path(repo.path)
-    commondir = gitdir / "commondir"
-    if commondir.is_file():
-        return str((gitdir / commondir.read_text().strip()).resolve())
-    return str(gitdir.resolve())
 
 
 class Slot:

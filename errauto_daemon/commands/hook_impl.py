@@ -66,12 +66,12 @@ def check(files: Sequence[str], *, contents: dict[str, bytes] | None = None) -> 
     import pygit2
 
     from errauto_daemon import config as config_mod
-    from errauto_daemon import intake
     from errauto_daemon.errors import PatchRejected
+    from errauto_daemon.repo import open_repo
 
     if not files:
         return 0
-    repo = intake.open_repo(".")
+    repo = open_repo(".")
     config = config_mod.load(repo)
     tip = repo.references[config.target_ref].peel(pygit2.Commit)
     bad = 0

@@ -10,10 +10,9 @@ from collections.abc import Sequence
 
 from errauto_daemon import inbox, merge, output, progress
 from errauto_daemon.errors import FatalError
-from errauto_daemon.intake import open_repo
 from errauto_daemon.store import DECIDED, STATES, Store, Submission
 from errauto_daemon.validate import Validator
-from errauto_daemon.workspace import repo_root
+from errauto_daemon.repo import open_repo, repo_root
 
 
 def _who() -> str:
