@@ -70,7 +70,7 @@ def build_commits(
     """Create one commit per patch commit, chained on `base`; returns the last."""
     who = committer(repo)
     parent = base
-    for commit, tree in zip(commits, trees):
+    for commit, tree in zip(commits, trees, strict=True):
         author = who
         if commit.author_name or commit.author_email:
             when = author_time(commit.author_date)
@@ -99,7 +99,7 @@ def pushed_tip(repo: pygit2.Repository, base: str, commits: Sequence[PatchCommit
     if not commits or len(commits) != len(trees):
         return None
     parent = pygit2.Oid(hex=base)
-    for commit, tree in zip(commits, trees):
+    for commit, tree in zip(commits, trees, strict=True):
         if commit.commit_id is None:
             return None
         try:
@@ -127,7 +127,7 @@ def replaced(repo: pygit2.Repository, commits: Sequence[PatchCommit], new: pygit
         current = parents[0]
     built.reverse()
     out: list[tuple[str, str]] = []
-    for commit, mine in zip(commits, built):
+    for commit, mine in zip(commits, built):  # `built` is short when history ends first
         if commit.commit_id is None:
             continue
         try:

@@ -101,7 +101,7 @@ def _applies(repo: pygit2.Repository, config: Config, tip: pygit2.Commit, data: 
     guard.check_base(patch, tip.tree)
     overlays, _ = apply_patch(repo, tip.tree, patch, target=config.target)
     before = Overlay(repo, tip.tree)
-    for commit, after in zip(patch.commits, overlays):
+    for commit, after in zip(patch.commits, overlays, strict=True):
         guard.check_tree(before, after, commit)
         before = after
 
@@ -210,7 +210,7 @@ def committed_patch_files(commit: str, only: str | None = None) -> dict[str, byt
                    "--diff-filter=AMT", commit), ".").stdout
     fields = raw.split(b"\0")
     found: dict[str, str] = {}
-    for meta, name in zip(fields[0::2], fields[1::2]):
+    for meta, name in zip(fields[0::2], fields[1::2]):  # not strict: the closing NUL leaves one empty field
         _old_mode, new_mode, _old, blob, _status = meta.decode().lstrip(":").split(" ")
         path = name.decode("utf-8", "surrogateescape")
         if new_mode not in ("100644", "100755") or not path.lower().endswith(SUFFIXES):

@@ -63,7 +63,7 @@ def show(sub_id: int, *, as_json: bool, diff: bool = False) -> int:
     checks = store.checks(sub_id)
     if as_json:
         value = output.submission_json(sub, checks, full=True)
-        for check, row in zip(value["checks"], checks):
+        for check, row in zip(value["checks"], checks, strict=True):
             if output.check_failed(row):
                 check["log_tail"] = output.log_tail(row.log_path)
         value["events"] = store.events(sub_id)
