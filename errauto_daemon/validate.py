@@ -32,10 +32,11 @@ from errauto_daemon import guard, merge, paths, route, score
 from errauto_daemon.carryout import Again, Outcome, carry_out, merge_approved, record
 from errauto_daemon.config import Config
 from errauto_daemon.errors import Cancelled, FatalError, PatchRejected
-from errauto_daemon.intake import open_repo, reopens
+from errauto_daemon.intake import reopens
 from errauto_daemon.patchapply import Overlay, apply_patch
 from errauto_daemon.patchfile import Patch, parse
 from errauto_daemon.progress import SILENT, Progress
+from errauto_daemon.repo import open_repo
 from errauto_daemon.store import DECIDED, CheckRow, Store, Submission
 from errauto_daemon.validation import Validation
 from errauto_daemon.workspace import Pool
