@@ -330,7 +330,7 @@ class Validator:
             CheckRow(r.name, attempt, r.status, r.exit_code, r.duration,
                      score.check_score(c, r, baselines.get(c.name))[0], c.weight, r.detail,
                      r.log_path, str(tip.id))
-            for c, r in zip(config.checks, results)])
+            for c, r in zip(config.checks, results, strict=True)])
         conf = score.compute(config, results, baselines=baselines, protected=protected,
                              review_only=review_only, notes=notes)
         clock.lap("score")
@@ -356,7 +356,7 @@ class Validator:
         overlays, notes = apply_patch(repo, tip.tree, patch, target=config.target)
         review_only: list[str] = []
         before = Overlay(repo, tip.tree)
-        for commit, after in zip(patch.commits, overlays):
+        for commit, after in zip(patch.commits, overlays, strict=True):
             review_only += guard.check_tree(before, after, commit).review_only
             before = after
         return patch, overlays, review_only, notes
