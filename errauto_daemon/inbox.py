@@ -40,6 +40,7 @@ from errauto_daemon import intake
 from errauto_daemon.errors import FatalError
 from errauto_daemon.openfiles import being_written
 from errauto_daemon.patchfile import SUFFIXES
+from errauto_daemon.repo import open_repo
 from errauto_daemon.store import DECIDED, Store, Submission
 
 log = logging.getLogger("errauto.inbox")
@@ -59,7 +60,7 @@ MAX_READ = 64 * 1024 * 1024
 
 def inbox_dir(repo_root: str) -> Path | None:
     """The repository's inbox folder, or None (a bare repository has none)."""
-    repo = intake.open_repo(repo_root)
+    repo = open_repo(repo_root)
     if repo.is_bare:
         return None
     try:
@@ -79,7 +80,7 @@ def ensure_inbox(repo_root: str) -> Path | None:
     # folder that is not yet watched cannot be paired with its source.
     for sub in (*FATE.values(), "duplicates"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
-    repo = intake.open_repo(repo_root)
+    repo = open_repo(repo_root)
     try:
         relative = folder.resolve().relative_to(Path(repo_root).resolve()).as_posix()
     except ValueError:

@@ -12,16 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from errauto_daemon import config as config_mod
 from errauto_daemon import patchfile
 from errauto_daemon.config import Config
-from errauto_daemon.errors import FatalError, PatchRejected
+from errauto_daemon.errors import PatchRejected
+from errauto_daemon.repo import open_repo, repo_root
 from errauto_daemon.store import Store, Submission, store_patch_bytes
-
-if TYPE_CHECKING:  # imported where used: the server hook must start without it
-    import pygit2
 
 SOURCES = ("cli", "inbox", "pre-commit", "post-commit", "post-receive", "ref", "hook")
 
@@ -30,15 +27,6 @@ SOURCES = ("cli", "inbox", "pre-commit", "post-commit", "post-receive", "ref", "
 class SubmitResult:
     submission: Submission
     created: bool  # False: a duplicate of `submission`
-
-
-def open_repo(path: str | Path) -> pygit2.Repository:
-    import pygit2
-
-    found = pygit2.discover_repository(str(path))
-    if found is None:
-        raise FatalError(f"not a git repository: {path}")
-    return pygit2.Repository(found)
 
 
 def submit(
@@ -54,8 +42,6 @@ def submit(
 ) -> SubmitResult:
     """Record a patch for the repository at (or above) `repo_dir`."""
     import pygit2
-
-    from errauto_daemon.workspace import repo_root
 
     repo = open_repo(repo_dir)
     config = config_mod.load(repo, target)

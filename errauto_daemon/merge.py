@@ -21,11 +21,9 @@ Merges into one target are serialised by a lock file in the state dir.
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -34,11 +32,11 @@ from pathlib import Path
 
 import pygit2
 
-from errauto_daemon import git, paths
+from errauto_daemon import git, locks, paths
 from errauto_daemon.config import Config
 from errauto_daemon.openfiles import being_written
 from errauto_daemon.patchfile import PatchCommit, author_time
-from errauto_daemon.workspace import common_dir
+from errauto_daemon.repo import common_dir
 
 MERGED = "merged"
 MOVED = "moved"
@@ -72,7 +70,7 @@ def build_commits(
     """Create one commit per patch commit, chained on `base`; returns the last."""
     who = committer(repo)
     parent = base
-    for commit, tree in zip(commits, trees):
+    for commit, tree in zip(commits, trees, strict=True):
         author = who
         if commit.author_name or commit.author_email:
             when = author_time(commit.author_date)
@@ -101,7 +99,7 @@ def pushed_tip(repo: pygit2.Repository, base: str, commits: Sequence[PatchCommit
     if not commits or len(commits) != len(trees):
         return None
     parent = pygit2.Oid(hex=base)
-    for commit, tree in zip(commits, trees):
+    for commit, tree in zip(commits, trees, strict=True):
         if commit.commit_id is None:
             return None
         try:
@@ -129,7 +127,7 @@ def replaced(repo: pygit2.Repository, commits: Sequence[PatchCommit], new: pygit
         current = parents[0]
     built.reverse()
     out: list[tuple[str, str]] = []
-    for commit, mine in zip(commits, built):
+    for commit, mine in zip(commits, built):  # `built` is short when history ends first
         if commit.commit_id is None:
             continue
         try:
@@ -154,9 +152,6 @@ def _key(repo: pygit2.Repository, ref: str) -> str:
     return hashlib.sha256(f"{common_dir(repo)}\0{ref}".encode()).hexdigest()[:16]
 
 
-_held = threading.local()  # the target locks this thread holds (re-entrant)
-
-
 @contextmanager
 def target_lock(repo: pygit2.Repository, ref: str) -> Iterator[None]:
     """Serialise merges into one target; repair what a killed merge left first.
@@ -165,21 +160,10 @@ def target_lock(repo: pygit2.Repository, ref: str) -> Iterator[None]:
     next, see Validator._decide) still goes through `merge()`, which takes it.
     Other threads and processes wait.
     """
-    key = _key(repo, ref)
-    held: set[str] = getattr(_held, "keys", set())
-    _held.keys = held
-    if key in held:
+    with locks.reentrant(paths.locks_dir() / f"merge-{_key(repo, ref)}.lock") as taken:
+        if taken:
+            _repair(repo, ref)
         yield
-        return
-    fd = os.open(paths.locks_dir() / f"merge-{key}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        held.add(key)
-        _repair(repo, ref)
-        yield
-    finally:
-        held.discard(key)
-        os.close(fd)
 
 
 def _journal(repo: pygit2.Repository, ref: str) -> Path:

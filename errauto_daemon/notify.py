@@ -33,7 +33,6 @@ written goes through `redact`.
 from __future__ import annotations
 
 import datetime
-import fcntl
 import json
 import logging
 import os
@@ -45,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from errauto_daemon import paths
 from errauto_daemon.http import retry_after as retry_after
-from errauto_daemon.openfiles import try_lock
+from errauto_daemon.locks import FileLock
 from errauto_daemon.redact import SECRETS, redact, redact_loggers
 from errauto_daemon.store import Alert, Store
 
@@ -218,18 +217,15 @@ def append_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
     data = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records).encode()
     if not data:
         return
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        size = os.fstat(fd).st_size
+    with FileLock(path) as lock:
+        fd = lock.fd
+        size = os.lseek(fd, 0, os.SEEK_END)  # every writer holds the lock: the end stays the end
         if size and os.pread(fd, 1, size - 1) != b"\n":
             data = b"\n" + data
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
         os.fsync(fd)
-    finally:
-        os.close(fd)  # and with it the lock
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -313,7 +309,7 @@ class Router:
 
 def _load_alerts_config(repo: str, target: str | None) -> AlertsConfig:
     from errauto_daemon import config as config_mod
-    from errauto_daemon.intake import open_repo
+    from errauto_daemon.repo import open_repo
 
     return config_mod.load(open_repo(repo), target).alerts
 
@@ -530,29 +526,11 @@ def _redact_http_logs() -> None:
 # --------------------------------------------------------------------------
 # one sender at a time
 
-class OutboxLock:
+class OutboxLock(FileLock):
     """The flock whoever delivers the outbox holds; it dies with its holder."""
 
     def __init__(self) -> None:
-        self.fd: int | None = None
-
-    @property
-    def held(self) -> bool:
-        return self.fd is not None
-
-    def acquire(self) -> bool:
-        if self.fd is not None:
-            return True
-        fd = try_lock(paths.locks_dir() / "outbox.lock")
-        if fd is None:
-            return False
-        self.fd = fd
-        return True
-
-    def release(self) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+        super().__init__(paths.locks_dir() / "outbox.lock")
 
 
 def flush(store: Store, seconds: float = 10.0, *, policy: Policy = Policy()) -> bool | None:

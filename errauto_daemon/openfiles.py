@@ -1,4 +1,4 @@
-"""Files other processes hold: exclusive flocks, and files open for writing."""
+"""Whether another process has a file open for writing (locks are in `locks`)."""
 from __future__ import annotations
 
 import errno
@@ -31,29 +31,3 @@ def being_written(path: Path) -> bool | None:
     finally:
         os.close(fd)
 
-
-def try_lock(path: Path, *, blocking: bool = False) -> int | None:
-    """An exclusive flock on `path` (created if missing): its fd, or None if held elsewhere.
-
-    A flock dies with the process holding it, which is why errauto uses it
-    wherever "is somebody still working on this?" must have a true answer.
-    Close the fd to release the lock. A lock file may be deleted by its
-    holder (`Pool.prune` does): a lock taken on a file that is no longer at
-    `path` guards nothing, so it is taken again on the file that is.
-    """
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-        except OSError as exc:
-            os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                return None
-            raise
-        try:
-            same = os.stat(path).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            return fd
-        os.close(fd)

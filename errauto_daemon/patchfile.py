@@ -334,7 +334,7 @@ def _split_mbox(data: bytes) -> list[tuple[int, bytes, str | None]]:
     if starts[0] != _first_nonblank(lines):
         starts.insert(0, 0)
     chunks = []
-    for a, b in zip(starts, starts[1:] + [len(lines)]):
+    for a, b in zip(starts, starts[1:] + [len(lines)], strict=True):
         chunk = lines[a:b]
         commit_id = None
         if _MBOX_FROM.match(chunk[0]):

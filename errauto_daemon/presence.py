@@ -12,7 +12,7 @@ from pathlib import Path
 
 from errauto_daemon import paths
 from errauto_daemon.errors import FatalError
-from errauto_daemon.openfiles import try_lock
+from errauto_daemon.locks import FileLock
 
 HEARTBEAT_EVERY = 2.0  # seconds between the daemon's heartbeats
 ALIVE_WITHIN = 15.0  # a heartbeat older than this (seconds) means the daemon is not alive
@@ -31,9 +31,9 @@ def running_pid() -> int | None:
     path = paths.daemon_lock()
     if not path.exists():
         return None
-    fd = try_lock(path)
-    if fd is not None:
-        os.close(fd)  # nobody held it
+    probe = FileLock(path)
+    if probe.acquire():
+        probe.release()  # nobody held it
         return None
     return _pid_in(path)
 
@@ -66,20 +66,19 @@ class DaemonLock:
     """The daemon's flock on daemon.lock, held for its whole life."""
 
     def __init__(self) -> None:
-        self.fd: int | None = None
+        self._lock: FileLock | None = None
 
     def acquire(self) -> None:
-        path = paths.daemon_lock()
-        fd = try_lock(path)
-        if fd is None:
-            pid = _pid_in(path)
+        lock = FileLock(paths.daemon_lock())
+        if not lock.acquire():
+            pid = _pid_in(lock.path)
             raise FatalError(f"an errauto daemon is already running (pid {pid if pid > 0 else '?'})")
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self.fd = fd
+        os.ftruncate(lock.fd, 0)
+        os.pwrite(lock.fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock = lock
 
     def release(self) -> None:
-        if self.fd is not None:
-            os.ftruncate(self.fd, 0)
-            os.close(self.fd)
-            self.fd = None
+        if self._lock is not None:
+            os.ftruncate(self._lock.fd, 0)
+            self._lock.release()
+            self._lock = None

@@ -1,16 +1,15 @@
-"""Validate one submission and carry out its route.
+"""Validate one submission; the route's carrying out is `carryout`'s.
 
     claim (queued -> validating)
     parse + guard names          malformed / unsafe       -> rejected
     apply in memory on the tip   does not apply / applied -> rejected
     guard the result tree        symlinks, submodules
     write objects; take a pooled worktree at the tip; write the patch into it
-    run the checks; clean the worktree
-    score -> decide -> carry out:
-        auto_merge    commit on the validated base, CAS the ref; if the target
-                      moved, validate again on the new tip (bounded)
-        pull_request  (GitHub route) / review when GitHub is not configured
-        review        awaiting_review, with the explanation
+    run the checks (or reuse an identical validation's results)
+    score -> an immutable `Validation`
+    route.decide -> carryout.carry_out: review, merge or pull request; if the
+                    target moved, validate again on the new tip (bounded)
+    clean the worktree
 
 Every outcome is a state transition in the store; nothing is kept only in
 memory. An unexpected exception marks the submission failed with a one-line
@@ -23,39 +22,29 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pygit2
 
 from errauto_daemon import checks as checks_mod
 from errauto_daemon import config as config_mod
-from errauto_daemon import github, guard, merge, paths, route, score
+from errauto_daemon import guard, merge, paths, route, score
+from errauto_daemon.carryout import Again, Outcome, carry_out, merge_approved, record
 from errauto_daemon.config import Config
 from errauto_daemon.errors import Cancelled, FatalError, PatchRejected
-from errauto_daemon.intake import open_repo, reopens
+from errauto_daemon.intake import reopens
 from errauto_daemon.patchapply import Overlay, apply_patch
 from errauto_daemon.patchfile import Patch, parse
 from errauto_daemon.progress import SILENT, Progress
+from errauto_daemon.repo import open_repo
 from errauto_daemon.store import DECIDED, CheckRow, Store, Submission
+from errauto_daemon.validation import Validation
 from errauto_daemon.workspace import Pool
 
 ConfigHook = Callable[[Config], Config]
 
 # What `queue retry` may validate again.
 RETRYABLE = ("queued", "rejected", "failed", "awaiting_review")
-
-
-@dataclass(frozen=True)
-class Validation:
-    base: str
-    patch: Patch
-    trees: tuple[pygit2.Oid, ...]
-    results: tuple[checks_mod.CheckResult, ...]
-    confidence: score.Confidence
-    attempt: int
-    timings: dict[str, float]
 
 
 class _Clock:
@@ -200,13 +189,13 @@ class Validator:
 
     def _recover_one(self, sub: Submission, max_attempts: int) -> Submission:
         if sub.merge_intent and self._merged_already(sub):
-            return self.store.transition(
-                sub.id, "merged", merged_commit=sub.merge_intent, route=sub.route or route.AUTO_MERGE,
+            return record(self.store, sub.id, Outcome(
+                "merged", merged_commit=sub.merge_intent, route=sub.route or route.AUTO_MERGE,
                 reason=(sub.reason or "merged") + " (recorded after a restart)",
-                detail="recovered: the merge had reached the target")
+                detail="recovered: the merge had reached the target"))
         if sub.attempts >= max_attempts:
-            return self.store.transition(
-                sub.id, "failed", reason=f"validation was interrupted {sub.attempts} times")
+            return record(self.store, sub.id,
+                          Outcome("failed", f"validation was interrupted {sub.attempts} times"))
         self.store.requeue(sub.id, "interrupted: the process validating it stopped")
         return self.store.get(sub.id)
 
@@ -229,20 +218,20 @@ class Validator:
         try:
             return work(sub)
         except PatchRejected as exc:
-            return self.store.transition(sub.id, "rejected", route=route.REJECTED, reason=exc.reason)
+            return record(self.store, sub.id, Outcome("rejected", exc.reason, route=route.REJECTED))
         except Cancelled:
             self.store.requeue(sub.id, "interrupted: errauto is stopping", uncount_attempt=True)
             return self.store.get(sub.id)
         except FatalError as exc:
             # A user-fixable problem (bad config, missing target): not the patch's fault.
-            self.store.transition(sub.id, "failed", reason=str(exc))
+            record(self.store, sub.id, Outcome("failed", str(exc)))
             raise
         except BaseException as exc:
             what = f"internal error: {type(exc).__name__}"
             if isinstance(exc, Exception) and sub.attempts < self.retry_internal:
                 self.store.requeue(sub.id, f"{what}; will try again")
             else:
-                self.store.transition(sub.id, "failed", reason=what)
+                record(self.store, sub.id, Outcome("failed", what))
             raise
 
     # -- the pipeline ------------------------------------------------------------
@@ -262,252 +251,27 @@ class Validator:
         config = self._config(repo, sub)
         revalidations = 0
         while True:
-            if revalidations:
-                # The target moved under us: validate again holding its merge
-                # lock, so the next merge is ours. Without it, other workers'
-                # merges can keep moving the target under a patch until it runs
-                # out of revalidations (seen with a burst of mergeable patches).
-                with merge.target_lock(repo, config.target_ref):
-                    done = self._decide_once(repo, config, sub, revalidations)
-            else:
+            with ExitStack() as locked:
+                if revalidations:
+                    # The target moved under us: validate again holding its merge
+                    # lock, so the next merge is ours. Without it, other workers'
+                    # merges can keep moving the target under a patch until it runs
+                    # out of revalidations (seen with a burst of mergeable patches).
+                    locked.enter_context(merge.target_lock(repo, config.target_ref))
                 done = self._decide_once(repo, config, sub, revalidations)
-            if isinstance(done, Submission):
-                return done
+                if isinstance(done, Submission):
+                    return done
+                self.store.add_event(sub.id, "revalidate", done.why)
             revalidations += 1
 
     def _decide_once(self, repo: pygit2.Repository, config: Config, sub: Submission,
-                     revalidations: int) -> Submission | None:
-        """Validate on the current tip and carry out the route; None: validate again."""
+                     revalidations: int) -> Submission | Again:
+        """Validate on the current tip, decide the route and carry it out."""
         tip = repo.references[config.target_ref].peel(pygit2.Commit)
         validation = self.validate(repo, config, sub, tip)
-        conf = validation.confidence
-        decision = route.decide(conf, github=config.github is not None)
-        explanation = self._explanation(validation, decision)
-        fields: dict[str, Any] = dict(
-            confidence=conf.value, explanation=explanation, base_commit=validation.base,
-            result_tree=str(validation.trees[-1]))
-        if decision.route == route.AUTO_MERGE and config.github and config.github.merge_via_pr:
-            merged = self._merge_via_pr(repo, config, sub, validation, decision, fields)
-            if isinstance(merged, Submission):
-                return merged
-            if revalidations + 1 > config.max_revalidations:
-                return self._github_failed(sub, decision, github.GitHubError(
-                    f"{merged}: validated {revalidations + 1} times without a chance to merge"), fields)
-            self.store.add_event(sub.id, "revalidate", merged)
-            return None
-        if decision.route == route.AUTO_MERGE:
-            self.progress.phase("merging")
-            started = time.perf_counter()
-            outcome, rewrites = self._merge(repo, config, sub, validation)
-            explanation["timings"]["merge"] = round(time.perf_counter() - started, 6)
-            if outcome.status == merge.MERGED:
-                reason = outcome.reason or decision.reason
-                return self.store.transition(
-                    sub.id, "merged", route=route.AUTO_MERGE, merged_commit=outcome.commit,
-                    reason=f"{reason}; {rewrites}" if rewrites else reason, **fields)
-            if outcome.status == merge.MOVED:
-                if revalidations + 1 > config.max_revalidations:
-                    return self.store.transition(
-                        sub.id, "awaiting_review", route=route.REVIEW,
-                        reason=f"{config.target} kept moving: validated {revalidations + 1} times "
-                               "without a chance to merge", **fields)
-                self.store.add_event(sub.id, "revalidate",
-                                     f"{config.target} moved to {str(outcome.tip)[:12]}")
-                return None
-            return self.store.transition(
-                sub.id, "awaiting_review", route=route.REVIEW,
-                reason=f"auto-merge held: {outcome.reason}", **fields)
-        if decision.route == route.PULL_REQUEST:
-            return self._pull_request(repo, config, sub, validation, decision, fields)
-        return self.store.transition(sub.id, "awaiting_review", route=route.REVIEW,
-                                     reason=decision.reason, **fields)
-
-    # -- the GitHub route ----------------------------------------------------------
-
-    def _pull_request(self, repo: pygit2.Repository, config: Config, sub: Submission,
-                      validation: Validation, decision: route.Decision,
-                      fields: dict[str, Any]) -> Submission:
-        """Push errauto/<id>, open (or reuse) its pull request, enable auto-merge."""
-        gh = config.github
-        assert gh is not None
-        self.progress.phase("opening a pull request")
-        started = time.perf_counter()
-        try:
-            with github.connect(gh) as client:
-                client.check_access()
-                github.remote_target(repo, gh.remote, config.target, validation.base)
-                pr, head, verb = self._publish(
-                    repo, config, sub, validation, client, fields,
-                    merged_by=github.BY_AUTO_MERGE if decision.pr_auto_merge else github.BY_PERSON)
-                if not decision.pr_auto_merge:
-                    state = github.OPEN
-                    why = f"pull request #{pr.number} {verb} without auto-merge: a person must merge it"
-                else:
-                    try:
-                        client.enable_auto_merge(pr, gh.merge_method, head)
-                        state, why = github.AUTO_MERGE, f"pull request #{pr.number} {verb} with auto-merge"
-                    except github.GitHubError as exc:
-                        state = github.AUTO_MERGE_FAILED
-                        why = (f"pull request #{pr.number} {verb}, but auto-merge could not be "
-                               f"enabled: {exc.reason}")
-                        self.store.add_event(sub.id, "alert", f"submission {sub.id}: {why}",
-                                             alert="auto_merge_failed")
-        except github.GitHubError as exc:
-            return self._github_failed(sub, decision, exc, fields)
-        fields["explanation"]["timings"]["github"] = round(time.perf_counter() - started, 6)
-        return self.store.transition(
-            sub.id, "pr_open", route=route.PULL_REQUEST, reason=f"{decision.reason}; {why}",
-            pr_url=pr.url, pr_number=pr.number, pr_state=state, **fields)
-
-    def _merge_via_pr(self, repo: pygit2.Repository, config: Config, sub: Submission,
-                      validation: Validation, decision: route.Decision,
-                      fields: dict[str, Any]) -> Submission | str:
-        """auto_merge with `github.merge_via_pr`: open the pull request and merge it
-        at once, the validated head pinned.
-
-        Returns the decided submission, or why to validate again: the remote
-        target moved (the local one is fast-forwarded to it first), or GitHub
-        answered 409 because the pull request's head is not the validated commit.
-        """
-        gh = config.github
-        assert gh is not None
-        self.progress.phase("merging through a pull request")
-        started = time.perf_counter()
-        try:
-            with github.connect(gh) as client:
-                earlier = self._merged_earlier(client, sub)
-                if earlier is not None:
-                    return self.store.transition(
-                        sub.id, "merged", route=route.AUTO_MERGE, merged_commit=earlier.merge_commit,
-                        pr_state=github.MERGED, reason=f"pull request #{earlier.number} was merged "
-                                                       "by an earlier attempt", **fields)
-                client.check_access()
-                # Serialised with every other merge into this target: two
-                # pull requests validated on one base are never merged together.
-                with merge.target_lock(repo, config.target_ref):
-                    tip = github.remote_target(repo, gh.remote, config.target, validation.base)
-                    if tip != validation.base:
-                        caught_up = merge.fast_forward(repo, config, validation.base, tip,
-                                                       f"errauto: fast-forward to {gh.remote}")
-                        if caught_up.status == merge.HELD:
-                            raise github.GitHubError(f"{gh.remote}/{config.target} moved, and {caught_up.reason}")
-                        return f"{gh.remote}/{config.target} moved to {tip[:12]}"
-                    pr, head, _ = self._publish(repo, config, sub, validation, client, fields,
-                                                merged_by=github.AT_ONCE)
-                    try:
-                        merged = client.merge(pr, head, gh.merge_method)
-                    except github.HeadMoved as exc:
-                        return f"the head of pull request #{pr.number} moved ({exc.reason})"
-                    except github.GitHubError as exc:
-                        return self._left_open(client, gh, sub, decision, pr, head, exc, fields)
-                    fields["explanation"]["timings"]["github"] = round(time.perf_counter() - started, 6)
-                    # Recorded before the local target follows: after a crash in
-                    # between, the patch would look "already applied" locally.
-                    done = self.store.transition(
-                        sub.id, "merged", route=route.AUTO_MERGE, merged_commit=merged,
-                        reason=f"{decision.reason}; merged through pull request #{pr.number}",
-                        pr_url=pr.url, pr_number=pr.number, pr_state=github.MERGED, **fields)
-                    follow = self._follow_merge(repo, config, validation.base, merged)
-                    if follow:
-                        self.store.set_fields(sub.id, reason=f"{done.reason}; {follow}")
-                        done = self.store.get(sub.id)
-                    return done
-        except github.GitHubError as exc:
-            return self._github_failed(sub, decision, exc, fields)
-
-    def _publish(self, repo: pygit2.Repository, config: Config, sub: Submission,
-                 validation: Validation, client: github.Client, fields: dict[str, Any], *,
-                 merged_by: str) -> tuple[github.PullRequest, str, str]:
-        """Push the validated commit to errauto/<id>; find or open its pull request.
-
-        Returns the pull request, the pushed head and "opened" or "updated".
-        """
-        gh = config.github
-        assert gh is not None
-        head = str(merge.build_commits(
-            repo, pygit2.Oid(hex=validation.base), validation.patch.commits, validation.trees,
-            submission_id=sub.id, fallback_message=sub.title + "\n"))
-        branch = github.branch_name(sub.id)
-        github.push_branch(repo, gh.remote, head, branch)
-        title = github.pull_request_title(sub)
-        body = github.pull_request_body(
-            sub, fields["explanation"], github.files_changed(repo, validation.base, str(validation.trees[-1])),
-            merged_by=merged_by)
-        pr, reused = github.open_pull_request(client, branch=branch, base=config.target, title=title, body=body)
-        # Recorded at once: from here on the submission has an open pull request.
-        self.store.set_fields(sub.id, pr_url=pr.url, pr_number=pr.number, pr_state=github.OPEN)
-        problems = []
-        if reused:
-            try:
-                client.update(pr, title, body)
-            except github.GitHubError as exc:
-                problems.append(exc.reason)
-        try:
-            client.add_labels(pr, gh.labels)
-        except github.GitHubError as exc:
-            problems.append(exc.reason)
-        for problem in problems:
-            self.store.add_event(sub.id, "alert", f"submission {sub.id}: {problem}", alert="pr_failed")
-        return pr, head, "updated" if reused else "opened"
-
-    def _merged_earlier(self, client: github.Client, sub: Submission) -> github.PullRequest | None:
-        """The submission's pull request, if an attempt that was interrupted merged it."""
-        if sub.pr_number is None or sub.pr_state not in (github.OPEN, github.AUTO_MERGE,
-                                                          github.AUTO_MERGE_FAILED):
-            return None
-        pr = client.get(sub.pr_number)
-        return pr if pr.merged and pr.head == github.branch_name(sub.id) else None
-
-    def _left_open(self, client: github.Client, gh: config_mod.GithubConfig, sub: Submission,
-                   decision: route.Decision, pr: github.PullRequest, head: str,
-                   failure: github.GitHubError, fields: dict[str, Any]) -> Submission:
-        """GitHub would not merge at once (required checks or reviews, a limit):
-        let it merge the validated head when its requirements are met."""
-        why = f"merging pull request #{pr.number} at once failed ({failure.reason})"
-        try:
-            client.enable_auto_merge(pr, gh.merge_method, head)
-            state, why = github.AUTO_MERGE, why + "; auto-merge enabled instead"
-        except github.GitHubError as exc:
-            state, why = github.AUTO_MERGE_FAILED, why + f", and auto-merge could not be enabled ({exc.reason})"
-        self.store.add_event(sub.id, "alert", f"submission {sub.id}: {why}", alert="auto_merge_failed")
-        return self.store.transition(
-            sub.id, "pr_open", route=route.PULL_REQUEST, reason=f"{decision.reason}; {why}",
-            pr_url=pr.url, pr_number=pr.number, pr_state=state, **fields)
-
-    def _follow_merge(self, repo: pygit2.Repository, config: Config, base: str, merged: str) -> str | None:
-        """Fast-forward the local target to GitHub's merge; None, or why it did not follow."""
-        assert config.github is not None
-        try:
-            github.fetch(repo, config.github.remote, config.target)
-        except github.GitHubError as exc:
-            return f"local {config.target} did not follow: {exc.reason}"
-        new = pygit2.Oid(hex=merged)
-        if new not in repo or not repo.descendant_of(new, pygit2.Oid(hex=base)):
-            return f"local {config.target} did not follow: the merge is not on {config.github.remote}"
-        outcome = merge.fast_forward(repo, config, base, merged, f"errauto: fast-forward to {config.github.remote}")
-        if outcome.status == merge.MERGED:
-            return None
-        return f"local {config.target} did not follow: {outcome.reason or 'it moved'}"
-
-    def _github_failed(self, sub: Submission, decision: route.Decision, failure: github.GitHubError,
-                       fields: dict[str, Any]) -> Submission:
-        """The GitHub route failed: alert, and hold it; never lost.
-
-        With a pull request already open it stays `pr_open` (people decide
-        there, and it is followed); otherwise it waits in the review queue.
-        """
-        self.store.add_event(sub.id, "alert", f"submission {sub.id}: GitHub route failed: {failure.reason}",
-                             alert="pr_failed")
-        current = self.store.get(sub.id)
-        if current.pr_number is not None and current.pr_state in (
-                github.OPEN, github.AUTO_MERGE, github.AUTO_MERGE_FAILED):
-            return self.store.transition(
-                sub.id, "pr_open", route=route.PULL_REQUEST,
-                reason=f"{decision.reason}; pull request #{current.pr_number} left open: {failure.reason}",
-                **fields)
-        return self.store.transition(
-            sub.id, "awaiting_review", route=route.REVIEW,
-            reason=f"{decision.reason}; GitHub route failed, held for review: {failure.reason}", **fields)
+        decision = route.decide(validation.confidence, github=config.github is not None)
+        return carry_out(self.store, self.progress, repo, config, sub, validation, decision,
+                         revalidations=revalidations)
 
     def _approve(self, sub: Submission, who: str, approval: str) -> Submission:
         repo = self._open(sub.repo)
@@ -523,26 +287,17 @@ class Validator:
                 worse = [r.name for r in validation.results
                          if approved.get(r.name) == "passed" and r.status != "passed"]
                 if worse:
-                    return self.store.transition(
-                        sub.id, "awaiting_review", route=route.REVIEW,
+                    return record(self.store, sub.id, Outcome(
+                        "awaiting_review", route=route.REVIEW,
                         reason=f"approved by {who}, but on the new tip of {config.target} "
                                f"{', '.join(worse)} no longer pass",
                         confidence=validation.confidence.value, base_commit=validation.base,
-                        result_tree=str(validation.trees[-1]),
-                        explanation=self._explanation(validation, None))
-            self.progress.phase("merging")
-            outcome, rewrites = self._merge(repo, config, sub, validation)
-            if outcome.status == merge.MERGED:
-                return self.store.transition(
-                    sub.id, "merged", merged_commit=outcome.commit, base_commit=validation.base,
-                    reason=f"approved by {who}" + "".join(f"; {r}" for r in (outcome.reason, rewrites) if r),
-                    detail=approval)
-            if outcome.status == merge.MOVED and revalidations < config.max_revalidations:
-                revalidations += 1
-                continue
-            reason = outcome.reason or f"{config.target} kept moving"
-            return self.store.transition(sub.id, "awaiting_review",
-                                         reason=f"approved by {who}, but the merge was held: {reason}")
+                        result_tree=validation.result_tree, explanation=validation.explanation()))
+            done = merge_approved(self.store, self.progress, repo, config, sub, validation, who=who,
+                                  approval=approval, may_again=revalidations < config.max_revalidations)
+            if isinstance(done, Submission):
+                return done
+            revalidations += 1
 
     def validate(self, repo: pygit2.Repository, config: Config, sub: Submission,
                  tip: pygit2.Commit) -> Validation:
@@ -575,11 +330,11 @@ class Validator:
             CheckRow(r.name, attempt, r.status, r.exit_code, r.duration,
                      score.check_score(c, r, baselines.get(c.name))[0], c.weight, r.detail,
                      r.log_path, str(tip.id))
-            for c, r in zip(config.checks, results)])
+            for c, r in zip(config.checks, results, strict=True)])
         conf = score.compute(config, results, baselines=baselines, protected=protected,
                              review_only=review_only, notes=notes)
         clock.lap("score")
-        return Validation(str(tip.id), patch, trees, tuple(results), conf, attempt, clock.phases)
+        return Validation(str(tip.id), patch, trees, tuple(results), conf, attempt, dict(clock.phases))
 
     def _reapply(self, repo: pygit2.Repository, config: Config, sub: Submission,
                  tip: pygit2.Commit) -> Validation:
@@ -601,7 +356,7 @@ class Validator:
         overlays, notes = apply_patch(repo, tip.tree, patch, target=config.target)
         review_only: list[str] = []
         before = Overlay(repo, tip.tree)
-        for commit, after in zip(patch.commits, overlays):
+        for commit, after in zip(patch.commits, overlays, strict=True):
             review_only += guard.check_tree(before, after, commit).review_only
             before = after
         return patch, overlays, review_only, notes
@@ -647,44 +402,8 @@ class Validator:
             raise
         return results, baselines
 
-    def _merge(self, repo: pygit2.Repository, config: Config, sub: Submission,
-               validation: Validation) -> tuple[merge.MergeOutcome, str]:
-        """Merge; returns the outcome and, for a merge that rewrote named
-        commits, what replaced what (recorded as `replaced` events)."""
-        commits = validation.patch.commits
-        # The pushed commits themselves when they are exactly what was
-        # validated, on the base it was validated on: a fast-forward.
-        new = merge.pushed_tip(repo, validation.base, commits, validation.trees)
-        rewrites: list[tuple[str, str]] = []
-        if new is None:
-            new = merge.build_commits(
-                repo, pygit2.Oid(hex=validation.base), commits, validation.trees,
-                submission_id=sub.id, fallback_message=sub.title + "\n")
-            rewrites = merge.replaced(repo, commits, new)
-        # Written before the ref can move: after a crash, recovery finds the
-        # commit on the target and records the merge instead of redoing it.
-        self.store.set_fields(sub.id, merge_intent=str(new))
-        outcome = merge.merge(repo, config, validation.base, str(new),
-                              f"errauto: merge submission {sub.id} ({sub.title})", submission_id=sub.id)
-        if outcome.status != merge.MERGED or not rewrites:
-            return outcome, ""
-        for old, mine in rewrites:
-            self.store.add_event(sub.id, "replaced", f"replaces {old} with {mine}")
-        return outcome, "; ".join(f"replaces {old} with {mine}" for old, mine in rewrites)
-
     def _next_attempt(self, sub_id: int) -> int:
         return self.store.next_attempt(sub_id)
-
-    @staticmethod
-    def _explanation(validation: Validation, decision: route.Decision | None) -> dict[str, Any]:
-        out = validation.confidence.to_json()
-        out["base"] = validation.base
-        out["attempt"] = validation.attempt
-        out["timings"] = validation.timings
-        if decision is not None:
-            out["route"] = decision.route
-            out["reason"] = decision.reason
-        return out
 
 
 def run_observed(config: Config, check: config_mod.CheckConfig, cwd: Path, log_path: Path,

@@ -32,9 +32,10 @@ import pygit2
 from pygit2.enums import CheckoutStrategy, FileStatus
 
 from errauto_daemon import git, paths
-from errauto_daemon.openfiles import try_lock
+from errauto_daemon.locks import FileLock
 from errauto_daemon.patchapply import MODE_TREE, Overlay
 from errauto_daemon.patchfile import MODE_EXEC, MODE_GITLINK, MODE_LINK
+from errauto_daemon.repo import common_dir, repo_root
 
 STALE_AFTER = 14 * 24 * 3600  # an idle slot is removed after this long
 _STATE = "state.json"
@@ -46,20 +47,6 @@ _INDEX_DIRTY = (FileStatus.INDEX_NEW | FileStatus.INDEX_MODIFIED | FileStatus.IN
 _UNTRACKED = FileStatus.WT_NEW | FileStatus.IGNORED | FileStatus.CONFLICTED
 
 
-def repo_root(repo: pygit2.Repository) -> str:
-    """How errauto names a repository: its work tree, or its git dir if bare."""
-    return os.path.realpath(repo.workdir if repo.workdir else repo.path).rstrip("/")
-
-
-def common_dir(repo: pygit2.Repository) -> str:
-    """The main repository's git dir (a linked worktree's commondir)."""
-    gitdir = Path(repo.path)
-    commondir = gitdir / "commondir"
-    if commondir.is_file():
-        return str((gitdir / commondir.read_text().strip()).resolve())
-    return str(gitdir.resolve())
-
-
 class Slot:
     def __init__(self, pool: Pool, number: int) -> None:
         self.pool = pool
@@ -67,22 +54,18 @@ class Slot:
         self.dir = pool.dir / f"slot-{number}"
         self.path = self.dir / f"errauto-{number}"
         self.lock_path = pool.dir / f"slot-{number}.lock"
-        self._lock_fd: int | None = None
+        self._lock = FileLock(self.lock_path)
 
     # -- locking -------------------------------------------------------------
 
     def try_lock(self, blocking: bool = False) -> bool:
-        fd = try_lock(self.lock_path, blocking=blocking)
-        if fd is None:
+        if not self._lock.acquire(blocking=blocking):
             return False
-        self._lock_fd = fd
         os.utime(self.lock_path)
         return True
 
     def unlock(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        self._lock.release()
 
     # -- state -----------------------------------------------------------------
 
@@ -267,12 +250,8 @@ class Pool:
 
         Not reentrant: a second `registry()` in the same thread waits forever.
         """
-        fd = try_lock(self.dir / "worktrees.lock", blocking=True)
-        assert fd is not None
-        try:
+        with FileLock(self.dir / "worktrees.lock"):
             yield
-        finally:
-            os.close(fd)
 
     @contextmanager
     def acquire(self, base: pygit2.Commit) -> Iterator[Slot]:

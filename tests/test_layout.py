@@ -106,3 +106,12 @@ def test_config_imports_nothing_downstream() -> None:
     allowed = {"errauto_daemon", "errauto_daemon.alerts", "errauto_daemon.errors", "errauto_daemon.git",
                "errauto_daemon.limits"}
     assert graph["errauto_daemon.config"] <= allowed, graph["errauto_daemon.config"] - allowed
+
+
+def test_repo_helpers_import_only_leaf_modules() -> None:
+    """Nine modules find and name the repository through `repo`: it must sit below all of them."""
+    graph = import_graph(ROOT / PACKAGE)
+    allowed = {"errauto_daemon", "errauto_daemon.errors"}
+    assert graph["errauto_daemon.repo"] <= allowed, graph["errauto_daemon.repo"] - allowed
+    users = {name for name, imported in graph.items() if "errauto_daemon.repo" in imported}
+    assert {"errauto_daemon.intake", "errauto_daemon.workspace", "errauto_daemon.merge"} <= users

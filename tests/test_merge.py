@@ -366,7 +366,7 @@ def test_a_merge_killed_while_moving_the_checkout_is_repaired(
     import time as time_mod
 
     from errauto_daemon import merge as merge_mod
-    from errauto_daemon.intake import open_repo
+    from errauto_daemon.repo import open_repo
 
     old = project.head()
     patch = write_patch(tmp_path, project, FIX)
@@ -401,7 +401,7 @@ def test_a_merge_killed_while_moving_the_ref_is_repaired(
     import time as time_mod
 
     from errauto_daemon import merge as merge_mod
-    from errauto_daemon.intake import open_repo
+    from errauto_daemon.repo import open_repo
 
     old = project.head()
     patch = write_patch(tmp_path, project, FIX)

@@ -181,23 +181,24 @@ def test_a_slot_lock_deleted_by_prune_is_not_shared(tmp_path: Path) -> None:
     # another holds the new file of the same name.
     import threading
 
-    from errauto_daemon.openfiles import try_lock
+    from errauto_daemon.locks import FileLock
 
     path = tmp_path / "slot-0.lock"
-    pruner = try_lock(path)
-    assert pruner is not None
-    got: list[int] = []
-    waiter = threading.Thread(target=lambda: got.append(try_lock(path, blocking=True) or -1))
+    pruner = FileLock(path)
+    assert pruner.acquire()
+    waiting = FileLock(path)
+    got: list[bool] = []
+    waiter = threading.Thread(target=lambda: got.append(waiting.acquire(blocking=True)))
     waiter.start()
     time.sleep(0.2)  # let it block on the old file
     path.unlink()
-    newcomer = try_lock(path)  # a fresh file: free
-    assert newcomer is not None
-    os.close(pruner)
+    newcomer = FileLock(path)
+    assert newcomer.acquire()  # a fresh file: free
+    pruner.release()
     waiter.join(0.5)
     assert got == [], "the waiter took a lock on a deleted file"
-    os.close(newcomer)
+    newcomer.release()
     waiter.join(10)
-    assert len(got) == 1 and got[0] >= 0
-    assert os.fstat(got[0]).st_ino == path.stat().st_ino
-    os.close(got[0])
+    assert got == [True]
+    assert os.fstat(waiting.fd).st_ino == path.stat().st_ino
+    waiting.release()

@@ -66,12 +66,12 @@ def check(files: Sequence[str], *, contents: dict[str, bytes] | None = None) -> 
     import pygit2
 
     from errauto_daemon import config as config_mod
-    from errauto_daemon import intake
     from errauto_daemon.errors import PatchRejected
+    from errauto_daemon.repo import open_repo
 
     if not files:
         return 0
-    repo = intake.open_repo(".")
+    repo = open_repo(".")
     config = config_mod.load(repo)
     tip = repo.references[config.target_ref].peel(pygit2.Commit)
     bad = 0
@@ -101,7 +101,7 @@ def _applies(repo: pygit2.Repository, config: Config, tip: pygit2.Commit, data: 
     guard.check_base(patch, tip.tree)
     overlays, _ = apply_patch(repo, tip.tree, patch, target=config.target)
     before = Overlay(repo, tip.tree)
-    for commit, after in zip(patch.commits, overlays):
+    for commit, after in zip(patch.commits, overlays, strict=True):
         guard.check_tree(before, after, commit)
         before = after
 
@@ -210,7 +210,7 @@ def committed_patch_files(commit: str, only: str | None = None) -> dict[str, byt
                    "--diff-filter=AMT", commit), ".").stdout
     fields = raw.split(b"\0")
     found: dict[str, str] = {}
-    for meta, name in zip(fields[0::2], fields[1::2]):
+    for meta, name in zip(fields[0::2], fields[1::2]):  # not strict: the closing NUL leaves one empty field
         _old_mode, new_mode, _old, blob, _status = meta.decode().lstrip(":").split(" ")
         path = name.decode("utf-8", "surrogateescape")
         if new_mode not in ("100644", "100755") or not path.lower().endswith(SUFFIXES):

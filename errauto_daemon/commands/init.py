@@ -20,11 +20,11 @@ from errauto_daemon import config as config_mod
 from errauto_daemon.config import CONFIG_FILE, PYPROJECT, Config, head_branch
 from errauto_daemon.errors import FatalError
 from errauto_daemon.inbox import ensure_inbox
-from errauto_daemon.intake import open_repo
 from errauto_daemon.presence import wake
+from errauto_daemon.repo import open_repo, repo_root
 from errauto_daemon.store import Store
 from errauto_daemon.validate import run_observed
-from errauto_daemon.workspace import Pool, repo_root
+from errauto_daemon.workspace import Pool
 
 CHECK_NAMES = ("tests", "lint", "typecheck", "security")
 

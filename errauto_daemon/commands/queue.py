@@ -10,10 +10,9 @@ from collections.abc import Sequence
 
 from errauto_daemon import inbox, merge, output, progress
 from errauto_daemon.errors import FatalError
-from errauto_daemon.intake import open_repo
+from errauto_daemon.repo import open_repo, repo_root
 from errauto_daemon.store import DECIDED, STATES, Store, Submission
 from errauto_daemon.validate import Validator
-from errauto_daemon.workspace import repo_root
 
 
 def _who() -> str:
@@ -64,7 +63,7 @@ def show(sub_id: int, *, as_json: bool, diff: bool = False) -> int:
     checks = store.checks(sub_id)
     if as_json:
         value = output.submission_json(sub, checks, full=True)
-        for check, row in zip(value["checks"], checks):
+        for check, row in zip(value["checks"], checks, strict=True):
             if output.check_failed(row):
                 check["log_tail"] = output.log_tail(row.log_path)
         value["events"] = store.events(sub_id)

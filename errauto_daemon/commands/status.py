@@ -124,7 +124,7 @@ def _side_by_side(blocks: list[str], gap: int = 4) -> list[str]:
     height = max(len(b) for b in split)
     out = []
     for i in range(height):
-        cells = [(b[i] if i < len(b) else "").ljust(w) for b, w in zip(split, widths)]
+        cells = [(b[i] if i < len(b) else "").ljust(w) for b, w in zip(split, widths, strict=True)]
         out.append((" " * gap).join(cells).rstrip())
     return out
 

@@ -5,10 +5,9 @@ from argparse import Namespace
 
 from errauto_daemon import config as config_mod
 from errauto_daemon import inbox, output
-from errauto_daemon.intake import open_repo
 from errauto_daemon.presence import wake
+from errauto_daemon.repo import open_repo, repo_root
 from errauto_daemon.store import Store
-from errauto_daemon.workspace import repo_root
 
 
 def add(directory: str, *, as_json: bool = False) -> int:

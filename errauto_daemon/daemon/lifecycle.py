@@ -29,9 +29,9 @@ from errauto_daemon.daemon.logs import setup_logging
 from errauto_daemon.daemon.watch import Watch, Work
 from errauto_daemon.daemon.workers import Workers, follow_loop, recover
 from errauto_daemon.errors import FatalError
-from errauto_daemon.intake import open_repo
 from errauto_daemon.presence import HEARTBEAT_EVERY, DaemonLock
 from errauto_daemon.redact import redact
+from errauto_daemon.repo import open_repo
 from errauto_daemon.store import Store
 from errauto_daemon.systemd import Notifier
 from errauto_daemon.workspace import Pool

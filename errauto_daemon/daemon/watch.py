@@ -30,8 +30,8 @@ from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from errauto_daemon import inbox, refwatch
 from errauto_daemon.errors import FatalError
-from errauto_daemon.intake import open_repo
 from errauto_daemon.openfiles import being_written
+from errauto_daemon.repo import open_repo
 from errauto_daemon.store import Store
 
 log = logging.getLogger("errauto")

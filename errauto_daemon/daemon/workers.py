@@ -15,8 +15,8 @@ import threading
 from errauto_daemon import config as config_mod
 from errauto_daemon import github, inbox
 from errauto_daemon.errors import FatalError
-from errauto_daemon.intake import open_repo
 from errauto_daemon.progress import LogProgress
+from errauto_daemon.repo import open_repo
 from errauto_daemon.store import Store, Submission
 from errauto_daemon.validate import Validator
 

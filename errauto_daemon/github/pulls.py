@@ -31,9 +31,8 @@ from errauto_daemon.github.client import (
     RateLimited,
     connect,
 )
-from errauto_daemon.intake import open_repo
+from errauto_daemon.repo import common_dir, open_repo
 from errauto_daemon.store import Store, Submission
-from errauto_daemon.workspace import common_dir
 
 log = logging.getLogger("errauto.github")
 

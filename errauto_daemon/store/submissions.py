@@ -9,7 +9,6 @@ be lost nor sent for a change that did not happen.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -17,7 +16,7 @@ from typing import Any
 
 from errauto_daemon import alerts, paths
 from errauto_daemon.errors import FatalError
-from errauto_daemon.openfiles import try_lock
+from errauto_daemon.locks import FileLock
 from errauto_daemon.store.db import Database, Transaction, placeholders
 from errauto_daemon.store.outbox import insert_alert
 from errauto_daemon.store.records import (
@@ -195,15 +194,15 @@ class Submissions:
         directory = paths.locks_dir() / "claims"
         directory.mkdir(exist_ok=True)
         path = directory / f"{sub_id}.lock"
-        fd = try_lock(path)
-        if fd is None:
+        lock = FileLock(path)
+        if not lock.acquire():
             yield False
             return
         try:
             yield True
         finally:
             path.unlink(missing_ok=True)
-            os.close(fd)
+            lock.release()
 
     # -- events ------------------------------------------------------------------------
 
