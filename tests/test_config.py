@@ -219,7 +219,7 @@ def test_every_setting_survives_new_thresholds_unchanged() -> None:
     cfg = config.from_text(FULL, "a draft")
     assert cfg.github is not None and cfg.github.remote == "upstream" and cfg.github.labels == ("fix", "bot")
     assert [c.command for c in cfg.checks] == [("python", "-m", "pytest", "-q"), ("ruff", "check", ".")]
-    again = cfg.with_thresholds(0.95, None)
+    again = config.with_thresholds(cfg, 0.95, None)
     assert again.auto_merge_threshold == 0.95 and again.pr_threshold == 0.7
     for name in config.Config.__dataclass_fields__:
         if name not in ("auto_merge_threshold", "source"):

@@ -634,7 +634,7 @@ def test_github_config_from_pyproject_with_an_enterprise_url(repo: GitRepo) -> N
     assert cfg.github == config.GithubConfig(
         repo="octo/project", api_url="https://ghe.example.com/api/v3", token_env="GHE_TOKEN", labels=("a", "b"))
     assert "GHE_TOKEN" in cfg.secrets() and "GITHUB_TOKEN" in cfg.secrets()
-    assert cfg.with_thresholds(0.9, 0.5).github == cfg.github
+    assert config.with_thresholds(cfg, 0.9, 0.5).github == cfg.github
 
 
 def test_rate_limit_waits_are_bounded_in_number_too() -> None:

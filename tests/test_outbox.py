@@ -138,6 +138,6 @@ def test_good_settings_load(repo: GitRepo) -> None:
     assert (cfg.monitor.backlog_warning, cfg.monitor.backlog_critical) == (3, 9)
     assert cfg.monitor.oldest_warning_hours == 0.5 and cfg.monitor.oldest_critical_hours == 72
     assert cfg.status.minutes_per_manual_patch == 25
-    assert cfg.with_thresholds(0.9, None).alerts == cfg.alerts
+    assert config.with_thresholds(cfg, 0.9, None).alerts == cfg.alerts
     both = Thresholds.strictest([cfg.monitor, Thresholds(backlog_warning=5, backlog_critical=6)])
     assert (both.backlog_warning, both.backlog_critical) == (3, 6)

@@ -6,7 +6,7 @@ from argparse import Namespace
 from pathlib import Path
 
 from errauto_daemon import inbox, intake, output, progress
-from errauto_daemon.config import Config
+from errauto_daemon.config import Config, with_thresholds
 from errauto_daemon.errors import FatalError
 from errauto_daemon.store import DECIDED, Store
 from errauto_daemon.validate import Validator, wait_decided
@@ -36,7 +36,7 @@ def apply(patch: str, *, repo: str, target: str | None, auto_merge_threshold: fl
     def thresholds(config: Config) -> Config:
         if auto_merge_threshold is None and pr_threshold is None:
             return config
-        return config.with_thresholds(auto_merge_threshold, pr_threshold)
+        return with_thresholds(config, auto_merge_threshold, pr_threshold)
 
     if sub.state == "queued":
         sub = Validator(store, config_hook=thresholds, progress=progress.for_terminal(quiet)).process(sub.id)
