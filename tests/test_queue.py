@@ -60,6 +60,16 @@ def registered(tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str = "
     return project
 
 
+def with_inbox(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+               fixed: bool = False) -> tuple[GitRepo, str, Path, Store]:
+    """A registered project with its inbox folder, and the store."""
+    project = registered(tmp_path, capsys, fixed=fixed)
+    root = str(project.path)
+    patches = inbox.ensure_inbox(root)
+    assert patches is not None
+    return project, root, patches, Store()
+
+
 
 def files_in(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
@@ -106,11 +116,7 @@ def test_a_dropped_copy_of_a_cli_submission_follows_the_daemons_decision(
 
 def test_queue_approve_reject_and_retry_move_the_inbox_file(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    project = registered(tmp_path, capsys, fixed=True)
-    root = str(project.path)
-    patches = inbox.ensure_inbox(root)
-    assert patches is not None
-    store = Store()
+    project, root, patches, store = with_inbox(tmp_path, capsys, fixed=True)
     taken = {}
     for name, calc in (("approve-me.patch", FIXED_LONG_NEG), ("reject-me.patch", FIXED_NEG),
                        ("retry-me.patch", FIXED_MUL)):
@@ -139,11 +145,7 @@ def test_a_file_taken_before_files_were_recorded_is_still_settled(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from errauto_daemon import intake
 
-    project = registered(tmp_path, capsys, fixed=True)
-    root = str(project.path)
-    patches = inbox.ensure_inbox(root)
-    assert patches is not None
-    store = Store()
+    project, root, patches, store = with_inbox(tmp_path, capsys, fixed=True)
     data = project.make_patch({"calc.py": FIXED_NEG})
     # As an older errauto took it: the submission and the file, no record of the file.
     sub = intake.submit(store, root, data, source="inbox", name="old.patch").submission
@@ -348,11 +350,7 @@ def test_queue_process_repo_and_limit(tmp_path: Path, capsys: pytest.CaptureFixt
 
 def test_queue_process_skips_what_another_process_holds_and_settles_inbox_files(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    project = registered(tmp_path, capsys)
-    root = str(project.path)
-    patches = inbox.ensure_inbox(root)
-    assert patches is not None
-    store = Store()
+    project, root, patches, store = with_inbox(tmp_path, capsys)
     first = inbox.take(store, root, drop(patches, "fix.patch", project.make_patch({"calc.py": FIXED})))
     second = inbox.take(store, root, drop(patches, "style.patch", project.make_patch({"calc.py": LINT_FAILS})))
     assert first is not None and second is not None
