@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from errauto_daemon.config import CheckConfig
+from errauto_daemon.domain import CheckStatus
 
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 
@@ -30,7 +31,7 @@ KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 @dataclass(frozen=True)
 class CheckResult:
     name: str
-    status: str  # passed | failed | timeout | missing | cancelled
+    status: CheckStatus
     exit_code: int | None
     duration: float
     log_path: str
@@ -76,7 +77,7 @@ def run_check(
         if executable is None:
             message = f"{check.command[0]}: command not found"
             log.write(message.encode() + b"\n")
-            return CheckResult(check.name, "missing", None, 0.0, str(log_path), message)
+            return CheckResult(check.name, CheckStatus.MISSING, None, 0.0, str(log_path), message)
         try:
             proc = subprocess.Popen(
                 [executable, *check.command[1:]], cwd=cwd, env=dict(env),
@@ -86,40 +87,41 @@ def run_check(
         except OSError as exc:
             message = f"{check.command[0]}: cannot run ({exc.strerror})"
             log.write(message.encode() + b"\n")
-            return CheckResult(check.name, "missing", None, 0.0, str(log_path), message)
-        status = None
+            return CheckResult(check.name, CheckStatus.MISSING, None, 0.0, str(log_path), message)
+        status: CheckStatus | None = None  # set when errauto ends it; None: it exited by itself
         deadline = start + check.timeout
-        while status is None:
+        while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                status = "timeout"
+                status = CheckStatus.TIMEOUT
                 break
             try:
                 proc.wait(timeout=min(remaining, 0.25))
             except subprocess.TimeoutExpired:
                 if cancel is not None and cancel.is_set():
-                    status = "cancelled"
+                    status = CheckStatus.CANCELLED
+                    break
                 continue
-            status = "done"
-        if status != "done":
+            break
+        if status is not None:
             _kill_group(proc)
         else:
             _kill_leftovers(proc.pid)
         duration = time.monotonic() - start
         code = proc.returncode
-        if status == "timeout":
+        if status == CheckStatus.TIMEOUT:
             detail = f"timed out after {check.timeout:g}s"
             log.write(f"\n# errauto: {detail}; process group killed\n".encode())
-            return CheckResult(check.name, "timeout", code, duration, str(log_path), detail)
-        if status == "cancelled":
+            return CheckResult(check.name, CheckStatus.TIMEOUT, code, duration, str(log_path), detail)
+        if status == CheckStatus.CANCELLED:
             log.write(b"\n# errauto: cancelled (daemon stopping)\n")
-            return CheckResult(check.name, "cancelled", code, duration, str(log_path), "cancelled")
+            return CheckResult(check.name, CheckStatus.CANCELLED, code, duration, str(log_path), "cancelled")
         log.write(f"\n# errauto: exit code {code} after {duration:.2f}s\n".encode())
     if check.kind == "coverage":
         return _coverage_result(check, cwd, code, duration, log_path)
     if code == 0:
-        return CheckResult(check.name, "passed", 0, duration, str(log_path), "exit 0")
-    return CheckResult(check.name, "failed", code, duration, str(log_path), _exit_detail(code))
+        return CheckResult(check.name, CheckStatus.PASSED, 0, duration, str(log_path), "exit 0")
+    return CheckResult(check.name, CheckStatus.FAILED, code, duration, str(log_path), _exit_detail(code))
 
 
 def _exit_detail(code: int | None) -> str:
@@ -134,15 +136,15 @@ def _exit_detail(code: int | None) -> str:
 def _coverage_result(check: CheckConfig, cwd: Path, code: int | None, duration: float,
                      log_path: Path) -> CheckResult:
     if code != 0:
-        return CheckResult(check.name, "failed", code, duration, str(log_path), _exit_detail(code))
+        return CheckResult(check.name, CheckStatus.FAILED, code, duration, str(log_path), _exit_detail(code))
     report = cwd / check.report
     try:
         data = json.loads(report.read_text())
         percent = float(data["totals"]["percent_covered"])
     except (OSError, ValueError, KeyError, TypeError):
-        return CheckResult(check.name, "failed", code, duration, str(log_path),
+        return CheckResult(check.name, CheckStatus.FAILED, code, duration, str(log_path),
                            f"no readable coverage report at {check.report}")
-    return CheckResult(check.name, "passed", code, duration, str(log_path),
+    return CheckResult(check.name, CheckStatus.PASSED, code, duration, str(log_path),
                        f"{percent:.1f}% covered", value=percent)
 
 

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from errauto_daemon import paths
+from errauto_daemon.domain import PRState
 from errauto_daemon.http import retry_after as retry_after
 from errauto_daemon.locks import FileLock
 from errauto_daemon.redact import SECRETS, redact, redact_loggers
@@ -123,7 +124,7 @@ def action(alert: Alert) -> str | None:
             return f"merge {d['pr_url']} yourself, or see `errauto queue show {i}`"
         return f"see why with `errauto queue show {i}`; `errauto queue approve {i}` merges it"
     if alert.kind == "pr_opened":
-        if d.get("pr_state") == "auto_merge":
+        if d.get("pr_state") == PRState.AUTO_MERGE:
             return "nothing: GitHub merges it when its checks pass"
         return f"review and merge {d.get('pr_url') or 'the pull request'}"
     if alert.kind == "pr_failed":

@@ -8,17 +8,18 @@ from collections.abc import Sequence
 from pathlib import PurePath
 from typing import Any
 
+from errauto_daemon.domain import FAILING, PRState, State
 from errauto_daemon.errors import EXIT_INTERNAL, EXIT_OK, EXIT_REJECTED, EXIT_REVIEW
 from errauto_daemon.store import CheckRow, Submission
 
 STATE_EXIT = {
-    "merged": EXIT_OK,
-    "pr_open": EXIT_OK,
-    "awaiting_review": EXIT_REVIEW,
-    "queued": EXIT_REVIEW,
-    "validating": EXIT_REVIEW,
-    "rejected": EXIT_REJECTED,
-    "failed": EXIT_INTERNAL,
+    State.MERGED: EXIT_OK,
+    State.PR_OPEN: EXIT_OK,
+    State.AWAITING_REVIEW: EXIT_REVIEW,
+    State.QUEUED: EXIT_REVIEW,
+    State.VALIDATING: EXIT_REVIEW,
+    State.REJECTED: EXIT_REJECTED,
+    State.FAILED: EXIT_INTERNAL,
 }
 
 
@@ -42,30 +43,30 @@ def age(seconds: float) -> str:
 
 def headline(sub: Submission) -> str:
     what = {
-        "merged": f"merged into {sub.target}" + (f" as {sub.merged_commit[:10]}" if sub.merged_commit else ""),
-        "pr_open": f"pull request opened: {sub.pr_url}",
-        "awaiting_review": "held for review",
-        "rejected": "rejected",
-        "failed": "failed",
-        "queued": "queued",
-        "validating": "being validated",
+        State.MERGED: f"merged into {sub.target}" + (f" as {sub.merged_commit[:10]}" if sub.merged_commit else ""),
+        State.PR_OPEN: f"pull request opened: {sub.pr_url}",
+        State.AWAITING_REVIEW: "held for review",
+        State.REJECTED: "rejected",
+        State.FAILED: "failed",
+        State.QUEUED: "queued",
+        State.VALIDATING: "being validated",
     }[sub.state]
     return f"#{sub.id} {what}: {sub.title}"
 
 
 PR_STATES = {
-    "open": "open, auto-merge off",
-    "auto_merge": "open, auto-merge enabled",
-    "auto_merge_failed": "open, auto-merge could not be enabled",
-    "merged": "merged",
-    "closed": "closed without merging",
+    PRState.OPEN: "open, auto-merge off",
+    PRState.AUTO_MERGE: "open, auto-merge enabled",
+    PRState.AUTO_MERGE_FAILED: "open, auto-merge could not be enabled",
+    PRState.MERGED: "merged",
+    PRState.CLOSED: "closed without merging",
 }
 
 
 def pull_request_line(sub: Submission) -> str | None:
     if not sub.pr_url:
         return None
-    state = PR_STATES.get(sub.pr_state or "", sub.pr_state or "state unknown")
+    state = PR_STATES[sub.pr_state] if sub.pr_state else "state unknown"
     return f"pull request: {sub.pr_url} ({state})"
 
 
@@ -145,12 +146,11 @@ def repo_label(sub: Submission) -> str:
     return f"{PurePath(sub.repo).name or sub.repo}:{sub.target}"
 
 
-FAILED_CHECK = ("failed", "timeout", "missing")
 TAIL_BYTES = 64 * 1024  # enough for ten lines of any sane log, never the whole of a huge one
 
 
 def check_failed(check: CheckRow) -> bool:
-    return check.status in FAILED_CHECK
+    return check.status in FAILING
 
 
 def log_tail(path: str | None, lines: int = 10) -> list[str]:

@@ -31,6 +31,7 @@ from errauto_daemon import config as config_mod
 from errauto_daemon import guard, merge, paths, route, score
 from errauto_daemon.carryout import Again, Outcome, carry_out, merge_approved, record
 from errauto_daemon.config import Config
+from errauto_daemon.domain import CheckStatus, Route, State
 from errauto_daemon.errors import Cancelled, FatalError, PatchRejected
 from errauto_daemon.intake import reopens
 from errauto_daemon.patchapply import Overlay, apply_patch
@@ -44,7 +45,7 @@ from errauto_daemon.workspace import Pool
 ConfigHook = Callable[[Config], Config]
 
 # What `queue retry` may validate again.
-RETRYABLE = ("queued", "rejected", "failed", "awaiting_review")
+RETRYABLE = (State.QUEUED, State.REJECTED, State.FAILED, State.AWAITING_REVIEW)
 
 
 class _Clock:
@@ -93,7 +94,7 @@ class Validator:
 
     # -- entry points ------------------------------------------------------------
 
-    def process(self, sub_id: int, from_states: tuple[str, ...] = ("queued",)) -> Submission:
+    def process(self, sub_id: int, from_states: tuple[State, ...] = (State.QUEUED,)) -> Submission:
         """Claim and decide a submission; returns it as it ends up.
 
         If another process is working on it, returns it as it is now.
@@ -115,7 +116,7 @@ class Validator:
         """
         with self.store.hold(sub_id) as held:
             current = self.store.get(sub_id)
-            if not held or current.state != "awaiting_review":
+            if not held or current.state != State.AWAITING_REVIEW:
                 state = "being validated" if not held else current.state
                 raise FatalError(f"submission {sub_id} is {state}; only awaiting_review can be approved")
             hits = gates_hit(current)
@@ -123,7 +124,7 @@ class Validator:
                 raise FatalError(f"submission {sub_id} was held because: {'; '.join(hits)}; "
                                  "approve with --force to merge anyway")
             approval = f"approved by {who}" + (f" with --force (gates: {'; '.join(hits)})" if hits else "")
-            sub = self.store.claim(sub_id, ("awaiting_review",), detail=approval)
+            sub = self.store.claim(sub_id, (State.AWAITING_REVIEW,), detail=approval)
             if sub is None:
                 raise FatalError(f"submission {sub_id} is {self.store.get(sub_id).state}; "
                                  "only awaiting_review can be approved")
@@ -148,7 +149,7 @@ class Validator:
                 raise FatalError(f"submission {sub_id} is {current.state}; "
                                  f"only {', '.join(RETRYABLE)} can be retried")
             detail = f"retried by {who}"
-            if current.state == "rejected" and not reopens(current):
+            if current.state == State.REJECTED and not reopens(current):
                 if not force:
                     raise FatalError(f"submission {sub_id} was rejected by a person ({current.reason}); "
                                      "retry with --force to validate it again")
@@ -177,12 +178,12 @@ class Validator:
         beside a running daemon or `errauto apply`. `repo`: of that one only.
         """
         out = []
-        for sub in self.store.submissions(("validating",), limit=10_000, repo=repo):
+        for sub in self.store.submissions((State.VALIDATING,), limit=10_000, repo=repo):
             with self.store.hold(sub.id) as held:
                 if not held:
                     continue  # someone alive is working on it
                 current = self.store.get(sub.id)
-                if current.state != "validating":
+                if current.state != State.VALIDATING:
                     continue
                 out.append(self._recover_one(current, max_attempts))
         return out
@@ -190,12 +191,12 @@ class Validator:
     def _recover_one(self, sub: Submission, max_attempts: int) -> Submission:
         if sub.merge_intent and self._merged_already(sub):
             return record(self.store, sub.id, Outcome(
-                "merged", merged_commit=sub.merge_intent, route=sub.route or route.AUTO_MERGE,
+                State.MERGED, merged_commit=sub.merge_intent, route=sub.route or Route.AUTO_MERGE,
                 reason=(sub.reason or "merged") + " (recorded after a restart)",
                 detail="recovered: the merge had reached the target"))
         if sub.attempts >= max_attempts:
             return record(self.store, sub.id,
-                          Outcome("failed", f"validation was interrupted {sub.attempts} times"))
+                          Outcome(State.FAILED, f"validation was interrupted {sub.attempts} times"))
         self.store.requeue(sub.id, "interrupted: the process validating it stopped")
         return self.store.get(sub.id)
 
@@ -218,20 +219,20 @@ class Validator:
         try:
             return work(sub)
         except PatchRejected as exc:
-            return record(self.store, sub.id, Outcome("rejected", exc.reason, route=route.REJECTED))
+            return record(self.store, sub.id, Outcome(State.REJECTED, exc.reason, route=Route.REJECTED))
         except Cancelled:
             self.store.requeue(sub.id, "interrupted: errauto is stopping", uncount_attempt=True)
             return self.store.get(sub.id)
         except FatalError as exc:
             # A user-fixable problem (bad config, missing target): not the patch's fault.
-            record(self.store, sub.id, Outcome("failed", str(exc)))
+            record(self.store, sub.id, Outcome(State.FAILED, str(exc)))
             raise
         except BaseException as exc:
             what = f"internal error: {type(exc).__name__}"
             if isinstance(exc, Exception) and sub.attempts < self.retry_internal:
                 self.store.requeue(sub.id, f"{what}; will try again")
             else:
-                record(self.store, sub.id, Outcome("failed", what))
+                record(self.store, sub.id, Outcome(State.FAILED, what))
             raise
 
     # -- the pipeline ------------------------------------------------------------
@@ -285,10 +286,10 @@ class Validator:
             else:
                 validation = self.validate(repo, config, sub, tip)
                 worse = [r.name for r in validation.results
-                         if approved.get(r.name) == "passed" and r.status != "passed"]
+                         if approved.get(r.name) == CheckStatus.PASSED and r.status != CheckStatus.PASSED]
                 if worse:
                     return record(self.store, sub.id, Outcome(
-                        "awaiting_review", route=route.REVIEW,
+                        State.AWAITING_REVIEW, route=Route.REVIEW,
                         reason=f"approved by {who}, but on the new tip of {config.target} "
                                f"{', '.join(worse)} no longer pass",
                         confidence=validation.confidence.value, base_commit=validation.base,
@@ -321,7 +322,7 @@ class Validator:
             clock.lap("cache")
         else:
             results, baselines = self._run_checks(repo, config, sub, tip, overlays[-1], attempt, clock)
-            if any(r.status == "cancelled" for r in results):
+            if any(r.status == CheckStatus.CANCELLED for r in results):
                 raise Cancelled()
             if config.checks:
                 self.store.cache_validation(*key, str(trees[-1]), {

@@ -9,6 +9,7 @@ from argparse import Namespace
 from collections.abc import Sequence
 
 from errauto_daemon import inbox, merge, output, progress
+from errauto_daemon.domain import State
 from errauto_daemon.errors import FatalError
 from errauto_daemon.repo import open_repo, repo_root
 from errauto_daemon.store import DECIDED, STATES, Store, Submission
@@ -31,13 +32,18 @@ def _repo_name(directory: str) -> str:
         return os.path.realpath(directory).rstrip("/")
 
 
+def _state(word: str) -> State:
+    try:
+        return State(word)
+    except ValueError:
+        raise FatalError(f"unknown state {word!r}; one of: {', '.join(STATES)}") from None
+
+
 def list_(states: Sequence[str] | None, *, limit: int, as_json: bool, repo: str | None = None) -> int:
-    for state in states or ():
-        if state not in STATES:
-            raise FatalError(f"unknown state {state!r}; one of: {', '.join(STATES)}")
+    wanted = [_state(s) for s in states or ()]
     store = Store()
     root = _repo_name(repo) if repo is not None else None
-    subs = store.submissions(states, limit=limit, repo=root)
+    subs = store.submissions(wanted, limit=limit, repo=root)
     if as_json:
         print(output.dumps([output.submission_json(s) for s in subs]))
         return 0
@@ -123,7 +129,7 @@ def approve(sub_id: int, *, force: bool, as_json: bool) -> int:
 
 def reject(sub_id: int, reason: str, *, as_json: bool = False) -> int:
     store = Store()
-    sub = store.transition(sub_id, "rejected", expect=("awaiting_review", "queued"),
+    sub = store.transition(sub_id, State.REJECTED, expect=(State.AWAITING_REVIEW, State.QUEUED),
                            reason=f"rejected by {_who()}: {reason}", detail=f"rejected by {_who()}")
     inbox.settle(store, sub)
     print(output.dumps(output.submission_json(sub)) if as_json else output.headline(sub))
@@ -179,7 +185,7 @@ def process(repo: str | None, *, limit: int | None, as_json: bool, quiet: bool =
 def _report(sub: Submission, as_json: bool) -> Submission:
     """One line per decision, as it happens (a rejection says why)."""
     if not as_json:
-        why = f"  ({output.shorten(sub.reason, 120)})" if sub.state in ("rejected", "failed") and sub.reason else ""
+        why = f"  ({output.shorten(sub.reason, 120)})" if sub.state in (State.REJECTED, State.FAILED) and sub.reason else ""
         print(output.headline(sub) + why, flush=True)
     return sub
 

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from errauto_daemon import paths
+from errauto_daemon.domain import State
 from errauto_daemon.presence import heartbeat_fresh, running_pid
 from errauto_daemon.store import Store
 
@@ -52,7 +53,7 @@ def daemon_status() -> dict[str, Any]:
     now = time.time()
     in_flight = [
         {"id": s.id, "title": s.title, "since": round(now - s.updated_at, 1)}
-        for s in store.submissions(("validating",), limit=100)
+        for s in store.submissions((State.VALIDATING,), limit=100)
     ]
     alive = pid is not None and row is not None and heartbeat_fresh(row["heartbeat_at"], now=now)
     return {
@@ -62,6 +63,6 @@ def daemon_status() -> dict[str, Any]:
         "uptime": round(now - row["started_at"], 1) if row and pid else None,
         "heartbeat_age": round(now - row["heartbeat_at"], 1) if row else None,
         "repos": store.repos(),
-        "queued": store.count(("queued",)),
+        "queued": store.count((State.QUEUED,)),
         "in_flight": in_flight,
     }

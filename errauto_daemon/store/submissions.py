@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from errauto_daemon import alerts, paths
+from errauto_daemon.domain import CheckStatus, Route, State
 from errauto_daemon.errors import FatalError
 from errauto_daemon.locks import FileLock
 from errauto_daemon.store.db import Database, Transaction, placeholders
@@ -37,13 +38,27 @@ def _submission_row(tx: Transaction, sub_id: int) -> dict[str, Any]:
     return row
 
 
+def _move(tx: Transaction, sub_id: int, expect: Sequence[State], to_state: State, now: float,
+          detail: str | None, sets: str, args: tuple[Any, ...]) -> bool:
+    """Move a submission to an undecided state (`queued`, `validating`) if it is in one of
+    `expect`, setting `sets` too, and record the event; False if it was not."""
+    row = tx.row("SELECT state FROM submissions WHERE id = ?", (sub_id,))
+    if row is None or row["state"] not in expect:
+        return False
+    tx.execute(f"UPDATE submissions SET state = ?, updated_at = ?, decided_at = NULL, {sets} WHERE id = ?",
+               (to_state, now, *args, sub_id))
+    tx.execute("INSERT INTO events (submission_id, ts, kind, from_state, to_state, detail) "
+               "VALUES (?, ?, 'state', ?, ?, ?)", (sub_id, now, row["state"], to_state, detail))
+    return True
+
+
 class Submissions:
     _db: Database
 
     def insert_submission(
         self, *, repo: str, target: str, source: str, source_detail: str | None, title: str,
         author: str | None, note: str | None, patch_sha256: str, dedup_key: str,
-        state: str = "queued", reason: str | None = None,
+        state: State = State.QUEUED, reason: str | None = None,
     ) -> tuple[Submission, bool]:
         """Record a submission, or return the existing one with the same dedup key."""
         now = time.time()
@@ -54,7 +69,8 @@ class Submissions:
                 tx.execute("INSERT INTO events (submission_id, ts, kind, detail) VALUES (?, ?, 'duplicate', ?)",
                            (existing["id"], now, f"{source}: {source_detail or ''}".strip(": ")))
                 return Submission.from_row(existing), False
-            route = "rejected" if state == "rejected" else None
+            state = check_state(state)
+            route = Route.REJECTED if state == State.REJECTED else None
             sub_id = tx.insert(
                 """INSERT INTO submissions (repo, target, source, source_detail, title, author, note,
                        patch_sha256, dedup_key, state, route, reason, created_at, updated_at, decided_at)
@@ -75,7 +91,7 @@ class Submissions:
             raise FatalError(f"no submission {sub_id}")
         return Submission.from_row(row)
 
-    def submissions(self, states: Sequence[str] | None = None, limit: int = 200,
+    def submissions(self, states: Sequence[State] | None = None, limit: int = 200,
                     repo: str | None = None) -> list[Submission]:
         query = "SELECT * FROM submissions"
         clauses: list[str] = []
@@ -96,34 +112,31 @@ class Submissions:
         """Queued submissions, oldest first (of one repository, with `repo`)."""
         if repo is None:
             return [r[0] for r in self._db.read.tuples(
-                "SELECT id FROM submissions WHERE state = 'queued' ORDER BY id LIMIT ?", (limit,))]
+                "SELECT id FROM submissions WHERE state = ? ORDER BY id LIMIT ?", (State.QUEUED, limit))]
         return [r[0] for r in self._db.read.tuples(
-            "SELECT id FROM submissions WHERE state = 'queued' AND repo = ? ORDER BY id LIMIT ?",
-            (repo, limit))]
+            "SELECT id FROM submissions WHERE state = ? AND repo = ? ORDER BY id LIMIT ?",
+            (State.QUEUED, repo, limit))]
 
     def pr_open_due(self, checked_before: float, limit: int) -> list[int]:
         """Open pull requests not looked at since `checked_before`, the least recently looked at first."""
         return [r[0] for r in self._db.read.tuples(
-            "SELECT id FROM submissions WHERE state = 'pr_open' AND pr_number IS NOT NULL "
-            "AND updated_at <= ? ORDER BY updated_at LIMIT ?", (checked_before, limit))]
+            "SELECT id FROM submissions WHERE state = ? AND pr_number IS NOT NULL "
+            "AND updated_at <= ? ORDER BY updated_at LIMIT ?", (State.PR_OPEN, checked_before, limit))]
 
     # -- state changes -------------------------------------------------------------
 
-    def claim(self, sub_id: int, from_states: Sequence[str] = ("queued",), detail: str = "") -> Submission | None:
+    def claim(self, sub_id: int, from_states: Sequence[State] = (State.QUEUED,),
+              detail: str = "") -> Submission | None:
         """Move a submission to `validating` if it is in one of `from_states`."""
         now = time.time()
         with self._db.transaction() as tx:
-            row = tx.row("SELECT state FROM submissions WHERE id = ?", (sub_id,))
-            if row is None or row["state"] not in from_states:
+            if not _move(tx, sub_id, from_states, State.VALIDATING, now, detail or None,
+                         "attempts = attempts + 1, claimed_at = ?", (now,)):
                 return None
-            tx.execute("UPDATE submissions SET state = 'validating', attempts = attempts + 1, "
-                       "updated_at = ?, decided_at = NULL, claimed_at = ? WHERE id = ?", (now, now, sub_id))
-            tx.execute("INSERT INTO events (submission_id, ts, kind, from_state, to_state, detail) "
-                       "VALUES (?, ?, 'state', ?, 'validating', ?)", (sub_id, now, row["state"], detail or None))
             fresh = _submission_row(tx, sub_id)
         return Submission.from_row(fresh)
 
-    def transition(self, sub_id: int, to_state: str, *, expect: Sequence[str] | None = None,
+    def transition(self, sub_id: int, to_state: State, *, expect: Sequence[State] | None = None,
                    detail: str | None = None, **fields: Any) -> Submission:
         """Set the state (and other columns) and record the event, atomically.
 
@@ -132,7 +145,7 @@ class Submissions:
         not a column a decision sets is a TypeError, an unknown state a
         ValueError, before anything is written.
         """
-        check_state(to_state)
+        to_state = check_state(to_state)
         check_fields("transition", fields, TRANSITION_FIELDS)
         if fields.get("explanation") is not None:
             fields["explanation"] = json.dumps(fields["explanation"], sort_keys=True)
@@ -144,7 +157,7 @@ class Submissions:
             sets = ", ".join(["state = ?", "updated_at = ?", "decided_at = ?", *(f"{k} = ?" for k in fields)])
             tx.execute(f"UPDATE submissions SET {sets} WHERE id = ?",
                        (to_state, now, now if to_state in DECIDED else None, *fields.values(), sub_id))
-            took = now - before["claimed_at"] if before["state"] == "validating" and before["claimed_at"] else None
+            took = now - before["claimed_at"] if before["state"] == State.VALIDATING and before["claimed_at"] else None
             tx.execute("INSERT INTO events (submission_id, ts, kind, from_state, to_state, route, detail, duration) "
                        "VALUES (?, ?, 'state', ?, ?, ?, ?, ?)",
                        (sub_id, now, before["state"], to_state, fields.get("route"), detail, took))
@@ -164,23 +177,15 @@ class Submissions:
                        (*fields.values(), time.time(), sub_id))
 
     def requeue(self, sub_id: int, detail: str, *, uncount_attempt: bool = False,
-                expect: Sequence[str] = ("validating",)) -> bool:
+                expect: Sequence[State] = (State.VALIDATING,)) -> bool:
         """Put a submission back in the queue (it was interrupted, or resubmitted).
 
         `uncount_attempt`: the interrupted attempt was not the patch's doing
         (a shutdown), so it does not count towards the attempt limit.
         """
-        now = time.time()
         with self._db.transaction() as tx:
-            row = tx.row("SELECT state FROM submissions WHERE id = ?", (sub_id,))
-            if row is None or row["state"] not in expect:
-                return False
-            tx.execute("UPDATE submissions SET state = 'queued', updated_at = ?, decided_at = NULL, "
-                       "merge_intent = NULL, attempts = attempts - ? WHERE id = ?",
-                       (now, 1 if uncount_attempt else 0, sub_id))
-            tx.execute("INSERT INTO events (submission_id, ts, kind, from_state, to_state, detail) "
-                       "VALUES (?, ?, 'state', ?, 'queued', ?)", (sub_id, now, row["state"], detail))
-        return True
+            return _move(tx, sub_id, expect, State.QUEUED, time.time(), detail,
+                         "merge_intent = NULL, attempts = attempts - ?", (1 if uncount_attempt else 0,))
 
     @contextmanager
     def hold(self, sub_id: int) -> Iterator[bool]:
@@ -247,7 +252,7 @@ class Submissions:
                                           (sub_id,))[0]
             if attempt is None:
                 return []
-        return [CheckRow(r["name"], r["attempt"], r["status"], r["exit_code"], r["duration"],
+        return [CheckRow(r["name"], r["attempt"], CheckStatus(r["status"]), r["exit_code"], r["duration"],
                          r["score"], r["weight"], r["detail"], r["log_path"], r["base_commit"])
                 for r in self._db.read.rows(
                     "SELECT * FROM checks WHERE submission_id = ? AND attempt = ? ORDER BY id",
