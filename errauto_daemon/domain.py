@@ -26,7 +26,7 @@ else:  # the same behaviour: str() and format() give the value itself
             return str.__format__(self, spec)
 
 __all__ = ["DECIDED", "FAILING", "FINAL", "STATES", "UNDECIDED", "CheckStatus", "PRState", "Route", "State",
-           "StrEnum", "optional"]
+           "StrEnum", "TestOutcome", "optional"]
 
 
 class State(StrEnum):
@@ -70,6 +70,18 @@ class CheckStatus(StrEnum):
 
 # The statuses that count against a patch (a cancelled check says nothing about it).
 FAILING: tuple[CheckStatus, ...] = (CheckStatus.FAILED, CheckStatus.TIMEOUT, CheckStatus.MISSING)
+
+
+class TestOutcome(StrEnum):
+    """How one test ended, as its runner reported it (a JUnit XML report)."""
+
+    __test__ = False  # a word, not a test class, whatever pytest thinks of the name
+
+    PASSED = "passed"
+    FAILED = "failed"  # an assertion failed (or a strict xfail passed)
+    ERROR = "error"  # it could not run: its setup or teardown failed, or collecting it did
+    SKIPPED = "skipped"
+    XFAILED = "xfailed"  # failed as it was marked to
 
 
 class PRState(StrEnum):
