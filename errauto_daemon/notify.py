@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from errauto_daemon import paths
+from errauto_daemon.errors import printable
 from errauto_daemon.http import retry_after as retry_after
 from errauto_daemon.locks import FileLock
 from errauto_daemon.redact import SECRETS, redact, redact_loggers
@@ -155,8 +156,9 @@ def jsonl_record(alert: Alert) -> dict[str, Any]:
 
 
 def _mrkdwn(text: str) -> str:
-    """Text from patches is untrusted: no links, mentions or `<!channel>` through it."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Text from patches is untrusted: no links, mentions or `<!channel>` through it,
+    and no control characters (shown escaped, as on a terminal)."""
+    return printable(text, keep="\n").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _link(url: str, label: str) -> str:
