@@ -239,6 +239,8 @@ def symlink_problem(path: str, target_bytes: bytes) -> str | None:
         return "has an empty target"
     if b"\0" in target_bytes or b"\n" in target_bytes:
         return "has a target with control characters"
+    if len(target_bytes) > MAX_PATH:
+        return f"has a target longer than {MAX_PATH} bytes"
     target = target_bytes.decode("utf-8", "surrogateescape")
     if target.startswith("/") or re.match(r"^[A-Za-z]:", target):
         return f"points to an absolute path ({target})"

@@ -329,6 +329,7 @@ def _two_symlinks(first: tuple[str, str], second: tuple[str, str]) -> bytes:
 
 
 SYMLINK_ATTACKS: list[tuple[str, Callable[[World], bytes], tuple[str, ...]]] = [
+    ("target-too-long", lambda w: symlink("longlink", b"a/" * 2048), ("longer than",)),
     # beyond a symlink committed in the target (it points at the victim)
     ("beyond-base-symlink-absolute", lambda w: new_file("escape/pwned.txt"),
      ("escape/pwned.txt", "symlink")),
@@ -806,6 +807,8 @@ def test_symlink_problem_accepts(path: str, target: bytes) -> None:
     ("link", b".git.", "into .git"),
     ("link", b".git ", "into .git"),
     ("link", ".g\u200cit".encode(), "into .git"),
+    ("link", "\uff0e\uff47\uff49\uff54/config".encode(), "into .git"),
+    ("link", b"a/" * 2048, "longer than"),
 ])
 def test_symlink_problem_rejects(path: str, target: bytes, needle: str) -> None:
     problem = guard.symlink_problem(path, target)
