@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from errauto_daemon.domain import PRState
+from errauto_daemon.errors import printable
 from errauto_daemon.store import Alert
 
 TITLES = {
@@ -102,8 +103,9 @@ def jsonl_record(alert: Alert) -> dict[str, Any]:
 
 
 def _mrkdwn(text: str) -> str:
-    """Text from patches is untrusted: no links, mentions or `<!channel>` through it."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Text from patches is untrusted: no links, mentions or `<!channel>` through it,
+    and no control characters (shown escaped, as on a terminal)."""
+    return printable(text, keep="\n").replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _link(url: str, label: str) -> str:

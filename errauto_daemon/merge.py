@@ -35,6 +35,7 @@ import pygit2
 from errauto_daemon import git, locks, paths
 from errauto_daemon.config import Config
 from errauto_daemon.domain import StrEnum
+from errauto_daemon.errors import without_controls
 from errauto_daemon.openfiles import being_written
 from errauto_daemon.patchfile import PatchCommit, author_time
 from errauto_daemon.repo import common_dir
@@ -74,17 +75,26 @@ def build_commits(
     who = committer(repo)
     parent = base
     for commit, tree in zip(commits, trees, strict=True):
-        author = who
-        if commit.author_name or commit.author_email:
-            when = author_time(commit.author_date)
-            name = commit.author_name or commit.author_email or who.name
-            email = commit.author_email or ""
-            author = (pygit2.Signature(name, email, when[0], when[1]) if when
-                      else pygit2.Signature(name, email))
+        author = _author(commit, who)
         message = commit.message if commit.message.strip() else fallback_message
         message = message.rstrip("\n") + f"\n\nErrauto-Submission: {submission_id}\n"
         parent = repo.create_commit(None, author, who, message, tree, [parent])
     return parent
+
+
+def _author(commit: PatchCommit, who: pygit2.Signature) -> pygit2.Signature:
+    """The mail's author, with no control characters: `git log` prints it raw.
+
+    git itself accepts an ESC in a name; what is left after removing them is
+    kept, and an author that is nothing but control characters is the committer.
+    """
+    name = without_controls(commit.author_name or "")
+    email = without_controls(commit.author_email or "").replace(" ", "")
+    if not name and not email:
+        return who
+    when = author_time(commit.author_date)
+    name = name or email
+    return pygit2.Signature(name, email, when[0], when[1]) if when else pygit2.Signature(name, email)
 
 
 def pushed_tip(repo: pygit2.Repository, base: str, commits: Sequence[PatchCommit],

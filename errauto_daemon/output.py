@@ -1,4 +1,11 @@
-"""How decisions, submissions and tables are shown to people and to scripts."""
+"""How decisions, submissions and tables are shown to people and to scripts.
+
+Titles, authors, reasons, file names, check output: much of what is shown
+came from a patch, which anyone may have written. Every line meant for a
+terminal goes through `printable`, so an escape sequence in a subject is
+shown as `\\x1b[...` rather than obeyed. JSON needs nothing more: `dumps`
+escapes every control character itself.
+"""
 from __future__ import annotations
 
 import datetime
@@ -10,6 +17,7 @@ from typing import Any
 
 from errauto_daemon.domain import FAILING, PRState, State
 from errauto_daemon.errors import EXIT_INTERNAL, EXIT_OK, EXIT_REJECTED, EXIT_REVIEW
+from errauto_daemon.errors import printable as printable  # commands make text from patches safe with it
 from errauto_daemon.store import CheckRow, Submission
 
 STATE_EXIT = {
@@ -51,7 +59,7 @@ def headline(sub: Submission) -> str:
         State.QUEUED: "queued",
         State.VALIDATING: "being validated",
     }[sub.state]
-    return f"#{sub.id} {what}: {sub.title}"
+    return printable(f"#{sub.id} {what}: {sub.title}")
 
 
 PR_STATES = {
@@ -77,7 +85,7 @@ def decision_lines(sub: Submission) -> list[str]:
     explanation = sub.explanation or {}
     if explanation:
         lines += ["  " + line for line in _explanation_lines(explanation)]
-    return lines
+    return [printable(line) for line in lines]
 
 
 def _explanation_lines(ex: dict[str, Any]) -> list[str]:
@@ -169,7 +177,7 @@ def log_tail(path: str | None, lines: int = 10) -> list[str]:
     except OSError:
         return []
     text = data.decode("utf-8", errors="replace")
-    kept = [line.rstrip() for line in text.splitlines()
+    kept = [printable(line.rstrip(), keep="\t") for line in text.splitlines()
             if line.strip() and not line.startswith("# errauto:")]
     return kept[-lines:]
 
@@ -180,6 +188,7 @@ def dumps(value: Any) -> str:
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [len(h) for h in headers]
+    rows = [[printable(cell) for cell in row] for row in rows]
     for row in rows:
         for i, cell in enumerate(row):
             widths[i] = max(widths[i], len(cell))
@@ -191,5 +200,6 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def shorten(text: str, width: int) -> str:
-    text = " ".join(text.split())
+    """One line of at most `width` characters, made printable."""
+    text = printable(" ".join(text.split()))
     return text if len(text) <= width else text[: width - 1] + "…"

@@ -98,6 +98,15 @@ def test_a_hostile_title_cannot_mention_or_link(slack: FakeSlack) -> None:
     assert "&lt;!channel&gt; see &lt;https://evil.example|this&gt; &amp; more" in text
 
 
+def test_escape_sequences_in_a_title_reach_slack_escaped(slack: FakeSlack) -> None:
+    store = Store()
+    decided(store, "Fix \x1b]0;owned\x07it\x1b[2J \u202eedoc")
+    assert sender(store, slack.url).drain(5)
+    text = slack.received[0].text
+    assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
+    assert "Fix \\x1b]0;owned\\x07it\\x1b[2J \\u202eedoc" in text
+
+
 def test_a_burst_becomes_few_messages_at_most_one_a_second(slack: FakeSlack) -> None:
     store = Store()
     for i in range(25):

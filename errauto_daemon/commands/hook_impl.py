@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 
 from errauto_daemon import git
 from errauto_daemon.domain import State
-from errauto_daemon.errors import FatalError
+from errauto_daemon.errors import FatalError, printable
 
 if TYPE_CHECKING:  # imported where used: post-receive must start without them
     import pygit2
@@ -52,7 +52,7 @@ if TYPE_CHECKING:  # imported where used: post-receive must start without them
 
 
 def _say(text: str) -> None:
-    print(f"errauto: {text}", flush=True)
+    print(f"errauto: {printable(text)}", flush=True)  # names and titles come from patches
 
 
 # --------------------------------------------------------------------------

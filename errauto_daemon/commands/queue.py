@@ -12,7 +12,7 @@ from errauto_daemon import inbox, merge, output, progress
 from errauto_daemon.domain import State
 from errauto_daemon.errors import FatalError
 from errauto_daemon.repo import open_repo, repo_root
-from errauto_daemon.store import DECIDED, STATES, Store, Submission
+from errauto_daemon.store import DECIDED, STATES, CheckRow, Store, Submission
 from errauto_daemon.validate import Validator
 
 
@@ -77,39 +77,45 @@ def show(sub_id: int, *, as_json: bool, diff: bool = False) -> int:
             value["diff"] = _patch_text(sub)
         print(output.dumps(value))
         return 0
-    print("\n".join(output.decision_lines(sub)))
-    print(f"  repo: {sub.repo} (target {sub.target})")
-    print(f"  source: {sub.source}" + (f" ({sub.source_detail})" if sub.source_detail else ""))
+    for line in _show_lines(store, sub, checks):
+        print(output.printable(line, keep="\t"))
+    if diff:
+        print()
+        text = output.printable(_patch_text(sub), keep="\t\n")
+        print(text, end="" if text.endswith("\n") else "\n")
+    return 0
+
+
+def _show_lines(store: Store, sub: Submission, checks: Sequence[CheckRow]) -> list[str]:
+    """What `queue show` says about a submission; much of it came from the patch."""
+    lines = output.decision_lines(sub)
+    lines.append(f"  repo: {sub.repo} (target {sub.target})")
+    lines.append(f"  source: {sub.source}" + (f" ({sub.source_detail})" if sub.source_detail else ""))
     if sub.author:
-        print(f"  author: {sub.author}")
+        lines.append(f"  author: {sub.author}")
     if sub.note:
-        print(f"  note: {sub.note}")
-    print(f"  patch: {sub.patch_path()}")
+        lines.append(f"  note: {sub.note}")
+    lines.append(f"  patch: {sub.patch_path()}")
     pr_line = output.pull_request_line(sub)
     if pr_line:
-        print(f"  {pr_line}")
+        lines.append(f"  {pr_line}")
     if sub.base_commit:
-        print(f"  validated on: {sub.base_commit}")
+        lines.append(f"  validated on: {sub.base_commit}")
     if checks:
-        print("  checks:")
+        lines.append("  checks:")
         for c in checks:
             summary = f"    {c.name}: {c.status}, {c.detail}, {c.duration:.2f}s"
             if not output.check_failed(c):
-                print(f"{summary}  (log: {c.log_path})")
+                lines.append(f"{summary}  (log: {c.log_path})")
                 continue
-            print(summary)
-            for line in output.log_tail(c.log_path):
-                print(f"      | {line}")
-            print(f"      (log: {c.log_path})")
-    print("  history:")
-    for e in store.events(sub_id):
+            lines.append(summary)
+            lines += [f"      | {line}" for line in output.log_tail(c.log_path)]
+            lines.append(f"      (log: {c.log_path})")
+    lines.append("  history:")
+    for e in store.events(sub.id):
         change = f"{e['from_state'] or ''} -> {e['to_state']}" if e["to_state"] else e["kind"]
-        print(f"    {output.when(e['ts'])}  {change}" + (f"  ({e['detail']})" if e["detail"] else ""))
-    if diff:
-        print()
-        text = _patch_text(sub)
-        print(text, end="" if text.endswith("\n") else "\n")
-    return 0
+        lines.append(f"    {output.when(e['ts'])}  {change}" + (f"  ({e['detail']})" if e["detail"] else ""))
+    return lines
 
 
 def _patch_text(sub: Submission) -> str:

@@ -120,7 +120,7 @@ def _show(store: Store, subs: Sequence[tuple[Submission, bool]], *, wait: bool, 
     for sub, created in subs:
         lines = output.decision_lines(sub) if wait else [output.headline(sub)]
         if not wait and sub.state == State.REJECTED and sub.reason:
-            lines.append(f"  reason: {sub.reason}")
+            lines.append(output.printable(f"  reason: {sub.reason}"))
         if not created:
             lines[0] += f"  (the same patch as submission {sub.id})"
         print("\n".join(lines))

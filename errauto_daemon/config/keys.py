@@ -84,7 +84,16 @@ def validated(values: Mapping[str, Any], source: str) -> Config:
     out.update(_names(values, fail))
     out.update(_string_lists(values, fail))
     out.update(_sections(values, fail))
+    _check_weights(out["checks"], fail)
     return Config(**out)
+
+
+def _check_weights(checks: tuple[CheckConfig, ...], fail: _Fail) -> None:
+    """Checks whose weights are all 0 score every patch 0: everything would be held."""
+    if checks and not any(c.weight > 0 for c in checks):
+        names = ", ".join(f"checks.{c.name}" for c in checks)
+        raise fail("checks", f"have no weight above 0 ({names}): every patch would score 0 and be held; "
+                             "give at least one check a weight")
 
 
 def _check_top_types(values: Mapping[str, Any], fail: _Fail) -> None:
@@ -218,11 +227,35 @@ def _check(name: str, spec: Any, fail: _Fail) -> CheckConfig:
     env = spec.get("env", {})
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items()):
         raise fail(f"{key}.env", "must map names to strings")
+    report = spec.get("report", "coverage.json")
+    problem = _report_problem(report)
+    if problem:
+        raise fail(f"{key}.report", f"must be a path inside the repository: {problem}, got {report!r}")
     return CheckConfig(
         name=name, command=argv, weight=weight, timeout=timeout,
         gate=bool(spec.get("gate", name == "tests")), kind=kind,
-        report=str(spec.get("report", "coverage.json")), tolerance=tolerance, env=dict(env),
+        report=report, tolerance=tolerance, env=dict(env),
     )
+
+
+def _report_problem(path: str) -> str | None:
+    """Why a coverage report's path would read a file outside the worktree, or None.
+
+    errauto reads it after the check ran; `..` or an absolute path would make
+    it read (and parse) any file the user can.
+    """
+    if not path.strip():
+        return "it is empty"
+    if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
+        return "it is absolute"
+    if "\\" in path or "\0" in path:
+        return "it has a backslash or a NUL"
+    parts = path.split("/")
+    if ".." in parts:
+        return "it climbs out with '..'"
+    if any(p.lower().rstrip(". ") == ".git" for p in parts):
+        return "it is inside .git"
+    return None
 
 
 def _argv(key: str, command: str | list[Any], fail: _Fail) -> tuple[str, ...]:
