@@ -47,6 +47,13 @@ def load(repo: GitRepo) -> config.Config:
     ("[checks.coverage]\ncommand = 'x'\nreport = '.git/config'\n", "checks.coverage.report"),
     ("[checks.coverage]\ncommand = 'x'\nreport = ''\n", "checks.coverage.report"),
     ("target = 'release'\n", "target names the branch 'release'"),
+    ("[checks.tests]\ncommand = 'x'\njunit = '../junit.xml'\n", "checks.tests.junit"),
+    ("[checks.tests]\ncommand = 'x'\nline_data = '/tmp/cov.json'\n", "checks.tests.line_data"),
+    ("[checks.tests]\ncommand = 'x'\nreruns = 11\n", "checks.tests.reruns"),
+    ("[checks.tests]\ncommand = 'x'\nreruns = 'twice'\n", "checks.tests.reruns"),
+    ("[evidence]\nmin_changed_lines_covered = 1.5\n", "evidence.min_changed_lines_covered"),
+    ("[evidence]\ntest_files = []\n", "evidence.test_files"),
+    ("[evidence]\nstrict = true\n", "evidence.strict"),
 ])
 def test_bad_config_fails_with_one_line_naming_the_key(
         repo: GitRepo, tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, key: str) -> None:
@@ -284,3 +291,20 @@ def test_a_check_command_that_is_no_argv_names_the_key(command: str, message: st
     with pytest.raises(ConfigError) as info:
         config.from_text(f"target = \"main\"\n[checks.tests]\ncommand = {command}\n", "a draft")
     assert str(info.value).startswith(f"config error in a draft: {message}")
+
+
+def test_evidence_settings_are_read(repo: GitRepo) -> None:
+    repo.commit("config", {".errauto.toml": (
+        "[checks.tests]\ncommand = 'pytest --junitxml=.errauto/junit.xml'\njunit = '.errauto/junit.xml'\n"
+        "line_data = '.errauto/coverage.json'\nreruns = 0\n"
+        "[evidence]\nmin_changed_lines_covered = 0.8\ntest_files = ['spec/*.py']\n")})
+    cfg = load(repo)
+    tests = cfg.checks[0]
+    assert (tests.junit, tests.line_data, tests.reruns) == (".errauto/junit.xml", ".errauto/coverage.json", 0)
+    assert cfg.evidence == config.EvidenceConfig(min_changed_lines_covered=0.8, test_files=("spec/*.py",))
+    assert load_defaults_checks_have_no_reports()
+
+
+def load_defaults_checks_have_no_reports() -> bool:
+    check = config.CheckConfig("tests", ("pytest",), 1.0)
+    return check.junit is None and check.line_data is None and check.reruns == 2
