@@ -55,5 +55,13 @@ def printable(text: str) -> str:
     return "".join(c if not (ord(c) < 32 or 127 <= ord(c) < 160) else repr(c)[1:-1] for c in text)
 
 
+STOPPING = "errauto is stopping"
+
+
 class Cancelled(Exception):
-    """Validation was stopped (the daemon is shutting down): requeue, do not decide."""
+    """Validation was stopped: the daemon is shutting down (requeue, do not
+    decide), or a person rejected the submission (`why` is their reason)."""
+
+    def __init__(self, why: str = STOPPING) -> None:
+        super().__init__(why)
+        self.why = why
