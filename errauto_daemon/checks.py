@@ -8,8 +8,8 @@ A check is the project's own command (tests, lint, ...). It runs:
   and of every configured secret, so patched code can never read the
   GitHub token or the webhook URL;
 - with stdin closed, and stdout and stderr going to one log file per check;
-- until it ends, times out, or `cancel` gives a reason to stop (asked every
-  quarter second): then its whole process group is killed.
+- until it ends, times out, or `cancel` gives a reason to stop (asked ten
+  times a second): then its whole process group is killed.
 
 Every running check's process group is known here (`kill_running`), so a
 daemon that must exit while a worker is stuck can still kill them all.
@@ -31,7 +31,7 @@ from errauto_daemon.config import CheckConfig
 from errauto_daemon.errors import STOPPING
 
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
-POLL = 0.25  # seconds between looks at the check and at `cancel`
+POLL = 0.1  # seconds between looks at the check and at `cancel`
 
 # Why a running check should stop (a person's reject, errauto stopping), or None.
 CancelPoll = Callable[[], "str | None"]

@@ -17,7 +17,7 @@ reason and propagates, so the caller can log the traceback.
 
 It stops early (`Cancelled`) when a person rejects the submission meanwhile
 (`queue reject`, from any process: a `cancel` event in the store) or the
-daemon's grace period runs out; it looks between steps, and every quarter
+daemon's grace period runs out; it looks between steps, and ten times a
 second while a check runs (the check's process group is then killed). A
 person's cancel ends the submission rejected with their reason; a stopping
 daemon puts it back in the queue, up to `retry_internal` interrupted
@@ -459,6 +459,8 @@ class Validator:
                     raise Cancelled(result.detail.removeprefix("cancelled: "))
                 results.append(result)
             clock.lap("checks")
+        except Cancelled:
+            raise  # the worktree is cleaned once the rejection or requeue is recorded
         except BaseException:
             self.release()
             raise
