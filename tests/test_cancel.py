@@ -165,6 +165,8 @@ def test_queue_reject_stops_errauto_apply_in_another_process(tmp_path: Path) -> 
         if applying.poll() is None:
             os.killpg(applying.pid, signal.SIGKILL)
             applying.wait()
+        if pid_file.exists() and not gone(int(pid_file.read_text())):
+            os.killpg(int(pid_file.read_text()), signal.SIGKILL)  # the check runs in its own group
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("#1 rejected"), proc.stdout
     assert applying.returncode == 4, out + err
