@@ -245,3 +245,12 @@ def test_a_worker_stuck_in_git_does_not_hold_the_daemons_exit(
     start(daemons, tmp_path, workers=1)
     done = wait_until(lambda: store.get(1) if store.get(1).state == "merged" else None, what="the merge")
     assert done.attempts == 2
+
+
+def test_daemon_status_says_which_validation_is_being_rejected(
+        project: GitRepo, capsys: pytest.CaptureFixture[str]) -> None:
+    store = Store()
+    sub = claimed(store, project, 4)
+    store.reject(sub.id, "rejected by ana: no", "rejected by ana")
+    assert main(["daemon", "status"]) == 1  # no daemon runs
+    assert f"#{sub.id} " in (line := capsys.readouterr().out.splitlines()[-1]) and "being rejected" in line

@@ -54,7 +54,8 @@ def daemon_status() -> dict[str, Any]:
     row = store.daemon_row()
     now = time.time()
     in_flight = [
-        {"id": s.id, "title": s.title, "since": round(now - s.updated_at, 1)}
+        {"id": s.id, "title": s.title, "since": round(now - s.updated_at, 1),
+         "being_rejected": store.cancel_requested(s.id) is not None}
         for s in store.submissions(("validating",), limit=100)
     ]
     alive = pid is not None and row is not None and heartbeat_fresh(row["heartbeat_at"], now=now)
