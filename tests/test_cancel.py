@@ -256,3 +256,17 @@ def test_daemon_status_says_which_validation_is_being_rejected(
     store.reject(sub.id, "rejected by ana: no", "rejected by ana")
     assert main(["daemon", "status"]) == 1  # no daemon runs
     assert f"#{sub.id} " in (line := capsys.readouterr().out.splitlines()[-1]) and "being rejected" in line
+
+
+def test_queue_reject_after_the_merge_began_is_refused_and_says_how_it_ended(project: GitRepo) -> None:
+    from errauto_daemon.commands import queue
+
+    store = Store()
+    sub = claimed(store, project, 5)
+    store.begin_carrying_out(sub.id, "a merge", merge_intent=project.head())
+    with pytest.raises(FatalError, match="had begun a merge before the reject; it is validating now"):
+        queue.reject(sub.id, "too slow", wait=0.2)
+    store.transition(sub.id, "merged", reason="merged", merged_commit=project.head())
+    with pytest.raises(FatalError, match="is merged, not awaiting_review, queued or validating"):
+        queue.reject(sub.id, "too slow", wait=0.2)
+    assert store.get(sub.id).state == "merged"
