@@ -120,8 +120,10 @@ def merge_validated(store: Store, repo: pygit2.Repository, config: Config, sub: 
             submission_id=sub.id, fallback_message=sub.title + "\n")
         rewrites = merge.replaced(repo, commits, new)
     # Written before the ref can move: after a crash, recovery finds the
-    # commit on the target and records the merge instead of redoing it.
-    store.set_fields(sub.id, merge_intent=str(new))
+    # commit on the target and records the merge instead of redoing it. It
+    # is also the point after which a person's reject comes too late
+    # (Cancelled here if theirs came first).
+    store.begin_carrying_out(sub.id, "a merge", merge_intent=str(new))
     outcome = merge.merge(repo, config, validation.base, str(new),
                           f"errauto: merge submission {sub.id} ({sub.title})", submission_id=sub.id)
     if outcome.status != merge.MergeStatus.MERGED or not rewrites:
@@ -287,6 +289,7 @@ class _Carrying:
         head = str(merge.build_commits(self.repo, pygit2.Oid(hex=v.base), v.patch.commits, v.trees,
                                        submission_id=sub.id, fallback_message=sub.title + "\n"))
         branch = github.branch_name(sub.id)
+        self.store.begin_carrying_out(sub.id, "a pull request")  # Cancelled if a reject came first
         github.push_branch(self.repo, gh.remote, head, branch)
         title = github.pull_request_title(sub)
         body = github.pull_request_body(sub, v.explanation(self.decision),

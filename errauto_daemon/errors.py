@@ -80,5 +80,13 @@ def without_controls(text: str) -> str:
     return " ".join(_UNPRINTABLE.sub("", text).split())
 
 
+STOPPING = "errauto is stopping"
+
+
 class Cancelled(Exception):
-    """Validation was stopped (the daemon is shutting down): requeue, do not decide."""
+    """Validation was stopped: the daemon is shutting down (requeue, do not
+    decide), or a person rejected the submission (`why` is their reason)."""
+
+    def __init__(self, why: str = STOPPING) -> None:
+        super().__init__(why)
+        self.why = why

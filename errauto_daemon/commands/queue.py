@@ -12,8 +12,10 @@ from errauto_daemon import inbox, merge, output, progress
 from errauto_daemon.domain import State
 from errauto_daemon.errors import FatalError
 from errauto_daemon.repo import open_repo, repo_root
-from errauto_daemon.store import DECIDED, STATES, CheckRow, Store, Submission
-from errauto_daemon.validate import Validator
+from errauto_daemon.store import CANCEL_REQUESTED, DECIDED, STATES, CheckRow, Store, Submission
+from errauto_daemon.validate import Validator, wait_decided
+
+REJECT_WAIT = 30.0  # seconds `queue reject` waits for a cancelled validation to stop
 
 
 def _who() -> str:
@@ -133,13 +135,46 @@ def approve(sub_id: int, *, force: bool, as_json: bool) -> int:
     return _print_decision(store, sub, as_json)
 
 
-def reject(sub_id: int, reason: str, *, as_json: bool = False) -> int:
+def reject(sub_id: int, reason: str, *, as_json: bool = False, wait: float = REJECT_WAIT) -> int:
+    """Reject a submission that is queued, held for review, or being validated.
+
+    One being validated (by the daemon, `errauto apply` or `queue process`,
+    in any process) gets a cancel request in the store: its validator stops,
+    kills the running check's process group, and records the rejection. Once
+    the request is recorded, the submission can no longer be merged or
+    opened as a pull request; if its merge or pull request began first, the
+    reject is refused (exit 2) and says how it ended.
+    """
     store = Store()
-    sub = store.transition(sub_id, State.REJECTED, expect=(State.AWAITING_REVIEW, State.QUEUED),
-                           reason=f"rejected by {_who()}: {reason}", detail=f"rejected by {_who()}")
+    who = _who()
+    try:
+        sub, how = store.reject(sub_id, f"rejected by {who}: {reason}", f"rejected by {who}")
+    except FatalError as exc:
+        raise FatalError(_too_late(store, sub_id, str(exc), wait)) from None
+    if how == CANCEL_REQUESTED:
+        sub = _stop_validation(store, sub_id, wait)
     inbox.settle(store, sub)
     print(output.dumps(output.submission_json(sub)) if as_json else output.headline(sub))
+    if sub.state != State.REJECTED:
+        print(f"errauto: #{sub_id} is being rejected: its validation stops at its next step "
+              f"(`errauto queue show {sub_id}`)", file=sys.stderr)
     return 0
+
+
+def _stop_validation(store: Store, sub_id: int, wait: float) -> Submission:
+    """After a cancel request: the rejected submission, once its validator has stopped."""
+    with store.hold(sub_id) as held:
+        if held:  # nobody is validating it (the process doing so died): reject it here
+            return store.honour_cancel(sub_id) or store.get(sub_id)
+    return wait_decided(store, sub_id, timeout=wait)
+
+
+def _too_late(store: Store, sub_id: int, refusal: str, wait: float) -> str:
+    """The refusal, with how the submission ended if its merge or pull request was under way."""
+    if "before the reject" not in refusal:
+        return refusal
+    sub = wait_decided(store, sub_id, timeout=wait)
+    return f"{refusal}; it is {sub.state} now" + (f" ({sub.reason})" if sub.reason else "")
 
 
 def retry(sub_id: int, *, force: bool = False, as_json: bool, quiet: bool = False) -> int:

@@ -5,12 +5,15 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from errauto_daemon.domain import DECIDED, FINAL, STATES, CheckStatus, PRState, Route, State, optional
 from errauto_daemon.store.patches import patch_file
 
 __all__ = ["DECIDED", "FINAL", "STATES"]  # re-exported: the store's callers name them from here
+
+# What `Store.reject` did: rejected at once, or a cancel the submission's validator honours.
+RejectHow = Literal["rejected", "cancel requested"]
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,16 @@ inside one transaction with its event row, so two processes can never both
 claim or decide one submission; a change worth telling people about writes
 its alert into the outbox in that same transaction, so an alert can neither
 be lost nor sent for a change that did not happen.
+
+A person may reject a submission while it is being validated: that records a
+`cancel` event, which whoever validates it honours (`honour_cancel`). Before
+an effect a cancel could not undo (moving the target, pushing a pull
+request's branch) the validator records a `carry_out` event
+(`begin_carrying_out`). Both are written only if the other is not there
+already, in one transaction each, so whichever commits first wins: after a
+cancel, nothing but its rejection can leave `validating`; after a
+`carry_out`, the cancel is refused (until a `revalidate` event says the route
+was not carried out after all).
 """
 from __future__ import annotations
 
@@ -16,22 +26,31 @@ from typing import Any
 
 from errauto_daemon import alerts, paths
 from errauto_daemon.domain import CheckStatus, Route, State
-from errauto_daemon.errors import FatalError
+from errauto_daemon.errors import Cancelled, FatalError
 from errauto_daemon.locks import FileLock
-from errauto_daemon.store.db import Database, Transaction, placeholders
+from errauto_daemon.store.db import Database, Reader, Transaction, placeholders
 from errauto_daemon.store.outbox import insert_alert
 from errauto_daemon.store.records import (
     DECIDED,
     FACT_FIELDS,
     TRANSITION_FIELDS,
     CheckRow,
+    RejectHow,
     Submission,
     check_fields,
     check_state,
 )
 
+CANCEL = "cancel"  # event: a person rejected the submission while it was being validated
+CARRY_OUT = "carry_out"  # event: its validation began carrying out a merge or a pull request
+REVALIDATE = "revalidate"  # event: the route was not carried out (the target moved); validating again
 
-def _submission_row(tx: Transaction, sub_id: int) -> dict[str, Any]:
+# What `reject` does: rejected at once, or a cancel its validator honours.
+REJECTED_NOW: RejectHow = "rejected"
+CANCEL_REQUESTED: RejectHow = "cancel requested"
+
+
+def _submission_row(tx: Reader, sub_id: int) -> dict[str, Any]:
     row = tx.row("SELECT * FROM submissions WHERE id = ?", (sub_id,))
     if row is None:
         raise FatalError(f"no submission {sub_id}")
@@ -50,6 +69,48 @@ def _move(tx: Transaction, sub_id: int, expect: Sequence[State], to_state: State
     tx.execute("INSERT INTO events (submission_id, ts, kind, from_state, to_state, detail) "
                "VALUES (?, ?, 'state', ?, ?, ?)", (sub_id, now, row["state"], to_state, detail))
     return True
+def _since_claim(reader: Reader, sub_id: int) -> list[dict[str, Any]]:
+    """The cancel, carry-out and revalidate events of the current validation, oldest first."""
+    return reader.rows(
+        "SELECT kind, detail FROM events WHERE submission_id = ? AND kind IN (?, ?, ?) AND id > "
+        "(SELECT COALESCE(MAX(id), 0) FROM events WHERE submission_id = ? AND kind = 'state' "
+        f"AND to_state = '{State.VALIDATING}') ORDER BY id",
+        (sub_id, CANCEL, CARRY_OUT, REVALIDATE, sub_id))
+
+
+def _pending_cancel(reader: Reader, sub_id: int) -> str | None:
+    """The reason of a cancel of the current validation, if a person asked for one."""
+    for event in _since_claim(reader, sub_id):
+        if event["kind"] == CANCEL:
+            return str(event["detail"])
+    return None
+
+
+def _carrying_out(reader: Reader, sub_id: int) -> str | None:
+    """What the current validation is carrying out (a merge, a pull request), if it began."""
+    events = _since_claim(reader, sub_id)
+    if events and events[-1]["kind"] == CARRY_OUT:
+        return str(events[-1]["detail"])
+    return None
+
+
+def _transition(tx: Transaction, before: dict[str, Any], to_state: State, now: float,
+                detail: str | None, fields: dict[str, Any]) -> dict[str, Any]:
+    """Write a state change, its event and its alert; the fresh row."""
+    sub_id = before["id"]
+    sets = ", ".join(["state = ?", "updated_at = ?", "decided_at = ?", *(f"{k} = ?" for k in fields)])
+    tx.execute(f"UPDATE submissions SET {sets} WHERE id = ?",
+               (to_state, now, now if to_state in DECIDED else None, *fields.values(), sub_id))
+    took = now - before["claimed_at"] if before["state"] == State.VALIDATING and before["claimed_at"] else None
+    tx.execute("INSERT INTO events (submission_id, ts, kind, from_state, to_state, route, detail, duration) "
+               "VALUES (?, ?, 'state', ?, ?, ?, ?, ?)",
+               (sub_id, now, before["state"], to_state, fields.get("route"), detail, took))
+    fresh = _submission_row(tx, sub_id)
+    kind = alerts.alert_for(before["state"], to_state, fresh["route"],
+                            alerts.decided_route(fresh["explanation"]))
+    if kind is not None:
+        insert_alert(tx, kind, now, fresh, detail, {"from_state": before["state"]})
+    return fresh
 
 
 class Submissions:
@@ -143,7 +204,8 @@ class Submissions:
         With `expect`, the change only happens if the current state is one of
         those; otherwise FatalError names the state found. A field that is
         not a column a decision sets is a TypeError, an unknown state a
-        ValueError, before anything is written.
+        ValueError, before anything is written. Leaving `validating` after a
+        person's cancel raises Cancelled: only `honour_cancel` may.
         """
         to_state = check_state(to_state)
         check_fields("transition", fields, TRANSITION_FIELDS)
@@ -154,18 +216,8 @@ class Submissions:
             before = _submission_row(tx, sub_id)
             if expect is not None and before["state"] not in expect:
                 raise FatalError(f"submission {sub_id} is {before['state']}, not {' or '.join(expect)}")
-            sets = ", ".join(["state = ?", "updated_at = ?", "decided_at = ?", *(f"{k} = ?" for k in fields)])
-            tx.execute(f"UPDATE submissions SET {sets} WHERE id = ?",
-                       (to_state, now, now if to_state in DECIDED else None, *fields.values(), sub_id))
-            took = now - before["claimed_at"] if before["state"] == State.VALIDATING and before["claimed_at"] else None
-            tx.execute("INSERT INTO events (submission_id, ts, kind, from_state, to_state, route, detail, duration) "
-                       "VALUES (?, ?, 'state', ?, ?, ?, ?, ?)",
-                       (sub_id, now, before["state"], to_state, fields.get("route"), detail, took))
-            fresh = _submission_row(tx, sub_id)
-            kind = alerts.alert_for(before["state"], to_state, fresh["route"],
-                                    alerts.decided_route(fresh["explanation"]))
-            if kind is not None:
-                insert_alert(tx, kind, now, fresh, detail, {"from_state": before["state"]})
+            _refuse_if_cancelled(tx, before)
+            fresh = _transition(tx, before, to_state, now, detail, fields)
         return Submission.from_row(fresh)
 
     def set_fields(self, sub_id: int, **fields: Any) -> None:
@@ -180,12 +232,75 @@ class Submissions:
                 expect: Sequence[State] = (State.VALIDATING,)) -> bool:
         """Put a submission back in the queue (it was interrupted, or resubmitted).
 
-        `uncount_attempt`: the interrupted attempt was not the patch's doing
-        (a shutdown), so it does not count towards the attempt limit.
+        `uncount_attempt`: the interrupted attempt was not the patch's doing,
+        so it does not count towards the attempt limit. After a person's
+        cancel it raises Cancelled (`honour_cancel` rejects it instead).
         """
         with self._db.transaction() as tx:
+            row = tx.row("SELECT id, state FROM submissions WHERE id = ?", (sub_id,))
+            if row is not None and row["state"] in expect:
+                _refuse_if_cancelled(tx, row)
             return _move(tx, sub_id, expect, State.QUEUED, time.time(), detail,
                          "merge_intent = NULL, attempts = attempts - ?", (1 if uncount_attempt else 0,))
+
+    # -- a person's reject, and a validation's point of no return -------------------
+
+    def reject(self, sub_id: int, reason: str, detail: str) -> tuple[Submission, RejectHow]:
+        """A person rejects a submission: at once when it is queued or held for
+        review (`REJECTED_NOW`); while it is being validated, a cancel its
+        validator honours (`CANCEL_REQUESTED`). FatalError when it is decided
+        already, or its validation began carrying out a merge or a pull request.
+        """
+        now = time.time()
+        with self._db.transaction() as tx:
+            before = _submission_row(tx, sub_id)
+            state = before["state"]
+            if state in (State.QUEUED, State.AWAITING_REVIEW):
+                fresh = _transition(tx, before, State.REJECTED, now, detail, {"reason": reason})
+                return Submission.from_row(fresh), REJECTED_NOW
+            if state != State.VALIDATING:
+                raise FatalError(f"submission {sub_id} is {state}, not awaiting_review, queued or validating")
+            if _pending_cancel(tx, sub_id) is None:
+                doing = _carrying_out(tx, sub_id)
+                if doing is not None:
+                    raise FatalError(f"submission {sub_id} was not rejected: its validation had begun "
+                                     f"{doing} before the reject")
+                tx.execute("INSERT INTO events (submission_id, ts, kind, detail) VALUES (?, ?, ?, ?)",
+                           (sub_id, now, CANCEL, reason))
+        return Submission.from_row(before), CANCEL_REQUESTED
+
+    def cancel_requested(self, sub_id: int) -> str | None:
+        """The reason a person gave for cancelling the current validation, if one did."""
+        return _pending_cancel(self._db.read, sub_id)
+
+    def honour_cancel(self, sub_id: int) -> Submission | None:
+        """Reject a submission whose validation a person cancelled; None if none did."""
+        now = time.time()
+        with self._db.transaction() as tx:
+            before = _submission_row(tx, sub_id)
+            reason = _pending_cancel(tx, sub_id) if before["state"] == State.VALIDATING else None
+            if reason is None:
+                return None
+            fresh = _transition(tx, before, State.REJECTED, now, f"validation cancelled: {reason}",
+                                {"reason": reason, "merge_intent": None})
+        return Submission.from_row(fresh)
+
+    def begin_carrying_out(self, sub_id: int, what: str, **facts: Any) -> None:
+        """Record that the validation now does what a cancel could not undo
+        (`what`: "a merge", "a pull request"), with `facts` (the merge intent);
+        Cancelled, and nothing written, if a person cancelled it first."""
+        check_fields("begin_carrying_out", facts, FACT_FIELDS)
+        now = time.time()
+        with self._db.transaction() as tx:
+            reason = _pending_cancel(tx, sub_id)
+            if reason is not None:
+                raise Cancelled(reason)
+            tx.execute("INSERT INTO events (submission_id, ts, kind, detail) VALUES (?, ?, ?, ?)",
+                       (sub_id, now, CARRY_OUT, what))
+            if facts:
+                sets = ", ".join(f"{k} = ?" for k in facts)
+                tx.execute(f"UPDATE submissions SET {sets}, updated_at = ? WHERE id = ?",
+                           (*facts.values(), now, sub_id))
 
     @contextmanager
     def hold(self, sub_id: int) -> Iterator[bool]:
@@ -262,3 +377,11 @@ class Submissions:
         """The number the next validation's checks of a submission are recorded under."""
         return int(self._db.read.first(
             "SELECT COALESCE(MAX(attempt), 0) + 1 FROM checks WHERE submission_id = ?", (sub_id,))[0])
+
+
+def _refuse_if_cancelled(tx: Transaction, before: dict[str, Any]) -> None:
+    """A person's cancel came first: the validation's own decision must not be recorded."""
+    if before["state"] == State.VALIDATING:
+        reason = _pending_cancel(tx, before["id"])
+        if reason is not None:
+            raise Cancelled(reason)
