@@ -442,7 +442,7 @@ class Validator:
                     base_result = run_observed(
                         config, check, slot.path, log_dir / f"{attempt}-{check.name}-base.log",
                         self.progress, stop, label=f"{check.name} (base)")
-                    if base_result.status == "cancelled":
+                    if base_result.status == CheckStatus.CANCELLED:
                         raise Cancelled(base_result.detail.removeprefix("cancelled: "))
                     value = base_result.value
                     self.store.set_baseline(sub.repo, str(tip.tree.id), check.name, fp, value)
@@ -456,7 +456,7 @@ class Validator:
                 self._stop_point(sub.id)
                 result = run_observed(config, check, slot.path, log_dir / f"{attempt}-{check.name}.log",
                                       self.progress, stop)
-                if result.status == "cancelled":
+                if result.status == CheckStatus.CANCELLED:
                     raise Cancelled(result.detail.removeprefix("cancelled: "))
                 results.append(result)
             clock.lap("checks")
