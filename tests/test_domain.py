@@ -5,7 +5,18 @@ import json
 
 import pytest
 
-from errauto_daemon.domain import DECIDED, FINAL, STATES, UNDECIDED, CheckStatus, PRState, Route, State, optional
+from errauto_daemon.domain import (
+    DECIDED,
+    FINAL,
+    STATES,
+    UNDECIDED,
+    CheckStatus,
+    PRState,
+    Route,
+    State,
+    TestOutcome,
+    optional,
+)
 from errauto_daemon.store.records import check_state
 
 
@@ -36,3 +47,18 @@ def test_an_unknown_word_is_refused() -> None:
         Route("merge")
     assert check_state("merged") is State.MERGED
     assert optional(PRState, None) is None and optional(PRState, "closed") is PRState.CLOSED
+
+
+def test_the_package_compares_with_members_not_bare_words() -> None:
+    """A misspelt or stale word in a comparison silently never matches: name the member."""
+    import re
+    from pathlib import Path
+
+    words = {m.value for kind in (State, Route, CheckStatus, TestOutcome) for m in kind} - {"open", "closed"}
+    bare = re.compile(r"""\b(?:state|status|route|outcome)\s*(?:==|!=|in)\s*\(?\s*["'](\w+)["']""")
+    package = Path(__file__).resolve().parents[1] / "errauto_daemon"
+    found = [f"{path.relative_to(package)}:{n}: {line.strip()}"
+             for path in sorted(package.rglob("*.py")) if path.name != "domain.py"
+             for n, line in enumerate(path.read_text().splitlines(), 1)
+             for m in bare.finditer(line) if m.group(1) in words]
+    assert found == []
