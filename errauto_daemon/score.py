@@ -8,6 +8,15 @@ base's, and loses score linearly with the drop, reaching 0 at `tolerance`
 percentage points. The confidence is the weighted mean over the configured
 checks. Gates are listed separately: they do not change the number, they
 limit where the patch may go.
+
+With per-test evidence (a check's JUnit report against the base's), a
+check is judged by the difference: a test the patch breaks scores it 0; a
+test that fails on the base too, or that passed when run again (flaky),
+does not count against the patch, but keeps the check from vouching for
+an auto-merge; a test the patch fixes is named first. Tests that passed on
+the base and no longer give a verdict, test code that was weakened, and
+changed lines the tests did not run (below `[evidence]`'s minimum) are
+gates a person must overrule.
 """
 from __future__ import annotations
 
@@ -18,6 +27,7 @@ from typing import Any
 from errauto_daemon.checks import CheckResult
 from errauto_daemon.config import CheckConfig, Config
 from errauto_daemon.domain import CheckStatus
+from errauto_daemon.evidence.record import NONE, SHOWN, CheckEvidence, Evidence
 
 
 @dataclass(frozen=True)
@@ -87,11 +97,17 @@ class Confidence:
             text += f"; auto-merge needs {self.auto_merge_threshold:.2f}"
         if self.value < self.pr_threshold:
             text += f"; a pull request needs {self.pr_threshold:.2f}"
+        if self.gates and self.value >= self.auto_merge_threshold:
+            more = f" (+{len(self.gates) - 1} more)" if len(self.gates) > 1 else ""
+            text += f"; no auto-merge: {self.gates[0]}{more}"
         return text
 
 
-def check_score(check: CheckConfig, result: CheckResult, baseline: float | None) -> tuple[float, str]:
+def check_score(check: CheckConfig, result: CheckResult, baseline: float | None,
+                evidence: CheckEvidence | None = None) -> tuple[float, str]:
     """A check's score and how to describe it."""
+    if evidence is not None and evidence.usable and result.status in (CheckStatus.PASSED, CheckStatus.FAILED):
+        return _per_test_score(result, evidence)
     if result.status != CheckStatus.PASSED:
         return 0.0, result.detail
     if check.kind == "coverage" and result.value is not None:
@@ -104,6 +120,67 @@ def check_score(check: CheckConfig, result: CheckResult, baseline: float | None)
     return 1.0, result.detail
 
 
+def _per_test_score(result: CheckResult, ev: CheckEvidence) -> tuple[float, str]:
+    words = [f"fixes {_names(ev.fixed)}"] if ev.fixed else []
+    if ev.newly_failing:
+        broken = _names([f.id for f in ev.newly_failing])
+        first = ev.newly_failing[0].message.splitlines()[0] if ev.newly_failing[0].message else ""
+        why = "fails" if ev.base_missing else "breaks"
+        return 0.0, "; ".join([*words, f"{why} {broken}" + (f": {first}" if first else "")])
+    bad_now = ev.counts.get("failed", 0) + ev.counts.get("error", 0)
+    if result.status == CheckStatus.FAILED and bad_now == 0:
+        return 0.0, "; ".join([*words, f"{result.detail} with no failing test in its report"])
+    passed = ev.counts.get("passed", 0)
+    words.append(f"{passed} passed")
+    if ev.still_failing:
+        words.append(f"{len(ev.still_failing)} fail on main too")
+    if ev.flaky:
+        words.append(f"flaky: {'; '.join(str(f) for f in ev.flaky[:3])}")
+    return 1.0, ", ".join(words)
+
+
+def _names(ids: Sequence[str]) -> str:
+    shown = ", ".join(ids[:3])
+    return shown + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+
+
+def _evidence_gates(config: Config, evidence: Evidence) -> tuple[list[str], list[str], list[str]]:
+    """(gates a person must overrule, gates that only keep the patch from
+    auto-merging, notes) from the per-test, test-code and line evidence."""
+    hit: list[str] = []
+    soft: list[str] = []
+    notes: list[str] = []
+    for check in config.checks:
+        ev = evidence.checks.get(check.name)
+        if ev is None:
+            if check.gate:
+                notes.append(f"evidence is coarse: {check.name} reports no per-test results, only its exit code")
+            continue
+        if not ev.usable:
+            notes.append(f"evidence is coarse: {check.name}: {ev.problem}")
+            continue
+        if ev.still_failing and check.gate:
+            soft.append(f"{check.name} fails on main too ({_names(ev.still_failing)}): "
+                        "it cannot vouch for an auto-merge")
+        if ev.flaky:
+            soft.append(f"flaky: {'; '.join(str(f) for f in ev.flaky[:3])}")
+        hit += [f"weakens the tests: {n}" for n in ev.not_run[:SHOWN]]
+    hit += [f"weakens the tests: {w}" for w in evidence.weakened[:SHOWN]]
+    minimum = config.evidence.min_changed_lines_covered
+    lines = evidence.lines
+    if lines is not None and lines.problem:
+        notes.append(f"changed lines: {lines.problem}")
+    if minimum is not None:
+        if lines is None or lines.problem:
+            soft.append("the changed lines' coverage is unknown (no check reports line data): "
+                        f"[evidence] asks for {minimum:.0%}")
+        elif lines.share is not None and lines.share < minimum:
+            where = "; ".join(lines.not_run[:3])
+            hit.append(f"the tests ran {lines.run} of {lines.changed} changed lines ({where}); "
+                       f"[evidence] asks for {minimum:.0%}")
+    return hit, soft, notes
+
+
 def compute(
     config: Config,
     results: Sequence[CheckResult],
@@ -112,6 +189,7 @@ def compute(
     protected: Sequence[str] = (),
     review_only: Sequence[str] = (),
     notes: Sequence[str] = (),
+    evidence: Evidence = NONE,
 ) -> Confidence:
     by_name = {r.name: r for r in results}
     total_weight = sum(c.weight for c in config.checks)
@@ -122,11 +200,12 @@ def compute(
         if result is None:
             score, detail, status, duration = 0.0, "did not run", CheckStatus.MISSING, 0.0
         else:
-            score, detail = check_score(check, result, (baselines or {}).get(check.name))
+            score, detail = check_score(check, result, (baselines or {}).get(check.name),
+                                        evidence.checks.get(check.name))
             status, duration = result.status, result.duration
         weight = check.weight / total_weight if total_weight > 0 else 0.0
         parts.append(Part(check.name, weight, score, status, detail, duration))
-        if check.gate and status != CheckStatus.PASSED:
+        if check.gate and status != CheckStatus.PASSED and score < 1.0:
             failed.append(f"{check.name} must pass to auto-merge ({detail})")
     value = sum(p.contribution for p in parts)
     untested = [] if any(c.gate for c in config.checks) else [
@@ -135,13 +214,14 @@ def compute(
     if protected:
         shown = ", ".join(protected[:3]) + (f" and {len(protected) - 3} more" if len(protected) > 3 else "")
         touches.append(f"touches protected paths ({shown}): never merged without a person")
+    hit, soft, said = _evidence_gates(config, evidence)
     return Confidence(
         value=round(value, 6),
         parts=tuple(parts),
-        gates=(*failed, *untested, *touches),
+        gates=(*failed, *hit, *soft, *untested, *touches),
         review_only=tuple(review_only),
         auto_merge_threshold=config.auto_merge_threshold,
         pr_threshold=config.pr_threshold,
-        notes=tuple(notes),
-        gates_hit=(*failed, *touches),
+        notes=(*notes, *said),
+        gates_hit=(*failed, *hit, *touches),
     )

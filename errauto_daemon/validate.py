@@ -42,6 +42,8 @@ from errauto_daemon.carryout import Again, Outcome, carry_out, merge_approved, r
 from errauto_daemon.config import Config
 from errauto_daemon.domain import CheckStatus, Route, State
 from errauto_daemon.errors import STOPPING, Cancelled, FatalError, PatchRejected
+from errauto_daemon.evidence.record import Evidence
+from errauto_daemon.evidence.run import Found
 from errauto_daemon.intake import reopens
 from errauto_daemon.patchapply import Overlay, apply_patch
 from errauto_daemon.patchfile import Patch, parse
@@ -372,25 +374,33 @@ class Validator:
         if cached is not None and cached[0] == str(trees[-1]):
             results = [checks_mod.CheckResult(**r) for r in cached[1]["results"]]
             baselines = dict(cached[1]["baselines"])
+            evidence = Evidence.from_json(cached[1].get("evidence"))
             notes = [*notes, "check results reused from an identical validation (same base, "
                              "patch and checks)"]
             self.progress.phase("reusing the check results of an identical validation")
             clock.lap("cache")
         else:
-            results, baselines = self._run_checks(repo, config, sub, tip, overlays[-1], attempt, clock)
+            results, baselines, found = self._run_checks(repo, config, sub, tip, overlays[-1], attempt, clock)
             self._stop_point(sub.id)
+            evidence = found.evidence(repo, config, str(tip.tree.id), str(trees[-1]))
+            clock.lap("evidence")
+            flakes = [(f.id, f.runs, f.failures) for ev in evidence.checks.values() for f in ev.flaky]
+            if flakes:
+                self.store.record_flaky(sub.repo, sub.id, flakes)
             if config.checks:
                 self.store.cache_validation(*key, str(trees[-1]), {
-                    "results": [dataclasses.asdict(r) for r in results], "baselines": baselines})
+                    "results": [dataclasses.asdict(r) for r in results], "baselines": baselines,
+                    "evidence": evidence.to_json()})
         self.store.record_checks(sub.id, attempt, str(tip.id), [
             CheckRow(r.name, attempt, r.status, r.exit_code, r.duration,
                      score.check_score(c, r, baselines.get(c.name))[0], c.weight, r.detail,
                      r.log_path, str(tip.id))
             for c, r in zip(config.checks, results, strict=True)])
         conf = score.compute(config, results, baselines=baselines, protected=protected,
-                             review_only=review_only, notes=notes)
+                             review_only=review_only, notes=notes, evidence=evidence)
         clock.lap("score")
-        return Validation(str(tip.id), patch, trees, tuple(results), conf, attempt, dict(clock.phases))
+        return Validation(str(tip.id), patch, trees, tuple(results), conf, attempt, dict(clock.phases),
+                          evidence)
 
     def _reapply(self, repo: pygit2.Repository, config: Config, sub: Submission,
                  tip: pygit2.Commit) -> Validation:
@@ -419,11 +429,12 @@ class Validator:
 
     def _run_checks(self, repo: pygit2.Repository, config: Config, sub: Submission,
                     tip: pygit2.Commit, overlay: Overlay, attempt: int, clock: _Clock,
-                    ) -> tuple[list[checks_mod.CheckResult], dict[str, float | None]]:
+                    ) -> tuple[list[checks_mod.CheckResult], dict[str, float | None], Found]:
         log_dir = paths.check_logs_dir() / str(sub.id)
         baselines: dict[str, float | None] = {}
+        found = Found()
         if not config.checks:
-            return [], baselines
+            return [], baselines, found
         self.progress.phase("preparing worktree")
         pool = Pool(repo, self.pool_size, self._repos)
         stack = ExitStack()
@@ -433,39 +444,57 @@ class Validator:
         stop = functools.partial(self._stop_reason, sub.id)
         try:
             for check in config.checks:
-                if check.kind != "coverage":
+                if check.kind != "coverage" and check.junit is None:
                     continue
                 fp = config.checks_fingerprint()
-                found, value = self.store.baseline(sub.repo, str(tip.tree.id), check.name, fp)
-                if not found:
+                known, value = self.store.baseline(sub.repo, str(tip.tree.id), check.name, fp)
+                tests = self.store.baseline_tests(sub.repo, str(tip.tree.id), check.name, fp)
+                if not known or (check.junit is not None and tests is None):
                     self._stop_point(sub.id)
-                    base_result = run_observed(
-                        config, check, slot.path, log_dir / f"{attempt}-{check.name}-base.log",
-                        self.progress, stop, label=f"{check.name} (base)")
-                    if base_result.status == CheckStatus.CANCELLED:
-                        raise Cancelled(base_result.detail.removeprefix("cancelled: "))
+                    base_result = self._run(config, check, slot.path, log_dir / f"{attempt}-{check.name}-base.log",
+                                            stop, label=f"{check.name} (base)")
                     value = base_result.value
-                    self.store.set_baseline(sub.repo, str(tip.tree.id), check.name, fp, value)
+                    tests = found.base_report(slot.path, check)
+                    self.store.set_baseline(sub.repo, str(tip.tree.id), check.name, fp, value, tests)
                     slot.clean()
                 baselines[check.name] = value
+                found.bases[check.name] = tests
             slot.write(overlay)
             clock.lap("worktree")
             self.progress.phase("running checks")
             results = []
             for check in config.checks:
                 self._stop_point(sub.id)
-                result = run_observed(config, check, slot.path, log_dir / f"{attempt}-{check.name}.log",
-                                      self.progress, stop)
-                if result.status == CheckStatus.CANCELLED:
-                    raise Cancelled(result.detail.removeprefix("cancelled: "))
+                result = self._run(config, check, slot.path, log_dir / f"{attempt}-{check.name}.log", stop)
                 results.append(result)
+                found.read(slot.path, check, result,
+                           functools.partial(self._rerun, config, check, slot.path, log_dir, attempt, stop))
             clock.lap("checks")
         except Cancelled:
             raise  # the worktree is cleaned once the rejection or requeue is recorded
         except BaseException:
             self.release()
             raise
-        return results, baselines
+        return results, baselines, found
+
+    def _rerun(self, config: Config, check: config_mod.CheckConfig, cwd: Path, log_dir: Path, attempt: int,
+               stop: checks_mod.CancelPoll, command: tuple[str, ...], k: int) -> checks_mod.CheckResult:
+        """`check` again with `command` (its newly failing tests named), the k-th time."""
+        return self._run(config, dataclasses.replace(check, command=command), cwd,
+                         log_dir / f"{attempt}-{check.name}-rerun{k}.log", stop, label=f"{check.name} (run again {k})")
+
+    def _run(self, config: Config, check: config_mod.CheckConfig, cwd: Path, log_path: Path,
+             stop: checks_mod.CancelPoll, *, label: str | None = None) -> checks_mod.CheckResult:
+        """One check in the worktree, its old reports removed first (a report
+        left in the tree must not stand in for one the check did not write)."""
+        for rel in (check.junit, check.line_data):
+            stale = cwd / rel if rel is not None else None
+            if stale is not None and (stale.is_symlink() or stale.is_file()):
+                stale.unlink()
+        result = run_observed(config, check, cwd, log_path, self.progress, stop, label=label)
+        if result.status == CheckStatus.CANCELLED:
+            raise Cancelled(result.detail.removeprefix("cancelled: "))
+        return result
 
     def _next_attempt(self, sub_id: int) -> int:
         return self.store.next_attempt(sub_id)

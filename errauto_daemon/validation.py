@@ -9,6 +9,7 @@ from typing import Any
 import pygit2
 
 from errauto_daemon.checks import CheckResult
+from errauto_daemon.evidence.record import NONE, Evidence
 from errauto_daemon.patchfile import Patch
 from errauto_daemon.route import Decision
 from errauto_daemon.score import Confidence
@@ -23,6 +24,7 @@ class Validation:
     confidence: Confidence
     attempt: int
     timings: Mapping[str, float]  # seconds per phase
+    evidence: Evidence = NONE  # per-test, test-code and changed-line evidence
 
     @property
     def result_tree(self) -> str:
@@ -36,6 +38,7 @@ class Validation:
         out["base"] = self.base
         out["attempt"] = self.attempt
         out["timings"] = {**self.timings, **timings}
+        out["evidence"] = self.evidence.to_json()
         if decision is not None:
             out["route"] = decision.route
             out["reason"] = decision.reason

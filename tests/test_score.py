@@ -83,5 +83,7 @@ def test_coverage_is_scored_against_its_baseline_and_the_thresholds_come_from_th
                          review_only=("a submodule changes",), notes=("reused",))
     assert confidence.value == pytest.approx(0.75 + 0.25 * 0.5)
     assert (confidence.auto_merge_threshold, confidence.pr_threshold) == (0.9, 0.5)
-    assert confidence.review_only == ("a submodule changes",) and confidence.notes == ("reused",)
+    # Without a test report the tests check is judged by its exit code, and the notes say so.
+    assert confidence.review_only == ("a submodule changes",) and confidence.notes == (
+        "reused", "evidence is coarse: tests reports no per-test results, only its exit code")
     assert confidence.summary() == "0.88: coverage -2.5% cost 0.12; auto-merge needs 0.90"

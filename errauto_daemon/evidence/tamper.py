@@ -43,7 +43,7 @@ _HOOKS = {"pytest_collection_modifyitems", "pytest_ignore_collect", "pytest_dese
           "pytest_addhooks", "pytest_cmdline_main", "pytest_cmdline_parse", "pytest_pyfunc_call"}
 _COLLECT_NAMES = {"collect_ignore", "collect_ignore_glob", "pytest_plugins", "pytestmark"}
 # Files whose presence at the root replaces the runner or runs at interpreter start.
-_SHADOWS = {"pytest.py", "_pytest", "py.py", "sitecustomize.py", "usercustomize.py", "unittest.py", "coverage.py",
+SHADOWS = {"pytest.py", "_pytest", "py.py", "sitecustomize.py", "usercustomize.py", "unittest.py", "coverage.py",
             "pytest_cov.py", "pytest_cov"}
 # Sections of configuration files that tell the runner what to run and how.
 _RUNNER_SECTIONS = {"pytest.ini": ("pytest",), ".pytest.ini": ("pytest",), "tox.ini": ("pytest", "tox"),
@@ -112,7 +112,7 @@ def _file(change: FileChange, globs: Sequence[str]) -> list[Finding]:
 
 def _shadows(path: PurePosixPath) -> bool:
     top = path.parts[0]
-    return top in _SHADOWS or (len(path.parts) == 1 and path.suffix == ".pth")
+    return top in SHADOWS or (len(path.parts) == 1 and path.suffix == ".pth")
 
 
 # --------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from typing import Any
 
 from errauto_daemon.errors import ConfigError, FatalError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 Params = Sequence[Any]
 
@@ -201,6 +201,22 @@ CREATE TABLE inbox_files (
     taken_at REAL NOT NULL
 );
 CREATE INDEX inbox_files_submission ON inbox_files (submission_id);
+""",
+    4: """
+-- Per-test evidence: the outcome of each test of a base tree, per check
+-- configuration (JSON: node id -> outcome), beside its coverage.
+ALTER TABLE baselines ADD COLUMN tests TEXT;
+-- Tests that failed and then passed when run again, for `status`.
+CREATE TABLE flaky_tests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    repo TEXT NOT NULL,
+    test TEXT NOT NULL,
+    submission_id INTEGER REFERENCES submissions (id),
+    runs INTEGER NOT NULL,
+    failures INTEGER NOT NULL,
+    ts REAL NOT NULL
+);
+CREATE INDEX flaky_tests_ts ON flaky_tests (ts);
 """,
 }
 
