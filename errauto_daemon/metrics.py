@@ -153,6 +153,21 @@ class Alerts:
 
 
 @dataclass(frozen=True)
+class Flaky:
+    """A test that failed and then passed when run again, in `times` validations of the window."""
+
+    repo: str
+    test: str
+    times: int
+    runs: int
+    failures: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"repo": self.repo, "test": self.test, "times": self.times, "runs": self.runs,
+                "failures": self.failures}
+
+
+@dataclass(frozen=True)
 class Status:
     """Everything `errauto status` shows."""
 
@@ -164,6 +179,7 @@ class Status:
     validation_seconds: ValidationTimes
     throughput: Throughput
     alerts: Alerts
+    flaky: tuple[Flaky, ...] = ()  # the flakiest tests of the window, most often flaky first
 
     @property
     def pending(self) -> int:
@@ -196,7 +212,11 @@ class Status:
             "throughput": self.throughput.to_json(),
             "review_hours_saved": s.review_hours_saved,
             "alerts": self.alerts.to_json(),
+            "flaky_tests": [f.to_json() for f in self.flaky],
         }
+
+
+FLAKIEST = 5  # flaky tests `status` lists
 
 
 def collect(store: StoreAPI, days: int, *, now: float | None = None,
@@ -212,6 +232,7 @@ def collect(store: StoreAPI, days: int, *, now: float | None = None,
         validation_seconds=_validation_times(store.validation_durations(since)),
         throughput=_throughput(store, since, days, now),
         alerts=_alerts(store, now),
+        flaky=tuple(Flaky(*row) for row in store.flakiest(since, FLAKIEST)),
     )
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from errauto_daemon.domain import FAILING, PRState, State
 from errauto_daemon.errors import EXIT_INTERNAL, EXIT_OK, EXIT_REJECTED, EXIT_REVIEW
 from errauto_daemon.errors import printable as printable  # commands make text from patches safe with it
+from errauto_daemon.evidence.record import Evidence
 from errauto_daemon.store import CheckRow, Submission
 
 STATE_EXIT = {
@@ -105,6 +106,10 @@ def _explanation_lines(ex: dict[str, Any]) -> list[str]:
                    f"  {p['detail']}  ({p['duration']:.2f}s)")
     if not parts:
         out.append("  no checks are configured (see `errauto init` and docs/configuration.md)")
+    evidence = Evidence.from_json(ex.get("evidence")).readable()
+    if evidence:
+        out.append("evidence:")
+        out += ["  " + "  " * depth + ("| " if depth == 2 else "") + text for depth, text in evidence]
     out += [f"  gate: {g}" for g in ex.get("gates", [])]
     out += [f"  review only: {r}" for r in ex.get("review_only", [])]
     out += [f"  note: {n}" for n in ex.get("notes", [])]

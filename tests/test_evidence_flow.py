@@ -125,6 +125,10 @@ def test_a_broken_test_names_the_test_and_quotes_its_failure(
     failing = sub["explanation"]["evidence"]["checks"]["tests"]["newly_failing"]
     assert failing[0]["id"] == "tests/test_app.py::test_clamp_low" and "assert -1 == 0" in failing[0]["message"]
 
+    code, shown, _ = run(capsys, "queue", "show", str(sub["id"]))
+    assert code == 0
+    assert "    breaks tests/test_app.py::test_clamp_low\n        | assert -1 == 0\n" in shown
+
 
 def test_a_test_that_fails_only_on_its_first_run_is_flaky_and_recorded(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -145,6 +149,10 @@ def test_a_test_that_fails_only_on_its_first_run_is_flaky_and_recorded(
     assert "flaky: tests/test_app.py::test_sometimes failed 1 of 2 runs" in ex["gates"]
     assert ex["parts"][0]["score"] == 1.0 and sub["state"] == "awaiting_review" and code == 1
     assert Store().flakiest(0) == [(str(repo.path), "tests/test_app.py::test_sometimes", 1, 2, 1)]
+    code, shown, _ = run(capsys, "status")
+    assert code == 0
+    assert "flaky tests (failed, then passed when run again):\n  tests/test_app.py::test_sometimes in proj: " \
+           "flaky in 1 validation, failed 1 of 2 runs" in shown
 
 
 def test_changed_code_no_test_runs_is_gated_with_its_lines(

@@ -119,3 +119,21 @@ def test_files_changed_between_two_trees(tmp_path: Path) -> None:
         "gone.txt": FileChange("gone.txt", 0, 2, False),
         "logo.bin": FileChange("logo.bin", 0, 0, True),
     }
+
+
+def test_the_tests_the_patch_fixes_and_breaks_are_named_with_their_failure_quoted() -> None:
+    evidence = {"checks": {"tests": {
+        "check": "tests", "counts": {"passed": 9, "failed": 1},
+        "fixed": ["tests/test_a.py::test_fixed"],
+        "newly_failing": [{"id": "tests/test_a.py::test_low", "message": "assert -1 == 0\ntests/test_a.py:5: E"}],
+        "still_failing": ["tests/test_b.py::test_old"], "flaky": [], "not_run": []}},
+        "weakened": [], "lines": {"changed": 4, "run": 3, "not_run": ["app.py:9 not run by any test"]}}
+    shown = text(explanation={**EXPLANATION, "evidence": evidence})
+    assert ("**Tests:**\n\n- tests: 9 passed, 1 failed\n  - fixes tests/test_a.py::test_fixed\n"
+            "  - breaks tests/test_a.py::test_low\n      > assert -1 == 0\n      > tests/test_a.py:5: E\n"
+            "  - fails on the base too: tests/test_b.py::test_old\n"
+            "- changed lines: the tests ran 3 of 4\n  - app.py:9 not run by any test\n") in shown
+
+
+def test_no_evidence_no_tests_section() -> None:
+    assert "**Tests:**" not in text()

@@ -158,6 +158,7 @@ def test_collect_returns_a_status_read_by_attribute_and_printed_as_json(world: t
     document = status.to_json()
     assert list(document) == ["days", "since", "submissions", "states", "routes", "sources", "decided",
                               "auto_merged", "auto_merge_rate", "confidence", "pending", "oldest_pending_seconds",
-                              "queue", "validation_seconds", "throughput", "review_hours_saved", "alerts"]
+                              "queue", "validation_seconds", "throughput", "review_hours_saved", "alerts",
+                              "flaky_tests"]
     assert document["confidence"]["histogram"][9] == {"from": 0.9, "to": 1.0, "count": 3}
     assert json.loads(json.dumps(document)) == document  # plain JSON values only

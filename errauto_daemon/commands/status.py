@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sys
 from argparse import Namespace
+from pathlib import PurePath
 
 from errauto_daemon import metrics, output
 from errauto_daemon.metrics import Alerts, Confidence, Queue, Status, Throughput, ValidationTimes
@@ -30,7 +31,18 @@ def render(d: Status) -> list[str]:
     bar = "█" if (sys.stdout.encoding or "").lower().replace("-", "") == "utf8" else "#"
     return [*_summary(d), "", *_counts(d), "", *_confidence(d.confidence, bar), "",
             _queue(d.queue), _validation_time(d.validation_seconds), _throughput(d.throughput),
-            _alerts(d.alerts)]
+            _alerts(d.alerts), *_flaky(d)]
+
+
+def _flaky(d: Status) -> list[str]:
+    if not d.flaky:
+        return []
+    lines = ["flaky tests (failed, then passed when run again):"]
+    for f in d.flaky:
+        lines.append(output.printable(f"  {f.test} in {PurePath(f.repo).name}: flaky in {f.times} "
+                                      f"validation{'s' if f.times != 1 else ''}, failed {f.failures} of "
+                                      f"{f.runs} runs"))
+    return lines
 
 
 def _summary(d: Status) -> list[str]:

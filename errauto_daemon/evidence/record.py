@@ -105,6 +105,29 @@ class Evidence:
     weakened: tuple[str, ...] = ()  # "tests/test_app.py:14 adds @pytest.mark.skip to test_clamp"
     lines: LinesEvidence | None = None
 
+    def readable(self) -> list[tuple[int, str]]:
+        """What a person reads about the evidence, as (depth, text): what the
+        patch fixed first, then what it broke with the first lines of each
+        failure, what failed on the base too, what was flaky, what no longer
+        runs, and the changed lines the tests did not run."""
+        out: list[tuple[int, str]] = []
+        for ev in self.checks.values():
+            if not ev.usable:
+                continue
+            counts = ", ".join(f"{n} {word}" for word, n in ev.counts.items() if n)
+            out.append((0, f"{ev.check}: {counts or 'no tests'}"))
+            out += [(1, f"fixes {t}") for t in ev.fixed[:SHOWN]]
+            for f in ev.newly_failing[:SHOWN]:
+                out.append((1, f"{'fails' if ev.base_missing else 'breaks'} {f.id}"))
+                out += [(2, line) for line in f.message.splitlines()[:6]]
+            out += [(1, f"fails on the base too: {t}") for t in ev.still_failing[:SHOWN]]
+            out += [(1, f"flaky: {f}") for f in ev.flaky[:SHOWN]]
+            out += [(1, f"no verdict: {t}") for t in ev.not_run[:SHOWN]]
+        if self.lines is not None and not self.lines.problem and self.lines.changed:
+            out.append((0, f"changed lines: the tests ran {self.lines.run} of {self.lines.changed}"))
+            out += [(1, t) for t in self.lines.not_run]
+        return out
+
     def to_json(self) -> dict[str, Any]:
         return {"checks": {k: v.to_json() for k, v in self.checks.items()}, "weakened": list(self.weakened),
                 "lines": self.lines.to_json() if self.lines else None}

@@ -13,6 +13,7 @@ from typing import Any
 import pygit2
 
 from errauto_daemon.errors import printable
+from errauto_daemon.evidence.record import Evidence
 from errauto_daemon.store import Submission
 
 # How a pull request gets merged, as its body tells it.
@@ -89,6 +90,10 @@ def _checks(explanation: Mapping[str, Any]) -> list[str]:
                      f"{float(part['weight']):.2f} |")
     if not explanation.get("parts"):
         lines.append("| (no checks configured) | | | |")
+    evidence = Evidence.from_json(explanation.get("evidence")).readable()
+    if evidence:
+        lines += ["", "**Tests:**", ""]
+        lines += ["  " * depth + ("- " if depth < 2 else "  > ") + _text(text) for depth, text in evidence]
     lines += [f"\nGate: {_text(gate)}" for gate in explanation.get("gates", [])]
     lines += [f"\nNote: {_text(note)}" for note in explanation.get("notes", [])]
     return lines
