@@ -17,7 +17,7 @@ import ast
 import configparser
 import fnmatch
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -106,7 +106,8 @@ def _file(change: FileChange, globs: Sequence[str]) -> list[Finding]:
         return out  # the runner reports a file it cannot import; nothing to compare here
     before = _parse(change.before) if change.before is not None else None
     out += _module_level(change.path, before, after)
-    out += _tests(change.path, before, after)
+    out += _tests(change.path, (before, change.before) if before is not None and change.before is not None else None,
+                  (after, change.after))
     return out
 
 
@@ -128,16 +129,20 @@ class _Test:
     exits: list[tuple[int, str]] = field(default_factory=list)
 
 
-def _tests(path: str, before: ast.Module | None, after: ast.Module) -> list[Finding]:
-    old = {t.name: t for t in _collect(before)} if before is not None else {}
-    new = {t.name: t for t in _collect(after)}
+def _tests(path: str, before: tuple[ast.Module, str] | None, after: tuple[ast.Module, str]) -> list[Finding]:
+    """Findings about the test functions; only those whose text changed are walked."""
+    old = _defs(*before) if before is not None else {}
+    new = _defs(*after)
     out: list[Finding] = []
-    for name, test in old.items():
+    for name, d in old.items():
         if name not in new:
-            out.append(Finding(path, test.line, f"deletes {name}", f"{path}::{name}"))
-    for name, test in new.items():
+            out.append(Finding(path, d.node.lineno, f"deletes {name}", f"{path}::{name}"))
+    for name, d in new.items():
+        prior = old.get(name)
+        if prior is not None and prior.text == d.text:
+            continue
+        test, was = d.analyse(), prior.analyse() if prior is not None else None
         node = f"{path}::{name}"
-        was = old.get(name)
         for line, how in test.skips:
             if was is None or how not in {h for _, h in was.skips}:
                 out.append(Finding(path, line, f"adds {how} to {name}", node))
@@ -151,17 +156,42 @@ def _tests(path: str, before: ast.Module | None, after: ast.Module) -> list[Find
     return out
 
 
-def _collect(module: ast.Module) -> Iterator[_Test]:
+@dataclass(frozen=True)
+class _Def:
+    """A test function as written: its text (with its decorators, and its
+    class's header for a method) tells an unchanged one without walking it."""
+
+    name: str
+    node: ast.FunctionDef | ast.AsyncFunctionDef
+    owner: ast.ClassDef | None
+    text: str
+
+    def analyse(self) -> _Test:
+        test = _test(self.name, self.node)
+        if self.owner is not None:
+            test.skips += [(d.lineno, s) for d in self.owner.decorator_list for s in [_skip_decorator(d)] if s]
+        return test
+
+
+def _defs(module: ast.Module, source: str) -> dict[str, _Def]:
+    lines = source.splitlines()
+
+    def text(node: ast.stmt, header_only: bool = False) -> str:
+        first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", ()))])
+        last = node.lineno if header_only else (node.end_lineno or node.lineno)
+        return "\n".join(lines[first - 1:last])
+
+    out: dict[str, _Def] = {}
     for node in module.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test"):
-            yield _test(node.name, node)
+            out[node.name] = _Def(node.name, node, None, text(node))
         elif isinstance(node, ast.ClassDef):
-            class_skips = [(d.lineno, s) for d in node.decorator_list for s in [_skip_decorator(d)] if s]
+            header = text(node, header_only=True)
             for item in node.body:
                 if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name.startswith("test"):
-                    test = _test(f"{node.name}::{item.name}", item)
-                    test.skips += class_skips
-                    yield test
+                    name = f"{node.name}::{item.name}"
+                    out[name] = _Def(name, item, node, header + "\n" + text(item))
+    return out
 
 
 def _test(name: str, fn: ast.FunctionDef | ast.AsyncFunctionDef) -> _Test:

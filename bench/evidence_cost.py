@@ -1,0 +1,194 @@
+"""What per-test evidence costs beyond the checks themselves, and how often the base runs.
+
+1. Per patch, on a large project, in this process (median of --runs):
+     junit     the patch's JUnit report of --tests tests parsed and compared with the
+               base's outcomes (as the cache keeps them: the base report is parsed once
+               per base tree, not per patch)
+     lines     a coverage.py JSON report of --files files read, and the changed lines measured
+     tamper    the changed test files compared base against patch through the AST
+   printed in milliseconds and as a share of the 50 ms budget per patch.
+
+2. --patches patches validated on one base tree by the real Validator (a
+   check that writes a JUnit report), counting how many times the check ran
+   on the base: the base run is paid once per base tree, whatever the
+   number of patches.
+
+    python bench/evidence_cost.py [--tests 5000] [--files 500] [--patches 100] [--runs 7]
+
+Nothing is asserted; docs/performance.md records results.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+BUDGET_MS = 50.0
+
+
+def junit(tests: int, failing: set[int]) -> bytes:
+    cases = []
+    for i in range(tests):
+        module, name = f"tests.test_mod{i // 250}", f"test_{i}"
+        if i in failing:
+            cases.append(f'<testcase classname="{module}" name="{name}" time="0.01"><failure message="assert 1 == 2">'
+                         f"E   assert 1 == 2\n\ntests/test_mod{i // 250}.py:{i % 250 + 3}: AssertionError"
+                         "</failure></testcase>")
+        else:
+            cases.append(f'<testcase classname="{module}" name="{name}" time="0.01"/>')
+    return (f'<testsuites><testsuite name="pytest" tests="{tests}">' + "".join(cases)
+            + "</testsuite></testsuites>").encode()
+
+
+def coverage_json(files: int) -> bytes:
+    table = {f"pkg/mod{i}.py": {"executed_lines": list(range(1, 180)), "missing_lines": list(range(180, 200)),
+                                "excluded_lines": []} for i in range(files)}
+    return json.dumps({"meta": {"version": "7"}, "files": table}).encode()
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def test_module(n: int, skip: bool = False) -> str:
+    body = []
+    for k in range(25):
+        deco = "@pytest.mark.skip(reason='later')\n" if skip and k == 3 else ""
+        body.append(f"{deco}def test_{n}_{k}():\n    assert f({k}) == {k}\n    assert g({k}) > -1\n")
+    return "import pytest\n\nfrom pkg import f, g\n\n\n" + "\n\n".join(body)
+
+
+def project(root: Path, files: int) -> tuple[str, str]:
+    """A repository of `files` modules and 20 test modules; a patch changing 50 modules and 20 test files."""
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    git(root, "config", "user.email", "b@example.com")
+    git(root, "config", "user.name", "B")
+    for i in range(files):
+        (root / "pkg").mkdir(exist_ok=True)
+        (root / "pkg" / f"mod{i}.py").write_text("".join(f"def f{k}(x):\n    return x + {k}\n" for k in range(100)))
+    (root / "tests").mkdir()
+    for n in range(20):
+        (root / "tests" / f"test_mod{n}.py").write_text(test_module(n))
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "base")
+    base = git(root, "rev-parse", "HEAD^{tree}").strip()
+    for i in range(50):
+        path = root / "pkg" / f"mod{i}.py"
+        path.write_text(path.read_text().replace("return x + 7\n", "return x + 7 + 0\n"))
+    for n in range(20):
+        (root / "tests" / f"test_mod{n}.py").write_text(test_module(n, skip=True))
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "patch")
+    return base, git(root, "rev-parse", "HEAD^{tree}").strip()
+
+
+def per_patch(tmp: Path, tests: int, files: int, runs: int) -> dict[str, float]:
+    import pygit2
+
+    from errauto_daemon.evidence import changed_lines, gather
+    from errauto_daemon.evidence.compare import compare
+    from errauto_daemon.evidence.junit import parse_report
+    from errauto_daemon.evidence.tamper import DEFAULT_TEST_GLOBS, is_test_file
+
+    base = gather.report_to_json(parse_report(junit(tests, {10, 20})))
+    now_xml = junit(tests, {10, 30, 4000})
+    cov = coverage_json(files)
+    base_tree, result_tree = project(tmp / "proj", files)
+    repo = pygit2.Repository(str(tmp / "proj"))
+    times: dict[str, list[float]] = {"junit": [], "lines": [], "tamper": []}
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        diff = compare(gather.report_from_json(base), parse_report(now_xml))
+        t1 = time.perf_counter()
+        table = changed_lines.read_coverage(cov)
+        lines = changed_lines.measure(changed_lines.added_lines(repo, base_tree, result_tree), table,
+                                      text_of=lambda p: None, is_test=is_test_file)
+        t2 = time.perf_counter()
+        changes = gather.file_changes(repo, base_tree, result_tree, DEFAULT_TEST_GLOBS, frozenset())
+        found = gather.weakened(changes, DEFAULT_TEST_GLOBS, [])
+        t3 = time.perf_counter()
+        times["junit"].append((t1 - t0) * 1000)
+        times["lines"].append((t2 - t1) * 1000)
+        times["tamper"].append((t3 - t2) * 1000)
+    assert len(diff.newly_failing) == 2 and lines.changed == 50 and len(found) == 20, (diff, lines, found)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+CHECK = textwrap.dedent("""\
+    import pathlib, sys
+    pathlib.Path(".errauto").mkdir(exist_ok=True)
+    pathlib.Path(".errauto/junit.xml").write_text(
+        '<testsuite><testcase classname="tests.test_a" name="test_one"/></testsuite>')
+""")
+
+
+def base_runs(tmp: Path, patches: int) -> tuple[int, int, float]:
+    """Validate `patches` patches on one base; how many base runs and patch runs, and seconds per patch."""
+    os.environ["ERRAUTO_HOME"] = str(tmp / "home")
+    os.environ["XDG_CACHE_HOME"] = str(tmp / "cache")
+    from errauto_daemon import intake, paths
+    from errauto_daemon.store import Store
+    from errauto_daemon.validate import Validator
+
+    root = tmp / "small"
+    root.mkdir()
+    git(root, "init", "-q", "-b", "main")
+    git(root, "config", "user.email", "b@example.com")
+    git(root, "config", "user.name", "B")
+    (root / "check.py").write_text(CHECK)
+    (root / ".errauto.toml").write_text(
+        f"target = 'main'\n[checks.tests]\ncommand = ['{sys.executable}', 'check.py']\n"
+        "junit = '.errauto/junit.xml'\ngate = false\n")  # no gate check: held, so main stays put
+    (root / "data.txt").write_text("".join(f"line {i}\n" for i in range(patches)))
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "base")
+    store = Store()
+    validator = Validator(store, use_cache=False)
+    started = time.perf_counter()
+    for i in range(patches):
+        lines = (root / "data.txt").read_text().splitlines(keepends=True)
+        lines[i] = f"changed {i}\n"
+        (root / "data.txt").write_text("".join(lines))
+        diff = git(root, "diff")
+        git(root, "checkout", "-q", "--", "data.txt")
+        sub = intake.submit(store, root, diff.encode(), source="cli", name=f"p{i}.patch").submission
+        decided = validator.process(sub.id)
+        assert decided.state == "awaiting_review", (decided.state, decided.reason)
+    took = time.perf_counter() - started
+    logs = list(paths.check_logs_dir().rglob("*.log"))
+    return sum(1 for p in logs if p.name.endswith("-base.log")), len(logs), took / patches
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tests", type=int, default=5000)
+    parser.add_argument("--files", type=int, default=500)
+    parser.add_argument("--patches", type=int, default=100)
+    parser.add_argument("--runs", type=int, default=7)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        costs = per_patch(Path(tmp), args.tests, args.files, args.runs)
+        total = sum(costs.values())
+        print(f"per patch ({args.tests} tests, {args.files} files in the coverage report, 20 test files "
+              f"and 50 modules changed), median of {args.runs}:")
+        for name, ms in costs.items():
+            print(f"  {name:<7} {ms:7.1f} ms")
+        print(f"  total   {total:7.1f} ms  = {total / BUDGET_MS:.2f} of the {BUDGET_MS:.0f} ms budget")
+        base, runs, per = base_runs(Path(tmp), args.patches)
+        print(f"{args.patches} patches on one base tree: the check ran {base} time(s) on the base and "
+              f"{runs - base} times on patches ({per * 1000:.0f} ms per validation)")
+
+
+if __name__ == "__main__":
+    main()
