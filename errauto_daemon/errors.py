@@ -74,6 +74,12 @@ def printable(text: str, *, keep: str = "") -> str:
     return _UNPRINTABLE.sub(escaped, text)
 
 
+def strip_controls(text: str, keep: str = "\n\t") -> str:
+    """`text` without the characters `printable` would escape, but those in
+    `keep`: for a commit message errauto writes (lines and tabs kept)."""
+    return _UNPRINTABLE.sub(lambda m: m.group() if m.group() in keep else "", text)
+
+
 def without_controls(text: str) -> str:
     """`text` without the characters `printable` would escape: for what is
     stored where no one escapes it again (a commit's author)."""

@@ -35,7 +35,7 @@ import pygit2
 from errauto_daemon import git, locks, paths
 from errauto_daemon.config import Config
 from errauto_daemon.domain import StrEnum
-from errauto_daemon.errors import without_controls
+from errauto_daemon.errors import strip_controls, without_controls
 from errauto_daemon.openfiles import being_written
 from errauto_daemon.patchfile import PatchCommit, author_time
 from errauto_daemon.repo import common_dir
@@ -76,7 +76,8 @@ def build_commits(
     parent = base
     for commit, tree in zip(commits, trees, strict=True):
         author = _author(commit, who)
-        message = commit.message if commit.message.strip() else fallback_message
+        # The patch's words, without what would drive a terminal showing `git log`.
+        message = strip_controls(commit.message if commit.message.strip() else fallback_message)
         message = message.rstrip("\n") + f"\n\nErrauto-Submission: {submission_id}\n"
         parent = repo.create_commit(None, author, who, message, tree, [parent])
     return parent

@@ -17,6 +17,7 @@ import urllib.parse
 from collections.abc import Iterable, Mapping
 
 from errauto_daemon.config import DEFAULT_SECRET_ENV, secret_names
+from errauto_daemon.errors import printable
 
 
 class Secrets:
@@ -100,10 +101,13 @@ class RedactFilter(logging.Filter):
         self.secrets = secrets
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = self.secrets.redact(record.getMessage())
+        # Log lines quote patches (titles, reasons, file names): escaped, so that
+        # `tail -f daemon.log` cannot be driven by them.
+        record.msg = printable(self.secrets.redact(record.getMessage()), keep="\n\t")
         record.args = ()
         if record.exc_info:
-            record.exc_text = self.secrets.redact("".join(traceback.format_exception(*record.exc_info)))
+            record.exc_text = printable(self.secrets.redact("".join(traceback.format_exception(*record.exc_info))),
+                                        keep="\n\t")
             record.exc_info = None
         return True
 

@@ -84,9 +84,10 @@ def test_the_merged_commit_has_no_control_characters_in_its_author(
     patch = hostile_patch(tmp_path, checked_repo)
     assert errauto("apply", str(patch), "--repo", str(checked_repo.path)).returncode == 0
 
-    log = subprocess.run(["git", "log", "-1", "--format=%an%n%ae%n%cn%n%ce"], cwd=checked_repo.path,
+    log = subprocess.run(["git", "log", "-1", "--format=%an%n%ae%n%cn%n%ce%n%B"], cwd=checked_repo.path,
                          capture_output=True, check=True).stdout
     for raw in FORBIDDEN:
         assert raw not in log, log
     name = log.decode().splitlines()[0]
     assert name == "Ev]0;ownedil [31mHacker2J"
+    assert "Fix ]8;;http://evil.example" in log.decode()  # the subject kept, its controls dropped

@@ -53,6 +53,12 @@ def test_the_filter_redacts_the_message_its_arguments_and_the_traceback(
     assert "ValueError: the server refused ***" in text
 
 
+def test_the_filter_escapes_what_would_drive_a_terminal_reading_the_log(logger: logging.Logger) -> None:
+    out = capture(logger, RedactFilter())
+    logger.info("took %s", "fix-\x1b]0;owned\x07\u202e.patch\tfrom inbox")
+    assert out.getvalue() == "INFO took fix-\\x1b]0;owned\\x07\\u202e.patch\tfrom inbox\n"
+
+
 def test_every_handler_after_the_filter_sees_the_record_redacted(
         logger: logging.Logger, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GITHUB_TOKEN", TOKEN)
