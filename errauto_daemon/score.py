@@ -151,34 +151,43 @@ def _evidence_gates(config: Config, evidence: Evidence) -> tuple[list[str], list
     soft: list[str] = []
     notes: list[str] = []
     for check in config.checks:
-        ev = evidence.checks.get(check.name)
-        if ev is None:
-            if check.gate:
-                notes.append(f"evidence is coarse: {check.name} reports no per-test results, only its exit code")
-            continue
-        if not ev.usable:
-            notes.append(f"evidence is coarse: {check.name}: {ev.problem}")
-            continue
-        if ev.still_failing and check.gate:
-            soft.append(f"{check.name} fails on main too ({_names(ev.still_failing)}): "
-                        "it cannot vouch for an auto-merge")
-        if ev.flaky:
-            soft.append(f"flaky: {'; '.join(str(f) for f in ev.flaky[:3])}")
-        hit += [f"weakens the tests: {n}" for n in ev.not_run[:SHOWN]]
+        _check_gates(check, evidence.checks.get(check.name), hit, soft, notes)
     hit += [f"weakens the tests: {w}" for w in evidence.weakened[:SHOWN]]
+    _lines_gates(config, evidence, hit, soft, notes)
+    return hit, soft, notes
+
+
+def _check_gates(check: CheckConfig, ev: CheckEvidence | None, hit: list[str], soft: list[str],
+                 notes: list[str]) -> None:
+    if ev is None:
+        if check.gate:
+            notes.append(f"evidence is coarse: {check.name} reports no per-test results, only its exit code")
+        return
+    if not ev.usable:
+        notes.append(f"evidence is coarse: {check.name}: {ev.problem}")
+        return
+    if ev.still_failing and check.gate:
+        soft.append(f"{check.name} fails on main too ({_names(ev.still_failing)}): "
+                    "it cannot vouch for an auto-merge")
+    if ev.flaky:
+        soft.append(f"flaky: {'; '.join(str(f) for f in ev.flaky[:3])}")
+    hit += [f"weakens the tests: {n}" for n in ev.not_run[:SHOWN]]
+
+
+def _lines_gates(config: Config, evidence: Evidence, hit: list[str], soft: list[str], notes: list[str]) -> None:
     minimum = config.evidence.min_changed_lines_covered
     lines = evidence.lines
     if lines is not None and lines.problem:
         notes.append(f"changed lines: {lines.problem}")
-    if minimum is not None:
-        if lines is None or lines.problem:
-            soft.append("the changed lines' coverage is unknown (no check reports line data): "
-                        f"[evidence] asks for {minimum:.0%}")
-        elif lines.share is not None and lines.share < minimum:
-            where = "; ".join(lines.not_run[:3])
-            hit.append(f"the tests ran {lines.run} of {lines.changed} changed lines ({where}); "
-                       f"[evidence] asks for {minimum:.0%}")
-    return hit, soft, notes
+    if minimum is None:
+        return
+    if lines is None or lines.problem:
+        soft.append("the changed lines' coverage is unknown (no check reports line data): "
+                    f"[evidence] asks for {minimum:.0%}")
+    elif lines.share is not None and lines.share < minimum:
+        where = "; ".join(lines.not_run[:3])
+        hit.append(f"the tests ran {lines.run} of {lines.changed} changed lines ({where}); "
+                   f"[evidence] asks for {minimum:.0%}")
 
 
 def compute(

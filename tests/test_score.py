@@ -4,9 +4,10 @@ from __future__ import annotations
 import pytest
 
 from errauto_daemon.checks import CheckResult
-from errauto_daemon.config import CheckConfig, Config
+from errauto_daemon.config import CheckConfig, Config, EvidenceConfig
 from errauto_daemon.domain import CheckStatus
-from errauto_daemon.score import check_score, compute
+from errauto_daemon.evidence.record import CheckEvidence, Evidence, Failure, Flake, LinesEvidence
+from errauto_daemon.score import Confidence, check_score, compute
 
 TESTS = CheckConfig("tests", ("pytest",), weight=3.0, gate=True)
 LINT = CheckConfig("lint", ("ruff",), weight=1.0)
@@ -87,3 +88,66 @@ def test_coverage_is_scored_against_its_baseline_and_the_thresholds_come_from_th
     assert confidence.review_only == ("a submodule changes",) and confidence.notes == (
         "reused", "evidence is coarse: tests reports no per-test results, only its exit code")
     assert confidence.summary() == "0.88: coverage -2.5% cost 0.12; auto-merge needs 0.90"
+
+
+# -- per-test, test-code and line evidence -------------------------------------------------
+
+def judged(ev: CheckEvidence | None = None, *, weakened: tuple[str, ...] = (), lines: LinesEvidence | None = None,
+           status: str = "failed", min_lines: float | None = None) -> Confidence:
+    config = Config(target="main", checks=(TESTS, LINT), evidence=EvidenceConfig(min_changed_lines_covered=min_lines))
+    evidence = Evidence({"tests": ev} if ev is not None else {}, weakened, lines)
+    return compute(config, [result("tests", status, detail="exit 1"), result("lint")], evidence=evidence)
+
+
+def test_a_test_the_patch_breaks_scores_the_check_zero_and_is_named() -> None:
+    c = judged(CheckEvidence("tests", newly_failing=(Failure("t.py::low", "assert -1 == 0\nt.py:3: E"),),
+                             fixed=("t.py::old",), counts={"passed": 5, "failed": 1}))
+    assert c.parts[0].score == 0.0
+    assert c.parts[0].detail == "fixes t.py::old; breaks t.py::low: assert -1 == 0"
+    assert c.gates_hit == ("tests must pass to auto-merge (fixes t.py::old; breaks t.py::low: assert -1 == 0)",)
+
+
+def test_a_test_failing_on_main_too_is_not_counted_but_cannot_vouch_for_an_auto_merge() -> None:
+    c = judged(CheckEvidence("tests", still_failing=("t.py::old",), counts={"passed": 5, "failed": 1}))
+    assert c.value == 1.0 and c.parts[0].detail == "5 passed, 1 fail on main too"
+    assert c.gates == ("tests fails on main too (t.py::old): it cannot vouch for an auto-merge",)
+    assert c.gates_hit == ()
+    assert c.summary() == ("1.00; no auto-merge: tests fails on main too (t.py::old): it cannot vouch for an "
+                           "auto-merge")
+
+
+def test_a_flaky_test_is_neither_blamed_nor_merged_on() -> None:
+    c = judged(CheckEvidence("tests", flaky=(Flake("t.py::t", 3, 1),), counts={"passed": 6}), status="passed")
+    assert c.value == 1.0 and c.gates == ("flaky: t.py::t failed 1 of 3 runs",) and c.gates_hit == ()
+
+
+def test_a_failing_exit_with_no_failing_test_in_the_report_still_fails() -> None:
+    c = judged(CheckEvidence("tests", counts={"passed": 6}))
+    assert c.parts[0].score == 0.0 and c.parts[0].detail == "exit 1 with no failing test in its report"
+
+
+def test_weakened_tests_and_tests_without_a_verdict_are_gates_a_person_overrules() -> None:
+    c = judged(CheckEvidence("tests", not_run=("t.py::low is now skipped (flaky)",), counts={"passed": 5}),
+               weakened=("t.py:4 adds @pytest.mark.skip to low, which passed on the base",), status="passed")
+    assert c.value == 1.0
+    assert c.gates_hit == ("weakens the tests: t.py::low is now skipped (flaky)",
+                           "weakens the tests: t.py:4 adds @pytest.mark.skip to low, which passed on the base")
+
+
+def test_changed_lines_below_the_minimum_and_unknown_lines() -> None:
+    lines = LinesEvidence(4, 3, ("app.py:9 not run by any test",))
+    assert judged(lines=lines, status="passed", min_lines=1.0).gates_hit == (
+        "the tests ran 3 of 4 changed lines (app.py:9 not run by any test); [evidence] asks for 100%",)
+    assert judged(lines=lines, status="passed", min_lines=0.75).gates_hit == ()
+    assert judged(lines=lines, status="passed").gates_hit == ()  # reported, not required
+    unknown = judged(status="passed", min_lines=1.0)
+    assert unknown.gates_hit == () and unknown.gates[0].startswith("the changed lines' coverage is unknown")
+
+
+def test_without_a_report_the_evidence_is_coarse_and_scoring_is_as_before() -> None:
+    c = judged(status="passed")
+    assert c.value == 1.0 and c.notes == (
+        "evidence is coarse: tests reports no per-test results, only its exit code",)
+    broken = judged(CheckEvidence("tests", problem="no test report at .errauto/junit.xml"))
+    assert broken.parts[0].score == 0.0 and broken.parts[0].detail == "exit 1"
+    assert broken.notes == ("evidence is coarse: tests: no test report at .errauto/junit.xml",)
