@@ -63,6 +63,8 @@ def test_an_untouched_or_only_strengthened_file_has_no_finding() -> None:
      "tests/test_app.py:24 adds @unittest.skip to Legacy::test_mid"),
     (edit("class Legacy(unittest.TestCase):", "@unittest.skip('all')\nclass Legacy(unittest.TestCase):"),
      "tests/test_app.py:23 adds @unittest.skip to Legacy::test_mid"),
+    (edit("class TestRaises:\n", "class TestRaises:\n    pytestmark = [pytest.mark.xfail(reason='x')]\n"),
+     "tests/test_app.py:18 adds @pytest.mark.xfail (the class's pytestmark) to TestRaises::test_bad_bounds"),
     (edit("    assert clamp(-1, 0, 10) == 0\n", "    pytest.skip('flaky')\n    assert clamp(-1, 0, 10) == 0\n"),
      "tests/test_app.py:9 adds pytest.skip() to test_clamp_low"),
     (edit("        self.assertEqual(clamp(5, 0, 10), 5)\n",

@@ -170,7 +170,20 @@ class _Def:
         test = _test(self.name, self.node)
         if self.owner is not None:
             test.skips += [(d.lineno, s) for d in self.owner.decorator_list for s in [_skip_decorator(d)] if s]
+            test.skips += [(line, f"{how} (the class's pytestmark)") for line, how in _class_marks(self.owner)]
         return test
+
+
+def _class_marks(owner: ast.ClassDef) -> list[tuple[int, str]]:
+    """Skip and xfail marks a class gives all its tests through `pytestmark = ...`."""
+    out = []
+    for node in owner.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "pytestmark"
+                                                for t in node.targets):
+            out += [(node.lineno, how) for sub in ast.walk(node.value)
+                    for how in [_skip_decorator(sub) if isinstance(sub, (ast.Attribute, ast.Call)) else None]
+                    if how]
+    return out
 
 
 def _defs(module: ast.Module, source: str) -> dict[str, _Def]:
@@ -186,7 +199,9 @@ def _defs(module: ast.Module, source: str) -> dict[str, _Def]:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name.startswith("test"):
             out[node.name] = _Def(node.name, node, None, text(node))
         elif isinstance(node, ast.ClassDef):
-            header = text(node, header_only=True)
+            header = "\n".join([text(node, header_only=True), *(
+                text(item) for item in node.body if isinstance(item, ast.Assign)
+                and any(isinstance(t, ast.Name) and t.id == "pytestmark" for t in item.targets))])
             for item in node.body:
                 if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name.startswith("test"):
                     name = f"{node.name}::{item.name}"
