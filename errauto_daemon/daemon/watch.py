@@ -1,10 +1,14 @@
-"""Watching: the watchdog observer and its handlers, and the intake thread.
+"""Watching: the watchdog observer and its handlers, and intake by repository.
 
 The handlers run on watchdog's dispatcher thread and only enqueue (a path
-to take, a repository to scan); the intake thread does the work, one item at
-a time: taking inbox files (`inbox.take`), scanning an inbox and the submit
-refs (`inbox.scan`, `refwatch.scan`). A burst of ref events asks for one ref
-scan; an inotify queue overflow asks for a rescan of everything.
+to take, a repository to scan). The intake thread hands each item to its
+repository's lane: a queue and a thread of its own, which does the work one
+item at a time: taking inbox files (`inbox.take`), scanning an inbox and the
+submit refs (`inbox.scan`, `refwatch.scan`). So a patch that is slow to take
+(a huge one, a stuck read) holds up only its own repository's intake; a lane
+idle for a while ends, and the next item starts it again. A burst of ref
+events asks for one ref scan; an inotify queue overflow asks for a rescan of
+everything.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import logging
 import os
 import queue
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Protocol, Union
@@ -42,6 +47,9 @@ log = logging.getLogger("errauto")
 #   ("scan", root)              scan root's inbox and submit refs
 #   ("refs", root)              scan root's submit refs
 Work = tuple[str, Union[tuple[str, Path], str]]
+
+LANE_IDLE = 60.0  # seconds without work before a repository's intake thread ends
+LANE_JOIN = 5.0  # seconds the stopping intake waits for all lanes together
 
 # The loggers through which watchdog tells of an inotify queue overflow.
 _INOTIFY_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
@@ -135,12 +143,24 @@ class OverflowRescan(logging.Handler):
         self.daemon.wakeup.set()
 
 
+class _Lane:
+    """One repository's intake: its queue, and the thread that works it."""
+
+    def __init__(self, root: str, watch: Watch) -> None:
+        self.root = root
+        self.work: queue.Queue[Work] = queue.Queue()
+        self.thread = threading.Thread(target=watch._lane_loop, args=(self,), name=f"intake-{Path(root).name}",
+                                       daemon=True)
+        self.thread.start()
+
+
 class Watch:
     """The repositories being watched, and the thread that works their events.
 
     `sync` (on the main thread) follows the registered repositories;
-    `intake_loop` runs on its own thread until `stopping` is set and sets
-    `wakeup` whenever it recorded a new submission.
+    `intake_loop` runs on its own thread until `stopping` is set, handing
+    each item to its repository's lane; a lane sets `wakeup` whenever it
+    recorded a new submission.
     """
 
     def __init__(self, *, wakeup: threading.Event, stopping: threading.Event) -> None:
@@ -153,6 +173,8 @@ class Watch:
         self.refs_pending_lock = threading.Lock()
         self.observer: BaseObserver | None = None
         self.overflow: OverflowRescan | None = None
+        self.lanes: dict[str, _Lane] = {}  # repository -> its intake lane, while it has work
+        self.lanes_lock = threading.Lock()
 
     def start(self) -> None:
         _shorten_move_pairing()
@@ -221,21 +243,60 @@ class Watch:
     # -- the intake thread --------------------------------------------------------
 
     def intake_loop(self) -> None:
-        store = Store()
+        """Hand each item to its repository's lane until stopping; then let the lanes end."""
         while not self.stopping.is_set():
             try:
                 kind, arg = self.intake_q.get(timeout=0.5)
             except queue.Empty:
                 continue
-            log.debug("event: %s %s", kind, arg[1] if isinstance(arg, tuple) else arg)
-            try:
-                if self._intake(store, kind, arg):
-                    self.wakeup.set()
-            except FatalError as exc:
-                log.warning("%s %s: %s", kind, arg, exc)
-            except Exception:
-                log.exception("intake of %s %s failed", kind, arg)
-        store.close()
+            root = arg[0] if isinstance(arg, tuple) else arg
+            with self.lanes_lock:
+                lane = self.lanes.get(root)
+                if lane is None:
+                    lane = self.lanes[root] = _Lane(root, self)
+                lane.work.put((kind, arg))
+        with self.lanes_lock:
+            lanes = list(self.lanes.values())
+        deadline = time.monotonic() + LANE_JOIN
+        for lane in lanes:
+            lane.thread.join(timeout=max(0.0, deadline - time.monotonic()))
+            if lane.thread.is_alive():
+                log.warning("intake of %s is still busy; stopping without it", lane.root)
+
+    def _lane_loop(self, lane: _Lane) -> None:
+        store = Store()
+        idle_since = time.monotonic()
+        try:
+            while not self.stopping.is_set():
+                try:
+                    kind, arg = lane.work.get(timeout=0.5)
+                except queue.Empty:
+                    if time.monotonic() - idle_since >= LANE_IDLE and self._retire(lane):
+                        return
+                    continue
+                self._work(store, kind, arg)
+                idle_since = time.monotonic()
+        finally:
+            store.close()
+
+    def _retire(self, lane: _Lane) -> bool:
+        """End an idle lane, unless work reached it meanwhile (the dispatcher puts under the same lock)."""
+        with self.lanes_lock:
+            if not lane.work.empty():
+                return False
+            if self.lanes.get(lane.root) is lane:
+                del self.lanes[lane.root]
+            return True
+
+    def _work(self, store: Store, kind: str, arg: tuple[str, Path] | str) -> None:
+        log.debug("event: %s %s", kind, arg[1] if isinstance(arg, tuple) else arg)
+        try:
+            if self._intake(store, kind, arg):
+                self.wakeup.set()
+        except FatalError as exc:
+            log.warning("%s %s: %s", kind, arg, exc)
+        except Exception:
+            log.exception("intake of %s %s failed", kind, arg)
 
     def _intake(self, store: Store, kind: str, arg: tuple[str, Path] | str) -> bool:
         """Do one item of work; whether it recorded a new submission."""
