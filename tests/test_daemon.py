@@ -419,3 +419,47 @@ def test_a_patch_stuck_in_one_repositorys_intake_does_not_hold_up_another(
             os.close(writer)
     [sub_a] = wait_until(lambda: store.submissions(repo=str(a.path)), timeout=30, what="A's drop recorded")
     assert sub_a.source_detail == "a.patch"
+
+
+# -- the state directory deleted under a running daemon ----------------------------------
+
+
+def _held_elsewhere(lock_file: Path) -> bool:
+    from errauto_daemon.locks import FileLock
+
+    if not lock_file.exists():
+        return False
+    probe = FileLock(lock_file)
+    if probe.acquire():
+        probe.release()
+        return False
+    return True
+
+
+def test_a_deleted_state_directory_stops_the_daemon_with_an_alert_and_no_more_work(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], daemons: list[DaemonProcess],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from tests.helpers.fake_slack import FakeSlack
+
+    project = watched_project(tmp_path, capsys, config=trivial_config())
+    patch = notes_patch(project, 1)
+    tip = project.head("main")
+    with FakeSlack() as slack:
+        monkeypatch.setenv("SLACK_WEBHOOK_URL", slack.url)
+        daemon = start(daemons, tmp_path)
+        # Its alerts thread holds the outbox lock (taken once, at its start).
+        outbox_lock = Path(os.environ["ERRAUTO_HOME"]) / "locks" / "outbox.lock"
+        wait_until(lambda: _held_elsewhere(outbox_lock), what="the daemon delivering alerts")
+        shutil.rmtree(os.environ["ERRAUTO_HOME"])
+        drop(project.path / "patches", "after.patch", patch)
+        assert daemon.proc is not None
+        assert daemon.proc.wait(timeout=60) == 5
+        output = daemon.log.read_text()
+        assert "was deleted while the daemon ran: it stopped taking work" in output
+        assert any("errauto state lost" in r.text for r in slack.received), [r.text for r in slack.received]
+    # Nothing was taken into the lost state: the file waits for the next daemon, the target did not move.
+    assert (project.path / "patches" / "after.patch").exists()
+    assert project.head("main") == tip
+    assert not (Path(os.environ["ERRAUTO_HOME"]) / "errauto.db").exists()

@@ -17,7 +17,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Protocol, Union
 
@@ -163,9 +163,11 @@ class Watch:
     recorded a new submission.
     """
 
-    def __init__(self, *, wakeup: threading.Event, stopping: threading.Event) -> None:
+    def __init__(self, *, wakeup: threading.Event, stopping: threading.Event,
+                 intact: Callable[[], bool] = lambda: True) -> None:
         self.wakeup = wakeup
         self.stopping = stopping
+        self.intact = intact  # whether the state database is still the daemon's (checked before each item)
         self.intake_q: queue.Queue[Work] = queue.Queue()
         self.watched: dict[str, list[ObservedWatch]] = {}
         self.unwatchable: set[str] = set()  # registered, but could not be watched (logged)
@@ -264,7 +266,7 @@ class Watch:
                 log.warning("intake of %s is still busy; stopping without it", lane.root)
 
     def _lane_loop(self, lane: _Lane) -> None:
-        store = Store()
+        store: Store | None = None  # opened with the first item: never on a state that is gone
         idle_since = time.monotonic()
         try:
             while not self.stopping.is_set():
@@ -274,10 +276,14 @@ class Watch:
                     if time.monotonic() - idle_since >= LANE_IDLE and self._retire(lane):
                         return
                     continue
+                if not self.intact():
+                    continue  # left where it is, for the next daemon
+                store = store or Store()
                 self._work(store, kind, arg)
                 idle_since = time.monotonic()
         finally:
-            store.close()
+            if store is not None:
+                store.close()
 
     def _retire(self, lane: _Lane) -> bool:
         """End an idle lane, unless work reached it meanwhile (the dispatcher puts under the same lock)."""
