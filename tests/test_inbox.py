@@ -120,3 +120,38 @@ def test_a_name_too_long_for_its_fate_folder_is_taken_and_does_not_stop_the_scan
     assert not (folder / long_name).exists() and not (folder / "v.patch").exists()
     queued = sorted(p.name for p in (folder / "queued").iterdir())
     assert len(queued) == 2 and all(len(os.fsencode(n)) <= 255 and n.endswith(".patch") for n in queued)
+
+
+# -- a patch that writes into the inbox folder ------------------------------------------
+
+
+@pytest.mark.parametrize(("config_top", "path"), [
+    ("", "patches/x.patch"),
+    ("", "patches/merged/1-x.patch"),
+    ('inbox = "./ci/incoming/"', "ci/incoming/notes.txt"),
+])
+def test_a_patch_touching_the_inbox_folder_is_rejected_with_its_reason(
+        tmp_path: Path, config_top: str, path: str) -> None:
+    from errauto_daemon.validate import Validator
+    from tests.helpers.gitrepo import config_toml
+
+    project = python_project(tmp_path / "project", config=config_toml(top=config_top))
+    tip = project.head("main")
+    data = project.make_patch({path: "diff --git a/calc.py b/calc.py\n", "calc.py": FIXED})
+    store = Store()
+    sub = intake.submit(store, project.path, data, source="cli", name="adds-inbox-file.patch").submission
+
+    decided = Validator(store).process(sub.id)
+
+    assert decided.state == "rejected"
+    assert "touches the inbox folder" in (decided.reason or "") and path in (decided.reason or "")
+    assert project.head("main") == tip
+    assert not (project.path / path).exists()
+
+
+def test_a_patch_beside_the_inbox_folder_is_not_refused(tmp_path: Path) -> None:
+    from errauto_daemon import guard, patchfile
+
+    project = python_project(tmp_path / "project")
+    data = project.make_patch({"patches.txt": "a file, not the folder\n", "docs/patches/a.patch": "x\n"})
+    guard.check_inbox(patchfile.parse(data, "beside.patch"), "patches")  # no PatchRejected
