@@ -149,7 +149,7 @@ def _tables(store: Store) -> set[str]:
     return {str(r[0]) for r in rows(store, "SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_an_older_database_is_migrated_to_the_current_schema(tmp_path: Path, version: int) -> None:
     path = tmp_path / "old" / "errauto.db"
     _old_database(path, version)
@@ -157,7 +157,7 @@ def test_an_older_database_is_migrated_to_the_current_schema(tmp_path: Path, ver
     store = Store(path)
     assert rows(store, "SELECT value FROM meta WHERE key = 'schema_version'") == [(str(store_mod.SCHEMA_VERSION),)]
     assert _tables(store) == _tables(fresh)
-    assert {"outbox", "deliveries", "inbox_files"} <= _tables(store)
+    assert {"outbox", "deliveries", "inbox_files", "config_problems"} <= _tables(store)
     # The old row is there and works with every new column.
     assert store.get(1).title == "old" and store.get(1).claimed_at is None
     store.add_inbox_file(1, "/r", "/inbox/old.patch")
@@ -171,7 +171,7 @@ def test_an_older_database_is_migrated_to_the_current_schema(tmp_path: Path, ver
 def test_a_database_from_a_newer_errauto_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "errauto.db"
     Store(path).conn.execute("UPDATE meta SET value = '99'")
-    with pytest.raises(FatalError, match="schema 99, this one knows 3"):
+    with pytest.raises(FatalError, match="schema 99, this one knows 4"):
         Store(path)
 
 

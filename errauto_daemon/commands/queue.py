@@ -67,12 +67,17 @@ def show(sub_id: int, *, as_json: bool, diff: bool = False) -> int:
             if output.check_failed(row):
                 check["log_tail"] = output.log_tail(row.log_path)
         value["events"] = store.events(sub_id)
+        value["config_problem"] = next(({"error": p.error, "since": p.since}
+                                        for p in store.config_problems(sub.repo)), None)
         if diff:
             value["diff"] = _patch_text(sub)
         print(output.dumps(value))
         return 0
     print("\n".join(output.decision_lines(sub)))
     print(f"  repo: {sub.repo} (target {sub.target})")
+    for problem in store.config_problems(sub.repo):
+        print(f"  configuration: cannot be used since {output.when(problem.since)}, "
+              f"its patches wait: {problem.error}")
     print(f"  source: {sub.source}" + (f" ({sub.source_detail})" if sub.source_detail else ""))
     if sub.author:
         print(f"  author: {sub.author}")

@@ -12,6 +12,7 @@ everything.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import queue
@@ -21,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Protocol, Union
 
+import pygit2
 from watchdog.events import (
     DirMovedEvent,
     FileClosedEvent,
@@ -33,8 +35,9 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
+from errauto_daemon import config as config_mod
 from errauto_daemon import inbox, refwatch
-from errauto_daemon.errors import FatalError
+from errauto_daemon.errors import ConfigError, FatalError
 from errauto_daemon.openfiles import being_written
 from errauto_daemon.repo import open_repo
 from errauto_daemon.store import Store
@@ -299,6 +302,8 @@ class Watch:
         try:
             if self._intake(store, kind, arg):
                 self.wakeup.set()
+        except ConfigError:
+            check_config(store, arg[0] if isinstance(arg, tuple) else arg)
         except FatalError as exc:
             log.warning("%s %s: %s", kind, arg, exc)
         except Exception:
@@ -314,6 +319,8 @@ class Watch:
             log.debug("%s: %s", path.name, f"taken as #{sub.id}" if sub is not None else "not taken")
             return sub is not None
         if kind == "scan":
+            if not check_config(store, arg):
+                return False  # its patches wait, told once per configuration (an alert, `monitor`)
             taken = inbox.scan(store, arg) + refwatch.scan(store, arg)
             log.debug("scan of %s: %d new submissions", arg, len(taken))
             return bool(taken)
@@ -324,6 +331,38 @@ class Watch:
             log.debug("ref scan of %s: %d new submissions", arg, len(submitted))
             return bool(submitted)
         return False
+
+
+def check_config(store: Store, root: str) -> bool:
+    """Whether the repository's configuration can be used.
+
+    One that cannot is recorded (`queue show` and `monitor` show it) and
+    alerted once per configuration: its digest is the error and the
+    configuration files' blob ids on the branch HEAD names. One that loads
+    again clears the record.
+    """
+    repo = open_repo(root)
+    try:
+        config_mod.load(repo)
+    except FatalError as exc:
+        error = str(exc)
+        if store.config_invalid(root, _config_digest(repo, error), error) is not None:
+            log.warning("the configuration of %s cannot be used, its patches wait: %s", root, error)
+        return False
+    if store.config_valid(root):
+        log.info("the configuration of %s can be used again", root)
+    return True
+
+
+def _config_digest(repo: pygit2.Repository, error: str) -> str:
+    digest = hashlib.sha256(error.encode())
+    branch = config_mod.head_branch(repo)
+    ref = repo.references.get(f"refs/heads/{branch}") if branch else None
+    if ref is not None:
+        tree = ref.peel(pygit2.Commit).tree
+        for name in (config_mod.CONFIG_FILE, config_mod.PYPROJECT):
+            digest.update(f"\0{name}:{tree[name].id if name in tree else '-'}".encode())
+    return digest.hexdigest()
 
 
 def _shorten_move_pairing() -> None:
