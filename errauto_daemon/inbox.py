@@ -189,7 +189,8 @@ def settle(store: Store, sub: Submission) -> None:
             if sub.state in ("rejected", "failed") and dest.exists():
                 _write_reason(dest, sub.reason or sub.state)
         except OSError as exc:
-            log.warning("submission %d: cannot move %s to %s/: %s", sub.id, current, dest.parent.name, exc)
+            log.warning("submission %d: cannot move %s to %s/: %s", sub.id, recorded_name(str(current)),
+                        dest.parent.name, exc)
 
 
 def _adopt_unrecorded(store: Store, sub: Submission) -> None:

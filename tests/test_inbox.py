@@ -97,6 +97,11 @@ def test_a_name_that_is_not_utf8_is_taken_and_recorded_printable_and_reversible(
     assert os.path.exists(on_disk)
     # What the store keeps is valid UTF-8 JSON all the way (alerts, the queue's output).
     json.dumps(store.get(sub.id).source_detail).encode("utf-8")
+    # Deciding it moves the very file.
+    store.transition(sub.id, "rejected", reason="no")
+    inbox.settle(store, store.get(sub.id))
+    assert os.path.exists(os.fsencode(folder / "rejected") + b"/" + str(sub.id).encode() + b"-" + raw_name)
+    assert not os.path.exists(on_disk)
 
 
 @pytest.mark.parametrize("name", ["a-\\xff.patch", "back\\slash.patch", "plain.patch", "été.patch"])

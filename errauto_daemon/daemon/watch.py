@@ -38,6 +38,7 @@ from watchdog.observers.api import BaseObserver, ObservedWatch
 from errauto_daemon import config as config_mod
 from errauto_daemon import inbox, refwatch
 from errauto_daemon.errors import ConfigError, FatalError
+from errauto_daemon.intake import recorded_name
 from errauto_daemon.openfiles import being_written
 from errauto_daemon.repo import open_repo
 from errauto_daemon.store import Store
@@ -298,7 +299,7 @@ class Watch:
             return True
 
     def _work(self, store: Store, kind: str, arg: tuple[str, Path] | str) -> None:
-        log.debug("event: %s %s", kind, arg[1] if isinstance(arg, tuple) else arg)
+        log.debug("event: %s %s", kind, recorded_name(str(arg[1])) if isinstance(arg, tuple) else arg)
         try:
             if self._intake(store, kind, arg):
                 self.wakeup.set()
@@ -316,7 +317,7 @@ class Watch:
             if kind == "new-file" and being_written(path) is not False:
                 return False  # its close event follows
             sub = inbox.take(store, root, path)
-            log.debug("%s: %s", path.name, f"taken as #{sub.id}" if sub is not None else "not taken")
+            log.debug("%s: %s", recorded_name(path.name), f"taken as #{sub.id}" if sub is not None else "not taken")
             return sub is not None
         if kind == "scan":
             if not check_config(store, arg):
