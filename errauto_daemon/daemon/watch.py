@@ -255,6 +255,7 @@ class Watch:
                 kind, arg = self.intake_q.get(timeout=0.5)
             except queue.Empty:
                 continue
+            log.debug("event: %s %s", kind, recorded_name(str(arg[1])) if isinstance(arg, tuple) else arg)
             root = arg[0] if isinstance(arg, tuple) else arg
             with self.lanes_lock:
                 lane = self.lanes.get(root)
@@ -299,7 +300,6 @@ class Watch:
             return True
 
     def _work(self, store: Store, kind: str, arg: tuple[str, Path] | str) -> None:
-        log.debug("event: %s %s", kind, recorded_name(str(arg[1])) if isinstance(arg, tuple) else arg)
         try:
             if self._intake(store, kind, arg):
                 self.wakeup.set()
