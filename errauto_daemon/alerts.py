@@ -2,15 +2,17 @@
 
 The store writes an alert into its outbox in the same transaction as the
 change that raises it; what that alert is, and whether there is one, is
-decided here. This module does no I/O and imports nothing of errauto, so
-that the configuration (which validates `[alerts] disabled` against
-`ALERT_KINDS`) can import it.
+decided here. This module does no I/O and imports nothing of errauto but
+the leaf `domain`, so that the configuration (which validates `[alerts]
+disabled` against `ALERT_KINDS`) can import it.
 """
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
 from typing import Any
+
+from errauto_daemon.domain import Route, State
 
 # What an alert can be about, and how loud it is.
 ALERT_LEVELS: dict[str, str] = {
@@ -54,17 +56,17 @@ def alert_for(from_state: str | None, to_state: str, route: str | None,
     """
     if to_state == from_state:
         return None  # e.g. pr_open again after a GitHub failure: that raised its own alert
-    if to_state == "merged":
-        return "auto_merged" if route == "auto_merge" else "merged"
-    if to_state == "awaiting_review":
-        return "auto_merge_failed" if decided_route == "auto_merge" else "review_needed"
+    if to_state == State.MERGED:
+        return "auto_merged" if route == Route.AUTO_MERGE else "merged"
+    if to_state == State.AWAITING_REVIEW:
+        return "auto_merge_failed" if decided_route == Route.AUTO_MERGE else "review_needed"
     return _BY_STATE.get(to_state)
 
 
-_BY_STATE = {
-    "pr_open": "pr_opened",
-    "rejected": "rejected",
-    "failed": "daemon_error",  # errauto could not decide: an internal or configuration error
+_BY_STATE: dict[str, str] = {
+    State.PR_OPEN: "pr_opened",
+    State.REJECTED: "rejected",
+    State.FAILED: "daemon_error",  # errauto could not decide: an internal or configuration error
 }
 
 

@@ -24,20 +24,21 @@ import pygit2
 
 from errauto_daemon import github, merge, route
 from errauto_daemon.config import Config
+from errauto_daemon.domain import PRState, Route, State
 from errauto_daemon.progress import Progress
 from errauto_daemon.store import Store, Submission
 from errauto_daemon.validation import Validation
 
-_LEFT_OPEN = (github.OPEN, github.AUTO_MERGE, github.AUTO_MERGE_FAILED)
+_LEFT_OPEN = (PRState.OPEN, PRState.AUTO_MERGE, PRState.AUTO_MERGE_FAILED)
 
 
 @dataclass(frozen=True)
 class Outcome:
     """A decision about a submission: one state transition. A field left None
     is not written (the submission keeps what it has)."""
-    state: str
+    state: State
     reason: str
-    route: str | None = None
+    route: Route | None = None
     detail: str | None = None  # the transition event's detail
     confidence: float | None = None
     explanation: Mapping[str, Any] | None = None
@@ -46,7 +47,7 @@ class Outcome:
     merged_commit: str | None = None
     pr_url: str | None = None
     pr_number: int | None = None
-    pr_state: str | None = None
+    pr_state: PRState | None = None
 
     def columns(self) -> dict[str, Any]:
         """The submission's columns this outcome sets."""
@@ -77,13 +78,13 @@ def carry_out(store: Store, progress: Progress, repo: pygit2.Repository, config:
     """
     carrying = _Carrying(store, progress, repo, config, sub, validation, decision,
                          last_try=revalidations + 1 > config.max_revalidations, tries=revalidations + 1)
-    if decision.route == route.AUTO_MERGE and config.github and config.github.merge_via_pr:
+    if decision.route == Route.AUTO_MERGE and config.github and config.github.merge_via_pr:
         return carrying.merge_via_pr()
-    if decision.route == route.AUTO_MERGE:
+    if decision.route == Route.AUTO_MERGE:
         return carrying.auto_merge()
-    if decision.route == route.PULL_REQUEST:
+    if decision.route == Route.PULL_REQUEST:
         return carrying.pull_request()
-    return carrying.record("awaiting_review", route.REVIEW, decision.reason)
+    return carrying.record(State.AWAITING_REVIEW, Route.REVIEW, decision.reason)
 
 
 def merge_approved(store: Store, progress: Progress, repo: pygit2.Repository, config: Config,
@@ -93,15 +94,15 @@ def merge_approved(store: Store, progress: Progress, repo: pygit2.Repository, co
     route it had. `may_again`: a moved target means validate again (else held)."""
     progress.phase("merging")
     outcome, rewrites = merge_validated(store, repo, config, sub, validation)
-    if outcome.status == merge.MERGED:
+    if outcome.status == merge.MergeStatus.MERGED:
         return record(store, sub.id, Outcome(
-            "merged", merged_commit=outcome.commit, base_commit=validation.base,
+            State.MERGED, merged_commit=outcome.commit, base_commit=validation.base,
             reason=f"approved by {who}" + "".join(f"; {r}" for r in (outcome.reason, rewrites) if r),
             detail=approval))
-    if outcome.status == merge.MOVED and may_again:
+    if outcome.status == merge.MergeStatus.MOVED and may_again:
         return Again(f"{config.target} moved to {str(outcome.tip)[:12]}")
     held = outcome.reason or f"{config.target} kept moving"
-    return record(store, sub.id, Outcome("awaiting_review", f"approved by {who}, but the merge was held: {held}"))
+    return record(store, sub.id, Outcome(State.AWAITING_REVIEW, f"approved by {who}, but the merge was held: {held}"))
 
 
 def merge_validated(store: Store, repo: pygit2.Repository, config: Config, sub: Submission,
@@ -119,11 +120,13 @@ def merge_validated(store: Store, repo: pygit2.Repository, config: Config, sub: 
             submission_id=sub.id, fallback_message=sub.title + "\n")
         rewrites = merge.replaced(repo, commits, new)
     # Written before the ref can move: after a crash, recovery finds the
-    # commit on the target and records the merge instead of redoing it.
-    store.set_fields(sub.id, merge_intent=str(new))
+    # commit on the target and records the merge instead of redoing it. It
+    # is also the point after which a person's reject comes too late
+    # (Cancelled here if theirs came first).
+    store.begin_carrying_out(sub.id, "a merge", merge_intent=str(new))
     outcome = merge.merge(repo, config, validation.base, str(new),
                           f"errauto: merge submission {sub.id} ({sub.title})", submission_id=sub.id)
-    if outcome.status != merge.MERGED or not rewrites:
+    if outcome.status != merge.MergeStatus.MERGED or not rewrites:
         return outcome, ""
     for old, mine in rewrites:
         store.add_event(sub.id, "replaced", f"replaces {old} with {mine}")
@@ -147,8 +150,8 @@ class _Carrying:
     last_try: bool  # a moved target holds the patch instead of validating it again
     tries: int  # validations so far, this one included
 
-    def record(self, state: str, route_: str, reason: str, *, timings: Mapping[str, float] | None = None,
-               pr: github.PullRequest | None = None, pr_state: str | None = None,
+    def record(self, state: State, route_: Route, reason: str, *, timings: Mapping[str, float] | None = None,
+               pr: github.PullRequest | None = None, pr_state: PRState | None = None,
                merged_commit: str | None = None) -> Submission:
         """Record an outcome with everything the validation found."""
         v = self.validation
@@ -168,17 +171,17 @@ class _Carrying:
         started = time.perf_counter()
         outcome, rewrites = merge_validated(self.store, self.repo, self.config, self.sub, self.validation)
         timings = {"merge": _since(started)}
-        if outcome.status == merge.MERGED:
+        if outcome.status == merge.MergeStatus.MERGED:
             reason = outcome.reason or self.decision.reason
-            return self.record("merged", route.AUTO_MERGE, f"{reason}; {rewrites}" if rewrites else reason,
+            return self.record(State.MERGED, Route.AUTO_MERGE, f"{reason}; {rewrites}" if rewrites else reason,
                                merged_commit=outcome.commit, timings=timings)
-        if outcome.status == merge.MOVED:
+        if outcome.status == merge.MergeStatus.MOVED:
             if self.last_try:
-                return self.record("awaiting_review", route.REVIEW,
+                return self.record(State.AWAITING_REVIEW, Route.REVIEW,
                                    f"{self.config.target} kept moving: validated {self.tries} times "
                                    "without a chance to merge", timings=timings)
             return Again(f"{self.config.target} moved to {str(outcome.tip)[:12]}")
-        return self.record("awaiting_review", route.REVIEW, f"auto-merge held: {outcome.reason}", timings=timings)
+        return self.record(State.AWAITING_REVIEW, Route.REVIEW, f"auto-merge held: {outcome.reason}", timings=timings)
 
     # -- the GitHub route ------------------------------------------------------------
 
@@ -197,24 +200,24 @@ class _Carrying:
                 if auto:
                     state, why = self.enable_auto_merge(client, pr, head, verb)
                 else:
-                    state = github.OPEN
+                    state = PRState.OPEN
                     why = f"pull request #{pr.number} {verb} without auto-merge: a person must merge it"
         except github.GitHubError as exc:
             return self.github_failed(exc)
-        return self.record("pr_open", route.PULL_REQUEST, f"{self.decision.reason}; {why}",
+        return self.record(State.PR_OPEN, Route.PULL_REQUEST, f"{self.decision.reason}; {why}",
                            pr=pr, pr_state=state, timings={"github": _since(started)})
 
     def enable_auto_merge(self, client: github.Client, pr: github.PullRequest, head: str,
-                          verb: str) -> tuple[str, str]:
+                          verb: str) -> tuple[PRState, str]:
         """The pull request's state and why, once auto-merge is (not) enabled."""
         assert self.config.github is not None
         try:
             client.enable_auto_merge(pr, self.config.github.merge_method, head)
-            return github.AUTO_MERGE, f"pull request #{pr.number} {verb} with auto-merge"
+            return PRState.AUTO_MERGE, f"pull request #{pr.number} {verb} with auto-merge"
         except github.GitHubError as exc:
             why = f"pull request #{pr.number} {verb}, but auto-merge could not be enabled: {exc.reason}"
             self.alert("auto_merge_failed", why)
-            return github.AUTO_MERGE_FAILED, why
+            return PRState.AUTO_MERGE_FAILED, why
 
     def merge_via_pr(self) -> Submission | Again:
         """auto_merge with `github.merge_via_pr`: open the pull request and merge it
@@ -232,9 +235,9 @@ class _Carrying:
             with github.connect(gh) as client:
                 earlier = self.merged_earlier(client)
                 if earlier is not None:
-                    return self.record("merged", route.AUTO_MERGE,
+                    return self.record(State.MERGED, Route.AUTO_MERGE,
                                        f"pull request #{earlier.number} was merged by an earlier attempt",
-                                       merged_commit=earlier.merge_commit, pr_state=github.MERGED)
+                                       merged_commit=earlier.merge_commit, pr_state=PRState.MERGED)
                 client.check_access()
                 # Serialised with every other merge into this target: two
                 # pull requests validated on one base are never merged together.
@@ -254,7 +257,7 @@ class _Carrying:
         tip = github.remote_target(self.repo, gh.remote, config.target, base)
         if tip != base:
             caught_up = merge.fast_forward(self.repo, config, base, tip, f"errauto: fast-forward to {gh.remote}")
-            if caught_up.status == merge.HELD:
+            if caught_up.status == merge.MergeStatus.HELD:
                 raise github.GitHubError(f"{gh.remote}/{config.target} moved, and {caught_up.reason}")
             return Again(f"{gh.remote}/{config.target} moved to {tip[:12]}")
         pr, head, _ = self.publish(client, merged_by=github.AT_ONCE)
@@ -266,9 +269,9 @@ class _Carrying:
             return self.left_open(client, pr, head, exc)
         # Recorded before the local target follows: after a crash in
         # between, the patch would look "already applied" locally.
-        done = self.record("merged", route.AUTO_MERGE,
+        done = self.record(State.MERGED, Route.AUTO_MERGE,
                            f"{self.decision.reason}; merged through pull request #{pr.number}",
-                           merged_commit=merged, pr=pr, pr_state=github.MERGED,
+                           merged_commit=merged, pr=pr, pr_state=PRState.MERGED,
                            timings={"github": _since(started)})
         follow = self.follow_merge(merged)
         if follow:
@@ -286,13 +289,14 @@ class _Carrying:
         head = str(merge.build_commits(self.repo, pygit2.Oid(hex=v.base), v.patch.commits, v.trees,
                                        submission_id=sub.id, fallback_message=sub.title + "\n"))
         branch = github.branch_name(sub.id)
+        self.store.begin_carrying_out(sub.id, "a pull request")  # Cancelled if a reject came first
         github.push_branch(self.repo, gh.remote, head, branch)
         title = github.pull_request_title(sub)
         body = github.pull_request_body(sub, v.explanation(self.decision),
                                         github.files_changed(self.repo, v.base, v.result_tree), merged_by=merged_by)
         pr, reused = github.open_pull_request(client, branch=branch, base=self.config.target, title=title, body=body)
         # Recorded at once: from here on the submission has an open pull request.
-        self.store.set_fields(sub.id, pr_url=pr.url, pr_number=pr.number, pr_state=github.OPEN)
+        self.store.set_fields(sub.id, pr_url=pr.url, pr_number=pr.number, pr_state=PRState.OPEN)
         problems = []
         if reused:
             try:
@@ -322,11 +326,11 @@ class _Carrying:
         why = f"merging pull request #{pr.number} at once failed ({failure.reason})"
         try:
             client.enable_auto_merge(pr, self.config.github.merge_method, head)
-            state, why = github.AUTO_MERGE, why + "; auto-merge enabled instead"
+            state, why = PRState.AUTO_MERGE, why + "; auto-merge enabled instead"
         except github.GitHubError as exc:
-            state, why = github.AUTO_MERGE_FAILED, why + f", and auto-merge could not be enabled ({exc.reason})"
+            state, why = PRState.AUTO_MERGE_FAILED, why + f", and auto-merge could not be enabled ({exc.reason})"
         self.alert("auto_merge_failed", why)
-        return self.record("pr_open", route.PULL_REQUEST, f"{self.decision.reason}; {why}", pr=pr, pr_state=state)
+        return self.record(State.PR_OPEN, Route.PULL_REQUEST, f"{self.decision.reason}; {why}", pr=pr, pr_state=state)
 
     def follow_merge(self, merged: str) -> str | None:
         """Fast-forward the local target to GitHub's merge; None, or why it did not follow."""
@@ -341,7 +345,7 @@ class _Carrying:
             return f"local {config.target} did not follow: the merge is not on {config.github.remote}"
         outcome = merge.fast_forward(self.repo, config, base, merged,
                                      f"errauto: fast-forward to {config.github.remote}")
-        if outcome.status == merge.MERGED:
+        if outcome.status == merge.MergeStatus.MERGED:
             return None
         return f"local {config.target} did not follow: {outcome.reason or 'it moved'}"
 
@@ -354,7 +358,7 @@ class _Carrying:
         self.alert("pr_failed", f"GitHub route failed: {failure.reason}")
         current = self.store.get(self.sub.id)
         if current.pr_number is not None and current.pr_state in _LEFT_OPEN:
-            return self.record("pr_open", route.PULL_REQUEST, f"{self.decision.reason}; pull request "
+            return self.record(State.PR_OPEN, Route.PULL_REQUEST, f"{self.decision.reason}; pull request "
                                f"#{current.pr_number} left open: {failure.reason}")
-        return self.record("awaiting_review", route.REVIEW,
+        return self.record(State.AWAITING_REVIEW, Route.REVIEW,
                            f"{self.decision.reason}; GitHub route failed, held for review: {failure.reason}")

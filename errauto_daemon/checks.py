@@ -7,7 +7,12 @@ A check is the project's own command (tests, lint, ...). It runs:
   commands must act on the worktree, never on a repository a hook named)
   and of every configured secret, so patched code can never read the
   GitHub token or the webhook URL;
-- with stdin closed, and stdout and stderr going to one log file per check.
+- with stdin closed, and stdout and stderr going to one log file per check;
+- until it ends, times out, or `cancel` gives a reason to stop (asked ten
+  times a second): then its whole process group is killed.
+
+Every running check's process group is known here (`kill_running`), so a
+daemon that must exit while a worker is stuck can still kill them all.
 """
 from __future__ import annotations
 
@@ -18,19 +23,28 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from errauto_daemon.config import CheckConfig
+from errauto_daemon.domain import CheckStatus
+from errauto_daemon.errors import STOPPING
 
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
+POLL = 0.1  # seconds between looks at the check and at `cancel`
+
+# Why a running check should stop (a person's reject, errauto stopping), or None.
+CancelPoll = Callable[[], "str | None"]
+
+_running: set[int] = set()  # the process groups of checks running now
+_running_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
 class CheckResult:
     name: str
-    status: str  # passed | failed | timeout | missing | cancelled
+    status: CheckStatus
     exit_code: int | None
     duration: float
     log_path: str
@@ -65,8 +79,11 @@ def run_check(
     cwd: Path,
     log_path: Path,
     env: Mapping[str, str],
-    cancel: threading.Event | None = None,
+    cancel: CancelPoll | threading.Event | None = None,
 ) -> CheckResult:
+    """Run `check` in `cwd`; `cancel`: why to stop it early (an Event: errauto is stopping)."""
+    if isinstance(cancel, threading.Event):
+        cancel = _poll_event(cancel)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     executable = resolve_executable(check.command[0], cwd, env)
@@ -76,7 +93,7 @@ def run_check(
         if executable is None:
             message = f"{check.command[0]}: command not found"
             log.write(message.encode() + b"\n")
-            return CheckResult(check.name, "missing", None, 0.0, str(log_path), message)
+            return CheckResult(check.name, CheckStatus.MISSING, None, 0.0, str(log_path), message)
         try:
             proc = subprocess.Popen(
                 [executable, *check.command[1:]], cwd=cwd, env=dict(env),
@@ -86,40 +103,69 @@ def run_check(
         except OSError as exc:
             message = f"{check.command[0]}: cannot run ({exc.strerror})"
             log.write(message.encode() + b"\n")
-            return CheckResult(check.name, "missing", None, 0.0, str(log_path), message)
-        status = None
-        deadline = start + check.timeout
-        while status is None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                status = "timeout"
-                break
-            try:
-                proc.wait(timeout=min(remaining, 0.25))
-            except subprocess.TimeoutExpired:
-                if cancel is not None and cancel.is_set():
-                    status = "cancelled"
-                continue
-            status = "done"
-        if status != "done":
-            _kill_group(proc)
-        else:
-            _kill_leftovers(proc.pid)
+            return CheckResult(check.name, CheckStatus.MISSING, None, 0.0, str(log_path), message)
+        with _running_lock:
+            _running.add(proc.pid)
+        try:
+            status, why = _wait(proc, start + check.timeout, cancel)
+            if status is not None:
+                _kill_group(proc)
+            else:
+                _kill_leftovers(proc.pid)
+        finally:
+            with _running_lock:
+                _running.discard(proc.pid)
         duration = time.monotonic() - start
         code = proc.returncode
-        if status == "timeout":
+        if status == CheckStatus.TIMEOUT:
             detail = f"timed out after {check.timeout:g}s"
             log.write(f"\n# errauto: {detail}; process group killed\n".encode())
-            return CheckResult(check.name, "timeout", code, duration, str(log_path), detail)
-        if status == "cancelled":
-            log.write(b"\n# errauto: cancelled (daemon stopping)\n")
-            return CheckResult(check.name, "cancelled", code, duration, str(log_path), "cancelled")
+            return CheckResult(check.name, CheckStatus.TIMEOUT, code, duration, str(log_path), detail)
+        if status == CheckStatus.CANCELLED:
+            log.write(f"\n# errauto: cancelled ({why}); process group killed\n".encode("utf-8", "replace"))
+            return CheckResult(check.name, CheckStatus.CANCELLED, code, duration, str(log_path), f"cancelled: {why}")
         log.write(f"\n# errauto: exit code {code} after {duration:.2f}s\n".encode())
     if check.kind == "coverage":
         return _coverage_result(check, cwd, code, duration, log_path)
     if code == 0:
-        return CheckResult(check.name, "passed", 0, duration, str(log_path), "exit 0")
-    return CheckResult(check.name, "failed", code, duration, str(log_path), _exit_detail(code))
+        return CheckResult(check.name, CheckStatus.PASSED, 0, duration, str(log_path), "exit 0")
+    return CheckResult(check.name, CheckStatus.FAILED, code, duration, str(log_path), _exit_detail(code))
+
+
+def _wait(proc: subprocess.Popen[bytes], deadline: float,
+          cancel: CancelPoll | None) -> tuple[CheckStatus | None, str]:
+    """How the check ended: None (it exited by itself), timeout, or cancelled (and why)."""
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return CheckStatus.TIMEOUT, ""
+        try:
+            proc.wait(timeout=min(remaining, POLL))
+        except subprocess.TimeoutExpired:
+            why = cancel() if cancel is not None else None
+            if why is not None:
+                return CheckStatus.CANCELLED, why
+            continue
+        return None, ""
+
+
+def _poll_event(event: threading.Event) -> CancelPoll:
+    return lambda: STOPPING if event.is_set() else None
+
+
+def kill_running() -> int:
+    """SIGKILL the process group of every check running in this process; how many.
+
+    For a daemon exiting while a worker is stuck: its checks must not outlive it.
+    """
+    with _running_lock:
+        groups = list(_running)
+    for pgid in groups:
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return len(groups)
 
 
 def _exit_detail(code: int | None) -> str:
@@ -134,15 +180,15 @@ def _exit_detail(code: int | None) -> str:
 def _coverage_result(check: CheckConfig, cwd: Path, code: int | None, duration: float,
                      log_path: Path) -> CheckResult:
     if code != 0:
-        return CheckResult(check.name, "failed", code, duration, str(log_path), _exit_detail(code))
+        return CheckResult(check.name, CheckStatus.FAILED, code, duration, str(log_path), _exit_detail(code))
     report = cwd / check.report
     try:
         data = json.loads(report.read_text())
         percent = float(data["totals"]["percent_covered"])
     except (OSError, ValueError, KeyError, TypeError):
-        return CheckResult(check.name, "failed", code, duration, str(log_path),
+        return CheckResult(check.name, CheckStatus.FAILED, code, duration, str(log_path),
                            f"no readable coverage report at {check.report}")
-    return CheckResult(check.name, "passed", code, duration, str(log_path),
+    return CheckResult(check.name, CheckStatus.PASSED, code, duration, str(log_path),
                        f"{percent:.1f}% covered", value=percent)
 
 

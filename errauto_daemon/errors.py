@@ -13,6 +13,8 @@ Every command that decides a patch shares these exit codes:
 """
 from __future__ import annotations
 
+import re
+
 EXIT_OK = 0
 EXIT_REVIEW = 1
 EXIT_USAGE = 2
@@ -48,12 +50,43 @@ class PatchRejected(Exception):
         self.reason = reason
 
 
-def printable(text: str) -> str:
-    """`text` with control characters shown as escapes."""
-    if not any(ord(c) < 32 or 127 <= ord(c) < 160 for c in text):
-        return text
-    return "".join(c if not (ord(c) < 32 or 127 <= ord(c) < 160) else repr(c)[1:-1] for c in text)
+# What may not reach a terminal as it is: C0 and C1 controls and DEL (ESC
+# starts escape sequences, OSC and BEL end them), the bidirectional overrides
+# and isolates that reorder what is shown (U+202E), the line and paragraph
+# separators, and lone surrogates (undecodable bytes; printing one fails).
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
+
+_SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str, *, keep: str = "") -> str:
+    """`text` with every character that could drive a terminal shown as an
+    escape (`\\x1b`, `\\u202e`); the characters in `keep` (say a newline)
+    are left as they are."""
+    def escaped(match: re.Match[str]) -> str:
+        char = match.group()
+        if char in keep:
+            return char
+        if char in _SHORT:
+            return _SHORT[char]
+        return f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+    return _UNPRINTABLE.sub(escaped, text)
+
+
+def without_controls(text: str) -> str:
+    """`text` without the characters `printable` would escape: for what is
+    stored where no one escapes it again (a commit's author)."""
+    return " ".join(_UNPRINTABLE.sub("", text).split())
+
+
+STOPPING = "errauto is stopping"
 
 
 class Cancelled(Exception):
-    """Validation was stopped (the daemon is shutting down): requeue, do not decide."""
+    """Validation was stopped: the daemon is shutting down (requeue, do not
+    decide), or a person rejected the submission (`why` is their reason)."""
+
+    def __init__(self, why: str = STOPPING) -> None:
+        super().__init__(why)
+        self.why = why

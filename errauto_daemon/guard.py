@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -26,10 +27,15 @@ from errauto_daemon.errors import PatchRejected
 from errauto_daemon.patchapply import MODE_TREE, Overlay
 from errauto_daemon.patchfile import MODE_GITLINK, MODE_LINK, SUFFIXES, FilePatch, Patch, PatchCommit, ancestors
 
-MAX_PATH = 4096
+# Linux refuses a name longer than NAME_MAX bytes, and a path of PATH_MAX
+# (4096) bytes or more; a file is written at the worktree's location plus its
+# path in the repository, so the path may use PATH_MAX less what the
+# worktree's own location may take.
+MAX_NAME = 255
+MAX_PATH = 4096 - 256
 
 # Code points HFS+ ignores when comparing names: ".g\u200cit" is ".git" there.
-_HFS_IGNORABLE = dict.fromkeys(
+_HFS_IGNORABLE = frozenset(
     [0x200C, 0x200D, 0x200E, 0x200F, 0x202A, 0x202B, 0x202C, 0x202D, 0x202E,
      0x206A, 0x206B, 0x206C, 0x206D, 0x206E, 0x206F, 0xFEFF]
 )
@@ -52,10 +58,24 @@ class GuardResult:
 
 
 def _fold(component: str) -> str:
-    """The name as a case-folding, dot-trimming filesystem would see it."""
-    name = component.translate(_HFS_IGNORABLE)
-    name = name.split(":", 1)[0]  # NTFS alternate data streams: ".git::$INDEX_ALLOCATION"
-    return name.rstrip(". ").lower()  # NTFS drops trailing dots and spaces
+    """The name as the most forgiving filesystem would compare it.
+
+    git's own rules (is_hfs_dotgit, is_ntfs_dotgit) fold ASCII case, skip the
+    code points HFS+ ignores (U+200C and friends), cut an NTFS stream (".git::$INDEX_ALLOCATION") and drop the
+    trailing dots and spaces NTFS drops. errauto folds further, as a
+    normalising, case-insensitive filesystem (ZFS with formKC, a casefolding
+    ext4, SMB servers) might: compatibility forms become their plain
+    letters (fullwidth "．ｇｉｔ"), combining marks go (".gi\u0307t", and
+    "İ", which decomposes into I and a dot above), and case is folded for all
+    of Unicode. Only names that look like ".git" fold to it, so nobody loses
+    a real file name to this.
+    """
+    name = component
+    if not name.isascii():
+        name = "".join(c for c in unicodedata.normalize("NFKD", name)
+                       if ord(c) not in _HFS_IGNORABLE and not unicodedata.combining(c))
+    name = name.casefold().split(":", 1)[0]  # NTFS alternate data streams
+    return name.rstrip(". ")  # NTFS drops trailing dots and spaces
 
 
 def is_dotgit(component: str) -> bool:
@@ -78,8 +98,8 @@ def path_problem(path: str) -> str | None:
     shown = repr(path) if any(ord(c) < 32 or ord(c) == 127 for c in path) else path
     if not path:
         return "an empty file name"
-    if len(path) > MAX_PATH:
-        return f"a file name longer than {MAX_PATH} characters"
+    if len(path.encode("utf-8", "surrogateescape")) > MAX_PATH:
+        return f"a file name longer than {MAX_PATH} bytes"
     if path.startswith("/"):
         return f"an absolute path ({shown})"
     if re.match(r"^[A-Za-z]:", path):
@@ -93,9 +113,15 @@ def path_problem(path: str) -> str | None:
             return f"an empty path component ({shown})"
         if component in (".", ".."):
             return f"'{component}' in a path ({shown})"
+        if len(component.encode("utf-8", "surrogateescape")) > MAX_NAME:
+            return f"a path component longer than {MAX_NAME} bytes ({_shortened(shown)})"
         if is_dotgit(component):
             return f"a path inside .git ({shown})"
     return None
+
+
+def _shortened(path: str) -> str:
+    return path if len(path) <= 80 else f"{path[:40]}...{path[-20:]}"
 
 
 def check_names(patch: Patch) -> None:
@@ -231,6 +257,8 @@ def symlink_problem(path: str, target_bytes: bytes) -> str | None:
         return "has an empty target"
     if b"\0" in target_bytes or b"\n" in target_bytes:
         return "has a target with control characters"
+    if len(target_bytes) > MAX_PATH:
+        return f"has a target longer than {MAX_PATH} bytes"
     target = target_bytes.decode("utf-8", "surrogateescape")
     if target.startswith("/") or re.match(r"^[A-Za-z]:", target):
         return f"points to an absolute path ({target})"

@@ -27,6 +27,7 @@ from typing import Any
 
 from errauto_daemon.config import Config
 from errauto_daemon.config import Thresholds as Thresholds  # re-exported: callers import it from here
+from errauto_daemon.domain import State
 from errauto_daemon.output import age as age_text
 from errauto_daemon.presence import heartbeat_fresh
 from errauto_daemon.store import Store
@@ -94,7 +95,7 @@ def assess(store: Store, *, daemon_pid: int | None, now: float | None = None,
         row = store.monitor_row()
         thresholds = Thresholds.from_json(row["thresholds"] if row else None)
     t = thresholds
-    queued = store.count(("queued", "validating"))
+    queued = store.count((State.QUEUED, State.VALIDATING))
     daemon, daemon_criterion = _daemon_criterion(store, daemon_pid, queued, now, t)
     awaiting, oldest, review_criteria = _review_criteria(store, now, t)
     criteria = (daemon_criterion, *review_criteria, _failures_criterion(store, now, t),
@@ -127,7 +128,7 @@ def _daemon_criterion(store: Store, daemon_pid: int | None, queued: int, now: fl
 def _review_criteria(store: Store, now: float,
                      t: Thresholds) -> tuple[int, float | None, tuple[Criterion, Criterion]]:
     """How many submissions await review and how long the oldest has waited: graded both."""
-    backlog_row = store.backlog(("awaiting_review",))
+    backlog_row = store.backlog((State.AWAITING_REVIEW,))
     awaiting, oldest_at = backlog_row.count, backlog_row.oldest_created_at
     backlog = Criterion("backlog", _grade(awaiting, t.backlog_warning, t.backlog_critical), awaiting,
                         t.backlog_warning, t.backlog_critical, f"{awaiting} awaiting review")

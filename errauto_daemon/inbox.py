@@ -38,6 +38,7 @@ from pathlib import Path
 
 from errauto_daemon import config as config_mod
 from errauto_daemon import intake
+from errauto_daemon.domain import State
 from errauto_daemon.errors import FatalError
 from errauto_daemon.intake import original_name, recorded_name
 from errauto_daemon.openfiles import being_written
@@ -49,13 +50,13 @@ log = logging.getLogger("errauto.inbox")
 
 QUIET = 5.0  # seconds without a change before a rescan takes a file
 FATE = {
-    "queued": "queued",
-    "validating": "queued",
-    "merged": "merged",
-    "pr_open": "pull-requests",
-    "awaiting_review": "review",
-    "rejected": "rejected",
-    "failed": "failed",
+    State.QUEUED: "queued",
+    State.VALIDATING: "queued",
+    State.MERGED: "merged",
+    State.PR_OPEN: "pull-requests",
+    State.AWAITING_REVIEW: "review",
+    State.REJECTED: "rejected",
+    State.FAILED: "failed",
 }
 MAX_READ = 64 * 1024 * 1024
 NAME_MAX = 255  # bytes in a file name, on every file system errauto runs on
@@ -124,7 +125,7 @@ def take(store: Store, repo_root: str, path: Path) -> Submission | None:
     sub = result.submission
     if result.created or sub.state not in DECIDED:
         dest = _move(path, inbox / FATE[sub.state] / _fate_name(sub.id, path.name))
-        if sub.state in ("rejected", "failed"):
+        if sub.state in (State.REJECTED, State.FAILED):
             _write_reason(dest, sub.reason or sub.state)
         store.add_inbox_file(sub.id, sub.repo, recorded_name(str(dest.absolute())))
         # Decided while the file was being moved (a worker was quicker than
@@ -186,7 +187,7 @@ def settle(store: Store, sub: Submission) -> None:
                     continue  # settled by another process just now, or removed by someone
                 store.inbox_file_moved(taken.id, recorded_name(str(dest)))
                 current.with_name(current.name + ".reason.txt").unlink(missing_ok=True)
-            if sub.state in ("rejected", "failed") and dest.exists():
+            if sub.state in (State.REJECTED, State.FAILED) and dest.exists():
                 _write_reason(dest, sub.reason or sub.state)
         except OSError as exc:
             log.warning("submission %d: cannot move %s to %s/: %s", sub.id, recorded_name(str(current)),

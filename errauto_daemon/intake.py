@@ -21,6 +21,7 @@ from pathlib import Path
 from errauto_daemon import config as config_mod
 from errauto_daemon import patchfile
 from errauto_daemon.config import Config
+from errauto_daemon.domain import Route, State
 from errauto_daemon.errors import PatchRejected
 from errauto_daemon.repo import open_repo, repo_root
 from errauto_daemon.store import Store, Submission, store_patch_bytes
@@ -74,7 +75,7 @@ def record(
     """
     name = recorded_name(name)
     sha = store_patch_bytes(data)
-    state, reason = "queued", None
+    state, reason = State.QUEUED, None
     try:
         patch = patchfile.parse(data, name, limits=config.limits(), exists=exists)
         dedup = "patch-id:" + patch.patch_id()
@@ -82,7 +83,7 @@ def record(
     except PatchRejected as exc:
         dedup = "sha256:" + sha
         found_title, author = patchfile.title_from_filename(name), None
-        state, reason = "rejected", exc.reason
+        state, reason = State.REJECTED, exc.reason
     submission, created = store.insert_submission(
         repo=root, target=config.target, source=source, source_detail=name,
         title=title or found_title, author=author, note=note, patch_sha256=sha, dedup_key=dedup,
@@ -92,14 +93,14 @@ def record(
         # Sent again after errauto itself turned it down (did not apply,
         # failed): try again; the target may have changed. A person's
         # rejection stands.
-        if store.requeue(submission.id, f"resubmitted ({source})", expect=("rejected", "failed")):
+        if store.requeue(submission.id, f"resubmitted ({source})", expect=(State.REJECTED, State.FAILED)):
             submission = store.get(submission.id)
     return SubmitResult(submission, created)
 
 
 def reopens(sub: Submission) -> bool:
     """Whether sending this submission's patch again validates it again."""
-    return sub.state == "failed" or (sub.state == "rejected" and sub.route == "rejected")
+    return sub.state == State.FAILED or (sub.state == State.REJECTED and sub.route == Route.REJECTED)
 
 
 _ESCAPED_BYTE = re.compile(r"\\\\|\\x([0-9a-f]{2})")

@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable, Iterator, Sequence
 
 from errauto_daemon import __version__, paths
-from errauto_daemon.errors import EXIT_INTERNAL, FatalError
+from errauto_daemon.errors import EXIT_INTERNAL, FatalError, printable
 from errauto_daemon.git import GitError
 
 
@@ -222,7 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FatalError as exc:
         from errauto_daemon.redact import redact
 
-        print(f"errauto: {redact(str(exc))}", file=sys.stderr)
+        print(f"errauto: {printable(redact(str(exc)))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("errauto: interrupted", file=sys.stderr)

@@ -34,18 +34,22 @@ import pygit2
 
 from errauto_daemon import git, locks, paths
 from errauto_daemon.config import Config
+from errauto_daemon.domain import StrEnum
+from errauto_daemon.errors import without_controls
 from errauto_daemon.openfiles import being_written
 from errauto_daemon.patchfile import PatchCommit, author_time
 from errauto_daemon.repo import common_dir
 
-MERGED = "merged"
-MOVED = "moved"
-HELD = "held"
+
+class MergeStatus(StrEnum):
+    MERGED = "merged"  # the target moved to the new commit
+    MOVED = "moved"  # the target was not where the patch was validated: validate again
+    HELD = "held"  # could not merge, for a reason a person must look at
 
 
 @dataclass(frozen=True)
 class MergeOutcome:
-    status: str  # merged | moved | held
+    status: MergeStatus
     commit: str | None = None  # merged: the new tip
     tip: str | None = None  # moved: the target's new tip, to validate on
     reason: str = ""
@@ -71,17 +75,26 @@ def build_commits(
     who = committer(repo)
     parent = base
     for commit, tree in zip(commits, trees, strict=True):
-        author = who
-        if commit.author_name or commit.author_email:
-            when = author_time(commit.author_date)
-            name = commit.author_name or commit.author_email or who.name
-            email = commit.author_email or ""
-            author = (pygit2.Signature(name, email, when[0], when[1]) if when
-                      else pygit2.Signature(name, email))
+        author = _author(commit, who)
         message = commit.message if commit.message.strip() else fallback_message
         message = message.rstrip("\n") + f"\n\nErrauto-Submission: {submission_id}\n"
         parent = repo.create_commit(None, author, who, message, tree, [parent])
     return parent
+
+
+def _author(commit: PatchCommit, who: pygit2.Signature) -> pygit2.Signature:
+    """The mail's author, with no control characters: `git log` prints it raw.
+
+    git itself accepts an ESC in a name; what is left after removing them is
+    kept, and an author that is nothing but control characters is the committer.
+    """
+    name = without_controls(commit.author_name or "")
+    email = without_controls(commit.author_email or "").replace(" ", "")
+    if not name and not email:
+        return who
+    when = author_time(commit.author_date)
+    name = name or email
+    return pygit2.Signature(name, email, when[0], when[1]) if when else pygit2.Signature(name, email)
 
 
 def pushed_tip(repo: pygit2.Repository, base: str, commits: Sequence[PatchCommit],
@@ -317,7 +330,7 @@ def fast_forward(repo: pygit2.Repository, config: Config, old: str, new: str, me
     ref = config.target_ref
     current = repo.references.get(ref)
     if current is None or str(current.target) != old:
-        return MergeOutcome(MOVED, tip=str(current.target) if current else None)
+        return MergeOutcome(MergeStatus.MOVED, tip=str(current.target) if current else None)
     trees = checkouts_of(repo, ref)
     journal = _journal(repo, ref)
     _write_journal(journal, {"common_dir": common_dir(repo), "ref": ref, "old": old, "new": new,
@@ -328,7 +341,7 @@ def fast_forward(repo: pygit2.Repository, config: Config, old: str, new: str, me
         if reason:
             _undo(moved, old, new)
             journal.unlink(missing_ok=True)
-            return MergeOutcome(HELD, reason=reason)
+            return MergeOutcome(MergeStatus.HELD, reason=reason)
         moved.append(worktree)
     proc = git.run(("update-ref", "-m", message, ref, new, old), common_dir(repo), check=False)
     if proc.returncode != 0:
@@ -341,10 +354,10 @@ def fast_forward(repo: pygit2.Repository, config: Config, old: str, new: str, me
             # not help; say what git said.
             lines = proc.stderr.decode("utf-8", "replace").strip().splitlines()
             detail = lines[0].removeprefix("fatal: ").removeprefix("error: ") if lines else f"exit {proc.returncode}"
-            return MergeOutcome(HELD, reason=f"could not move {ref}: {detail}")
-        return MergeOutcome(MOVED, tip=str(tip.target) if tip else None)
+            return MergeOutcome(MergeStatus.HELD, reason=f"could not move {ref}: {detail}")
+        return MergeOutcome(MergeStatus.MOVED, tip=str(tip.target) if tip else None)
     journal.unlink(missing_ok=True)
-    return MergeOutcome(MERGED, commit=new)
+    return MergeOutcome(MergeStatus.MERGED, commit=new)
 
 
 def _write_journal(path: Path, data: dict[str, object]) -> None:
@@ -369,7 +382,7 @@ def merge(repo: pygit2.Repository, config: Config, base: str, new: str, message:
     """
     with target_lock(repo, config.target_ref):
         outcome = _merge_locked(repo, config, base, new, message)
-        if outcome.status == MERGED and submission_id is not None:
+        if outcome.status == MergeStatus.MERGED and submission_id is not None:
             try:
                 _note(repo, new, submission_id)
             except pygit2.GitError:
@@ -380,21 +393,21 @@ def merge(repo: pygit2.Repository, config: Config, base: str, new: str, message:
 def _merge_locked(repo: pygit2.Repository, config: Config, base: str, new: str, message: str) -> MergeOutcome:
     current = repo.references.get(config.target_ref)
     if current is None or str(current.target) != base:
-        return MergeOutcome(MOVED, tip=str(current.target) if current else None)
+        return MergeOutcome(MergeStatus.MOVED, tip=str(current.target) if current else None)
     if config.push:
         # Nothing may be pushed that the local checkouts could not follow.
         for worktree in checkouts_of(repo, config.target_ref):
             reason = _read_tree(worktree, base, new, dry_run=True)
             if reason:
-                return MergeOutcome(HELD, reason=reason)
+                return MergeOutcome(MergeStatus.HELD, reason=reason)
         pushed = _push(repo, config, base, new)
         if pushed is not None:
             return pushed
     outcome = fast_forward(repo, config, base, new, message)
-    if outcome.status != MERGED and config.push:
+    if outcome.status != MergeStatus.MERGED and config.push:
         # The remote already has it: the merge happened; the local branch
         # just could not follow (moved, or local changes in the way).
-        return MergeOutcome(MERGED, commit=new,
+        return MergeOutcome(MergeStatus.MERGED, commit=new,
                             reason=f"pushed to {config.push}; local {config.target} did not follow: "
                                    f"{outcome.reason or 'it moved'}")
     return outcome
@@ -419,15 +432,15 @@ def _push(repo: pygit2.Repository, config: Config, base: str, new: str) -> Merge
     text = (proc.stdout + proc.stderr).decode("utf-8", "replace")
     if not any(word in text for word in ("[rejected]", "non-fast-forward", "fetch first", "stale info")):
         last = text.strip().splitlines()[-1] if text.strip() else f"exit {proc.returncode}"
-        return MergeOutcome(HELD, reason=f"push to {remote} failed: {last}")
+        return MergeOutcome(MergeStatus.HELD, reason=f"push to {remote} failed: {last}")
     tip = remote_tip(repo, config)
     if tip is None:
-        return MergeOutcome(HELD, reason=f"push to {remote} was rejected and fetching it failed")
+        return MergeOutcome(MergeStatus.HELD, reason=f"push to {remote} was rejected and fetching it failed")
     if tip == base:
-        return MergeOutcome(HELD, reason=f"push to {remote} was rejected: {text.strip()[:200]}")
+        return MergeOutcome(MergeStatus.HELD, reason=f"push to {remote} was rejected: {text.strip()[:200]}")
     if not repo.descendant_of(pygit2.Oid(hex=tip), pygit2.Oid(hex=base)):
-        return MergeOutcome(HELD, reason=f"{config.target} and {remote}/{config.target} have diverged")
+        return MergeOutcome(MergeStatus.HELD, reason=f"{config.target} and {remote}/{config.target} have diverged")
     caught_up = fast_forward(repo, config, base, tip, f"errauto: fast-forward to {remote}")
-    if caught_up.status == HELD:
+    if caught_up.status == MergeStatus.HELD:
         return caught_up
-    return MergeOutcome(MOVED, tip=tip, reason=f"{remote} moved")
+    return MergeOutcome(MergeStatus.MOVED, tip=tip, reason=f"{remote} moved")

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from errauto_daemon.domain import Route, State
 from errauto_daemon.store import DECIDED, STATES, StoreAPI
 
 DAY = 86400.0
@@ -215,7 +216,7 @@ def collect(store: StoreAPI, days: int, *, now: float | None = None,
 
 
 def _submissions(store: StoreAPI, since: float, minutes: Mapping[str, float]) -> Submissions:
-    states = {s: 0 for s in STATES}
+    states: dict[str, int] = {s.value: 0 for s in STATES}
     routes: dict[str, int] = {}
     sources: dict[str, int] = {}
     auto_merged_by_repo: dict[str, int] = {}
@@ -224,7 +225,7 @@ def _submissions(store: StoreAPI, since: float, minutes: Mapping[str, float]) ->
         if c.route is not None:
             routes[c.route] = routes.get(c.route, 0) + c.count
         sources[c.source] = sources.get(c.source, 0) + c.count
-        if c.state == "merged" and c.route == "auto_merge":
+        if c.state == State.MERGED and c.route == Route.AUTO_MERGE:
             auto_merged_by_repo[c.repo] = auto_merged_by_repo.get(c.repo, 0) + c.count
     saved_minutes = sum(n * minutes.get(repo, DEFAULT_MINUTES) for repo, n in auto_merged_by_repo.items())
     return Submissions(total=sum(states.values()), states=states, routes=routes, sources=sources,
@@ -258,8 +259,8 @@ def _throughput(store: StoreAPI, since: float, days: int, now: float) -> Through
 
 
 def _queue(store: StoreAPI, now: float) -> Queue:
-    queue = store.backlog(("queued", "validating"))
-    review = store.backlog(("awaiting_review",))
+    queue = store.backlog((State.QUEUED, State.VALIDATING))
+    review = store.backlog((State.AWAITING_REVIEW,))
     return Queue(depth=queue.count, oldest_seconds=_age(queue.oldest_created_at, now),
                  awaiting_review=review.count, oldest_review_seconds=_age(review.oldest_created_at, now))
 

@@ -1,4 +1,11 @@
-"""How decisions, submissions and tables are shown to people and to scripts."""
+"""How decisions, submissions and tables are shown to people and to scripts.
+
+Titles, authors, reasons, file names, check output: much of what is shown
+came from a patch, which anyone may have written. Every line meant for a
+terminal goes through `printable`, so an escape sequence in a subject is
+shown as `\\x1b[...` rather than obeyed. JSON needs nothing more: `dumps`
+escapes every control character itself.
+"""
 from __future__ import annotations
 
 import datetime
@@ -8,17 +15,19 @@ from collections.abc import Sequence
 from pathlib import PurePath
 from typing import Any
 
+from errauto_daemon.domain import FAILING, PRState, State
 from errauto_daemon.errors import EXIT_INTERNAL, EXIT_OK, EXIT_REJECTED, EXIT_REVIEW
+from errauto_daemon.errors import printable as printable  # commands make text from patches safe with it
 from errauto_daemon.store import CheckRow, Submission
 
 STATE_EXIT = {
-    "merged": EXIT_OK,
-    "pr_open": EXIT_OK,
-    "awaiting_review": EXIT_REVIEW,
-    "queued": EXIT_REVIEW,
-    "validating": EXIT_REVIEW,
-    "rejected": EXIT_REJECTED,
-    "failed": EXIT_INTERNAL,
+    State.MERGED: EXIT_OK,
+    State.PR_OPEN: EXIT_OK,
+    State.AWAITING_REVIEW: EXIT_REVIEW,
+    State.QUEUED: EXIT_REVIEW,
+    State.VALIDATING: EXIT_REVIEW,
+    State.REJECTED: EXIT_REJECTED,
+    State.FAILED: EXIT_INTERNAL,
 }
 
 
@@ -42,30 +51,30 @@ def age(seconds: float) -> str:
 
 def headline(sub: Submission) -> str:
     what = {
-        "merged": f"merged into {sub.target}" + (f" as {sub.merged_commit[:10]}" if sub.merged_commit else ""),
-        "pr_open": f"pull request opened: {sub.pr_url}",
-        "awaiting_review": "held for review",
-        "rejected": "rejected",
-        "failed": "failed",
-        "queued": "queued",
-        "validating": "being validated",
+        State.MERGED: f"merged into {sub.target}" + (f" as {sub.merged_commit[:10]}" if sub.merged_commit else ""),
+        State.PR_OPEN: f"pull request opened: {sub.pr_url}",
+        State.AWAITING_REVIEW: "held for review",
+        State.REJECTED: "rejected",
+        State.FAILED: "failed",
+        State.QUEUED: "queued",
+        State.VALIDATING: "being validated",
     }[sub.state]
-    return f"#{sub.id} {what}: {sub.title}"
+    return printable(f"#{sub.id} {what}: {sub.title}")
 
 
 PR_STATES = {
-    "open": "open, auto-merge off",
-    "auto_merge": "open, auto-merge enabled",
-    "auto_merge_failed": "open, auto-merge could not be enabled",
-    "merged": "merged",
-    "closed": "closed without merging",
+    PRState.OPEN: "open, auto-merge off",
+    PRState.AUTO_MERGE: "open, auto-merge enabled",
+    PRState.AUTO_MERGE_FAILED: "open, auto-merge could not be enabled",
+    PRState.MERGED: "merged",
+    PRState.CLOSED: "closed without merging",
 }
 
 
 def pull_request_line(sub: Submission) -> str | None:
     if not sub.pr_url:
         return None
-    state = PR_STATES.get(sub.pr_state or "", sub.pr_state or "state unknown")
+    state = PR_STATES[sub.pr_state] if sub.pr_state else "state unknown"
     return f"pull request: {sub.pr_url} ({state})"
 
 
@@ -76,7 +85,7 @@ def decision_lines(sub: Submission) -> list[str]:
     explanation = sub.explanation or {}
     if explanation:
         lines += ["  " + line for line in _explanation_lines(explanation)]
-    return lines
+    return [printable(line) for line in lines]
 
 
 def _explanation_lines(ex: dict[str, Any]) -> list[str]:
@@ -145,12 +154,11 @@ def repo_label(sub: Submission) -> str:
     return f"{PurePath(sub.repo).name or sub.repo}:{sub.target}"
 
 
-FAILED_CHECK = ("failed", "timeout", "missing")
 TAIL_BYTES = 64 * 1024  # enough for ten lines of any sane log, never the whole of a huge one
 
 
 def check_failed(check: CheckRow) -> bool:
-    return check.status in FAILED_CHECK
+    return check.status in FAILING
 
 
 def log_tail(path: str | None, lines: int = 10) -> list[str]:
@@ -169,7 +177,7 @@ def log_tail(path: str | None, lines: int = 10) -> list[str]:
     except OSError:
         return []
     text = data.decode("utf-8", errors="replace")
-    kept = [line.rstrip() for line in text.splitlines()
+    kept = [printable(line.rstrip(), keep="\t") for line in text.splitlines()
             if line.strip() and not line.startswith("# errauto:")]
     return kept[-lines:]
 
@@ -180,6 +188,7 @@ def dumps(value: Any) -> str:
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [len(h) for h in headers]
+    rows = [[printable(cell) for cell in row] for row in rows]
     for row in rows:
         for i, cell in enumerate(row):
             widths[i] = max(widths[i], len(cell))
@@ -191,5 +200,6 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def shorten(text: str, width: int) -> str:
-    text = " ".join(text.split())
+    """One line of at most `width` characters, made printable."""
+    text = printable(" ".join(text.split()))
     return text if len(text) <= width else text[: width - 1] + "…"

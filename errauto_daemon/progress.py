@@ -13,6 +13,8 @@ import threading
 import time
 from typing import TextIO
 
+from errauto_daemon.domain import CheckStatus
+
 TICK = 0.5  # seconds between redraws of a running check's line
 _CLEAR = "\x1b[K"  # erase to the end of the line
 
@@ -89,7 +91,7 @@ class TerminalProgress(Progress):
 
     def check_finished(self, name: str, status: str, seconds: float, detail: str = "") -> None:
         self._stop_ticker()
-        shown = "" if status == "passed" else detail
+        shown = "" if status == CheckStatus.PASSED else detail
         with self._lock:
             self._running = None
             self._write("\r" + check_line(name, status, seconds, shown) + _CLEAR + "\n")
@@ -155,7 +157,7 @@ class LogProgress(Progress):
 
     def check_finished(self, name: str, status: str, seconds: float, detail: str = "") -> None:
         self.log.info("submission %s: check %s %s after %.1fs%s", self.sub_id, name, status, seconds,
-                      f" ({detail})" if detail and status != "passed" else "")
+                      f" ({detail})" if detail and status != CheckStatus.PASSED else "")
 
     def finished(self) -> None:
         self.sub_id = None

@@ -14,18 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from errauto_daemon.domain import Route
 from errauto_daemon.score import Confidence
-
-AUTO_MERGE = "auto_merge"
-PULL_REQUEST = "pull_request"
-REVIEW = "review"
-REJECTED = "rejected"
-ROUTES = (AUTO_MERGE, PULL_REQUEST, REVIEW, REJECTED)
 
 
 @dataclass(frozen=True)
 class Decision:
-    route: str
+    route: Route
     reason: str
     pr_auto_merge: bool = False  # pull_request only: enable GitHub auto-merge
 
@@ -34,14 +29,14 @@ def decide(confidence: Confidence, *, github: bool) -> Decision:
     value = confidence.value
     am, pr = confidence.auto_merge_threshold, confidence.pr_threshold
     if confidence.review_only:
-        return Decision(REVIEW, "; ".join(confidence.review_only) + ": a person must review")
+        return Decision(Route.REVIEW, "; ".join(confidence.review_only) + ": a person must review")
     if value >= am and not confidence.gates:
-        return Decision(AUTO_MERGE, f"confidence {value:.2f} >= auto-merge threshold {am:.2f}")
+        return Decision(Route.AUTO_MERGE, f"confidence {value:.2f} >= auto-merge threshold {am:.2f}")
     if value >= pr:
         why = f"confidence {value:.2f} >= pull-request threshold {pr:.2f}"
         if value >= am:
             why = f"confidence {value:.2f} clears auto-merge, but {confidence.gates[0]}"
         if not github:
-            return Decision(REVIEW, f"{why}; GitHub not configured, so held for review")
-        return Decision(PULL_REQUEST, why, pr_auto_merge=not confidence.gates)
-    return Decision(REVIEW, f"confidence {value:.2f} is below the pull-request threshold {pr:.2f}")
+            return Decision(Route.REVIEW, f"{why}; GitHub not configured, so held for review")
+        return Decision(Route.PULL_REQUEST, why, pr_auto_merge=not confidence.gates)
+    return Decision(Route.REVIEW, f"confidence {value:.2f} is below the pull-request threshold {pr:.2f}")

@@ -17,6 +17,7 @@ from typing import Any
 
 from errauto_daemon.checks import CheckResult
 from errauto_daemon.config import CheckConfig, Config
+from errauto_daemon.domain import CheckStatus
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,7 @@ class Part:
     name: str
     weight: float  # normalised: the parts' weights sum to 1
     score: float
-    status: str
+    status: CheckStatus
     detail: str
     duration: float
 
@@ -91,7 +92,7 @@ class Confidence:
 
 def check_score(check: CheckConfig, result: CheckResult, baseline: float | None) -> tuple[float, str]:
     """A check's score and how to describe it."""
-    if result.status != "passed":
+    if result.status != CheckStatus.PASSED:
         return 0.0, result.detail
     if check.kind == "coverage" and result.value is not None:
         if baseline is None:
@@ -119,13 +120,13 @@ def compute(
     for check in config.checks:
         result = by_name.get(check.name)
         if result is None:
-            score, detail, status, duration = 0.0, "did not run", "missing", 0.0
+            score, detail, status, duration = 0.0, "did not run", CheckStatus.MISSING, 0.0
         else:
             score, detail = check_score(check, result, (baselines or {}).get(check.name))
             status, duration = result.status, result.duration
         weight = check.weight / total_weight if total_weight > 0 else 0.0
         parts.append(Part(check.name, weight, score, status, detail, duration))
-        if check.gate and status != "passed":
+        if check.gate and status != CheckStatus.PASSED:
             failed.append(f"{check.name} must pass to auto-merge ({detail})")
     value = sum(p.contribution for p in parts)
     untested = [] if any(c.gate for c in config.checks) else [

@@ -14,10 +14,19 @@
 Every outcome is a state transition in the store; nothing is kept only in
 memory. An unexpected exception marks the submission failed with a one-line
 reason and propagates, so the caller can log the traceback.
+
+It stops early (`Cancelled`) when a person rejects the submission meanwhile
+(`queue reject`, from any process: a `cancel` event in the store) or the
+daemon's grace period runs out; it looks between steps, and ten times a
+second while a check runs (the check's process group is then killed). A
+person's cancel ends the submission rejected with their reason; a stopping
+daemon puts it back in the queue, up to `retry_internal` interrupted
+attempts, then fails it.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -31,7 +40,8 @@ from errauto_daemon import config as config_mod
 from errauto_daemon import guard, merge, paths, route, score
 from errauto_daemon.carryout import Again, Outcome, carry_out, merge_approved, record
 from errauto_daemon.config import Config
-from errauto_daemon.errors import Cancelled, FatalError, PatchRejected
+from errauto_daemon.domain import CheckStatus, Route, State
+from errauto_daemon.errors import STOPPING, Cancelled, FatalError, PatchRejected
 from errauto_daemon.intake import reopens
 from errauto_daemon.patchapply import Overlay, apply_patch
 from errauto_daemon.patchfile import Patch, parse
@@ -44,7 +54,7 @@ from errauto_daemon.workspace import Pool
 ConfigHook = Callable[[Config], Config]
 
 # What `queue retry` may validate again.
-RETRYABLE = ("queued", "rejected", "failed", "awaiting_review")
+RETRYABLE = (State.QUEUED, State.REJECTED, State.FAILED, State.AWAITING_REVIEW)
 
 
 class _Clock:
@@ -67,8 +77,10 @@ class Validator:
                  config_hook: ConfigHook | None = None, pool_size: int = 8,
                  use_cache: bool = True, retry_internal: int = 0,
                  progress: Progress | None = None) -> None:
-        """`retry_internal`: how many attempts an internal error may take before
-        the submission fails (the daemon retries; a CLI run reports at once).
+        """`retry_internal`: how many attempts an internal error (or an
+        interruption by a stopping daemon) may take before the submission
+        fails (the daemon retries; a CLI run reports at once).
+        `cancel`: set when running checks must stop (the daemon's grace ran out).
         `progress`: told of each phase and check as the validation runs."""
         self.store = store
         self.progress = progress or SILENT
@@ -93,7 +105,7 @@ class Validator:
 
     # -- entry points ------------------------------------------------------------
 
-    def process(self, sub_id: int, from_states: tuple[str, ...] = ("queued",)) -> Submission:
+    def process(self, sub_id: int, from_states: tuple[State, ...] = (State.QUEUED,)) -> Submission:
         """Claim and decide a submission; returns it as it ends up.
 
         If another process is working on it, returns it as it is now.
@@ -115,7 +127,7 @@ class Validator:
         """
         with self.store.hold(sub_id) as held:
             current = self.store.get(sub_id)
-            if not held or current.state != "awaiting_review":
+            if not held or current.state != State.AWAITING_REVIEW:
                 state = "being validated" if not held else current.state
                 raise FatalError(f"submission {sub_id} is {state}; only awaiting_review can be approved")
             hits = gates_hit(current)
@@ -123,7 +135,7 @@ class Validator:
                 raise FatalError(f"submission {sub_id} was held because: {'; '.join(hits)}; "
                                  "approve with --force to merge anyway")
             approval = f"approved by {who}" + (f" with --force (gates: {'; '.join(hits)})" if hits else "")
-            sub = self.store.claim(sub_id, ("awaiting_review",), detail=approval)
+            sub = self.store.claim(sub_id, (State.AWAITING_REVIEW,), detail=approval)
             if sub is None:
                 raise FatalError(f"submission {sub_id} is {self.store.get(sub_id).state}; "
                                  "only awaiting_review can be approved")
@@ -148,7 +160,7 @@ class Validator:
                 raise FatalError(f"submission {sub_id} is {current.state}; "
                                  f"only {', '.join(RETRYABLE)} can be retried")
             detail = f"retried by {who}"
-            if current.state == "rejected" and not reopens(current):
+            if current.state == State.REJECTED and not reopens(current):
                 if not force:
                     raise FatalError(f"submission {sub_id} was rejected by a person ({current.reason}); "
                                      "retry with --force to validate it again")
@@ -177,25 +189,28 @@ class Validator:
         beside a running daemon or `errauto apply`. `repo`: of that one only.
         """
         out = []
-        for sub in self.store.submissions(("validating",), limit=10_000, repo=repo):
+        for sub in self.store.submissions((State.VALIDATING,), limit=10_000, repo=repo):
             with self.store.hold(sub.id) as held:
                 if not held:
                     continue  # someone alive is working on it
                 current = self.store.get(sub.id)
-                if current.state != "validating":
+                if current.state != State.VALIDATING:
                     continue
                 out.append(self._recover_one(current, max_attempts))
         return out
 
     def _recover_one(self, sub: Submission, max_attempts: int) -> Submission:
+        cancelled = self.store.honour_cancel(sub.id)
+        if cancelled is not None:
+            return cancelled
         if sub.merge_intent and self._merged_already(sub):
             return record(self.store, sub.id, Outcome(
-                "merged", merged_commit=sub.merge_intent, route=sub.route or route.AUTO_MERGE,
+                State.MERGED, merged_commit=sub.merge_intent, route=sub.route or Route.AUTO_MERGE,
                 reason=(sub.reason or "merged") + " (recorded after a restart)",
                 detail="recovered: the merge had reached the target"))
         if sub.attempts >= max_attempts:
             return record(self.store, sub.id,
-                          Outcome("failed", f"validation was interrupted {sub.attempts} times"))
+                          Outcome(State.FAILED, f"validation was interrupted {sub.attempts} times"))
         self.store.requeue(sub.id, "interrupted: the process validating it stopped")
         return self.store.get(sub.id)
 
@@ -215,24 +230,64 @@ class Validator:
         return any(t == intent or (intent in repo and repo.descendant_of(t, intent)) for t in tips)
 
     def _guarded(self, sub: Submission, work: Callable[[Submission], Submission]) -> Submission:
+        """Run `work`; record what its exceptions mean. A person's cancel wins
+        over whatever the validation was about to record."""
         try:
             return work(sub)
-        except PatchRejected as exc:
-            return record(self.store, sub.id, Outcome("rejected", exc.reason, route=route.REJECTED))
         except Cancelled:
-            self.store.requeue(sub.id, "interrupted: errauto is stopping", uncount_attempt=True)
-            return self.store.get(sub.id)
+            return self._stopped(sub)
+        except PatchRejected as exc:
+            return self._record(sub, Outcome(State.REJECTED, exc.reason, route=Route.REJECTED))
         except FatalError as exc:
             # A user-fixable problem (bad config, missing target): not the patch's fault.
-            record(self.store, sub.id, Outcome("failed", str(exc)))
-            raise
+            if self._record(sub, Outcome(State.FAILED, str(exc))).state == State.FAILED:
+                raise
+            return self.store.get(sub.id)
         except BaseException as exc:
             what = f"internal error: {type(exc).__name__}"
-            if isinstance(exc, Exception) and sub.attempts < self.retry_internal:
-                self.store.requeue(sub.id, f"{what}; will try again")
-            else:
-                record(self.store, sub.id, Outcome("failed", what))
+            try:
+                if isinstance(exc, Exception) and sub.attempts < self.retry_internal:
+                    self.store.requeue(sub.id, f"{what}; will try again")
+                else:
+                    record(self.store, sub.id, Outcome(State.FAILED, what))
+            except Cancelled:
+                return self._stopped(sub)
             raise
+
+    def _record(self, sub: Submission, outcome: Outcome) -> Submission:
+        """Record `outcome`, unless a person cancelled the validation first."""
+        try:
+            return record(self.store, sub.id, outcome)
+        except Cancelled:
+            return self._stopped(sub)
+
+    def _stopped(self, sub: Submission) -> Submission:
+        """The validation stopped early: rejected if a person cancelled it, else
+        (errauto is stopping) queued again, or failed once interrupted too often."""
+        cancelled = self.store.honour_cancel(sub.id)
+        if cancelled is not None:
+            return cancelled
+        if sub.attempts >= max(self.retry_internal, 1):
+            return self._record(sub, Outcome(
+                State.FAILED, f"validation was interrupted {sub.attempts} times: errauto stopped before it "
+                          "finished (a check or step that outlasts the daemon's stop grace?)"))
+        try:
+            self.store.requeue(sub.id, f"interrupted: {STOPPING}")
+        except Cancelled:
+            return self._stopped(sub)
+        return self.store.get(sub.id)
+
+    def _stop_point(self, sub_id: int) -> None:
+        """Between steps: stop here if the validation should not go on."""
+        why = self._stop_reason(sub_id)
+        if why is not None:
+            raise Cancelled(why)
+
+    def _stop_reason(self, sub_id: int) -> str | None:
+        """Why the validation of `sub_id` should stop now, if it should."""
+        if self.cancel is not None and self.cancel.is_set():
+            return STOPPING
+        return self.store.cancel_requested(sub_id)
 
     # -- the pipeline ------------------------------------------------------------
 
@@ -285,10 +340,10 @@ class Validator:
             else:
                 validation = self.validate(repo, config, sub, tip)
                 worse = [r.name for r in validation.results
-                         if approved.get(r.name) == "passed" and r.status != "passed"]
+                         if approved.get(r.name) == CheckStatus.PASSED and r.status != CheckStatus.PASSED]
                 if worse:
                     return record(self.store, sub.id, Outcome(
-                        "awaiting_review", route=route.REVIEW,
+                        State.AWAITING_REVIEW, route=Route.REVIEW,
                         reason=f"approved by {who}, but on the new tip of {config.target} "
                                f"{', '.join(worse)} no longer pass",
                         confidence=validation.confidence.value, base_commit=validation.base,
@@ -303,8 +358,10 @@ class Validator:
                  tip: pygit2.Commit) -> Validation:
         self.release()
         clock = _Clock()
+        self._stop_point(sub.id)
         self.progress.phase(f"applying on {config.target} ({str(tip.id)[:12]})")
         patch, overlays, review_only, notes = self._apply(repo, config, sub, tip)
+        self._stop_point(sub.id)
         changed = sorted({p for f in patch.files() for p in f.paths()})
         protected = guard.protected_hits(changed, config.protected_paths)
         trees = tuple(o.write_tree() for o in overlays)
@@ -321,8 +378,7 @@ class Validator:
             clock.lap("cache")
         else:
             results, baselines = self._run_checks(repo, config, sub, tip, overlays[-1], attempt, clock)
-            if any(r.status == "cancelled" for r in results):
-                raise Cancelled()
+            self._stop_point(sub.id)
             if config.checks:
                 self.store.cache_validation(*key, str(trees[-1]), {
                     "results": [dataclasses.asdict(r) for r in results], "baselines": baselines})
@@ -375,6 +431,7 @@ class Validator:
         slot = stack.enter_context(pool.acquire(tip))
         stack.callback(slot.clean)  # runs before the slot is unlocked
         self._pending = stack
+        stop = functools.partial(self._stop_reason, sub.id)
         try:
             for check in config.checks:
                 if check.kind != "coverage":
@@ -382,9 +439,12 @@ class Validator:
                 fp = config.checks_fingerprint()
                 found, value = self.store.baseline(sub.repo, str(tip.tree.id), check.name, fp)
                 if not found:
+                    self._stop_point(sub.id)
                     base_result = run_observed(
                         config, check, slot.path, log_dir / f"{attempt}-{check.name}-base.log",
-                        self.progress, self.cancel, label=f"{check.name} (base)")
+                        self.progress, stop, label=f"{check.name} (base)")
+                    if base_result.status == CheckStatus.CANCELLED:
+                        raise Cancelled(base_result.detail.removeprefix("cancelled: "))
                     value = base_result.value
                     self.store.set_baseline(sub.repo, str(tip.tree.id), check.name, fp, value)
                     slot.clean()
@@ -392,12 +452,17 @@ class Validator:
             slot.write(overlay)
             clock.lap("worktree")
             self.progress.phase("running checks")
-            results = [
-                run_observed(config, check, slot.path, log_dir / f"{attempt}-{check.name}.log",
-                             self.progress, self.cancel)
-                for check in config.checks
-            ]
+            results = []
+            for check in config.checks:
+                self._stop_point(sub.id)
+                result = run_observed(config, check, slot.path, log_dir / f"{attempt}-{check.name}.log",
+                                      self.progress, stop)
+                if result.status == CheckStatus.CANCELLED:
+                    raise Cancelled(result.detail.removeprefix("cancelled: "))
+                results.append(result)
             clock.lap("checks")
+        except Cancelled:
+            raise  # the worktree is cleaned once the rejection or requeue is recorded
         except BaseException:
             self.release()
             raise
@@ -408,7 +473,7 @@ class Validator:
 
 
 def run_observed(config: Config, check: config_mod.CheckConfig, cwd: Path, log_path: Path,
-                 progress: Progress, cancel: threading.Event | None = None, *,
+                 progress: Progress, cancel: checks_mod.CancelPoll | None = None, *,
                  label: str | None = None) -> checks_mod.CheckResult:
     """One check, run by `checks.run_check` in its scrubbed environment, told to `progress`."""
     name = label or check.name

@@ -13,6 +13,7 @@ from errauto_daemon import carryout, intake, route, score, validation
 from errauto_daemon import config as config_mod
 from errauto_daemon.carryout import Again, Outcome, carry_out, merge_approved, record
 from errauto_daemon.config import Config
+from errauto_daemon.domain import Route, State
 from errauto_daemon.patchapply import apply_patch
 from errauto_daemon.patchfile import parse
 from errauto_daemon.progress import SILENT
@@ -60,7 +61,7 @@ def claimed(project: GitRepo) -> Claimed:
 
 def test_review_is_recorded_awaiting_review_with_the_explanation(claimed: Claimed) -> None:
     base = claimed.project.head("main")
-    decision = route.Decision(route.REVIEW, "confidence 0.40 is below the pull-request threshold 0.70")
+    decision = route.Decision(Route.REVIEW, "confidence 0.40 is below the pull-request threshold 0.70")
 
     done = claimed.carry_out(decision)
 
@@ -77,7 +78,7 @@ def test_review_is_recorded_awaiting_review_with_the_explanation(claimed: Claime
 def test_auto_merge_on_an_unmoved_target_is_recorded_merged(claimed: Claimed) -> None:
     base = claimed.project.head("main")
 
-    done = claimed.carry_out(route.Decision(route.AUTO_MERGE, "confidence 1.00 >= auto-merge threshold 0.90"))
+    done = claimed.carry_out(route.Decision(Route.AUTO_MERGE, "confidence 1.00 >= auto-merge threshold 0.90"))
 
     assert isinstance(done, Submission)
     merged = claimed.project.head("main")
@@ -91,7 +92,7 @@ def test_auto_merge_on_an_unmoved_target_is_recorded_merged(claimed: Claimed) ->
 def test_auto_merge_on_a_moved_target_asks_to_validate_again_and_records_nothing(claimed: Claimed) -> None:
     moved = claimed.project.commit("meanwhile", {"NOTES": "moved\n"})
 
-    done = claimed.carry_out(route.Decision(route.AUTO_MERGE, "confident"))
+    done = claimed.carry_out(route.Decision(Route.AUTO_MERGE, "confident"))
 
     assert done == Again(f"main moved to {moved[:12]}")
     assert claimed.project.head("main") == moved
@@ -102,7 +103,7 @@ def test_a_target_that_kept_moving_past_the_bound_is_held_for_review(project: Gi
     claimed = Claimed(project, Store(), top="max_revalidations = 1")
     claimed.project.commit("meanwhile", {"NOTES": "moved\n"})
 
-    done = claimed.carry_out(route.Decision(route.AUTO_MERGE, "confident"), revalidations=1)
+    done = claimed.carry_out(route.Decision(Route.AUTO_MERGE, "confident"), revalidations=1)
 
     assert isinstance(done, Submission)
     assert (done.state, done.route) == ("awaiting_review", "review")
@@ -152,12 +153,12 @@ def test_an_outcome_writes_only_the_columns_it_names(tmp_path: Path) -> None:
     store.claim(sub.id)
     store.set_fields(sub.id, pr_url="https://example.invalid/pr/1", pr_number=1, pr_state="open")
 
-    done = record(store, sub.id, Outcome("failed", "broken", detail="why it broke"))
+    done = record(store, sub.id, Outcome(State.FAILED, "broken", detail="why it broke"))
 
     assert (done.state, done.reason, done.route) == ("failed", "broken", None)
     assert (done.pr_url, done.pr_number, done.pr_state) == ("https://example.invalid/pr/1", 1, "open")
     assert store.events(sub.id)[-1]["detail"] == "why it broke"
-    assert Outcome("failed", "broken").columns() == {"reason": "broken"}
+    assert Outcome(State.FAILED, "broken").columns() == {"reason": "broken"}
 
 
 @pytest.mark.parametrize("module", [carryout, validation])
@@ -178,22 +179,22 @@ def _confidence(value: float, *, gates: tuple[str, ...] = (), review_only: tuple
 
 
 @pytest.mark.parametrize(("value", "gates", "review_only", "github", "expected"), [
-    (0.95, (), (), True, route.Decision(route.AUTO_MERGE, "confidence 0.95 >= auto-merge threshold 0.90")),
-    (0.95, (), (), False, route.Decision(route.AUTO_MERGE, "confidence 0.95 >= auto-merge threshold 0.90")),
-    (0.90, (), (), True, route.Decision(route.AUTO_MERGE, "confidence 0.90 >= auto-merge threshold 0.90")),
-    (0.80, (), (), True, route.Decision(route.PULL_REQUEST, "confidence 0.80 >= pull-request threshold 0.70",
+    (0.95, (), (), True, route.Decision(Route.AUTO_MERGE, "confidence 0.95 >= auto-merge threshold 0.90")),
+    (0.95, (), (), False, route.Decision(Route.AUTO_MERGE, "confidence 0.95 >= auto-merge threshold 0.90")),
+    (0.90, (), (), True, route.Decision(Route.AUTO_MERGE, "confidence 0.90 >= auto-merge threshold 0.90")),
+    (0.80, (), (), True, route.Decision(Route.PULL_REQUEST, "confidence 0.80 >= pull-request threshold 0.70",
                                         pr_auto_merge=True)),
-    (0.80, (), (), False, route.Decision(route.REVIEW, "confidence 0.80 >= pull-request threshold 0.70; "
+    (0.80, (), (), False, route.Decision(Route.REVIEW, "confidence 0.80 >= pull-request threshold 0.70; "
                                                        "GitHub not configured, so held for review")),
     (0.95, ("protected paths: x",), (), True,
-     route.Decision(route.PULL_REQUEST, "confidence 0.95 clears auto-merge, but protected paths: x")),
+     route.Decision(Route.PULL_REQUEST, "confidence 0.95 clears auto-merge, but protected paths: x")),
     (0.80, ("no tests check",), (), True,
-     route.Decision(route.PULL_REQUEST, "confidence 0.80 >= pull-request threshold 0.70")),
+     route.Decision(Route.PULL_REQUEST, "confidence 0.80 >= pull-request threshold 0.70")),
     (0.95, ("no tests check",), (), False,
-     route.Decision(route.REVIEW, "confidence 0.95 clears auto-merge, but no tests check; "
+     route.Decision(Route.REVIEW, "confidence 0.95 clears auto-merge, but no tests check; "
                                   "GitHub not configured, so held for review")),
-    (1.00, (), ("submodule change",), True, route.Decision(route.REVIEW, "submodule change: a person must review")),
-    (0.50, (), (), True, route.Decision(route.REVIEW, "confidence 0.50 is below the pull-request threshold 0.70")),
+    (1.00, (), ("submodule change",), True, route.Decision(Route.REVIEW, "submodule change: a person must review")),
+    (0.50, (), (), True, route.Decision(Route.REVIEW, "confidence 0.50 is below the pull-request threshold 0.70")),
 ])
 def test_decide(value: float, gates: tuple[str, ...], review_only: tuple[str, ...], github: bool,
                 expected: route.Decision) -> None:

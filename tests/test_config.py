@@ -38,6 +38,22 @@ def load(repo: GitRepo) -> config.Config:
     ("[checks.cov]\ncommand = 'x'\nweight = 1\nkind = 'magic'\n", "checks.cov.kind"),
     ("checks = 3\n", "checks"),
     ("this is not toml\n", "invalid TOML"),
+    ("[checks.tests]\ncommand = 'x'\nweight = 0\n[checks.lint]\ncommand = 'y'\nweight = 0\n",
+     "checks have no weight above 0"),
+    ("[checks.coverage]\ncommand = 'x'\nreport = '../../etc/hostname'\n", "checks.coverage.report"),
+    ("[checks.coverage]\ncommand = 'x'\nreport = 'build/../../x.json'\n", "checks.coverage.report"),
+    ("[checks.coverage]\ncommand = 'x'\nreport = '/etc/hostname'\n", "checks.coverage.report"),
+    ("[checks.coverage]\ncommand = 'x'\nreport = 'C:/cov.json'\n", "checks.coverage.report"),
+    ("[checks.coverage]\ncommand = 'x'\nreport = '.git/config'\n", "checks.coverage.report"),
+    ("[checks.coverage]\ncommand = 'x'\nreport = ''\n", "checks.coverage.report"),
+    ("target = 'release'\n", "target names the branch 'release'"),
+    ("[checks.tests]\ncommand = 'x'\njunit = '../junit.xml'\n", "checks.tests.junit"),
+    ("[checks.tests]\ncommand = 'x'\nline_data = '/tmp/cov.json'\n", "checks.tests.line_data"),
+    ("[checks.tests]\ncommand = 'x'\nreruns = 11\n", "checks.tests.reruns"),
+    ("[checks.tests]\ncommand = 'x'\nreruns = 'twice'\n", "checks.tests.reruns"),
+    ("[evidence]\nmin_changed_lines_covered = 1.5\n", "evidence.min_changed_lines_covered"),
+    ("[evidence]\ntest_files = []\n", "evidence.test_files"),
+    ("[evidence]\nstrict = true\n", "evidence.strict"),
 ])
 def test_bad_config_fails_with_one_line_naming_the_key(
         repo: GitRepo, tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, key: str) -> None:
@@ -53,6 +69,46 @@ def test_bad_config_fails_with_one_line_naming_the_key(
     err = capsys.readouterr().err
     assert code == 5
     assert err.count("\n") == 1 and key in err
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[checks.tests]\ncommand = 'true'\nweight = 0\n", "checks have no weight above 0 (checks.tests)"),
+    ("[checks.coverage]\ncommand = 'true'\nreport = '../../etc/hostname'\n",
+     "checks.coverage.report must be a path inside the repository"),
+    ("target = 'release'\n", "target names the branch 'release', which does not exist"),
+])
+def test_configuration_mistakes_exit_5_from_the_real_cli(
+        repo: GitRepo, tmp_path: Path, text: str, message: str) -> None:
+    repo.commit("config", {".errauto.toml": text})
+    patch = tmp_path / "p.patch"
+    patch.write_bytes(repo.make_patch({"README": "hello there\n"}))
+    proc = subprocess.run([PYTHON, "-m", "errauto_daemon", "apply", str(patch), "--repo", str(repo.path)],
+                          capture_output=True, text=True, env=os.environ.copy())
+    assert proc.returncode == 5, proc.stderr
+    assert proc.stderr.startswith("errauto: config error in .errauto.toml on main: ")
+    assert message in proc.stderr and proc.stderr.count("\n") == 1
+    assert proc.stdout == ""
+
+
+def test_a_target_branch_named_on_the_command_line_that_does_not_exist_is_a_usage_error(
+        repo: GitRepo, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    patch = tmp_path / "p.patch"
+    patch.write_bytes(repo.make_patch({"README": "hello there\n"}))
+    code = main(["apply", str(patch), "--repo", str(repo.path), "--target", "release"])
+    err = capsys.readouterr().err
+    assert code == 2 and "target branch 'release' does not exist" in err
+
+
+@pytest.mark.parametrize("report", ["coverage.json", "build/cov/coverage.json", "reports/..cov.json"])
+def test_a_coverage_report_inside_the_repository_is_accepted(repo: GitRepo, report: str) -> None:
+    repo.commit("config", {".errauto.toml": f"[checks.coverage]\ncommand = 'x'\nreport = '{report}'\n"})
+    assert load(repo).checks[0].report == report
+
+
+def test_one_check_of_weight_0_beside_weighted_ones_is_accepted(repo: GitRepo) -> None:
+    repo.commit("config", {".errauto.toml": "[checks.tests]\ncommand = 'x'\n[checks.env]\ncommand = 'y'\n"
+                                            "weight = 0\n"})
+    assert [c.weight for c in load(repo).checks] == [0.40, 0.0]
 
 
 def test_defaults_without_any_config(repo: GitRepo) -> None:
@@ -235,3 +291,20 @@ def test_a_check_command_that_is_no_argv_names_the_key(command: str, message: st
     with pytest.raises(ConfigError) as info:
         config.from_text(f"target = \"main\"\n[checks.tests]\ncommand = {command}\n", "a draft")
     assert str(info.value).startswith(f"config error in a draft: {message}")
+
+
+def test_evidence_settings_are_read(repo: GitRepo) -> None:
+    repo.commit("config", {".errauto.toml": (
+        "[checks.tests]\ncommand = 'pytest --junitxml=.errauto/junit.xml'\njunit = '.errauto/junit.xml'\n"
+        "line_data = '.errauto/coverage.json'\nreruns = 0\n"
+        "[evidence]\nmin_changed_lines_covered = 0.8\ntest_files = ['spec/*.py']\n")})
+    cfg = load(repo)
+    tests = cfg.checks[0]
+    assert (tests.junit, tests.line_data, tests.reruns) == (".errauto/junit.xml", ".errauto/coverage.json", 0)
+    assert cfg.evidence == config.EvidenceConfig(min_changed_lines_covered=0.8, test_files=("spec/*.py",))
+    assert load_defaults_checks_have_no_reports()
+
+
+def load_defaults_checks_have_no_reports() -> bool:
+    check = config.CheckConfig("tests", ("pytest",), 1.0)
+    return check.junit is None and check.line_data is None and check.reruns == 2

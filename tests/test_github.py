@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from errauto_daemon import config, github
+from errauto_daemon.domain import PRState, State
 from errauto_daemon.errors import ConfigError
 from errauto_daemon.main import main
 from errauto_daemon.store import Store, Submission
@@ -95,7 +96,7 @@ def test_pull_request_is_pushed_opened_labelled_and_set_to_auto_merge(world: Wor
     assert code == 0, result
     assert result["state"] == "pr_open" and result["route"] == "pull_request"
     assert result["pr_url"] == f"{world.fake.web}/octo/project/pull/1"
-    assert result["pr_number"] == 1 and result["pr_state"] == github.AUTO_MERGE
+    assert result["pr_number"] == 1 and result["pr_state"] == PRState.AUTO_MERGE
     assert "pull request #1 opened with auto-merge" in result["reason"]
     # The branch holds the validated commit: the validated tree on the validated base.
     head = world.remote.head("refs/heads/errauto/1")
@@ -134,7 +135,7 @@ def test_protected_path_opens_a_pull_request_without_auto_merge(world: World) ->
     code, result = world.apply(PROTECTED_PATCH)
 
     assert code == 0, result
-    assert result["state"] == "pr_open" and result["pr_state"] == github.OPEN
+    assert result["state"] == "pr_open" and result["pr_state"] == PRState.OPEN
     assert "clears auto-merge, but touches protected paths (pyproject.toml)" in result["reason"]
     assert "without auto-merge: a person must merge it" in result["reason"]
     assert world.fake.calls("POST", "/graphql") == []
@@ -161,7 +162,7 @@ def test_auto_merge_refused_leaves_the_pull_request_open_and_raises_an_alert(
     code, result = world.apply(PR_PATCH)
 
     assert code == 0, result
-    assert result["state"] == "pr_open" and result["pr_state"] == github.AUTO_MERGE_FAILED
+    assert result["state"] == "pr_open" and result["pr_state"] == PRState.AUTO_MERGE_FAILED
     assert f"auto-merge could not be enabled: enabling auto-merge on pull request #1: GitHub answered " \
            f"400 {message}" in result["reason"]
     if refusal == "clean status":
@@ -345,8 +346,8 @@ def test_follow_up_records_merged_and_closed_pull_requests_at_a_bounded_rate(wor
 
     merged, closed = store.get(first["id"]), store.get(second["id"])
     assert merged.state == "merged" and merged.merged_commit == merge_commit
-    assert merged.pr_state == github.MERGED and "pull request #1 was merged on GitHub" in (merged.reason or "")
-    assert closed.state == "rejected" and closed.pr_state == github.CLOSED
+    assert merged.pr_state == PRState.MERGED and "pull request #1 was merged on GitHub" in (merged.reason or "")
+    assert closed.state == "rejected" and closed.pr_state == PRState.CLOSED
     assert closed.reason == "pull request #2 was closed without merging"
     assert "(merged)" in world.show(first["id"])
     assert github.follow_open_pull_requests(store, limit=5, min_interval=0) == 0
@@ -392,7 +393,7 @@ def test_merge_via_pr_merges_at_once_with_the_validated_head_pinned(world: World
 
     assert code == 0, result
     assert result["state"] == "merged" and result["route"] == "auto_merge"
-    assert result["pr_number"] == 1 and result["pr_state"] == github.MERGED
+    assert result["pr_number"] == 1 and result["pr_state"] == PRState.MERGED
     assert "merged through pull request #1" in result["reason"]
     head = world.remote.head("refs/heads/errauto/1")
     (merge,) = world.fake.calls("PUT", "/repos/octo/project/pulls/1/merge")
@@ -485,7 +486,7 @@ def test_merge_refused_by_github_falls_back_to_auto_merge_and_alerts(world: Worl
 
     assert code == 0, result
     assert result["state"] == "pr_open" and result["route"] == "pull_request"
-    assert result["pr_state"] == github.AUTO_MERGE
+    assert result["pr_state"] == PRState.AUTO_MERGE
     assert "merging pull request #1 at once failed" in result["reason"]
     assert "auto-merge enabled instead" in result["reason"]
     assert world.fake.pulls[1]["auto_merge"] is not None
@@ -582,7 +583,7 @@ def test_pull_request_body_does_not_let_patch_text_mention_people_or_break_table
 
     sub = Submission(
         id=7, repo="/r", target="main", source="inbox", source_detail="a|b`c.patch", title="Fix @everyone",
-        author="Mallory <@admins>", note=None, patch_sha256="0" * 64, dedup_key="k", state="validating",
+        author="Mallory <@admins>", note=None, patch_sha256="0" * 64, dedup_key="k", state=State.VALIDATING,
         route=None, confidence=None, explanation=None, reason=None, base_commit=None, result_tree=None,
         merged_commit=None, merge_intent=None, pr_url=None, pr_number=None, pr_state=None, attempts=1,
         created_at=0.0, updated_at=0.0, decided_at=None)

@@ -8,6 +8,7 @@ from typing import Any
 import pygit2
 import pytest
 
+from errauto_daemon.domain import State
 from errauto_daemon.github import body
 from errauto_daemon.github.body import FileChange
 from errauto_daemon.store import Submission
@@ -15,7 +16,7 @@ from tests.helpers.gitrepo import GitRepo
 
 SUB = Submission(
     id=12, repo="/r", target="main", source="inbox", source_detail="fix.patch", title="Fix the parser",
-    author="Ada <ada@example.com>", note=None, patch_sha256="0" * 64, dedup_key="k", state="validating",
+    author="Ada <ada@example.com>", note=None, patch_sha256="0" * 64, dedup_key="k", state=State.VALIDATING,
     route=None, confidence=None, explanation=None, reason=None, base_commit=None, result_tree=None,
     merged_commit=None, merge_intent=None, pr_url=None, pr_number=None, pr_state=None, attempts=1,
     created_at=0.0, updated_at=0.0, decided_at=None)

@@ -273,6 +273,17 @@ NAME_ATTACKS: list[tuple[str, Callable[[World], bytes], tuple[str, ...]]] = [
     ("dotgit-hfs-bom", lambda w: new_file("\ufeff.git/config", PAYLOAD), ("inside .git",)),
     ("dotgit-hfs-rtl", lambda w: new_file(".GI\u202eT/config", PAYLOAD), ("inside .git",)),
     ("dotgit-nested", lambda w: new_file("vendor/lib/.git/config", PAYLOAD), ("inside .git",)),
+    # Beyond git's own rules: what a normalising, case-folding filesystem may read as .git
+    ("dotgit-dotted-capital-i", lambda w: new_file(".g\u0130t/config", PAYLOAD), ("inside .git",)),
+    ("dotgit-fullwidth", lambda w: new_file("\uff0e\uff47\uff49\uff54/config", PAYLOAD), ("inside .git",)),
+    ("dotgit-combining-dot", lambda w: new_file(".gi\u0307t/config", PAYLOAD), ("inside .git",)),
+    ("dotgit-fullwidth-8.3", lambda w: new_file("\uff27\uff29\uff34~\uff11/config", PAYLOAD),
+     ("inside .git",)),
+    # Names the filesystem cannot hold: refused with a reason, not an internal error
+    ("name-too-long", lambda w: new_file("src/" + "a" * 300 + ".py"), ("longer than 255 bytes",)),
+    ("name-too-long-in-bytes", lambda w: new_file("\u00e9" * 128 + ".txt"), ("longer than 255 bytes",)),
+    ("path-too-long", lambda w: new_file("/".join(["d" * 200] * 20) + "/x.txt"),
+     (f"longer than {guard.MAX_PATH} bytes",)),
     ("dotgit-rename", lambda w: (
         b"diff --git a/calc.py b/.git/hooks/pre-commit\nsimilarity index 100%\n"
         b"rename from calc.py\nrename to .git/hooks/pre-commit\n"), ("inside .git",)),
@@ -318,6 +329,7 @@ def _two_symlinks(first: tuple[str, str], second: tuple[str, str]) -> bytes:
 
 
 SYMLINK_ATTACKS: list[tuple[str, Callable[[World], bytes], tuple[str, ...]]] = [
+    ("target-too-long", lambda w: symlink("longlink", b"a/" * 2048), ("longer than",)),
     # beyond a symlink committed in the target (it points at the victim)
     ("beyond-base-symlink-absolute", lambda w: new_file("escape/pwned.txt"),
      ("escape/pwned.txt", "symlink")),
@@ -659,7 +671,7 @@ def test_good_patch_merges_after_hostile_ones(world: World, capsys: pytest.Captu
     "calc.py", "tests/test_calc.py", ".github/workflows/ci.yml", ".gitignore", ".gitmodules",
     ".gitattributes", "git", "gitx", ".gitx", ".git-blame-ignore-revs", "x.git", "a.git/b",
     "git~", "git~a", "..git", "...", "dir with spaces/file name.txt", "ünïcode/ファイル.py",
-    "a" * guard.MAX_PATH, "ab:c", "a/b:c", "sub/.github/x",
+    "/".join(["a" * 255] * 15)[:guard.MAX_PATH], "ab:c", "a/b:c", "sub/.github/x", "é" * 127,
 ])
 def test_path_problem_accepts(path: str) -> None:
     assert guard.path_problem(path) is None
@@ -699,6 +711,9 @@ def test_path_problem_accepts(path: str) -> None:
     (".git /config", "inside .git"),
     (".git::$INDEX_ALLOCATION/config", "inside .git"),
     (".g\u200cit/config", "inside .git"),
+    ("a" * 256, "longer than 255 bytes"),
+    ("dir/" + "\u00e9" * 128, "longer than 255 bytes"),
+    ("/".join(["a" * 255] * 16), f"longer than {guard.MAX_PATH} bytes"),
 ])
 def test_path_problem_rejects(path: str, needle: str) -> None:
     problem = guard.path_problem(path)
@@ -718,6 +733,9 @@ def test_path_problem_shows_control_characters_escaped() -> None:
     ".g\u200cit", ".gi\u200dt", "\u200e.git", ".git\u200f", ".\u202ag\u202bi\u202ct", "\u202d.git\u202e",
     ".g\u206ait", "\u206f.git", "\ufeff.git", ".G\u200cIT",
     ".g\u200cit. ::$INDEX_ALLOCATION",
+    # errauto's own, beyond git's: compatibility forms, combining marks, Unicode case
+    ".g\u0130t", ".G\u0130T", "\uff0e\uff47\uff49\uff54", ".\uff47it", ".gi\u0307t",
+    "\uff47\uff49\uff54~\uff11", ".g\u00eft", "\uff0egit\uff0e", ".git\u3000", "\uff0e\uff47\uff49\uff54\uff1a\uff1a$INDEX_ALLOCATION",
 ])
 def test_is_dotgit(name: str) -> None:
     assert guard.is_dotgit(name)
@@ -733,7 +751,8 @@ def test_is_not_dotgit(name: str) -> None:
 
 @pytest.mark.parametrize("name", [".gitmodules", ".GITMODULES", ".gitmodules.", ".gitmodules ",
                                   ".gitmodules::$DATA", "gitmod~1", "GITMOD~4", "gi7eba~1", "GI7EBA~9",
-                                  ".git\u200cmodules"])
+                                  ".git\u200cmodules", "\uff0egitmodules", ".g\u0130tmodules",
+                                  "\uff47\uff49\uff54\uff4d\uff4f\uff44~1"])
 def test_is_gitmodules(name: str) -> None:
     assert guard.is_gitmodules(name)
 
@@ -788,6 +807,8 @@ def test_symlink_problem_accepts(path: str, target: bytes) -> None:
     ("link", b".git.", "into .git"),
     ("link", b".git ", "into .git"),
     ("link", ".g\u200cit".encode(), "into .git"),
+    ("link", "\uff0e\uff47\uff49\uff54/config".encode(), "into .git"),
+    ("link", b"a/" * 2048, "longer than"),
 ])
 def test_symlink_problem_rejects(path: str, target: bytes, needle: str) -> None:
     problem = guard.symlink_problem(path, target)

@@ -118,3 +118,11 @@ def test_repo_helpers_import_only_leaf_modules() -> None:
     assert graph["errauto_daemon.repo"] <= allowed, graph["errauto_daemon.repo"] - allowed
     users = {name for name, imported in graph.items() if "errauto_daemon.repo" in imported}
     assert {"errauto_daemon.intake", "errauto_daemon.workspace", "errauto_daemon.merge"} <= users
+
+
+def test_domain_words_are_a_leaf() -> None:
+    """Every stage names states, routes and statuses through `domain`: it imports nothing of errauto."""
+    graph = import_graph(ROOT / PACKAGE)
+    assert graph["errauto_daemon.domain"] <= {"errauto_daemon"}, graph["errauto_daemon.domain"]
+    users = {name for name, imported in graph.items() if "errauto_daemon.domain" in imported}
+    assert {"errauto_daemon.store.records", "errauto_daemon.route", "errauto_daemon.checks"} <= users

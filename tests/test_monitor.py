@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from errauto_daemon import health, notify
+from errauto_daemon.domain import State
 from errauto_daemon.health import Thresholds
 from errauto_daemon.main import main
 from errauto_daemon.presence import DaemonLock
@@ -31,7 +32,7 @@ def submission(store: Store, n: int, state: str, *, route: str = "review") -> Su
     store.claim(sub.id)
     if state == "validating":
         return sub
-    return store.transition(sub.id, state, route=route)
+    return store.transition(sub.id, State(state), route=route)
 
 
 def grade(store: Store, name: str, *, pid: int | None = 1, now: float | None = None) -> str:
@@ -183,8 +184,8 @@ def test_monitor_exit_codes_thresholds_from_config_and_one_alert_per_change(
         submission(store, 2, "awaiting_review")
         code, out = run_monitor(capsys)
         assert (code, out["level"], out["alert"]) == (2, "critical", "monitor_critical")
-        for sub in store.submissions(("awaiting_review",)):
-            store.transition(sub.id, "rejected", reason="no")
+        for sub in store.submissions((State.AWAITING_REVIEW,)):
+            store.transition(sub.id, State.REJECTED, reason="no")
         code, out = run_monitor(capsys)
         assert (code, out["alert"]) == (0, "monitor_ok")
         assert out["delivered_here"] is None  # a daemon runs: it delivers

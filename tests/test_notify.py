@@ -14,6 +14,7 @@ import pytest
 
 from errauto_daemon import checks, config, notify, paths
 from errauto_daemon.config import AlertsConfig
+from errauto_daemon.domain import State
 from errauto_daemon.main import main
 from errauto_daemon.store import Store, Submission
 from tests.helpers.fake_slack import SECRET_PATH, FakeSlack
@@ -46,7 +47,7 @@ def decided(store: Store, title: str = TITLE, *, state: str = "merged", route: s
         repo=repo, target="main", source="inbox", source_detail="fix.patch", title=title, author=None,
         note=None, patch_sha256="0" * 64, dedup_key=f"k:{title}")
     store.claim(sub.id)
-    return store.transition(sub.id, state, route=route, confidence=confidence,
+    return store.transition(sub.id, State(state), route=route, confidence=confidence,
                             explanation={"route": route}, reason=f"confidence {confidence:.2f}")
 
 
@@ -80,7 +81,7 @@ def test_review_needed_and_pull_request_say_how_to_act(slack: FakeSlack) -> None
     review = decided(store, "needs eyes", state="awaiting_review", route="review", confidence=0.42)
     pr = decided(store, "a pull request", state="pr_open", route="pull_request", confidence=0.86)
     store.set_fields(pr.id, pr_url="https://github.com/octo/project/pull/7", pr_number=7)
-    store.transition(pr.id, "merged", route="pull_request", detail="pull request #7 merged")
+    store.transition(pr.id, State.MERGED, route="pull_request", detail="pull request #7 merged")
     assert sender(store, slack.url).drain(5)
     text = "\n".join(r.text for r in slack.received)
     assert f"`errauto queue approve {review.id}`" in text and "Review needed" in text
@@ -95,6 +96,15 @@ def test_a_hostile_title_cannot_mention_or_link(slack: FakeSlack) -> None:
     text = slack.received[0].text
     assert "<!channel>" not in text and "<https://evil" not in text
     assert "&lt;!channel&gt; see &lt;https://evil.example|this&gt; &amp; more" in text
+
+
+def test_escape_sequences_in_a_title_reach_slack_escaped(slack: FakeSlack) -> None:
+    store = Store()
+    decided(store, "Fix \x1b]0;owned\x07it\x1b[2J \u202eedoc")
+    assert sender(store, slack.url).drain(5)
+    text = slack.received[0].text
+    assert "\x1b" not in text and "\x07" not in text and "\u202e" not in text
+    assert "Fix \\x1b]0;owned\\x07it\\x1b[2J \\u202eedoc" in text
 
 
 def test_a_burst_becomes_few_messages_at_most_one_a_second(slack: FakeSlack) -> None:

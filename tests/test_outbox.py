@@ -9,6 +9,7 @@ import pytest
 
 from errauto_daemon import config, redact
 from errauto_daemon import store as store_mod
+from errauto_daemon.domain import State
 from errauto_daemon.errors import EXIT_CONFIG, ConfigError
 from errauto_daemon.health import Thresholds
 from errauto_daemon.store import Store, alert_for
@@ -43,12 +44,12 @@ def test_the_alert_is_written_in_the_transaction_of_its_state_change() -> None:
     store.conn.execute("CREATE TEMP TRIGGER no_alerts BEFORE INSERT ON outbox "
                        "BEGIN SELECT RAISE(ABORT, 'outbox is full'); END")
     with pytest.raises(sqlite3.IntegrityError, match="outbox is full"):
-        store.transition(sub.id, "merged", route="auto_merge")
+        store.transition(sub.id, State.MERGED, route="auto_merge")
     # Neither happened: the state change did not happen without its alert.
     assert store.get(sub.id).state == "validating"
     assert [e["to_state"] for e in store.events(sub.id)] == ["queued", "validating"]
     store.conn.execute("DROP TRIGGER no_alerts")
-    store.transition(sub.id, "merged", route="auto_merge")
+    store.transition(sub.id, State.MERGED, route="auto_merge")
     (alert,) = store.alerts()
     assert (alert.kind, alert.submission_id, alert.data["title"]) == ("auto_merged", sub.id, "t")
 
@@ -88,7 +89,7 @@ def test_a_version_1_database_is_migrated_in_place(tmp_path: Path) -> None:
     store = Store(path)
     assert store.conn.execute("SELECT value FROM meta").fetchone()[0] == str(store_mod.SCHEMA_VERSION) == "4"
     assert store.get(1).title == "old"
-    store.transition(1, "rejected", reason="no")
+    store.transition(1, State.REJECTED, reason="no")
     assert [a.kind for a in store.alerts()] == ["rejected"]
     indexes = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {"submissions_window", "events_submission_state", "outbox_unrouted", "inbox_files_submission"} <= indexes

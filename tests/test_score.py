@@ -5,6 +5,7 @@ import pytest
 
 from errauto_daemon.checks import CheckResult
 from errauto_daemon.config import CheckConfig, Config
+from errauto_daemon.domain import CheckStatus
 from errauto_daemon.score import check_score, compute
 
 TESTS = CheckConfig("tests", ("pytest",), weight=3.0, gate=True)
@@ -13,7 +14,7 @@ COVERAGE = CheckConfig("coverage", ("cov",), weight=1.0, kind="coverage", tolera
 
 
 def result(name: str, status: str = "passed", *, value: float | None = None, detail: str = "ok") -> CheckResult:
-    return CheckResult(name, status, 0 if status == "passed" else 1, 1.5, f"/logs/{name}.log", detail, value)
+    return CheckResult(name, CheckStatus(status), 0 if status == CheckStatus.PASSED else 1, 1.5, f"/logs/{name}.log", detail, value)
 
 
 @pytest.mark.parametrize("status, value, baseline, expected", [

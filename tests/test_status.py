@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from errauto_daemon import metrics
+from errauto_daemon.domain import State
 from errauto_daemon.main import main
 from errauto_daemon.store import Store
 from tests.helpers.gitrepo import config_toml, python_project
@@ -25,11 +26,11 @@ def make(store: Store, n: int, *, source: str, state: str, route: str | None = N
     rejected = state == "rejected at intake"
     sub, _ = store.insert_submission(
         repo=repo, target="main", source=source, source_detail=None, title=f"patch {n}", author=None,
-        note=None, patch_sha256="0" * 64, dedup_key=f"k{n}", state="rejected" if rejected else "queued",
+        note=None, patch_sha256="0" * 64, dedup_key=f"k{n}", state=State.REJECTED if rejected else State.QUEUED,
         reason="malformed" if rejected else None)
     if not rejected and state != "queued":
         store.claim(sub.id)
-        store.transition(sub.id, state, route=route, confidence=conf, explanation={"route": route})
+        store.transition(sub.id, State(state), route=route, confidence=conf, explanation={"route": route})
     c = store.conn
     c.execute("UPDATE submissions SET created_at = created_at - ? WHERE id = ?", (age_days * DAY, sub.id))
     c.execute("UPDATE events SET ts = ts - ? WHERE submission_id = ?", (age_days * DAY, sub.id))

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from errauto_daemon import store as store_mod
+from errauto_daemon.domain import CheckStatus, State
 from errauto_daemon.errors import FatalError
 from errauto_daemon.store import DECIDED, CheckRow, Store, StoreAPI, Submission
 from errauto_daemon.store.db import _MIGRATIONS
@@ -24,7 +25,7 @@ from tests.helpers.gitrepo import ROOT
 def new(store: Store, n: int = 1, *, repo: str = "/r", state: str = "queued") -> Submission:
     sub, created = store.insert_submission(
         repo=repo, target="main", source="cli", source_detail=None, title=f"patch {n}", author=None,
-        note=None, patch_sha256="0" * 64, dedup_key=f"k{n}", state=state,
+        note=None, patch_sha256="0" * 64, dedup_key=f"k{n}", state=State(state),
         reason="malformed" if state == "rejected" else None)
     assert created
     return sub
@@ -41,7 +42,7 @@ def test_a_decision_writes_its_state_event_and_alert_together(store: Store) -> N
     sub = new(store)
     claimed = store.claim(sub.id)
     assert claimed is not None and claimed.state == "validating" and claimed.attempts == 1
-    decided = store.transition(sub.id, "awaiting_review", route="review", confidence=0.4, detail="low score",
+    decided = store.transition(sub.id, State.AWAITING_REVIEW, route="review", confidence=0.4, detail="low score",
                                explanation={"route": "auto_merge"})
     assert (decided.state, decided.route, decided.confidence) == ("awaiting_review", "review", 0.4)
     assert decided.explanation == {"route": "auto_merge"} and decided.decided_at is not None
@@ -60,11 +61,11 @@ def test_a_decision_writes_its_state_event_and_alert_together(store: Store) -> N
 def test_a_transition_from_an_unexpected_state_writes_nothing(store: Store) -> None:
     sub = new(store)
     with pytest.raises(FatalError, match=f"submission {sub.id} is queued, not validating"):
-        store.transition(sub.id, "merged", expect=("validating",), route="auto_merge")
+        store.transition(sub.id, State.MERGED, expect=(State.VALIDATING,), route="auto_merge")
     assert store.get(sub.id).state == "queued"
     assert len(store.events(sub.id)) == 1 and store.alerts() == []
     with pytest.raises(FatalError, match="no submission 99"):
-        store.transition(99, "merged")
+        store.transition(99, State.MERGED)
 
 
 def test_a_duplicate_is_an_event_on_the_first_and_an_intake_rejection_alerts(store: Store) -> None:
@@ -117,7 +118,7 @@ def test_an_unknown_field_is_a_type_error_even_under_python_O(
 def test_an_unknown_state_or_alert_kind_is_a_value_error(store: Store) -> None:
     sub = new(store)
     with pytest.raises(ValueError, match="unknown state 'done'"):
-        store.transition(sub.id, "done")
+        store.transition(sub.id, "done")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown alert kind 'loud'"):
         store.add_alert("loud", "x")
     with pytest.raises(ValueError, match="unknown alert kind 'loud'"):
@@ -161,7 +162,7 @@ def test_an_older_database_is_migrated_to_the_current_schema(tmp_path: Path, ver
     # The old row is there and works with every new column.
     assert store.get(1).title == "old" and store.get(1).claimed_at is None
     store.add_inbox_file(1, "/r", "/inbox/old.patch")
-    store.transition(1, "rejected", reason="no")
+    store.transition(1, State.REJECTED, reason="no")
     assert [a.kind for a in store.alerts()] == ["rejected"]
     assert [f.path for f in store.inbox_files(1)] == ["/inbox/old.patch"]
     Store(path)  # opening it again changes nothing
@@ -186,7 +187,7 @@ def _decide(store: Store, n: int, state: str, *, route: str | None = None, conf:
     if state != "queued":
         store.claim(sub.id)
     if state not in ("queued", "validating"):
-        store.transition(sub.id, state, route=route, confidence=conf)
+        store.transition(sub.id, State(state), route=route, confidence=conf)
     return sub.id
 
 
@@ -209,10 +210,10 @@ def test_the_queries_count_the_window_and_the_backlog(store: Store) -> None:
     durations = store.validation_durations(since)
     assert len(durations) == 4 and durations == sorted(durations) and all(d >= 0 for d in durations)
     assert store.failure_counts(since) == (4, 1)
-    queue = store.backlog(("queued", "validating"))
-    review = store.backlog(("awaiting_review",))
+    queue = store.backlog((State.QUEUED, State.VALIDATING))
+    review = store.backlog((State.AWAITING_REVIEW,))
     assert (queue.count, review.count) == (2, 1) and queue.oldest_created_at is not None
-    assert store.backlog(("pr_open",)).oldest_created_at is None
+    assert store.backlog((State.PR_OPEN,)).oldest_created_at is None
     assert store.count(DECIDED) == 4
     assert store.counts()["route"] == {"auto_merge": 2, "review": 1}
 
@@ -220,7 +221,7 @@ def test_the_queries_count_the_window_and_the_backlog(store: Store) -> None:
 def test_next_attempt_and_open_pull_requests_due(store: Store) -> None:
     sub = _decide(store, 1, "pr_open", route="pull_request")
     assert store.next_attempt(sub) == 1
-    store.record_checks(sub, 1, "b" * 40, [CheckRow("tests", 1, "passed", 0, 1.0, 1.0, 1.0, None, None, None)])
+    store.record_checks(sub, 1, "b" * 40, [CheckRow("tests", 1, CheckStatus.PASSED, 0, 1.0, 1.0, 1.0, None, None, None)])
     assert store.next_attempt(sub) == 2
     assert store.pr_open_due(time.time() + 1, 10) == []  # no pull request number yet
     store.set_fields(sub, pr_number=7, pr_url="https://example.invalid/7")
@@ -260,8 +261,8 @@ def test_no_sql_and_no_connection_outside_the_store() -> None:
     assert found == []
 
 
-def test_alerts_imports_nothing_of_errauto() -> None:
+def test_alerts_imports_nothing_of_errauto_but_its_words() -> None:
     script = ("import json, sys, errauto_daemon.alerts\n"
               "print(json.dumps(sorted(m for m in sys.modules if m.startswith('errauto_daemon'))))")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
-    assert json.loads(proc.stdout) == ["errauto_daemon", "errauto_daemon.alerts"]
+    assert json.loads(proc.stdout) == ["errauto_daemon", "errauto_daemon.alerts", "errauto_daemon.domain"]

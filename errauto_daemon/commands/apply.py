@@ -7,6 +7,7 @@ from pathlib import Path
 
 from errauto_daemon import inbox, intake, output, progress
 from errauto_daemon.config import Config, with_thresholds
+from errauto_daemon.domain import State
 from errauto_daemon.errors import FatalError
 from errauto_daemon.store import DECIDED, Store
 from errauto_daemon.validate import Validator, wait_decided
@@ -38,7 +39,7 @@ def apply(patch: str, *, repo: str, target: str | None, auto_merge_threshold: fl
             return config
         return with_thresholds(config, auto_merge_threshold, pr_threshold)
 
-    if sub.state == "queued":
+    if sub.state == State.QUEUED:
         sub = Validator(store, config_hook=thresholds, progress=progress.for_terminal(quiet)).process(sub.id)
     if sub.state not in DECIDED:
         sub = wait_decided(store, sub.id)  # another process is validating it

@@ -100,7 +100,8 @@ def status(*, as_json: bool) -> int:
         print(f"  {repo}")
     print(f"queue: {info['queued']} waiting, {len(info['in_flight'])} being validated")
     for item in info["in_flight"]:
-        print(f"  #{item['id']} {output.shorten(item['title'], 50)} ({output.age(item['since'])})")
+        rejecting = ", being rejected" if item["being_rejected"] else ""
+        print(f"  #{item['id']} {output.shorten(item['title'], 50)} ({output.age(item['since'])}{rejecting})")
     return 0 if info["running"] else 1
 
 

@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from errauto_daemon import git
-from errauto_daemon.errors import FatalError
+from errauto_daemon.domain import State
+from errauto_daemon.errors import FatalError, printable
 
 if TYPE_CHECKING:  # imported where used: post-receive must start without them
     import pygit2
@@ -51,7 +52,7 @@ if TYPE_CHECKING:  # imported where used: post-receive must start without them
 
 
 def _say(text: str) -> None:
-    print(f"errauto: {text}", flush=True)
+    print(f"errauto: {printable(text)}", flush=True)  # names and titles come from patches
 
 
 # --------------------------------------------------------------------------
@@ -292,7 +293,7 @@ def _post_receive(gitdir: Path, lines: Sequence[str]) -> None:
             _say(f"{ref}: nothing to submit (no changes against its target)")
             continue
         sub, created = done
-        verb = "queued" if sub.state == "queued" else sub.state
+        verb = State.QUEUED if sub.state == State.QUEUED else sub.state
         _say(f"{verb} {sub.id} ({sub.title})" + ("" if created else " (already submitted)"))
     for line in refwatch.replacements_to_tell(store, gitdir, root, [new for _old, new, _ref in wanted]):
         _say(line)

@@ -12,12 +12,14 @@ import shutil
 from argparse import Namespace
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import pygit2
 
 from errauto_daemon import checks, output, paths, progress
 from errauto_daemon import config as config_mod
 from errauto_daemon.config import CONFIG_FILE, PYPROJECT, Config, head_branch
+from errauto_daemon.domain import CheckStatus
 from errauto_daemon.errors import FatalError
 from errauto_daemon.inbox import ensure_inbox
 from errauto_daemon.presence import wake
@@ -29,13 +31,17 @@ from errauto_daemon.workspace import Pool
 CHECK_NAMES = ("tests", "lint", "typecheck", "security")
 
 
+# What `init` found out about a check: its own words, not a check's status.
+TrialResult = Literal["not detected", "missing", "passed", "fails", "not run"]
+
+
 @dataclass(frozen=True)
 class Trial:
     """What `init` found out about one check before writing it."""
 
     name: str
     command: str | None  # None: not detected
-    result: str  # not detected | missing | passed | fails | not run
+    result: TrialResult
     detail: str = ""
 
     @property
@@ -221,9 +227,9 @@ def _run(repo: pygit2.Repository, config: Config, tip: pygit2.Commit, trials: li
         result = results.get(trial.name)
         if result is None:
             out.append(trial)
-        elif result.status == "passed":
+        elif result.status == CheckStatus.PASSED:
             out.append(Trial(trial.name, trial.command, "passed", f"{result.duration:.1f}s"))
-        elif result.status == "missing":
+        elif result.status == CheckStatus.MISSING:
             out.append(Trial(trial.name, trial.command, "missing", result.detail))
         else:
             why = f"fails on {config.target} ({result.detail})"

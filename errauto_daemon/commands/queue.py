@@ -9,10 +9,13 @@ from argparse import Namespace
 from collections.abc import Sequence
 
 from errauto_daemon import inbox, merge, output, progress
+from errauto_daemon.domain import State
 from errauto_daemon.errors import FatalError
 from errauto_daemon.repo import open_repo, repo_root
-from errauto_daemon.store import DECIDED, STATES, Store, Submission
-from errauto_daemon.validate import Validator
+from errauto_daemon.store import CANCEL_REQUESTED, DECIDED, STATES, CheckRow, Store, Submission
+from errauto_daemon.validate import Validator, wait_decided
+
+REJECT_WAIT = 30.0  # seconds `queue reject` waits for a cancelled validation to stop
 
 
 def _who() -> str:
@@ -31,13 +34,18 @@ def _repo_name(directory: str) -> str:
         return os.path.realpath(directory).rstrip("/")
 
 
+def _state(word: str) -> State:
+    try:
+        return State(word)
+    except ValueError:
+        raise FatalError(f"unknown state {word!r}; one of: {', '.join(STATES)}") from None
+
+
 def list_(states: Sequence[str] | None, *, limit: int, as_json: bool, repo: str | None = None) -> int:
-    for state in states or ():
-        if state not in STATES:
-            raise FatalError(f"unknown state {state!r}; one of: {', '.join(STATES)}")
+    wanted = [_state(s) for s in states or ()]
     store = Store()
     root = _repo_name(repo) if repo is not None else None
-    subs = store.submissions(states, limit=limit, repo=root)
+    subs = store.submissions(wanted, limit=limit, repo=root)
     if as_json:
         print(output.dumps([output.submission_json(s) for s in subs]))
         return 0
@@ -73,42 +81,48 @@ def show(sub_id: int, *, as_json: bool, diff: bool = False) -> int:
             value["diff"] = _patch_text(sub)
         print(output.dumps(value))
         return 0
-    print("\n".join(output.decision_lines(sub)))
-    print(f"  repo: {sub.repo} (target {sub.target})")
+    for line in _show_lines(store, sub, checks):
+        print(output.printable(line, keep="\t"))
+    if diff:
+        print()
+        text = output.printable(_patch_text(sub), keep="\t\n")
+        print(text, end="" if text.endswith("\n") else "\n")
+    return 0
+
+
+def _show_lines(store: Store, sub: Submission, checks: Sequence[CheckRow]) -> list[str]:
+    """What `queue show` says about a submission; much of it came from the patch."""
+    lines = output.decision_lines(sub)
+    lines.append(f"  repo: {sub.repo} (target {sub.target})")
     for problem in store.config_problems(sub.repo):
-        print(f"  configuration: cannot be used since {output.when(problem.since)}, "
-              f"its patches wait: {problem.error}")
-    print(f"  source: {sub.source}" + (f" ({sub.source_detail})" if sub.source_detail else ""))
+        lines.append(f"  configuration: cannot be used since {output.when(problem.since)}, "
+                     f"its patches wait: {problem.error}")
+    lines.append(f"  source: {sub.source}" + (f" ({sub.source_detail})" if sub.source_detail else ""))
     if sub.author:
-        print(f"  author: {sub.author}")
+        lines.append(f"  author: {sub.author}")
     if sub.note:
-        print(f"  note: {sub.note}")
-    print(f"  patch: {sub.patch_path()}")
+        lines.append(f"  note: {sub.note}")
+    lines.append(f"  patch: {sub.patch_path()}")
     pr_line = output.pull_request_line(sub)
     if pr_line:
-        print(f"  {pr_line}")
+        lines.append(f"  {pr_line}")
     if sub.base_commit:
-        print(f"  validated on: {sub.base_commit}")
+        lines.append(f"  validated on: {sub.base_commit}")
     if checks:
-        print("  checks:")
+        lines.append("  checks:")
         for c in checks:
             summary = f"    {c.name}: {c.status}, {c.detail}, {c.duration:.2f}s"
             if not output.check_failed(c):
-                print(f"{summary}  (log: {c.log_path})")
+                lines.append(f"{summary}  (log: {c.log_path})")
                 continue
-            print(summary)
-            for line in output.log_tail(c.log_path):
-                print(f"      | {line}")
-            print(f"      (log: {c.log_path})")
-    print("  history:")
-    for e in store.events(sub_id):
+            lines.append(summary)
+            lines += [f"      | {line}" for line in output.log_tail(c.log_path)]
+            lines.append(f"      (log: {c.log_path})")
+    lines.append("  history:")
+    for e in store.events(sub.id):
         change = f"{e['from_state'] or ''} -> {e['to_state']}" if e["to_state"] else e["kind"]
-        print(f"    {output.when(e['ts'])}  {change}" + (f"  ({e['detail']})" if e["detail"] else ""))
-    if diff:
-        print()
-        text = _patch_text(sub)
-        print(text, end="" if text.endswith("\n") else "\n")
-    return 0
+        lines.append(f"    {output.when(e['ts'])}  {change}" + (f"  ({e['detail']})" if e["detail"] else ""))
+    return lines
 
 
 def _patch_text(sub: Submission) -> str:
@@ -126,13 +140,46 @@ def approve(sub_id: int, *, force: bool, as_json: bool) -> int:
     return _print_decision(store, sub, as_json)
 
 
-def reject(sub_id: int, reason: str, *, as_json: bool = False) -> int:
+def reject(sub_id: int, reason: str, *, as_json: bool = False, wait: float = REJECT_WAIT) -> int:
+    """Reject a submission that is queued, held for review, or being validated.
+
+    One being validated (by the daemon, `errauto apply` or `queue process`,
+    in any process) gets a cancel request in the store: its validator stops,
+    kills the running check's process group, and records the rejection. Once
+    the request is recorded, the submission can no longer be merged or
+    opened as a pull request; if its merge or pull request began first, the
+    reject is refused (exit 2) and says how it ended.
+    """
     store = Store()
-    sub = store.transition(sub_id, "rejected", expect=("awaiting_review", "queued"),
-                           reason=f"rejected by {_who()}: {reason}", detail=f"rejected by {_who()}")
+    who = _who()
+    try:
+        sub, how = store.reject(sub_id, f"rejected by {who}: {reason}", f"rejected by {who}")
+    except FatalError as exc:
+        raise FatalError(_too_late(store, sub_id, str(exc), wait)) from None
+    if how == CANCEL_REQUESTED:
+        sub = _stop_validation(store, sub_id, wait)
     inbox.settle(store, sub)
     print(output.dumps(output.submission_json(sub)) if as_json else output.headline(sub))
+    if sub.state != State.REJECTED:
+        print(f"errauto: #{sub_id} is being rejected: its validation stops at its next step "
+              f"(`errauto queue show {sub_id}`)", file=sys.stderr)
     return 0
+
+
+def _stop_validation(store: Store, sub_id: int, wait: float) -> Submission:
+    """After a cancel request: the rejected submission, once its validator has stopped."""
+    with store.hold(sub_id) as held:
+        if held:  # nobody is validating it (the process doing so died): reject it here
+            return store.honour_cancel(sub_id) or store.get(sub_id)
+    return wait_decided(store, sub_id, timeout=wait)
+
+
+def _too_late(store: Store, sub_id: int, refusal: str, wait: float) -> str:
+    """The refusal, with how the submission ended if its merge or pull request was under way."""
+    if "before the reject" not in refusal:
+        return refusal
+    sub = wait_decided(store, sub_id, timeout=wait)
+    return f"{refusal}; it is {sub.state} now" + (f" ({sub.reason})" if sub.reason else "")
 
 
 def retry(sub_id: int, *, force: bool = False, as_json: bool, quiet: bool = False) -> int:
@@ -184,7 +231,7 @@ def process(repo: str | None, *, limit: int | None, as_json: bool, quiet: bool =
 def _report(sub: Submission, as_json: bool) -> Submission:
     """One line per decision, as it happens (a rejection says why)."""
     if not as_json:
-        why = f"  ({output.shorten(sub.reason, 120)})" if sub.state in ("rejected", "failed") and sub.reason else ""
+        why = f"  ({output.shorten(sub.reason, 120)})" if sub.state in (State.REJECTED, State.FAILED) and sub.reason else ""
         print(output.headline(sub) + why, flush=True)
     return sub
 

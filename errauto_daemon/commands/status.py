@@ -15,7 +15,7 @@ def status(*, days: int = 30, as_json: bool) -> int:
     if as_json:
         print(output.dumps(data.to_json()))
         return 0
-    print("\n".join(render(data)))
+    print("\n".join(output.printable(line) for line in render(data)))
     return 0
 
 

@@ -8,6 +8,7 @@ from collections.abc import Collection, Sequence
 
 from errauto_daemon import intake, output, progress
 from errauto_daemon.commands.apply import read_patch_arg
+from errauto_daemon.domain import State
 from errauto_daemon.errors import (
     EXIT_INTERNAL,
     EXIT_NO_DAEMON,
@@ -60,7 +61,7 @@ def submit(patches: Sequence[str], *, repo: str, target: str | None, note: str |
         return problem[0]
     if not wait:
         # Recorded is success; a patch turned down at once (malformed) is not.
-        return worst([EXIT_REJECTED if s.state == "rejected" else EXIT_OK for s, _ in subs])
+        return worst([EXIT_REJECTED if s.state == State.REJECTED else EXIT_OK for s, _ in subs])
     return worst([output.exit_code(s) for s, _ in subs])
 
 
@@ -118,8 +119,8 @@ def _show(store: Store, subs: Sequence[tuple[Submission, bool]], *, wait: bool, 
         return
     for sub, created in subs:
         lines = output.decision_lines(sub) if wait else [output.headline(sub)]
-        if not wait and sub.state == "rejected" and sub.reason:
-            lines.append(f"  reason: {sub.reason}")
+        if not wait and sub.state == State.REJECTED and sub.reason:
+            lines.append(output.printable(f"  reason: {sub.reason}"))
         if not created:
             lines[0] += f"  (the same patch as submission {sub.id})"
         print("\n".join(lines))

@@ -29,6 +29,7 @@ from errauto_daemon.config.model import (
     AlertsConfig,
     CheckConfig,
     Config,
+    EvidenceConfig,
     GithubConfig,
     StatusConfig,
     Thresholds,
@@ -36,6 +37,6 @@ from errauto_daemon.config.model import (
 
 __all__ = [
     "CONFIG_FILE", "DEFAULT_PROTECTED", "DEFAULT_SECRET_ENV", "DEFAULT_WEIGHTS", "GITHUB_API_URL",
-    "MERGE_METHODS", "PYPROJECT", "AlertsConfig", "CheckConfig", "Config", "GithubConfig", "StatusConfig",
+    "MERGE_METHODS", "PYPROJECT", "AlertsConfig", "CheckConfig", "Config", "EvidenceConfig", "GithubConfig", "StatusConfig",
     "Thresholds", "from_text", "head_branch", "load", "load_with_git", "secret_names", "with_thresholds",
 ]

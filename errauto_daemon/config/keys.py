@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Callable, Mapping
-from dataclasses import asdict
+from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 from errauto_daemon.alerts import ALERT_KINDS
@@ -16,6 +16,7 @@ from errauto_daemon.config.model import (
     AlertsConfig,
     CheckConfig,
     Config,
+    EvidenceConfig,
     GithubConfig,
     StatusConfig,
     Thresholds,
@@ -34,12 +35,13 @@ _TOP_KEYS: dict[str, type | tuple[type, ...]] = {
     "workers": int, "push": str, "submit_refs": list, "protected_paths": list,
     "max_patch_bytes": int, "max_hunk_lines": int, "max_files": int, "max_blob_bytes": int,
     "max_revalidations": int, "secret_env": list, "checks": dict, "github": dict,
-    "alerts": dict, "monitor": dict, "status": dict,
+    "alerts": dict, "monitor": dict, "status": dict, "evidence": dict,
 }
 _CHECK_KEYS: dict[str, type | tuple[type, ...]] = {
     "command": (str, list), "weight": float, "timeout": float, "gate": bool, "kind": str,
-    "report": str, "tolerance": float, "env": dict,
+    "report": str, "tolerance": float, "env": dict, "junit": str, "line_data": str, "reruns": int,
 }
+_EVIDENCE_KEYS: dict[str, type | tuple[type, ...]] = {"min_changed_lines_covered": float, "test_files": list}
 _ALERTS_KEYS: dict[str, type | tuple[type, ...]] = {
     "webhook_env": str, "disabled": list, "jsonl": bool,
 }
@@ -84,7 +86,16 @@ def validated(values: Mapping[str, Any], source: str) -> Config:
     out.update(_names(values, fail))
     out.update(_string_lists(values, fail))
     out.update(_sections(values, fail))
+    _check_weights(out["checks"], fail)
     return Config(**out)
+
+
+def _check_weights(checks: tuple[CheckConfig, ...], fail: _Fail) -> None:
+    """Checks whose weights are all 0 score every patch 0: everything would be held."""
+    if checks and not any(c.weight > 0 for c in checks):
+        names = ", ".join(f"checks.{c.name}" for c in checks)
+        raise fail("checks", f"have no weight above 0 ({names}): every patch would score 0 and be held; "
+                             "give at least one check a weight")
 
 
 def _check_top_types(values: Mapping[str, Any], fail: _Fail) -> None:
@@ -99,7 +110,7 @@ def _check_top_types(values: Mapping[str, Any], fail: _Fail) -> None:
 
 def _already_checked(key: str, value: Any) -> bool:
     """A value taken from a `Config` (`with_thresholds`), not from a file: valid as it is."""
-    if isinstance(value, (AlertsConfig, Thresholds, StatusConfig)):
+    if isinstance(value, (AlertsConfig, Thresholds, StatusConfig, EvidenceConfig)):
         return True
     if key == "github":
         return value is None or isinstance(value, GithubConfig)
@@ -178,7 +189,7 @@ def _sections(values: Mapping[str, Any], fail: _Fail) -> dict[str, Any]:
     github = values.get("github")
     out["github"] = github if github is None or isinstance(github, GithubConfig) else _github(github, fail)
     parsers: tuple[tuple[str, Callable[[Mapping[str, Any], _Fail], Any]], ...] = (
-        ("alerts", _alerts), ("monitor", _monitor), ("status", _status))
+        ("alerts", _alerts), ("monitor", _monitor), ("status", _status), ("evidence", _evidence))
     for key, parse in parsers:
         if key in values:
             value = values[key]
@@ -221,8 +232,46 @@ def _check(name: str, spec: Any, fail: _Fail) -> CheckConfig:
     return CheckConfig(
         name=name, command=argv, weight=weight, timeout=timeout,
         gate=bool(spec.get("gate", name == "tests")), kind=kind,
-        report=str(spec.get("report", "coverage.json")), tolerance=tolerance, env=dict(env),
+        tolerance=tolerance, env=dict(env), **_reports(key, spec, fail),
     )
+
+
+def _reports(key: str, spec: Mapping[str, Any], fail: _Fail) -> dict[str, Any]:
+    """The files a check writes for errauto to read, and how often a failing test runs again."""
+    out: dict[str, Any] = {}
+    for name in ("report", "junit", "line_data"):
+        path = spec.get(name, "coverage.json" if name == "report" else None)
+        if path is None:
+            continue
+        problem = _report_problem(path)
+        if problem:
+            raise fail(f"{key}.{name}", f"must be a path inside the repository: {problem}, got {path!r}")
+        out[name] = path
+    reruns = spec.get("reruns", 2)
+    if not 0 <= reruns <= 10:
+        raise fail(f"{key}.reruns", f"must be between 0 and 10, got {reruns}")
+    out["reruns"] = reruns
+    return out
+
+
+def _report_problem(path: str) -> str | None:
+    """Why a coverage report's path would read a file outside the worktree, or None.
+
+    errauto reads it after the check ran; `..` or an absolute path would make
+    it read (and parse) any file the user can.
+    """
+    if not path.strip():
+        return "it is empty"
+    if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
+        return "it is absolute"
+    if "\\" in path or "\0" in path:
+        return "it has a backslash or a NUL"
+    parts = path.split("/")
+    if ".." in parts:
+        return "it climbs out with '..'"
+    if any(p.lower().rstrip(". ") == ".git" for p in parts):
+        return "it is inside .git"
+    return None
 
 
 def _argv(key: str, command: str | list[Any], fail: _Fail) -> tuple[str, ...]:
@@ -395,15 +444,27 @@ def _status(spec: Mapping[str, Any], fail: _Fail) -> StatusConfig:
     return StatusConfig(minutes_per_manual_patch=minutes)
 
 
+def _evidence(spec: Mapping[str, Any], fail: _Fail) -> EvidenceConfig:
+    _section_types("evidence", spec, _EVIDENCE_KEYS, fail)
+    out: dict[str, Any] = {}
+    if "min_changed_lines_covered" in spec:
+        share = float(spec["min_changed_lines_covered"])
+        if not 0.0 <= share <= 1.0:
+            raise fail("evidence.min_changed_lines_covered", f"must be between 0 and 1, got {share}")
+        out["min_changed_lines_covered"] = share
+    if "test_files" in spec:
+        globs = spec["test_files"]
+        if not globs or not all(isinstance(g, str) and g.strip() for g in globs):
+            raise fail("evidence.test_files", "must be a non-empty list of globs")
+        out["test_files"] = tuple(globs)
+    return EvidenceConfig(**out)
+
+
 def with_thresholds(config: Config, auto_merge: float | None, pr: float | None) -> Config:
     """The same configuration with other thresholds (`apply --auto-merge-threshold`),
     validated again."""
-    values = asdict(config)
-    values["checks"] = config.checks
-    values["github"] = config.github
-    values["alerts"] = config.alerts
-    values["monitor"] = config.monitor
-    values["status"] = config.status
+    # The sections as they are: asdict would turn them back into tables to parse.
+    values = {f.name: getattr(config, f.name) for f in fields(config)}
     if auto_merge is not None:
         values["auto_merge_threshold"] = auto_merge
     if pr is not None:

@@ -133,15 +133,20 @@ def from_text(text: str, where: str) -> Config:
 
 
 def _load(source: _Source, target: str | None) -> Config:
+    named_in: str | None = None  # the configuration that named the target, if one did
     if target is None:
         # Which branch is the target is itself configuration: look at the
         # branch HEAD names, then take every other rule from the target.
         home = source.head_branch() or "main"
-        raw, _ = _read_raw(source, home)
+        raw, where = _read_raw(source, home)
         value = raw.get("target", home) if raw is not None else home
         target = value if isinstance(value, str) else home
+        named_in = where if raw is not None and "target" in raw else None
     target = target.removeprefix("refs/heads/")
     if not source.has_branch(target):
+        if named_in is not None:
+            raise ConfigError(f"config error in {named_in}: target names the branch {target!r}, "
+                              f"which does not exist in {source.where}")
         raise FatalError(f"target branch {target!r} does not exist in {source.where}")
     raw, where = _read_raw(source, target)
     if source.compare_working_tree and source.workdir is not None and raw is not None \

@@ -40,6 +40,9 @@ class CheckConfig:
     report: str = "coverage.json"  # coverage: the JSON report the command writes
     tolerance: float = 5.0  # coverage: percentage points of drop that score 0
     env: Mapping[str, str] = field(default_factory=dict)
+    junit: str | None = None  # the JUnit XML report of per-test results the command writes
+    line_data: str | None = None  # the coverage.py JSON report (with line data) the command writes
+    reruns: int = 2  # times a newly failing test is run again before the patch is blamed for it
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,18 @@ class StatusConfig:
 
 
 @dataclass(frozen=True)
+class EvidenceConfig:
+    """`[evidence]`: what per-test and line evidence must show for an auto-merge."""
+
+    # The share of a patch's changed code lines the tests must run (0 to 1);
+    # None: reported, not required.
+    min_changed_lines_covered: float | None = None
+    # Which files are tests (globs on the name or the path), besides those the
+    # test reports name.
+    test_files: tuple[str, ...] = ("test_*.py", "*_test.py", "tests/**/*.py", "test/**/*.py", "conftest.py")
+
+
+@dataclass(frozen=True)
 class Config:
     target: str
     inbox: str = "patches"
@@ -143,6 +158,7 @@ class Config:
     alerts: AlertsConfig = AlertsConfig()
     monitor: Thresholds = Thresholds()
     status: StatusConfig = StatusConfig()
+    evidence: EvidenceConfig = EvidenceConfig()
     source: str = "defaults"
 
     @property

@@ -25,10 +25,12 @@ in the database tells other commands whether it is alive
 (`presence.heartbeat_fresh`).
 
 SIGTERM / SIGINT: stop taking new work, let running validations finish for
-`grace` seconds, then cancel their checks (process groups killed, the
-submissions requeued), and exit 0. After a SIGKILL, the next start recovers:
-abandoned submissions are requeued (or recorded merged when their merge had
-reached the target), stale worktrees pruned.
+most of `grace` seconds, then cancel their checks (process groups killed,
+the submissions requeued, the attempt counted), and exit 0 within `grace`:
+a thread still stuck then (in git, say) does not hold the exit
+(`control.exit_now`). After a SIGKILL, the next start recovers: abandoned
+submissions are requeued (or recorded merged when their merge had reached
+the target), stale worktrees pruned.
 
 Every path here that decides a submission (a worker, recovery, following
 pull requests) hands it to `inbox.settle`.

@@ -1,18 +1,22 @@
-"""How other processes reach the daemon and see it: the wake FIFO it reads, and `daemon status`.
+"""How other processes reach the daemon and see it: the wake FIFO it reads, and `daemon status`;
+and how the daemon's process ends when a thread will not.
 
 Their side of both is light and lives in `presence.py` (`wake`,
 `running_pid`, whether a heartbeat is fresh).
 """
 from __future__ import annotations
 
+import logging
 import os
 import select
 import stat
 import threading
 import time
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, NoReturn
 
-from errauto_daemon import paths
+from errauto_daemon import checks, paths
+from errauto_daemon.domain import State
 from errauto_daemon.presence import heartbeat_fresh, running_pid
 from errauto_daemon.store import Store
 
@@ -51,8 +55,9 @@ def daemon_status() -> dict[str, Any]:
     row = store.daemon_row()
     now = time.time()
     in_flight = [
-        {"id": s.id, "title": s.title, "since": round(now - s.updated_at, 1)}
-        for s in store.submissions(("validating",), limit=100)
+        {"id": s.id, "title": s.title, "since": round(now - s.updated_at, 1),
+         "being_rejected": store.cancel_requested(s.id) is not None}
+        for s in store.submissions((State.VALIDATING,), limit=100)
     ]
     alive = pid is not None and row is not None and heartbeat_fresh(row["heartbeat_at"], now=now)
     return {
@@ -62,6 +67,44 @@ def daemon_status() -> dict[str, Any]:
         "uptime": round(now - row["started_at"], 1) if row and pid else None,
         "heartbeat_age": round(now - row["heartbeat_at"], 1) if row else None,
         "repos": store.repos(),
-        "queued": store.count(("queued",)),
+        "queued": store.count((State.QUEUED,)),
         "in_flight": in_flight,
     }
+
+
+EXIT_RESERVE = 0.5  # seconds of the grace kept for the last records and the log's flush
+FLUSH_WAIT = 1.0  # seconds the log's last flush may take when threads are stuck
+
+log = logging.getLogger("errauto")
+
+
+def exit_reserve(grace: float) -> float:
+    """Of a stop's grace, the seconds kept for the last records and the log's flush."""
+    return min(EXIT_RESERVE, grace / 10)
+
+
+def join_until(threads: Iterable[threading.Thread], deadline: float) -> None:
+    """Wait for `threads` to end, up to `deadline` (time.monotonic())."""
+    for thread in threads:
+        thread.join(timeout=max(0.0, deadline - time.monotonic()))
+
+
+def exit_now(stuck: list[str]) -> NoReturn:
+    """End the daemon's process although threads named `stuck` are still busy.
+
+    A thread stuck in native code (git, pygit2, a socket) cannot be stopped,
+    and the interpreter's normal exit would run atexit handlers and module
+    teardown beside it: a lock it holds (a log handler's, say) would hang
+    the exit. So: kill any check still running, flush the log from a
+    helper thread with a bound, and `os._exit`. Nothing durable is lost:
+    every write to the store is a transaction (an unfinished one is rolled
+    back), every lock is a flock the kernel releases, and a submission left
+    `validating` is recovered by the next start (its attempt counted).
+    """
+    killed = checks.kill_running()
+    log.warning("stopped with threads still busy past the grace period (%s)%s; exiting anyway",
+                ", ".join(stuck), f", {killed} checks killed" if killed else "")
+    flush = threading.Thread(target=logging.shutdown, name="log-flush", daemon=True)
+    flush.start()
+    flush.join(timeout=FLUSH_WAIT)
+    os._exit(0)

@@ -6,8 +6,10 @@ registered repository, start the threads, then say ready (to `errauto daemon
 start` through its pipe, to systemd with `READY=1`). The main thread then
 beats the heartbeat, pets systemd's watchdog, follows registrations, rescans
 periodically and feeds queued submissions to the workers. Shutdown: stop
-taking work, give running validations `grace` seconds, cancel what is left,
-let the alerts thread deliver last, release the lock.
+taking work, give running validations most of `grace` seconds, cancel what
+is left, let the alerts thread deliver last, release the lock; all within
+`grace` of the signal. A thread still busy then does not hold the exit
+(`control.exit_now`).
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from watchdog.observers.api import ObservedWatch
 
 from errauto_daemon import __version__, merge
 from errauto_daemon.daemon.alerts import Alerts
-from errauto_daemon.daemon.control import wake_loop
+from errauto_daemon.daemon.control import exit_now, exit_reserve, join_until, wake_loop
 from errauto_daemon.daemon.logs import setup_logging
 from errauto_daemon.daemon.stateguard import StateGuard
 from errauto_daemon.daemon.watch import Watch, Work
@@ -40,7 +42,6 @@ from errauto_daemon.workspace import Pool
 log = logging.getLogger("errauto")
 
 POLL = 1.0  # seconds between looks at the queue when nothing woke us
-JOIN = 30.0  # seconds to wait for each thread once its work is over
 
 
 class Daemon:
@@ -60,6 +61,7 @@ class Daemon:
         self.threads: list[threading.Thread] = []
         self.lock = DaemonLock()
         self.store: Store | None = None
+        self.stop_by: float | None = None  # when the grace period of a stop runs out
 
     # What an overflow rescan reads (watch.OverflowRescan takes a daemon too).
     @property
@@ -91,7 +93,9 @@ class Daemon:
         try:
             self._schedule()
         finally:
-            self._shutdown()
+            stuck = self._shutdown()
+        if stuck:
+            exit_now(stuck)
         if self.state is not None and self.state.lost:
             raise ConfigError(self._state_lost_message())
         log.info("errauto daemon stopped")
@@ -142,6 +146,8 @@ class Daemon:
     def _on_signal(self, signum: int, frame: object) -> None:
         log.info("received %s: finishing running validations (up to %gs), then stopping",
                  signal.Signals(signum).name, self.grace)
+        if self.stop_by is None:
+            self.stop_by = time.monotonic() + self.grace
         self.stopping.set()
         self.wakeup.set()
 
@@ -158,32 +164,23 @@ class Daemon:
             self.stopping.set()
             self.wakeup.set()
 
-    def _shutdown(self) -> None:
+    def _shutdown(self) -> list[str]:
+        """Stop within the grace period; the names of threads still busy when it ran out."""
+        deadline = self.stop_by or time.monotonic() + self.grace
         self.stopping.set()
         self.systemd.notify("STOPPING=1", "STATUS=finishing running validations")
         self.watch.stop()
-        self._finish_validations()
-        for thread in self.threads:
-            if thread.name != "alerts":
-                thread.join(timeout=JOIN)
+        self.workers.finish(self._worker_threads(), deadline, self.grace)
+        last = deadline - exit_reserve(self.grace)
+        join_until((t for t in self.threads if t.name != "alerts"), last)
         self.alerts.stop.set()
-        for thread in self.threads:
-            thread.join(timeout=JOIN)
+        join_until(self.threads, last)
         logging.getLogger("errauto").removeHandler(self.alerts.error_handler)
         if self.store is not None:
             self.store.daemon_stopped(os.getpid())
             self.store.close()
         self.lock.release()
-
-    def _finish_validations(self) -> None:
-        """Let running validations finish within the grace period, then cancel their checks."""
-        workers = self._worker_threads()
-        deadline = time.monotonic() + self.grace
-        for thread in workers:
-            thread.join(timeout=max(0.0, deadline - time.monotonic()))
-        if any(t.is_alive() for t in workers):
-            log.info("grace period over: cancelling running checks")
-            self.workers.cancel.set()
+        return [t.name for t in self.threads if t.is_alive()]
 
     def _worker_threads(self) -> list[threading.Thread]:
         return [t for t in self.threads if t.name.startswith("worker-")]

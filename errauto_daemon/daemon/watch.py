@@ -53,7 +53,7 @@ log = logging.getLogger("errauto")
 Work = tuple[str, Union[tuple[str, Path], str]]
 
 LANE_IDLE = 60.0  # seconds without work before a repository's intake thread ends
-LANE_JOIN = 5.0  # seconds the stopping intake waits for all lanes together
+LANE_JOIN = 2.0  # seconds the stopping intake waits for all lanes together
 
 # The loggers through which watchdog tells of an inotify queue overflow.
 _INOTIFY_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")

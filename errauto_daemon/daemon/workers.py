@@ -11,10 +11,11 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+from errauto_daemon import checks, github, inbox
 from errauto_daemon import config as config_mod
-from errauto_daemon import github, inbox
+from errauto_daemon.daemon.control import exit_reserve, join_until
 from errauto_daemon.errors import FatalError
 from errauto_daemon.progress import LogProgress
 from errauto_daemon.repo import open_repo
@@ -25,6 +26,9 @@ log = logging.getLogger("errauto")
 
 MAX_ATTEMPTS = 3  # validations of one submission interrupted or crashed before it fails
 FOLLOW_EVERY = 60.0  # seconds between looks at open pull requests
+# Of the stop grace, what killing the running checks (SIGTERM, then SIGKILL
+# after checks.KILL_GRACE) and requeueing their submissions needs.
+CANCEL_RESERVE = checks.KILL_GRACE + 2.0
 
 
 class Workers:
@@ -61,6 +65,18 @@ class Workers:
                 self.in_flight.add(sub_id)
             log.debug("submission %d handed to the workers", sub_id)
             self.work_q.put(sub_id)
+
+    def finish(self, threads: Sequence[threading.Thread], deadline: float, grace: float) -> None:
+        """Let running validations finish, then cancel them in time to stop by `deadline`.
+
+        Cancelled validations kill their checks' process groups and go back to
+        the queue (failed once interrupted MAX_ATTEMPTS times).
+        """
+        join_until(threads, deadline - min(CANCEL_RESERVE, grace * 0.75))
+        if any(t.is_alive() for t in threads):
+            log.info("grace period nearly over: cancelling running checks")
+            self.cancel.set()
+            join_until(threads, deadline - exit_reserve(grace))
 
     def loop(self) -> None:
         """One worker thread: validate and decide what it is handed until stopping."""

@@ -40,13 +40,8 @@ from errauto_daemon.github.client import (
     transport_retry,
 )
 from errauto_daemon.github.pulls import (
-    AUTO_MERGE,
-    AUTO_MERGE_FAILED,
-    CLOSED,
     CREATE_ATTEMPTS,
     LOOKUP_DELAYS,
-    MERGED,
-    OPEN,
     branch_name,
     fetch,
     follow_open_pull_requests,
@@ -56,8 +51,8 @@ from errauto_daemon.github.pulls import (
 )
 
 __all__ = [
-    "AT_ONCE", "AUTO_MERGE", "AUTO_MERGE_FAILED", "BY_AUTO_MERGE", "BY_PERSON", "CLOSED",
-    "CREATE_ATTEMPTS", "LOOKUP_DELAYS", "MERGED", "OPEN", "RATE_LIMIT_ROUNDS", "TIMEOUT",
+    "AT_ONCE", "BY_AUTO_MERGE", "BY_PERSON",
+    "CREATE_ATTEMPTS", "LOOKUP_DELAYS", "RATE_LIMIT_ROUNDS", "TIMEOUT",
     "AlreadyExists", "AuthError", "Client", "FileChange", "GitHubAPI", "GitHubError", "HeadMoved",
     "PullRequest", "RateLimited",
     "branch_name", "connect", "fetch", "files_changed", "follow_open_pull_requests",

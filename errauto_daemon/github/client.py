@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import requests
 from github import Auth, Github, GithubException
@@ -83,7 +83,7 @@ class AlreadyExists(GitHubError):
 class PullRequest:
     number: int
     url: str  # the page people open
-    state: str  # "open" or "closed"
+    state: Literal["open", "closed"]  # GitHub's words
     merged: bool
     merge_commit: str | None
     head: str  # branch name
@@ -247,7 +247,7 @@ class Client:
     def _keep(self, raw: RawPullRequest) -> PullRequest:
         self._pulls[raw.number] = raw
         return PullRequest(
-            number=raw.number, url=raw.html_url, state=raw.state, merged=raw.merged_at is not None,
+            number=raw.number, url=raw.html_url, state="closed" if raw.state == "closed" else "open", merged=raw.merged_at is not None,
             merge_commit=raw.merge_commit_sha if raw.merged_at is not None else None,
             head=raw.head.ref, head_sha=raw.head.sha, node_id=raw.node_id,
             auto_merge=raw.auto_merge is not None)

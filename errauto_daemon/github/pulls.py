@@ -20,6 +20,7 @@ import pygit2
 from errauto_daemon import config as config_mod
 from errauto_daemon import git
 from errauto_daemon.config import GithubConfig
+from errauto_daemon.domain import PRState, State
 from errauto_daemon.errors import FatalError
 from errauto_daemon.github.client import (
     AlreadyExists,
@@ -36,12 +37,6 @@ from errauto_daemon.store import Store, Submission
 
 log = logging.getLogger("errauto.github")
 
-# pr_state values: what errauto knows about a submission's pull request.
-OPEN = "open"  # open, auto-merge off (a gate: a person must merge it)
-AUTO_MERGE = "auto_merge"  # open, GitHub merges it when its requirements pass
-AUTO_MERGE_FAILED = "auto_merge_failed"  # open, auto-merge wanted but could not be enabled
-MERGED = "merged"
-CLOSED = "closed"  # closed without merging (output.PR_STATES words these for people)
 
 # Looking again after a 422 "already exists": GitHub's list of pull requests
 # is eventually consistent and may not show the one it just refused to duplicate.
@@ -194,7 +189,7 @@ def _due(store: Store, limit: int, min_interval: float) -> Iterator[tuple[Submis
     """Open pull requests not checked for `min_interval` seconds, least recently checked first."""
     for sub_id in store.pr_open_due(time.time() - min_interval, limit):
         sub = store.get(sub_id)
-        if sub.state == "pr_open" and sub.pr_number is not None:
+        if sub.state == State.PR_OPEN and sub.pr_number is not None:
             yield sub, sub.pr_number
 
 
@@ -215,12 +210,12 @@ def _record(store: Store, sub: Submission, pr: PullRequest) -> Submission | None
     try:
         if pr.merged:
             return store.transition(
-                sub.id, "merged", expect=("pr_open",), merged_commit=pr.merge_commit, pr_state=MERGED,
+                sub.id, State.MERGED, expect=(State.PR_OPEN,), merged_commit=pr.merge_commit, pr_state=PRState.MERGED,
                 reason=f"pull request #{pr.number} was merged on GitHub",
                 detail=f"pull request #{pr.number} merged")
         if pr.state == "closed":
             return store.transition(
-                sub.id, "rejected", expect=("pr_open",), pr_state=CLOSED,
+                sub.id, State.REJECTED, expect=(State.PR_OPEN,), pr_state=PRState.CLOSED,
                 reason=f"pull request #{pr.number} was closed without merging",
                 detail=f"pull request #{pr.number} closed")
         store.set_fields(sub.id, pr_state=_open_state(sub, pr))
@@ -229,7 +224,7 @@ def _record(store: Store, sub: Submission, pr: PullRequest) -> Submission | None
     return None
 
 
-def _open_state(sub: Submission, pr: PullRequest) -> str:
+def _open_state(sub: Submission, pr: PullRequest) -> PRState:
     if pr.auto_merge:
-        return AUTO_MERGE
-    return sub.pr_state if sub.pr_state in (OPEN, AUTO_MERGE_FAILED) else OPEN
+        return PRState.AUTO_MERGE
+    return sub.pr_state if sub.pr_state in (PRState.OPEN, PRState.AUTO_MERGE_FAILED) else PRState.OPEN

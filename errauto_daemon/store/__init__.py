@@ -53,12 +53,12 @@ from errauto_daemon.store.records import (
     WindowCount,
 )
 from errauto_daemon.store.sources import Sources
-from errauto_daemon.store.submissions import Submissions
+from errauto_daemon.store.submissions import CANCEL_REQUESTED, REJECTED_NOW, Submissions
 
 __all__ = [
-    "ALERT_KINDS", "ALERT_LEVELS", "DECIDED", "FINAL", "SCHEMA_VERSION", "STATES", "Alert", "Backlog",
-    "CheckRow", "ConfigProblem", "DayCount", "InboxFile", "Replacement", "Store", "StoreAPI", "Submission", "WindowCount",
-    "alert_for", "level_alerts", "patch_file", "store_patch_bytes",
+    "ALERT_KINDS", "ALERT_LEVELS", "CANCEL_REQUESTED", "DECIDED", "FINAL", "REJECTED_NOW", "SCHEMA_VERSION",
+    "STATES", "Alert", "Backlog", "CheckRow", "ConfigProblem", "DayCount", "InboxFile", "Replacement", "Store", "StoreAPI",
+    "Submission", "WindowCount", "alert_for", "level_alerts", "patch_file", "store_patch_bytes",
 ]
 
 

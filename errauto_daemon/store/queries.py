@@ -10,17 +10,21 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from errauto_daemon.domain import State
 from errauto_daemon.store.db import Database, placeholders
 from errauto_daemon.store.records import DECIDED, STATES, Backlog, DayCount, WindowCount
 
+# State words are written into the SQL text (they are ours, not input) so the
+# planner sees constants, as it would in hand-written SQL.
+_VALIDATING, _MERGED, _FAILED = f"'{State.VALIDATING}'", f"'{State.MERGED}'", f"'{State.FAILED}'"
 _DECISIONS = (f"FROM events e WHERE e.kind = 'state' AND e.to_state IN ({placeholders(len(DECIDED))}) "
-              "AND e.ts >= ? AND (e.from_state = 'validating' OR e.from_state IS NULL)")
+              f"AND e.ts >= ? AND (e.from_state = {_VALIDATING} OR e.from_state IS NULL)")
 
 
 class Queries:
     _db: Database
 
-    def count(self, states: Sequence[str]) -> int:
+    def count(self, states: Sequence[State]) -> int:
         return int(self._db.read.first(
             f"SELECT COUNT(*) FROM submissions WHERE state IN ({placeholders(len(states))})", tuple(states))[0])
 
@@ -32,7 +36,7 @@ class Queries:
             "SELECT route, COUNT(*) FROM submissions WHERE route IS NOT NULL GROUP BY route"))
         return {"state": by_state, "route": by_route}
 
-    def backlog(self, states: Sequence[str]) -> Backlog:
+    def backlog(self, states: Sequence[State]) -> Backlog:
         """How many submissions are in `states` now, and when the oldest of them was created."""
         n, oldest = self._db.read.first(
             f"SELECT COUNT(*), MIN(created_at) FROM submissions WHERE state IN ({placeholders(len(states))})",
@@ -59,7 +63,7 @@ class Queries:
         """Decisions made since `since`, per local day (days without any left out)."""
         day = self._db.local_date("e.ts")
         return [DayCount(date, int(n), int(merged)) for date, n, merged in self._db.read.tuples(
-            f"SELECT {day} AS day, COUNT(*), SUM(CASE WHEN e.to_state = 'merged' THEN 1 ELSE 0 END) "
+            f"SELECT {day} AS day, COUNT(*), SUM(CASE WHEN e.to_state = {_MERGED} THEN 1 ELSE 0 END) "
             f"{_DECISIONS} GROUP BY day", (*DECIDED, since))]
 
     def validation_durations(self, since: float) -> list[float]:
@@ -70,15 +74,15 @@ class Queries:
         """
         return [r[0] for r in self._db.read.tuples(
             "SELECT took FROM (SELECT COALESCE(e.duration, e.ts - (SELECT v.ts FROM events v "
-            "WHERE v.submission_id = e.submission_id AND v.to_state = 'validating' AND v.id < e.id "
-            f"ORDER BY v.id DESC LIMIT 1)) AS took {_DECISIONS} AND e.from_state = 'validating') AS d "
+            f"WHERE v.submission_id = e.submission_id AND v.to_state = {_VALIDATING} AND v.id < e.id "
+            f"ORDER BY v.id DESC LIMIT 1)) AS took {_DECISIONS} AND e.from_state = {_VALIDATING}) AS d "
             "WHERE took IS NOT NULL ORDER BY took", (*DECIDED, since))]
 
     def failure_counts(self, since: float) -> tuple[int, int]:
         """Decisions made since `since`, and how many of them failed."""
         n, failed = self._db.read.first(
-            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN to_state = 'failed' THEN 1 ELSE 0 END), 0) FROM events "
-            "WHERE ts >= ? AND kind = 'state' AND (from_state = 'validating' OR from_state IS NULL) "
+            f"SELECT COUNT(*), COALESCE(SUM(CASE WHEN to_state = {_FAILED} THEN 1 ELSE 0 END), 0) FROM events "
+            f"WHERE ts >= ? AND kind = 'state' AND (from_state = {_VALIDATING} OR from_state IS NULL) "
             f"AND to_state IN ({placeholders(len(DECIDED))})", (since, *DECIDED))
         return int(n), int(failed)
 

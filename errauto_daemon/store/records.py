@@ -5,13 +5,15 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from errauto_daemon.domain import DECIDED, FINAL, STATES, CheckStatus, PRState, Route, State, optional
 from errauto_daemon.store.patches import patch_file
 
-STATES = ("queued", "validating", "merged", "pr_open", "awaiting_review", "rejected", "failed")
-DECIDED = ("merged", "pr_open", "awaiting_review", "rejected", "failed")
-FINAL = ("merged", "rejected", "failed")
+__all__ = ["DECIDED", "FINAL", "STATES"]  # re-exported: the store's callers name them from here
+
+# What `Store.reject` did: rejected at once, or a cancel the submission's validator honours.
+RejectHow = Literal["rejected", "cancel requested"]
 
 
 @dataclass(frozen=True)
@@ -26,8 +28,8 @@ class Submission:
     note: str | None
     patch_sha256: str
     dedup_key: str
-    state: str
-    route: str | None
+    state: State
+    route: Route | None
     confidence: float | None
     explanation: dict[str, Any] | None
     reason: str | None
@@ -37,7 +39,7 @@ class Submission:
     merge_intent: str | None
     pr_url: str | None
     pr_number: int | None
-    pr_state: str | None
+    pr_state: PRState | None
     attempts: int
     created_at: float
     updated_at: float
@@ -49,6 +51,9 @@ class Submission:
         """From a `submissions` row (its explanation still JSON text)."""
         values = {f.name: row[f.name] for f in fields(cls)}
         values["explanation"] = json.loads(values["explanation"]) if values["explanation"] else None
+        values["state"] = State(values["state"])
+        values["route"] = optional(Route, values["route"])
+        values["pr_state"] = optional(PRState, values["pr_state"])
         return cls(**values)
 
     def patch_path(self) -> Path:
@@ -72,9 +77,12 @@ def check_fields(method: str, given: Mapping[str, Any], allowed: frozenset[str])
                         f"{', '.join(unknown)}; it takes {', '.join(sorted(allowed))}")
 
 
-def check_state(state: str) -> None:
-    if state not in STATES:
-        raise ValueError(f"unknown state {state!r}; one of {', '.join(STATES)}")
+def check_state(state: str) -> State:
+    """The `State` named `state`; a ValueError naming the states for any other word."""
+    try:
+        return State(state)
+    except ValueError:
+        raise ValueError(f"unknown state {state!r}; one of {', '.join(STATES)}") from None
 
 
 @dataclass(frozen=True)
@@ -90,7 +98,7 @@ class Replacement:
 class CheckRow:
     name: str
     attempt: int
-    status: str
+    status: CheckStatus
     exit_code: int | None
     duration: float
     score: float
@@ -151,8 +159,8 @@ class Backlog:
 class WindowCount:
     """Submissions created in a window with one state, route, source and repository."""
 
-    state: str
-    route: str | None
+    state: State
+    route: Route | None
     source: str
     repo: str
     count: int

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import time
 
+from errauto_daemon.domain import State
 from errauto_daemon.store.db import Database
 from errauto_daemon.store.outbox import insert_alert
 from errauto_daemon.store.records import ConfigProblem, InboxFile, Replacement
@@ -96,10 +97,10 @@ class Sources:
         recently decided submissions, not from all events."""
         rows = self._db.read.rows(
             "SELECT e.submission_id, s.author, e.detail FROM submissions s JOIN events e "
-            "ON e.submission_id = s.id WHERE s.repo = ? AND s.state = 'merged' AND s.decided_at > ? "
+            "ON e.submission_id = s.id WHERE s.repo = ? AND s.state = ? AND s.decided_at > ? "
             "AND e.kind = 'replaced' AND NOT EXISTS "
             "(SELECT 1 FROM events a WHERE a.submission_id = s.id AND a.kind = 'announced') "
-            "ORDER BY e.id", (repo, time.time() - within))
+            "ORDER BY e.id", (repo, State.MERGED, time.time() - within))
         out = []
         for row in rows:
             found = _REPLACES.fullmatch(row["detail"] or "")

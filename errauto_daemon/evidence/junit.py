@@ -1,0 +1,217 @@
+"""Reading a check's per-test results from a JUnit XML report.
+
+pytest writes one with `--junitxml` (for unittest suites too); so do most
+test runners of other languages. The report is written by the patch's own
+test run, so it is untrusted: it is read with defusedxml (no entities, no
+external references), its size is bounded, every text taken from it is cut
+short, and a report that cannot be read is a reason, never an exception
+that escapes.
+
+A test is named by its node id, the name a person and `pytest` itself use
+(`tests/test_app.py::TestClamp::test_low[3]`): pytest's report gives a
+dotted `classname`, which is mapped back to a file by looking for the
+module in the worktree.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from xml.etree.ElementTree import Element
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import ParseError, fromstring
+
+from errauto_daemon.domain import TestOutcome
+
+MAX_REPORT_BYTES = 64 * 1024 * 1024
+MAX_TESTS = 200_000
+MESSAGE_LINES = 8
+MESSAGE_CHARS = 800
+
+# Worse outcomes win when a report names one test twice (a rerun plugin, a
+# teardown error after a pass).
+_RANK = {TestOutcome.PASSED: 0, TestOutcome.XFAILED: 1, TestOutcome.SKIPPED: 2, TestOutcome.FAILED: 3,
+         TestOutcome.ERROR: 4}
+
+
+class ReportError(Exception):
+    """The report is missing, too big or not a JUnit report; `reason` says which."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class TestResult:
+    __test__ = False
+
+    id: str  # the node id: tests/test_app.py::TestClamp::test_low[3]
+    outcome: TestOutcome
+    message: str = ""  # failures and errors: the first lines of why; skips: the reason
+    duration: float = 0.0
+    file: str | None = None  # the test's file, relative to the worktree, when known
+
+    @property
+    def ran(self) -> bool:
+        """It ran to a verdict (a skipped or xfailed test says nothing about the code)."""
+        return self.outcome in (TestOutcome.PASSED, TestOutcome.FAILED)
+
+
+@dataclass(frozen=True)
+class TestReport:
+    """Every test a report names, by node id."""
+
+    __test__ = False
+
+    tests: Mapping[str, TestResult]
+
+    def with_outcome(self, *outcomes: TestOutcome) -> list[TestResult]:
+        return sorted((t for t in self.tests.values() if t.outcome in outcomes), key=lambda t: t.id)
+
+    def counts(self) -> dict[str, int]:
+        out = {o.value: 0 for o in TestOutcome}
+        for t in self.tests.values():
+            out[t.outcome] += 1
+        return out
+
+
+def read_report(path: Path, root: Path) -> TestReport:
+    """The report at `path`, its tests named relative to the worktree `root`."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        raise ReportError(f"no test report at {_shown(path, root)}") from None
+    if size > MAX_REPORT_BYTES:
+        raise ReportError(f"the test report {_shown(path, root)} is larger than {MAX_REPORT_BYTES >> 20} MiB")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ReportError(f"the test report {_shown(path, root)} cannot be read ({exc.strerror})") from None
+    return parse_report(data, module_exists=lambda rel: (root / rel).is_file())
+
+
+def parse_report(data: bytes, *, module_exists: Callable[[str], bool] = lambda rel: False) -> TestReport:
+    """The tests of a JUnit XML document. `module_exists(path)` tells whether a
+    relative path such as `tests/test_app.py` is a file (to name tests by it)."""
+    try:
+        top = fromstring(data)
+    except (ParseError, DefusedXmlException, ValueError) as exc:
+        raise ReportError(f"the test report is not well-formed XML ({_short(str(exc), 200)})") from None
+    if top.tag not in ("testsuites", "testsuite"):
+        raise ReportError(f"the test report is not a JUnit report (its root is <{_short(top.tag, 40)}>)")
+    tests: dict[str, TestResult] = {}
+    namer = _Namer(module_exists)
+    for case in top.iter("testcase"):
+        result = _result(case, namer)
+        if result is None:
+            continue
+        known = tests.get(result.id)
+        if known is None or _RANK[result.outcome] > _RANK[known.outcome]:
+            tests[result.id] = result
+        if len(tests) > MAX_TESTS:
+            raise ReportError(f"the test report names more than {MAX_TESTS} tests")
+    return TestReport(tests)
+
+
+def _result(case: Element, namer: _Namer) -> TestResult | None:
+    name = case.get("name")
+    if not name:
+        return None
+    classname = case.get("classname") or ""
+    node, file = namer.node_id(classname, name, case.get("file"))
+    outcome, message = _outcome(case)
+    return TestResult(node, outcome, message, _duration(case.get("time")), file)
+
+
+def _outcome(case: Element) -> tuple[TestOutcome, str]:
+    for child in case:
+        tag = child.tag
+        if tag == "failure":
+            return TestOutcome.FAILED, _why(child)
+        if tag == "error":
+            return TestOutcome.ERROR, _why(child)
+        if tag == "skipped":
+            kind = TestOutcome.XFAILED if child.get("type") == "pytest.xfail" else TestOutcome.SKIPPED
+            return kind, _short(child.get("message") or (child.text or "").strip(), MESSAGE_CHARS)
+    return TestOutcome.PASSED, ""
+
+
+def _why(element: Element) -> str:
+    """The first lines of a failure: pytest's `E ` lines and where it failed, else the message."""
+    text = element.text or ""
+    lines = text.splitlines()
+    errors = [line[1:].strip() for line in lines if line.startswith("E ")]
+    where = [line.strip() for line in lines[-3:] if _WHERE.match(line.strip())]
+    picked = errors[:MESSAGE_LINES] + where[-1:]
+    if not picked:
+        picked = [line for line in (element.get("message") or text).splitlines() if line.strip()][:MESSAGE_LINES]
+    return _short("\n".join(picked), MESSAGE_CHARS)
+
+
+_WHERE = re.compile(r"^[\w./\\-]+:\d+: \w")  # tests/test_app.py:14: AssertionError
+
+
+def _duration(text: str | None) -> float:
+    try:
+        value = float(text or 0)
+    except ValueError:
+        return 0.0
+    return value if math.isfinite(value) and value >= 0 else 0.0
+
+
+class _Namer:
+    """pytest's `classname` (`tests.test_app.TestClamp`) back to a node id, by
+    finding the longest prefix that is a module in the worktree."""
+
+    def __init__(self, module_exists: Callable[[str], bool]) -> None:
+        self._exists = module_exists
+        self._cache: dict[str, tuple[str, list[str]] | None] = {}
+
+    def node_id(self, classname: str, name: str, file: str | None) -> tuple[str, str | None]:
+        if file and not os.path.isabs(file) and ".." not in file.split("/"):
+            module = file.replace(os.sep, "/")
+            classes = self._classes_after(classname, module)
+            return "::".join([module, *classes, name]), module
+        found = self._module(classname)
+        if found is None:
+            # Not a file errauto can find (another runner, a package layout it
+            # does not know): the report's own names, still unique and stable.
+            return "::".join(p for p in (classname, name) if p), None
+        module, classes = found
+        return "::".join([module, *classes, name]), module
+
+    def _module(self, classname: str) -> tuple[str, list[str]] | None:
+        if classname in self._cache:
+            return self._cache[classname]
+        parts = classname.split(".") if classname else []
+        found = None
+        for k in range(len(parts), 0, -1):
+            candidate = "/".join(parts[:k]) + ".py"
+            if self._exists(candidate):
+                found = (candidate, parts[k:])
+                break
+        self._cache[classname] = found
+        return found
+
+    @staticmethod
+    def _classes_after(classname: str, module: str) -> list[str]:
+        dotted = module[:-3].replace("/", ".") if module.endswith(".py") else module
+        if classname.startswith(dotted + "."):
+            return classname[len(dotted) + 1:].split(".")
+        return []
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _shown(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
