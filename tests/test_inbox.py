@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from errauto_daemon import inbox, intake
+from errauto_daemon.domain import State
 from errauto_daemon.store import Store
 from tests.helpers.gitrepo import CALC, GitRepo, python_project
 
@@ -98,7 +99,7 @@ def test_a_name_that_is_not_utf8_is_taken_and_recorded_printable_and_reversible(
     # What the store keeps is valid UTF-8 JSON all the way (alerts, the queue's output).
     json.dumps(store.get(sub.id).source_detail).encode("utf-8")
     # Deciding it moves the very file.
-    store.transition(sub.id, "rejected", reason="no")
+    store.transition(sub.id, State.REJECTED, reason="no")
     inbox.settle(store, store.get(sub.id))
     assert os.path.exists(os.fsencode(folder / "rejected") + b"/" + str(sub.id).encode() + b"-" + raw_name)
     assert not os.path.exists(on_disk)
