@@ -286,14 +286,18 @@ class Watch:
                 store = store or Store()
                 self._work(store, kind, arg)
                 idle_since = time.monotonic()
+        except Exception:
+            # Its items are taken again by the next rescan, in a new lane.
+            log.exception("intake of %s stopped", lane.root)
+            self._retire(lane, force=True)
         finally:
             if store is not None:
                 store.close()
 
-    def _retire(self, lane: _Lane) -> bool:
+    def _retire(self, lane: _Lane, *, force: bool = False) -> bool:
         """End an idle lane, unless work reached it meanwhile (the dispatcher puts under the same lock)."""
         with self.lanes_lock:
-            if not lane.work.empty():
+            if not force and not lane.work.empty():
                 return False
             if self.lanes.get(lane.root) is lane:
                 del self.lanes[lane.root]
@@ -303,8 +307,12 @@ class Watch:
         try:
             if self._intake(store, kind, arg):
                 self.wakeup.set()
-        except ConfigError:
-            check_config(store, arg[0] if isinstance(arg, tuple) else arg)
+        except ConfigError as exc:
+            log.debug("%s %s: %s", kind, arg, exc)
+            try:
+                check_config(store, arg[0] if isinstance(arg, tuple) else arg)
+            except FatalError as again:
+                log.warning("%s %s: %s", kind, arg, again)
         except FatalError as exc:
             log.warning("%s %s: %s", kind, arg, exc)
         except Exception:
