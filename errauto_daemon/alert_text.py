@@ -27,6 +27,9 @@ TITLES = {
     "monitor_warning": "errauto monitor: warning",
     "monitor_critical": "errauto monitor: critical",
     "monitor_ok": "errauto monitor: ok again",
+    "inbox_skipped": "Inbox file not taken",
+    "config_invalid": "errauto configuration invalid",
+    "state_lost": "errauto state lost",
 }
 EMOJI = {
     "auto_merged": ":white_check_mark:",
@@ -40,6 +43,9 @@ EMOJI = {
     "monitor_warning": ":warning:",
     "monitor_critical": ":rotating_light:",
     "monitor_ok": ":large_green_circle:",
+    "inbox_skipped": ":warning:",
+    "config_invalid": ":warning:",
+    "state_lost": ":rotating_light:",
 }
 
 
@@ -83,6 +89,12 @@ def action(alert: Alert) -> str | None:
                 else "see the daemon log (`errauto daemon status`)")
     if alert.kind in ("monitor_warning", "monitor_critical"):
         return "run `errauto monitor` and `errauto status` for details"
+    if alert.kind == "inbox_skipped":
+        return "see the reason file beside it in the inbox's rejected/ folder; drop a readable copy"
+    if alert.kind == "config_invalid":
+        return "fix the configuration on the target branch and commit it; its patches wait until then"
+    if alert.kind == "state_lost":
+        return "the daemon stopped: check the state directory, then start it again (`errauto daemon start`)"
     return None
 
 

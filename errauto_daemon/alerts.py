@@ -27,6 +27,9 @@ ALERT_LEVELS: dict[str, str] = {
     "monitor_warning": "warning",
     "monitor_critical": "critical",
     "monitor_ok": "info",
+    "inbox_skipped": "warning",  # an inbox entry that cannot be taken: set aside with its reason
+    "config_invalid": "warning",  # a watched repository's configuration cannot be used
+    "state_lost": "critical",  # the state database was deleted or replaced under the daemon
 }
 ALERT_KINDS = tuple(ALERT_LEVELS)
 

@@ -25,7 +25,7 @@ import pygit2
 
 from errauto_daemon.errors import PatchRejected
 from errauto_daemon.patchapply import MODE_TREE, Overlay
-from errauto_daemon.patchfile import MODE_GITLINK, MODE_LINK, FilePatch, Patch, PatchCommit, ancestors
+from errauto_daemon.patchfile import MODE_GITLINK, MODE_LINK, SUFFIXES, FilePatch, Patch, PatchCommit, ancestors
 
 # Linux refuses a name longer than NAME_MAX bytes, and a path of PATH_MAX
 # (4096) bytes or more; a file is written at the worktree's location plus its
@@ -132,6 +132,24 @@ def check_names(patch: Patch) -> None:
             problem = path_problem(name)
             if problem:
                 raise PatchRejected(f"unsafe patch: {problem}")
+
+
+def check_inbox(patch: Patch, inbox: str) -> None:
+    """Refuse a patch that writes into the inbox folder.
+
+    What lies there is a submission or a submission's fate, never content:
+    a file merged into it would be taken as a new submission, and the
+    checkout left dirty by the moves that follow. A patch may not add,
+    change, delete or rename anything in it.
+    """
+    folder = "/".join(c for c in inbox.split("/") if c not in ("", "."))
+    for fp in patch.files():
+        for path in fp.paths():
+            if folder and (path == folder or path.startswith(folder + "/")):
+                raise PatchRejected(f"touches the inbox folder {folder}/ ({path}): files there are "
+                                    "submissions, never merged")
+            if not folder and "/" not in path and path.lower().endswith(SUFFIXES):
+                raise PatchRejected(f"touches a patch file in the inbox folder, the repository's root ({path})")
 
 
 def _strip_one(name: str) -> str:

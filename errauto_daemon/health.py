@@ -1,6 +1,6 @@
 """How the pipeline is doing, in one level: ok, warning or critical.
 
-Five criteria, each graded against a (warning, critical) pair of thresholds:
+Six criteria, each graded against a (warning, critical) pair of thresholds:
 
     daemon      the age of the daemon's heartbeat (no daemon: a warning, or
                 critical when something waits to be validated)
@@ -10,6 +10,8 @@ Five criteria, each graded against a (warning, critical) pair of thresholds:
                 (errauto could not decide: internal or configuration errors)
     outbox      how long the oldest undelivered alert has waited; a delivery
                 that failed for good in the last day is a warning
+    config      a watched repository whose configuration cannot be used (its
+                patches wait): a warning while the daemon finds it so
 
 The level is the worst grade. Computed from the database only, with indexed
 queries, so it is cheap enough for the `errauto-status` hook on every commit.
@@ -97,7 +99,7 @@ def assess(store: Store, *, daemon_pid: int | None, now: float | None = None,
     daemon, daemon_criterion = _daemon_criterion(store, daemon_pid, queued, now, t)
     awaiting, oldest, review_criteria = _review_criteria(store, now, t)
     criteria = (daemon_criterion, *review_criteria, _failures_criterion(store, now, t),
-                _outbox_criterion(store, now, t))
+                _outbox_criterion(store, now, t), _config_criterion(store))
     worst = max((LEVELS.index(c.level) for c in criteria), default=0)
     reasons = tuple(c.text for c in criteria if LEVELS.index(c.level) == worst and worst > 0)
     return Health(LEVELS[worst], awaiting, oldest, queued, daemon, reasons, criteria, t)
@@ -165,6 +167,18 @@ def _outbox_criterion(store: Store, now: float, t: Thresholds) -> Criterion:
         level = max(level, "warning", key=LEVELS.index)
     return Criterion("outbox", level, round(waited, 1), t.outbox_warning_minutes * 60,
                      t.outbox_critical_minutes * 60, text)
+
+
+def _config_criterion(store: Store) -> Criterion:
+    """Watched repositories whose configuration cannot be used (as the daemon last found them)."""
+    problems = store.config_problems()
+    if not problems:
+        return Criterion("config", "ok", 0, 1, None, "every watched configuration can be used")
+    first = problems[0]
+    text = f"the configuration of {first.repo} cannot be used: {first.error}"
+    if len(problems) > 1:
+        text += f" (and {len(problems) - 1} more repositories)"
+    return Criterion("config", "warning", len(problems), 1, None, text)
 
 
 def failure_counts(store: Store, since: float) -> tuple[int, int]:

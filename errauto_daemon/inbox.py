@@ -29,6 +29,7 @@ a file there never looks like a new drop.
 """
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import stat
@@ -39,6 +40,7 @@ from errauto_daemon import config as config_mod
 from errauto_daemon import intake
 from errauto_daemon.domain import State
 from errauto_daemon.errors import FatalError
+from errauto_daemon.intake import original_name, recorded_name
 from errauto_daemon.openfiles import being_written
 from errauto_daemon.patchfile import SUFFIXES
 from errauto_daemon.repo import open_repo
@@ -57,6 +59,7 @@ FATE = {
     State.FAILED: "failed",
 }
 MAX_READ = 64 * 1024 * 1024
+NAME_MAX = 255  # bytes in a file name, on every file system errauto runs on
 
 
 def inbox_dir(repo_root: str) -> Path | None:
@@ -102,39 +105,64 @@ def is_candidate(path: Path) -> bool:
 
 
 def take(store: Store, repo_root: str, path: Path) -> Submission | None:
-    """Submit a dropped file and move it to the folder of its fate."""
+    """Submit a dropped file and move it to the folder of its fate.
+
+    An entry that cannot be taken (not a regular file, unreadable) is set
+    aside in `rejected/` with its reason and an alert, before anything is
+    recorded for it.
+    """
     if not is_candidate(path):
         return None
     try:
-        info = path.lstat()
-    except FileNotFoundError:
-        return None  # taken already (a close event and a rescan both saw it)
-    inbox = path.parent
-    if stat.S_ISLNK(info.st_mode) or not stat.S_ISREG(info.st_mode):
-        # Reading through a link could hand errauto any file its user can read.
-        dest = _move(path, inbox / "rejected" / path.name)
-        _write_reason(dest, "not a regular file (symlinks are not followed)")
-        log.warning("%s is not a regular file; moved to rejected/", path)
+        data = _read(path)
+    except _NotTaken as exc:
+        set_aside(store, repo_root, path, exc.reason)
         return None
-    data = _read(path)
     if data is None:
         return None
+    inbox = path.parent
     result = intake.submit(store, repo_root, data, source="inbox", name=path.name)
     sub = result.submission
     if result.created or sub.state not in DECIDED:
-        dest = _move(path, inbox / FATE[sub.state] / f"{sub.id}-{path.name}")
+        dest = _move(path, inbox / FATE[sub.state] / _fate_name(sub.id, path.name))
         if sub.state in (State.REJECTED, State.FAILED):
             _write_reason(dest, sub.reason or sub.state)
-        store.add_inbox_file(sub.id, sub.repo, str(dest.absolute()))
+        store.add_inbox_file(sub.id, sub.repo, recorded_name(str(dest.absolute())))
         # Decided while the file was being moved (a worker was quicker than
         # the record above): its decider did not know of this file yet.
         sub = store.get(sub.id)
         settle(store, sub)
     else:
-        dest = _move(path, inbox / "duplicates" / f"{sub.id}-{path.name}")
+        dest = _move(path, inbox / "duplicates" / _fate_name(sub.id, path.name))
         _write_reason(dest, f"the same patch as submission {sub.id} ({sub.state}): {sub.title}")
-    log.info("took %s as submission %d (%s)", path.name, sub.id, sub.state)
+    log.info("took %s as submission %d (%s)", recorded_name(path.name), sub.id, sub.state)
     return sub
+
+
+def set_aside(store: Store, repo_root: str, path: Path, reason: str) -> None:
+    """Move an entry that cannot be taken to `rejected/`, with its reason, and alert.
+
+    Nothing is recorded for it as a submission. An entry that cannot even be
+    moved stays where it is; it is alerted once per process.
+    """
+    shown = recorded_name(path.name)
+    try:
+        dest = _move(path, path.parent / "rejected" / path.name)
+        _write_reason(dest, reason)
+    except FileNotFoundError:
+        return  # taken or removed meanwhile
+    except OSError as exc:
+        key = (repo_root, shown, reason)
+        if key in _stuck:
+            return
+        _stuck.add(key)
+        reason = f"{reason}; it cannot be moved to rejected/ either ({exc.strerror or exc})"
+    log.warning("%s: %s not taken: %s", repo_root, shown, reason)
+    store.add_alert("inbox_skipped", f"{shown} in the inbox of {repo_root} was not taken: {reason}",
+                    {"repo": repo_root, "file": shown})
+
+
+_stuck: set[tuple[str, str, str]] = set()  # entries left in place, alerted once
 
 
 def settle(store: Store, sub: Submission) -> None:
@@ -149,7 +177,7 @@ def settle(store: Store, sub: Submission) -> None:
         _adopt_unrecorded(store, sub)
         files = store.inbox_files(sub.id)
     for taken in files:
-        current = Path(taken.path)
+        current = Path(original_name(taken.path))
         dest = current.parent.parent / FATE[sub.state] / current.name
         try:
             if dest != current:
@@ -157,12 +185,13 @@ def settle(store: Store, sub: Submission) -> None:
                     dest = _move(current, dest)
                 except FileNotFoundError:
                     continue  # settled by another process just now, or removed by someone
-                store.inbox_file_moved(taken.id, str(dest))
+                store.inbox_file_moved(taken.id, recorded_name(str(dest)))
                 current.with_name(current.name + ".reason.txt").unlink(missing_ok=True)
             if sub.state in (State.REJECTED, State.FAILED) and dest.exists():
                 _write_reason(dest, sub.reason or sub.state)
         except OSError as exc:
-            log.warning("submission %d: cannot move %s to %s/: %s", sub.id, current, dest.parent.name, exc)
+            log.warning("submission %d: cannot move %s to %s/: %s", sub.id, recorded_name(str(current)),
+                        dest.parent.name, exc)
 
 
 def _adopt_unrecorded(store: Store, sub: Submission) -> None:
@@ -178,11 +207,11 @@ def _adopt_unrecorded(store: Store, sub: Submission) -> None:
         return  # the repository is gone
     if root is None:
         return
-    name = f"{sub.id}-{sub.source_detail}"
+    name = _fate_name(sub.id, original_name(sub.source_detail))
     for folder in sorted(set(FATE.values())):
         current = root / folder / name
         if current.exists():
-            store.add_inbox_file(sub.id, sub.repo, str(current.absolute()))
+            store.add_inbox_file(sub.id, sub.repo, recorded_name(str(current.absolute())))
             return
 
 
@@ -204,19 +233,58 @@ def scan(store: Store, repo_root: str, *, quiet: float = QUIET) -> list[Submissi
                 continue  # cannot tell; a close event or the next scan takes it
         except FileNotFoundError:
             continue
-        sub = take(store, repo_root, path)
+        try:
+            sub = take(store, repo_root, path)
+        except OSError as exc:
+            # One entry must not stop the scan: the rest of the folder is taken.
+            set_aside(store, repo_root, path, f"cannot be taken: {exc.strerror or exc}")
+            continue
         if sub is not None:
             taken.append(sub)
     return taken
 
 
+class _NotTaken(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 def _read(path: Path) -> bytes | None:
+    """The file's bytes; None if it is gone. _NotTaken for what is not a readable regular file.
+
+    Opened without following a link and without waiting for a writer (a FIFO
+    put in its place), and checked on the open file, so nothing can be
+    swapped in between the check and the read.
+    """
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | os.O_NONBLOCK)
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or os.path.islink(path):
+            raise _NotTaken("not a regular file (symlinks are not followed)") from None
+        raise _NotTaken(f"cannot be read: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise _NotTaken("not a regular file (symlinks are not followed)")
     with os.fdopen(fd, "rb") as fh:
-        return fh.read(MAX_READ)
+        try:
+            os.set_blocking(fd, True)
+            return fh.read(MAX_READ)
+        except OSError as exc:
+            raise _NotTaken(f"cannot be read: {exc.strerror or exc}") from None
+
+
+def _fate_name(sub_id: int, name: str) -> str:
+    """`<id>-<name>`, shortened in its middle to what a file system takes (255 bytes)."""
+    full = f"{sub_id}-{name}"
+    raw = os.fsencode(full)
+    if len(raw) <= NAME_MAX:
+        return full
+    suffix = os.fsencode(Path(name).suffix)[-32:]
+    head = raw[:NAME_MAX - len(suffix) - 3]
+    return os.fsdecode(head + b"..." + suffix)
 
 
 def _move(path: Path, dest: Path) -> Path:

@@ -6,9 +6,14 @@ patch bytes content-addressed on disk (fsynced), then a row in the state DB.
 The same patch (same patch id) for the same target collapses into the
 existing submission. A patch that cannot even be parsed is recorded too,
 already rejected with its reason, so nothing a user sent goes unanswered.
+
+A file name is recorded as text: bytes that are not UTF-8 (a name such as
+`a-\\xff.patch`) are written as `\\xNN` escapes and a backslash as `\\\\`, so the
+stored name is printable and `original_name` gives the exact name back.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +73,7 @@ def record(
     `root` is how errauto names the repository (its work tree, or its git dir
     when bare); `exists` tells plain unified diffs which strip level fits.
     """
+    name = recorded_name(name)
     sha = store_patch_bytes(data)
     state, reason = State.QUEUED, None
     try:
@@ -95,3 +101,25 @@ def record(
 def reopens(sub: Submission) -> bool:
     """Whether sending this submission's patch again validates it again."""
     return sub.state == State.FAILED or (sub.state == State.REJECTED and sub.route == Route.REJECTED)
+
+
+_ESCAPED_BYTE = re.compile(r"\\\\|\\x([0-9a-f]{2})")
+
+
+def recorded_name(name: str) -> str:
+    """A file name (or path) as the store records it: printable UTF-8, reversible.
+
+    Bytes the file system gave that are not UTF-8 arrive as surrogates
+    (`os.fsdecode`); they become `\\xNN`, and a backslash `\\\\`.
+    """
+    if "\\" not in name and not any("\udc80" <= c <= "\udcff" for c in name):
+        return name
+    raw = name.encode("utf-8", "surrogateescape").replace(b"\\", b"\\\\")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def original_name(recorded: str) -> str:
+    """The name `recorded_name` was given (as `os.fsdecode` spells it)."""
+    if "\\" not in recorded:
+        return recorded
+    return _ESCAPED_BYTE.sub(lambda m: "\\" if m[1] is None else chr(0xDC00 + int(m[1], 16)), recorded)

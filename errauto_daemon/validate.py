@@ -418,6 +418,7 @@ class Validator:
         patch = parse(data, sub.source_detail or "patch", limits=config.limits(),
                       exists=lambda p: p in tip.tree)
         guard.check_names(patch)
+        guard.check_inbox(patch, config.inbox)
         guard.check_base(patch, tip.tree)
         overlays, notes = apply_patch(repo, tip.tree, patch, target=config.target)
         review_only: list[str] = []

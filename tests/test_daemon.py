@@ -375,3 +375,91 @@ def test_an_inotify_overflow_reported_by_watchdog_triggers_a_rescan() -> None:
     queued = [daemon.intake_q.get_nowait() for _ in range(daemon.intake_q.qsize())]
     assert queued == [("scan", "/srv/a"), ("scan", "/srv/b")]
     assert daemon.wakeup.is_set()
+
+
+# -- one repository's intake never waits for another's -------------------------------
+
+
+def _reader_waits_on(fifo: Path) -> int | None:
+    """A write end of `fifo` once someone has it open for reading (else None)."""
+    try:
+        return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+
+
+def test_a_patch_stuck_in_one_repositorys_intake_does_not_hold_up_another(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], daemons: list[DaemonProcess]) -> None:
+    """Taking a.patch in project A blocks for real: reading A's working-tree
+    configuration, which the test has made a FIFO nobody writes. A drop into
+    project B is recorded meanwhile, while A's is still not."""
+    a = watched_project(tmp_path / "a", capsys, config=trivial_config())
+    b = watched_project(tmp_path / "b", capsys, config=trivial_config())
+    start(daemons, tmp_path, rescan=3600)
+    patch_a, patch_b = notes_patch(a, 1), notes_patch(b, 2)
+    committed = (a.path / ".errauto.toml").read_bytes()
+    fifo = a.path / ".errauto.toml"
+    fifo.unlink()
+    os.mkfifo(fifo)
+    store = Store()
+    writer = None
+    try:
+        drop(a.path / "patches", "a.patch", patch_a)
+        writer = wait_until(lambda: _reader_waits_on(fifo), timeout=30, what="A's intake to block on the FIFO")
+        drop(b.path / "patches", "b.patch", patch_b)
+        [sub_b] = wait_until(lambda: store.submissions(repo=str(b.path)), timeout=30,
+                             what="B's drop recorded while A's intake is stuck")
+        assert sub_b.source_detail == "b.patch"
+        assert store.submissions(repo=str(a.path)) == []  # A's is still being taken
+    finally:
+        staged = tmp_path / "config.toml"
+        staged.write_bytes(committed)
+        os.replace(staged, fifo)  # later reads find the file; the stuck one gets end-of-file
+        if writer is not None:
+            os.close(writer)
+    [sub_a] = wait_until(lambda: store.submissions(repo=str(a.path)), timeout=30, what="A's drop recorded")
+    assert sub_a.source_detail == "a.patch"
+
+
+# -- the state directory deleted under a running daemon ----------------------------------
+
+
+def _held_elsewhere(lock_file: Path) -> bool:
+    from errauto_daemon.locks import FileLock
+
+    if not lock_file.exists():
+        return False
+    probe = FileLock(lock_file)
+    if probe.acquire():
+        probe.release()
+        return False
+    return True
+
+
+def test_a_deleted_state_directory_stops_the_daemon_with_an_alert_and_no_more_work(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], daemons: list[DaemonProcess],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from tests.helpers.fake_slack import FakeSlack
+
+    project = watched_project(tmp_path, capsys, config=trivial_config())
+    patch = notes_patch(project, 1)
+    tip = project.head("main")
+    with FakeSlack() as slack:
+        monkeypatch.setenv("SLACK_WEBHOOK_URL", slack.url)
+        daemon = start(daemons, tmp_path)
+        # Its alerts thread holds the outbox lock (taken once, at its start).
+        outbox_lock = Path(os.environ["ERRAUTO_HOME"]) / "locks" / "outbox.lock"
+        wait_until(lambda: _held_elsewhere(outbox_lock), what="the daemon delivering alerts")
+        shutil.rmtree(os.environ["ERRAUTO_HOME"])
+        drop(project.path / "patches", "after.patch", patch)
+        assert daemon.proc is not None
+        assert daemon.proc.wait(timeout=60) == 5
+        output = daemon.log.read_text()
+        assert "was deleted while the daemon ran: it stopped taking work" in output
+        assert any("errauto state lost" in r.text for r in slack.received), [r.text for r in slack.received]
+    # Nothing was taken into the lost state: the file waits for the next daemon, the target did not move.
+    assert (project.path / "patches" / "after.patch").exists()
+    assert project.head("main") == tip
+    assert not (Path(os.environ["ERRAUTO_HOME"]) / "errauto.db").exists()

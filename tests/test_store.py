@@ -150,7 +150,7 @@ def _tables(store: Store) -> set[str]:
     return {str(r[0]) for r in rows(store, "SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3, 4])
 def test_an_older_database_is_migrated_to_the_current_schema(tmp_path: Path, version: int) -> None:
     path = tmp_path / "old" / "errauto.db"
     _old_database(path, version)
@@ -158,13 +158,15 @@ def test_an_older_database_is_migrated_to_the_current_schema(tmp_path: Path, ver
     store = Store(path)
     assert rows(store, "SELECT value FROM meta WHERE key = 'schema_version'") == [(str(store_mod.SCHEMA_VERSION),)]
     assert _tables(store) == _tables(fresh)
-    assert {"outbox", "deliveries", "inbox_files"} <= _tables(store)
+    assert {"outbox", "deliveries", "inbox_files", "config_problems", "flaky_tests"} <= _tables(store)
     # The old row is there and works with every new column.
     assert store.get(1).title == "old" and store.get(1).claimed_at is None
     store.add_inbox_file(1, "/r", "/inbox/old.patch")
     store.transition(1, State.REJECTED, reason="no")
     assert [a.kind for a in store.alerts()] == ["rejected"]
     assert [f.path for f in store.inbox_files(1)] == ["/inbox/old.patch"]
+    store.set_baseline("/r", "t" * 40, "tests", "fp", None, {"t.py::a": "passed"})
+    assert store.baseline_tests("/r", "t" * 40, "tests", "fp") == {"t.py::a": "passed"}
     Store(path)  # opening it again changes nothing
     assert rows(store, "SELECT COUNT(*) FROM meta") == [(1,)]
 

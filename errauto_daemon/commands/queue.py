@@ -75,6 +75,8 @@ def show(sub_id: int, *, as_json: bool, diff: bool = False) -> int:
             if output.check_failed(row):
                 check["log_tail"] = output.log_tail(row.log_path)
         value["events"] = store.events(sub_id)
+        value["config_problem"] = next(({"error": p.error, "since": p.since}
+                                        for p in store.config_problems(sub.repo)), None)
         if diff:
             value["diff"] = _patch_text(sub)
         print(output.dumps(value))
@@ -92,6 +94,9 @@ def _show_lines(store: Store, sub: Submission, checks: Sequence[CheckRow]) -> li
     """What `queue show` says about a submission; much of it came from the patch."""
     lines = output.decision_lines(sub)
     lines.append(f"  repo: {sub.repo} (target {sub.target})")
+    for problem in store.config_problems(sub.repo):
+        lines.append(f"  configuration: cannot be used since {output.when(problem.since)}, "
+                     f"its patches wait: {problem.error}")
     lines.append(f"  source: {sub.source}" + (f" ({sub.source_detail})" if sub.source_detail else ""))
     if sub.author:
         lines.append(f"  author: {sub.author}")

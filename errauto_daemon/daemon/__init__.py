@@ -5,7 +5,9 @@ Threads, and the module that owns each:
     main        lifecycle: the lock, signals, the scheduler loop: heartbeat,
                 feeding queued submissions to workers, periodic rescans, recovery
     observer    watch: watchdog's; its handlers only enqueue paths, never work
-    intake      watch: takes dropped files and scans refs, one at a time
+    intake      watch: hands each dropped file and scan to its repository's lane
+    intake-R    watch: repository R's lane: takes its files and scans its refs, one at a
+                time (while it has work), so one repository never waits for another
     wake        control: reads the wake FIFO (`errauto submit` writes a byte there)
     worker-N    workers: one Validator each; validates, decides, settles inbox files
     pull-requests  workers: records pull requests merged or closed on GitHub

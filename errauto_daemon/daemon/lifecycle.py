@@ -28,9 +28,10 @@ from errauto_daemon import __version__, merge
 from errauto_daemon.daemon.alerts import Alerts
 from errauto_daemon.daemon.control import exit_now, exit_reserve, join_until, wake_loop
 from errauto_daemon.daemon.logs import setup_logging
+from errauto_daemon.daemon.stateguard import StateGuard
 from errauto_daemon.daemon.watch import Watch, Work
 from errauto_daemon.daemon.workers import Workers, follow_loop, recover
-from errauto_daemon.errors import FatalError
+from errauto_daemon.errors import ConfigError, FatalError
 from errauto_daemon.presence import HEARTBEAT_EVERY, DaemonLock
 from errauto_daemon.redact import redact
 from errauto_daemon.repo import open_repo
@@ -53,8 +54,9 @@ class Daemon:
         self.systemd = Notifier()
         self.stopping = threading.Event()  # no new work
         self.wakeup = threading.Event()
-        self.watch = Watch(wakeup=self.wakeup, stopping=self.stopping)
-        self.workers = Workers(stopping=self.stopping, wanted=workers)
+        self.state: StateGuard | None = None  # the state database as opened at start
+        self.watch = Watch(wakeup=self.wakeup, stopping=self.stopping, intact=self._state_intact)
+        self.workers = Workers(stopping=self.stopping, wanted=workers, intact=self._state_intact)
         self.alerts = Alerts()
         self.threads: list[threading.Thread] = []
         self.lock = DaemonLock()
@@ -94,6 +96,8 @@ class Daemon:
             stuck = self._shutdown()
         if stuck:
             exit_now(stuck)
+        if self.state is not None and self.state.lost:
+            raise ConfigError(self._state_lost_message())
         log.info("errauto daemon stopped")
         return 0
 
@@ -102,6 +106,7 @@ class Daemon:
         setup_logging(self.verbose)
         logging.getLogger("errauto").addHandler(self.alerts.error_handler)
         self.store = store = Store()
+        self.state = StateGuard(store.path)
         store.daemon_started(os.getpid(), socket.gethostname(), __version__)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
@@ -188,6 +193,9 @@ class Daemon:
         last_beat = last_scan = last_watchdog = 0.0
         watchdog = self.systemd.watchdog_every
         while not self.stopping.is_set():
+            if not self._state_intact():
+                self._state_lost(store)
+                break
             now = time.monotonic()
             if now - last_beat >= HEARTBEAT_EVERY:
                 store.heartbeat(os.getpid())
@@ -204,6 +212,31 @@ class Daemon:
             self.workers.feed(store)
             self.wakeup.wait(POLL)
             self.wakeup.clear()
+
+
+    # -- the state database under the daemon ----------------------------------------
+
+    def _state_intact(self) -> bool:
+        return self.state is None or self.state.intact()
+
+    def _state_lost_message(self) -> str:
+        assert self.state is not None
+        return (f"the state database {self.state.path} was {self.state.lost} while the daemon ran: "
+                "it stopped taking work; start it again to go on with the new state")
+
+    def _state_lost(self, store: Store) -> None:
+        """Alert (through the sinks that still work: Slack, the log) and stop taking work."""
+        message = self._state_lost_message()
+        log.warning("%s", message)
+        try:
+            # The old database still works for this process: its alerts thread
+            # delivers this before the daemon exits.
+            store.add_alert("state_lost", message, {"host": socket.gethostname(), "pid": os.getpid(),
+                                                    "path": str(store.path)})
+        except Exception:
+            log.exception("cannot record the state_lost alert")
+        self.stopping.set()
+        self.wakeup.set()
 
 
 def _prune(root: str) -> None:

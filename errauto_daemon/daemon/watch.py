@@ -1,21 +1,28 @@
-"""Watching: the watchdog observer and its handlers, and the intake thread.
+"""Watching: the watchdog observer and its handlers, and intake by repository.
 
 The handlers run on watchdog's dispatcher thread and only enqueue (a path
-to take, a repository to scan); the intake thread does the work, one item at
-a time: taking inbox files (`inbox.take`), scanning an inbox and the submit
-refs (`inbox.scan`, `refwatch.scan`). A burst of ref events asks for one ref
-scan; an inotify queue overflow asks for a rescan of everything.
+to take, a repository to scan). The intake thread hands each item to its
+repository's lane: a queue and a thread of its own, which does the work one
+item at a time: taking inbox files (`inbox.take`), scanning an inbox and the
+submit refs (`inbox.scan`, `refwatch.scan`). So a patch that is slow to take
+(a huge one, a stuck read) holds up only its own repository's intake; a lane
+idle for a while ends, and the next item starts it again. A burst of ref
+events asks for one ref scan; an inotify queue overflow asks for a rescan of
+everything.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import queue
 import threading
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Protocol, Union
 
+import pygit2
 from watchdog.events import (
     DirMovedEvent,
     FileClosedEvent,
@@ -28,8 +35,10 @@ from watchdog.events import (
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
+from errauto_daemon import config as config_mod
 from errauto_daemon import inbox, refwatch
-from errauto_daemon.errors import FatalError
+from errauto_daemon.errors import ConfigError, FatalError
+from errauto_daemon.intake import recorded_name
 from errauto_daemon.openfiles import being_written
 from errauto_daemon.repo import open_repo
 from errauto_daemon.store import Store
@@ -42,6 +51,9 @@ log = logging.getLogger("errauto")
 #   ("scan", root)              scan root's inbox and submit refs
 #   ("refs", root)              scan root's submit refs
 Work = tuple[str, Union[tuple[str, Path], str]]
+
+LANE_IDLE = 60.0  # seconds without work before a repository's intake thread ends
+LANE_JOIN = 2.0  # seconds the stopping intake waits for all lanes together
 
 # The loggers through which watchdog tells of an inotify queue overflow.
 _INOTIFY_LOGGERS = ("watchdog.observers.inotify_c", "watchdog.observers.inotify")
@@ -135,17 +147,31 @@ class OverflowRescan(logging.Handler):
         self.daemon.wakeup.set()
 
 
+class _Lane:
+    """One repository's intake: its queue, and the thread that works it."""
+
+    def __init__(self, root: str, watch: Watch) -> None:
+        self.root = root
+        self.work: queue.Queue[Work] = queue.Queue()
+        self.thread = threading.Thread(target=watch._lane_loop, args=(self,), name=f"intake-{Path(root).name}",
+                                       daemon=True)
+        self.thread.start()
+
+
 class Watch:
     """The repositories being watched, and the thread that works their events.
 
     `sync` (on the main thread) follows the registered repositories;
-    `intake_loop` runs on its own thread until `stopping` is set and sets
-    `wakeup` whenever it recorded a new submission.
+    `intake_loop` runs on its own thread until `stopping` is set, handing
+    each item to its repository's lane; a lane sets `wakeup` whenever it
+    recorded a new submission.
     """
 
-    def __init__(self, *, wakeup: threading.Event, stopping: threading.Event) -> None:
+    def __init__(self, *, wakeup: threading.Event, stopping: threading.Event,
+                 intact: Callable[[], bool] = lambda: True) -> None:
         self.wakeup = wakeup
         self.stopping = stopping
+        self.intact = intact  # whether the state database is still the daemon's (checked before each item)
         self.intake_q: queue.Queue[Work] = queue.Queue()
         self.watched: dict[str, list[ObservedWatch]] = {}
         self.unwatchable: set[str] = set()  # registered, but could not be watched (logged)
@@ -153,6 +179,8 @@ class Watch:
         self.refs_pending_lock = threading.Lock()
         self.observer: BaseObserver | None = None
         self.overflow: OverflowRescan | None = None
+        self.lanes: dict[str, _Lane] = {}  # repository -> its intake lane, while it has work
+        self.lanes_lock = threading.Lock()
 
     def start(self) -> None:
         _shorten_move_pairing()
@@ -221,21 +249,74 @@ class Watch:
     # -- the intake thread --------------------------------------------------------
 
     def intake_loop(self) -> None:
-        store = Store()
+        """Hand each item to its repository's lane until stopping; then let the lanes end."""
         while not self.stopping.is_set():
             try:
                 kind, arg = self.intake_q.get(timeout=0.5)
             except queue.Empty:
                 continue
-            log.debug("event: %s %s", kind, arg[1] if isinstance(arg, tuple) else arg)
+            log.debug("event: %s %s", kind, recorded_name(str(arg[1])) if isinstance(arg, tuple) else arg)
+            root = arg[0] if isinstance(arg, tuple) else arg
+            with self.lanes_lock:
+                lane = self.lanes.get(root)
+                if lane is None:
+                    lane = self.lanes[root] = _Lane(root, self)
+                lane.work.put((kind, arg))
+        with self.lanes_lock:
+            lanes = list(self.lanes.values())
+        deadline = time.monotonic() + LANE_JOIN
+        for lane in lanes:
+            lane.thread.join(timeout=max(0.0, deadline - time.monotonic()))
+            if lane.thread.is_alive():
+                log.warning("intake of %s is still busy; stopping without it", lane.root)
+
+    def _lane_loop(self, lane: _Lane) -> None:
+        store: Store | None = None  # opened with the first item: never on a state that is gone
+        idle_since = time.monotonic()
+        try:
+            while not self.stopping.is_set():
+                try:
+                    kind, arg = lane.work.get(timeout=0.5)
+                except queue.Empty:
+                    if time.monotonic() - idle_since >= LANE_IDLE and self._retire(lane):
+                        return
+                    continue
+                if not self.intact():
+                    continue  # left where it is, for the next daemon
+                store = store or Store()
+                self._work(store, kind, arg)
+                idle_since = time.monotonic()
+        except Exception:
+            # Its items are taken again by the next rescan, in a new lane.
+            log.exception("intake of %s stopped", lane.root)
+            self._retire(lane, force=True)
+        finally:
+            if store is not None:
+                store.close()
+
+    def _retire(self, lane: _Lane, *, force: bool = False) -> bool:
+        """End an idle lane, unless work reached it meanwhile (the dispatcher puts under the same lock)."""
+        with self.lanes_lock:
+            if not force and not lane.work.empty():
+                return False
+            if self.lanes.get(lane.root) is lane:
+                del self.lanes[lane.root]
+            return True
+
+    def _work(self, store: Store, kind: str, arg: tuple[str, Path] | str) -> None:
+        try:
+            if self._intake(store, kind, arg):
+                self.wakeup.set()
+        except ConfigError as exc:
+            log.debug("%s %s: %s", kind, arg, exc)
             try:
-                if self._intake(store, kind, arg):
-                    self.wakeup.set()
-            except FatalError as exc:
-                log.warning("%s %s: %s", kind, arg, exc)
-            except Exception:
-                log.exception("intake of %s %s failed", kind, arg)
-        store.close()
+                check_config(store, arg[0] if isinstance(arg, tuple) else arg)
+            except FatalError as again:
+                log.warning("%s %s: %s", kind, arg, again)
+        except FatalError as exc:
+            log.warning("%s %s: %s", kind, arg, exc)
+        except Exception:
+            log.exception("intake of %s %s failed", kind, arg)
 
     def _intake(self, store: Store, kind: str, arg: tuple[str, Path] | str) -> bool:
         """Do one item of work; whether it recorded a new submission."""
@@ -244,9 +325,11 @@ class Watch:
             if kind == "new-file" and being_written(path) is not False:
                 return False  # its close event follows
             sub = inbox.take(store, root, path)
-            log.debug("%s: %s", path.name, f"taken as #{sub.id}" if sub is not None else "not taken")
+            log.debug("%s: %s", recorded_name(path.name), f"taken as #{sub.id}" if sub is not None else "not taken")
             return sub is not None
         if kind == "scan":
+            if not check_config(store, arg):
+                return False  # its patches wait, told once per configuration (an alert, `monitor`)
             taken = inbox.scan(store, arg) + refwatch.scan(store, arg)
             log.debug("scan of %s: %d new submissions", arg, len(taken))
             return bool(taken)
@@ -257,6 +340,38 @@ class Watch:
             log.debug("ref scan of %s: %d new submissions", arg, len(submitted))
             return bool(submitted)
         return False
+
+
+def check_config(store: Store, root: str) -> bool:
+    """Whether the repository's configuration can be used.
+
+    One that cannot is recorded (`queue show` and `monitor` show it) and
+    alerted once per configuration: its digest is the error and the
+    configuration files' blob ids on the branch HEAD names. One that loads
+    again clears the record.
+    """
+    repo = open_repo(root)
+    try:
+        config_mod.load(repo)
+    except FatalError as exc:
+        error = str(exc)
+        if store.config_invalid(root, _config_digest(repo, error), error) is not None:
+            log.warning("the configuration of %s cannot be used, its patches wait: %s", root, error)
+        return False
+    if store.config_valid(root):
+        log.info("the configuration of %s can be used again", root)
+    return True
+
+
+def _config_digest(repo: pygit2.Repository, error: str) -> str:
+    digest = hashlib.sha256(error.encode())
+    branch = config_mod.head_branch(repo)
+    ref = repo.references.get(f"refs/heads/{branch}") if branch else None
+    if ref is not None:
+        tree = ref.peel(pygit2.Commit).tree
+        for name in (config_mod.CONFIG_FILE, config_mod.PYPROJECT):
+            digest.update(f"\0{name}:{tree[name].id if name in tree else '-'}".encode())
+    return digest.hexdigest()
 
 
 def _shorten_move_pairing() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from errauto_daemon import checks, github, inbox
 from errauto_daemon import config as config_mod
@@ -34,9 +34,11 @@ CANCEL_RESERVE = checks.KILL_GRACE + 2.0
 class Workers:
     """The pool of worker threads and the queue that feeds them."""
 
-    def __init__(self, *, stopping: threading.Event, wanted: int | None = None) -> None:
+    def __init__(self, *, stopping: threading.Event, wanted: int | None = None,
+                 intact: Callable[[], bool] = lambda: True) -> None:
         self.stopping = stopping  # no new work
         self.wanted = wanted
+        self.intact = intact  # whether the state database is still the daemon's (checked before each decision)
         self.cancel = threading.Event()  # running checks are killed
         self.work_q: queue.Queue[int] = queue.Queue()
         self.in_flight: set[int] = set()
@@ -87,7 +89,7 @@ class Workers:
             except queue.Empty:
                 continue
             try:
-                if self.stopping.is_set():
+                if self.stopping.is_set() or not self.intact():
                     break
                 _decide(validator, store, sub_id)
             finally:

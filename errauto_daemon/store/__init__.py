@@ -5,7 +5,8 @@ One module per table group, each the only one to touch its tables:
   db.py           the connection (SQLite, WAL, busy timeout), schema and migrations
                   (`meta` holds the version), transactions, SQLite's own spellings
   submissions.py  submissions, their events and checks; claims and holds
-  sources.py      registered repositories, inbox files, refs seen, replaced commits
+  sources.py      registered repositories and their configuration problems, inbox files,
+                  refs seen, replaced commits
   cache.py        validations and coverage baselines
   outbox.py       the outbox (alerts), deliveries, sinks
   monitor.py      the daemon's heartbeat, the monitor's level
@@ -44,6 +45,7 @@ from errauto_daemon.store.records import (
     Alert,
     Backlog,
     CheckRow,
+    ConfigProblem,
     DayCount,
     InboxFile,
     Replacement,
@@ -55,7 +57,7 @@ from errauto_daemon.store.submissions import CANCEL_REQUESTED, REJECTED_NOW, Sub
 
 __all__ = [
     "ALERT_KINDS", "ALERT_LEVELS", "CANCEL_REQUESTED", "DECIDED", "FINAL", "REJECTED_NOW", "SCHEMA_VERSION",
-    "STATES", "Alert", "Backlog", "CheckRow", "DayCount", "InboxFile", "Replacement", "Store", "StoreAPI",
+    "STATES", "Alert", "Backlog", "CheckRow", "ConfigProblem", "DayCount", "InboxFile", "Replacement", "Store", "StoreAPI",
     "Submission", "WindowCount", "alert_for", "level_alerts", "patch_file", "store_patch_bytes",
 ]
 

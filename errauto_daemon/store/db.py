@@ -22,7 +22,7 @@ from typing import Any
 
 from errauto_daemon.errors import ConfigError, FatalError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 Params = Sequence[Any]
 
@@ -203,6 +203,18 @@ CREATE TABLE inbox_files (
 CREATE INDEX inbox_files_submission ON inbox_files (submission_id);
 """,
     4: """
+-- A watched repository whose configuration cannot be used, and which one
+-- (its digest): alerted once per configuration, shown by `queue show` and
+-- `monitor` until the repository's configuration loads again.
+CREATE TABLE config_problems (
+    repo TEXT PRIMARY KEY,
+    digest TEXT NOT NULL,
+    error TEXT NOT NULL,
+    since REAL NOT NULL,
+    checked_at REAL NOT NULL
+);
+""",
+    5: """
 -- Per-test evidence: the outcome of each test of a base tree, per check
 -- configuration (JSON: node id -> outcome), beside its coverage.
 ALTER TABLE baselines ADD COLUMN tests TEXT;

@@ -109,6 +109,16 @@ class CheckRow:
 
 
 @dataclass(frozen=True)
+class ConfigProblem:
+    """A watched repository whose configuration cannot be used, since when, and why."""
+
+    repo: str
+    digest: str  # which configuration: alerted once per digest
+    error: str
+    since: float
+
+
+@dataclass(frozen=True)
 class InboxFile:
     """A file taken from an inbox folder; `path` is where it lies now (absolute)."""
 

@@ -1,6 +1,7 @@
-"""Where submissions come from: registered repositories, files taken from inbox
-folders, submit refs already turned into submissions, and the pushed commits
-errauto merged as its own rewrite (to tell their pusher)."""
+"""Where submissions come from: registered repositories (and those whose
+configuration cannot be used), files taken from inbox folders, submit refs
+already turned into submissions, and the pushed commits errauto merged as its
+own rewrite (to tell their pusher)."""
 from __future__ import annotations
 
 import re
@@ -8,7 +9,8 @@ import time
 
 from errauto_daemon.domain import State
 from errauto_daemon.store.db import Database
-from errauto_daemon.store.records import InboxFile, Replacement
+from errauto_daemon.store.outbox import insert_alert
+from errauto_daemon.store.records import ConfigProblem, InboxFile, Replacement
 
 _REPLACES = re.compile(r"replaces ([0-9a-f]+) with ([0-9a-f]+)")
 
@@ -24,10 +26,42 @@ class Sources:
 
     def remove_repo(self, path: str) -> bool:
         with self._db.transaction() as tx:
+            tx.execute("DELETE FROM config_problems WHERE repo = ?", (path,))
             return tx.execute("DELETE FROM repos WHERE path = ?", (path,)) == 1
 
     def repos(self) -> list[str]:
         return [r[0] for r in self._db.read.tuples("SELECT path FROM repos ORDER BY path")]
+
+    # -- configurations that cannot be used --------------------------------------------
+
+    def config_invalid(self, repo: str, digest: str, error: str) -> int | None:
+        """Record that `repo`'s configuration (`digest`) cannot be used; alert the first time
+        for that configuration. Returns the alert's id, if one was raised."""
+        now = time.time()
+        with self._db.transaction() as tx:
+            row = tx.row("SELECT digest, since FROM config_problems WHERE repo = ?", (repo,))
+            if row is not None and row["digest"] == digest:
+                tx.execute("UPDATE config_problems SET checked_at = ? WHERE repo = ?", (now, repo))
+                return None
+            tx.replace("config_problems", {"repo": repo, "digest": digest, "error": error, "since": now,
+                                           "checked_at": now})
+            return insert_alert(tx, "config_invalid", now, None,
+                                f"the configuration of {repo} cannot be used: {error}",
+                                {"repo": repo, "digest": digest})
+
+    def config_valid(self, repo: str) -> bool:
+        """`repo`'s configuration loads (again); whether a problem was recorded for it."""
+        with self._db.transaction() as tx:
+            return tx.execute("DELETE FROM config_problems WHERE repo = ?", (repo,)) == 1
+
+    def config_problems(self, repo: str | None = None) -> list[ConfigProblem]:
+        """The watched repositories whose configuration cannot be used (one, with `repo`)."""
+        query = "SELECT repo, digest, error, since FROM config_problems"
+        args: tuple[str, ...] = ()
+        if repo is not None:
+            query, args = query + " WHERE repo = ?", (repo,)
+        return [ConfigProblem(r["repo"], r["digest"], r["error"], r["since"])
+                for r in self._db.read.rows(query + " ORDER BY repo", args)]
 
     # -- files taken from inbox folders ------------------------------------------------
 
