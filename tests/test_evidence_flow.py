@@ -181,3 +181,72 @@ def test_a_report_planted_in_the_tree_does_not_stand_in_for_the_run(
                                                "app.py": APP.replace("max(lo, min(x, hi))", "min(x, hi)")})
     assert code == 1 and sub["state"] == "awaiting_review"
     assert "evidence is coarse: tests: no test report at .errauto/junit.xml" in sub["explanation"]["notes"]
+
+
+UNITTEST = textwrap.dedent("""\
+    import unittest
+
+    from app import clamp
+
+
+    class ClampTest(unittest.TestCase):
+        def test_low(self):
+            self.assertEqual(clamp(-1, 0, 10), 0)
+
+        def test_high(self):
+            self.assertEqual(clamp(11, 0, 10), 10)
+""")
+BUG = {"app.py": APP.replace("max(lo, min(x, hi))", "min(x, hi)")}  # clamp no longer clamps low
+
+
+@pytest.mark.parametrize("files, gate", [
+    ({"tests/test_app.py": TESTS.replace("def test_clamp_low", "import pytest\n\n\n@pytest.mark.xfail\n"
+                                                                "def test_clamp_low")},
+     "weakens the tests: tests/test_app.py:7 adds @pytest.mark.xfail to test_clamp_low, which passed on the base"),
+    ({"tests/test_app.py": TESTS.replace("def test_clamp_low():\n    assert clamp(-1, 0, 10) == 0\n", "")},
+     "weakens the tests: tests/test_app.py:4 deletes test_clamp_low, which passed on the base"),
+    ({"tests/test_app.py": TESTS.replace("    assert clamp(-1, 0, 10) == 0\n", "    clamp(-1, 0, 10)\n")},
+     "weakens the tests: tests/test_app.py:4 removes every assertion from test_clamp_low, which passed on the base"),
+    ({"tests/test_app.py": TESTS.replace("    assert clamp(-1, 0, 10) == 0\n", "    assert True\n")},
+     "weakens the tests: tests/test_app.py:4 removes every assertion from test_clamp_low, which passed on the base"),
+    ({"conftest.py": "def pytest_collection_modifyitems(items):\n"
+                     "    items[:] = [i for i in items if 'low' not in i.name]\n"},
+     "weakens the tests: tests/test_app.py::test_clamp_low no longer runs"),
+    ({"tests/test_unit.py": UNITTEST.replace("    def test_low", "    @unittest.skip('later')\n    def test_low")},
+     "weakens the tests: tests/test_unit.py::ClampTest::test_low is now skipped (later)"),
+])
+def test_each_way_of_hiding_a_bug_from_the_tests_is_held_with_its_reason(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], files: dict[str, str], gate: str) -> None:
+    repo = project(tmp_path)
+    repo.commit("unittest tests too", {"tests/test_unit.py": UNITTEST})
+    base = repo.head()
+    code, sub = apply(repo, tmp_path, capsys, {**BUG, **files})
+    assert (code, sub["state"], repo.head()) == (1, "awaiting_review", base)
+    assert gate in sub["explanation"]["gates_hit"], sub["explanation"]["gates_hit"]
+
+
+def test_a_deleted_test_file_is_held(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = project(tmp_path)
+    repo.commit("unittest tests too", {"tests/test_unit.py": UNITTEST})
+    patch = tmp_path / "rm.patch"
+    work = repo.path
+    repo.git("rm", "-q", "tests/test_unit.py")
+    patch.write_bytes(repo.git("diff", "--cached").encode())
+    repo.git("reset", "-q", "--hard")
+    code, out, _ = run(capsys, "apply", str(patch), "--repo", str(work), "--json", "--quiet")
+    gates = json.loads(out)["explanation"]["gates_hit"]
+    assert code == 1
+    assert "weakens the tests: tests/test_unit.py deletes a test file" in gates
+    assert "weakens the tests: tests/test_unit.py::ClampTest::test_low no longer runs" in gates
+
+
+def test_code_added_only_for_another_platform_is_reported_not_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    repo = project(tmp_path, cfg=config(line_data=True, min_lines=1.0))
+    other = ("def clamp(x, lo, hi):\n    if sys.platform == 'win32':  # pragma: no cover\n"
+             "        x = float(x)\n    return max(lo, min(x, hi))\n")
+    code, sub = apply(repo, tmp_path, capsys, {"app.py": "import sys\n\n\n" + APP.replace(
+        "def clamp(x, lo, hi):\n    return max(lo, min(x, hi))\n", other)})
+    lines = sub["explanation"]["evidence"]["lines"]
+    assert lines["not_run"] == ["app.py:5-6 not run by any test"] and lines["changed"] == 3
+    assert code == 1 and sub["state"] == "awaiting_review"
