@@ -65,7 +65,7 @@ class Seeds:
 
     @property
     def tree(self) -> pygit2.Tree:
-        return self.odb[self.base].peel(pygit2.Tree)  # type: ignore[no-any-return]
+        return self.odb[self.base].peel(pygit2.Tree)
 
 
 @pytest.fixture(scope="module")

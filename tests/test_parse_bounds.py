@@ -58,8 +58,10 @@ def test_a_header_line_of_many_words_finds_its_names() -> None:
     (b"From a 00:00 2000\nSubject: x\n\nSubject: a" + b" " * (2 * MB) + b"b\n\nbody\n", "has no diff"),
     (b"From a 00:00 2000\nSubject: " + b"[" * 16000 + b"\n\n" + b"x\n" * MB, "has no diff"),
     (b"From a 00:00 2000\nFrom: " + b"a," * MB + b"\nSubject: x\n\nbody\n", "From header is over"),
+    (b"From a 00:00 2000\nSubject: x\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=B\n\n"
+     + b"--B\nContent-Type: text/plain\n\nx\n@@ y\n" * (MB // 40) + b"--B--\n", "has no diff"),
 ], ids=["mbox-times", "binary-files-and", "blank-lines-then-mails", "in-body-header-spaces",
-        "subject-brackets", "long-from"])
+        "subject-brackets", "long-from", "mime-parts"])
 def test_hostile_shapes_are_decided_within_the_budget(data: bytes, why: str) -> None:
     found = reason(data)
     assert why in found and "took more than" not in found
@@ -153,7 +155,7 @@ def old_git_header_names(rest: bytes) -> tuple[str | None, str | None]:
     return None, None
 
 
-def outcome(fn, *args):  # type: ignore[no-untyped-def]
+def outcome(fn, *args):
     try:
         return fn(*args)
     except PatchRejected as exc:
