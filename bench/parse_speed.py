@@ -69,22 +69,25 @@ def _hunks(name: str, first: int, count: int) -> tuple[bytes, bytes]:
     return b"".join(lines), b"".join(out)
 
 
-def _scaled(build: Callable[[int], tuple[dict[str, bytes], bytes]], size: int) -> tuple[dict[str, bytes], bytes]:
-    """`build(count)` with the count that makes a patch of about `size` bytes (not over)."""
-    count = 100
+def _scaled(build: Callable[[int], tuple[dict[str, bytes], bytes]], size: int,
+            count: int) -> tuple[dict[str, bytes], bytes]:
+    """`build(n)` with the `n` that makes a patch of about `size` bytes (not over), from a first guess."""
     files, patch = build(count)
     while True:
         count = max(1, int(count * size / len(patch) * 0.99))
         files, patch = build(count)
         if len(patch) <= size:
-            return files, patch
+            break
+    while len((bigger := build(count + 1))[1]) <= size:  # scaling rounds down: fill up to `size`
+        count, (files, patch) = count + 1, bigger
+    return files, patch
 
 
 def hunks_shape(size: int) -> tuple[dict[str, bytes], bytes]:
     def build(count: int) -> tuple[dict[str, bytes], bytes]:
         content, patch = _hunks("f.txt", 0, count)
         return {"f.txt": content}, patch
-    return _scaled(build, size)
+    return _scaled(build, size, 100)
 
 
 def files_shape(size: int) -> tuple[dict[str, bytes], bytes]:
@@ -92,10 +95,10 @@ def files_shape(size: int) -> tuple[dict[str, bytes], bytes]:
         files, patches = {}, []
         for n in range(1000):
             name = f"d{n % 20}/f{n}.txt"
-            files[name], patch = _hunks(name, 0, max(1, count // 1000))
+            files[name], patch = _hunks(name, 0, count)
             patches.append(patch)
         return files, b"".join(patches)
-    return _scaled(build, size)
+    return _scaled(build, size, 1)
 
 
 SHAPES: dict[str, Callable[[int], tuple[dict[str, bytes], bytes]]] = {

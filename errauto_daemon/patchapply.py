@@ -82,6 +82,22 @@ class Overlay:
     # path -> (mode, content) or None for a deletion; a gitlink's "content"
     # is its commit id in hex.
     changes: dict[str, tuple[int, bytes] | None] = field(default_factory=dict)
+    # Per directory: how many changes below it leave a file (not deletions),
+    # and whether any change lies below it; kept by `set` and `delete`, so
+    # that asking about one path does not scan every change.
+    _live_below: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    _changed_below: set[str] = field(default_factory=set, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for path, val in self.changes.items():
+            self._count(path, None, val)
+
+    def _count(self, path: str, old: tuple[int, bytes] | None, new: tuple[int, bytes] | None) -> None:
+        delta = (new is not None) - (old is not None)
+        for directory in ancestors(path):
+            self._changed_below.add(directory)
+            if delta:
+                self._live_below[directory] = self._live_below.get(directory, 0) + delta
 
     def _base(self, path: str) -> pygit2.Object | None:
         if self.tree is None:
@@ -111,16 +127,16 @@ class Overlay:
         return int(obj.filemode)
 
     def _has_children(self, path: str) -> bool:
-        prefix = path + "/"
-        under = {k: v for k, v in self.changes.items() if k.startswith(prefix)}
-        if any(v is not None for v in under.values()):
+        if self._live_below.get(path, 0) > 0:
             return True
         obj = self._base(path)
         if obj is None or obj.filemode != MODE_TREE:
             return False
-        if not under:
+        if path not in self._changed_below:
             return True  # git trees are never empty
-        return any(p not in under for p in _walk(self.repo, obj, prefix))  # type: ignore[arg-type]
+        prefix = path + "/"
+        deleted = {k for k in self.changes if k.startswith(prefix)}  # all deletions: none is live
+        return any(p not in deleted for p in _walk(self.repo, obj, prefix))  # type: ignore[arg-type]
 
     def read(self, path: str) -> bytes:
         if path in self.changes:
@@ -144,9 +160,11 @@ class Overlay:
         return str(obj.id)
 
     def set(self, path: str, mode: int, data: bytes) -> None:
+        self._count(path, self.changes.get(path), (mode, data))
         self.changes[path] = (mode, data)
 
     def delete(self, path: str) -> None:
+        self._count(path, self.changes.get(path), None)
         self.changes[path] = None
 
     def changed_paths(self) -> list[str]:
