@@ -57,11 +57,13 @@ def test_a_header_line_of_many_words_finds_its_names() -> None:
      "has no diff"),
     (b"From a 00:00 2000\nSubject: x\n\nSubject: a" + b" " * (2 * MB) + b"b\n\nbody\n", "has no diff"),
     (b"From a 00:00 2000\nSubject: " + b"[" * 16000 + b"\n\n" + b"x\n" * MB, "has no diff"),
+    (b"From a 00:00 2000\nSubject: " + b"[" * (64 * 1024) + b"\n\nx\n", "Subject header is over"),
+    (b"From a 00:00 2000\nSubject: x\n\nSubject: " + b"[" * MB + b"\n\nx\n", "has no diff"),
     (b"From a 00:00 2000\nFrom: " + b"a," * MB + b"\nSubject: x\n\nbody\n", "From header is over"),
     (b"From a 00:00 2000\nSubject: x\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=B\n\n"
      + b"--B\nContent-Type: text/plain\n\nx\n@@ y\n" * (MB // 40) + b"--B--\n", "has no diff"),
 ], ids=["mbox-times", "binary-files-and", "blank-lines-then-mails", "in-body-header-spaces",
-        "subject-brackets", "long-from", "mime-parts"])
+        "subject-brackets", "long-subject", "in-body-subject-brackets", "long-from", "mime-parts"])
 def test_hostile_shapes_are_decided_within_the_budget(data: bytes, why: str) -> None:
     found = reason(data)
     assert why in found and "took more than" not in found
@@ -217,3 +219,22 @@ def test_hunks_land_where_they_did(lines: list[bytes], pre: list[bytes], expecte
     old = next((at for at in old_find_order(lines, pre[0], expected_at, floor, len(lines) - len(pre))
                 if lines[at:at + len(pre)] == pre), None)
     assert _find(lines, pre, expected, floor, match_beginning=False, match_end=False) == old
+
+
+# -- what a user sees ------------------------------------------------------------
+
+def test_errauto_apply_rejects_a_patch_over_the_budget(project: GitRepo, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.helpers.cli import run
+
+    config = "max_parse_seconds = 0.000001\n" + project.read(".errauto.toml")
+    project.commit("a tiny parse budget", {".errauto.toml": config})
+    base = project.head()
+    patch = tmp_path / "big.patch"
+    patch.write_bytes(project.make_patch({"numbers.txt": "".join(f"{i}\n" for i in range(5000))}))
+
+    code, out, _ = run(capsys, "apply", str(patch), "--repo", str(project.path))
+
+    assert code == 4, out
+    assert "took more than 1e-06 s to parse and apply (max_parse_seconds)" in out
+    assert project.head("main") == base
