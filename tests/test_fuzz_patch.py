@@ -43,7 +43,9 @@ TEXT = "".join(f"line {i}\n" for i in range(1, 41))
 class Seeds:
     def __init__(self, root: Path) -> None:
         repo = GitRepo(root / "repo")
-        repo.git("config", "core.autocrlf", "false")
+        # Built once per module, before the per-test fixture gives git an identity.
+        for key, value in (("core.autocrlf", "false"), ("user.name", "Fuzz"), ("user.email", "fuzz@example.org")):
+            repo.git("config", key, value)
         repo.commit("base", {"a.txt": TEXT, "dir/b.py": "x = 1\ny = 2\n" * 10, "c.bin": bytes(range(256)) * 4,
                              "old name.txt": "moved\n" * 5, "tool.sh": "#!/bin/sh\necho hi\n"})
         self.base = repo.head()
