@@ -168,7 +168,7 @@ header_bytes = st.lists(st.sampled_from([b" ", b"/", b"a", b"b", b"a/", b"b/", b
                                           b"\xff", b"x y", b"\t"]), max_size=14).map(b"".join)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400, deadline=None, database=None)
 @given(header_bytes)
 def test_header_names_as_before(rest: bytes) -> None:
     assert outcome(patchfile._git_header_names, rest) == outcome(old_git_header_names, rest)
@@ -179,7 +179,7 @@ line_bytes = st.lists(st.sampled_from([b"From ", b"From", b" ", b"x", b"12", b"0
                                         b"\x0b"]), max_size=12).map(b"".join)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=500, deadline=None, database=None)
 @given(line_bytes)
 def test_mbox_separator_and_binary_line_as_before(line: bytes) -> None:
     assert patchfile._is_mbox_from(line) == bool(OLD_MBOX_FROM.match(line))
@@ -187,7 +187,7 @@ def test_mbox_separator_and_binary_line_as_before(line: bytes) -> None:
     assert patchfile._binary_differs(line) == (old.groups() if old else None)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=500, deadline=None, database=None)
 @given(st.lists(st.sampled_from(["[", "]", "0", "00", "/", "3", "12", " ", "a", "_", "PATCH", "v2",
                                  "é", "٣", "\u3000"]), max_size=12).map("".join))
 def test_cover_letter_as_before(subject: str) -> None:
@@ -200,7 +200,7 @@ def old_find_order(lines: list[bytes], first: bytes, expected: int, floor: int, 
     return candidates
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400, deadline=None, database=None)
 @given(st.lists(st.sampled_from([b"a\n", b"b\n", b"c\n"]), max_size=30), st.integers(0, 35),
        st.integers(0, 35), st.integers(-1, 35))
 def test_hunks_try_their_places_in_the_same_order(lines: list[bytes], expected: int, floor: int,
@@ -210,7 +210,7 @@ def test_hunks_try_their_places_in_the_same_order(lines: list[bytes], expected: 
     assert order == old_find_order(lines, b"a\n", expected, floor, last)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, database=None)
 @given(st.lists(st.sampled_from([b"a\n", b"b\n", b"c\n"]), max_size=30),
        st.lists(st.sampled_from([b"a\n", b"b\n", b"c\n"]), min_size=1, max_size=3),
        st.integers(0, 35), st.integers(0, 35))
