@@ -77,7 +77,7 @@ def record(
     sha = store_patch_bytes(data)
     state, reason = State.QUEUED, None
     try:
-        patch = patchfile.parse(data, name, limits=config.limits(), exists=exists)
+        patch = patchfile.parse_once(data, name, limits=config.limits(), exists=exists)
         dedup = "patch-id:" + patch.patch_id()
         found_title, author = patch.title, patch.author
     except PatchRejected as exc:

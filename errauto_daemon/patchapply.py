@@ -17,6 +17,7 @@ The rules are `git apply`'s defaults, not libgit2's looser ones:
 """
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -27,8 +28,10 @@ from errauto_daemon.patchfile import (
     MODE_FILE,
     MODE_GITLINK,
     MODE_LINK,
+    Deadline,
     FilePatch,
     Hunk,
+    Limits,
     Patch,
     PatchCommit,
     ancestors,
@@ -79,6 +82,22 @@ class Overlay:
     # path -> (mode, content) or None for a deletion; a gitlink's "content"
     # is its commit id in hex.
     changes: dict[str, tuple[int, bytes] | None] = field(default_factory=dict)
+    # Per directory: how many changes below it leave a file (not deletions),
+    # and whether any change lies below it; kept by `set` and `delete`, so
+    # that asking about one path does not scan every change.
+    _live_below: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+    _changed_below: set[str] = field(default_factory=set, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for path, val in self.changes.items():
+            self._count(path, None, val)
+
+    def _count(self, path: str, old: tuple[int, bytes] | None, new: tuple[int, bytes] | None) -> None:
+        delta = (new is not None) - (old is not None)
+        for directory in ancestors(path):
+            self._changed_below.add(directory)
+            if delta:
+                self._live_below[directory] = self._live_below.get(directory, 0) + delta
 
     def _base(self, path: str) -> pygit2.Object | None:
         if self.tree is None:
@@ -108,16 +127,16 @@ class Overlay:
         return int(obj.filemode)
 
     def _has_children(self, path: str) -> bool:
-        prefix = path + "/"
-        under = {k: v for k, v in self.changes.items() if k.startswith(prefix)}
-        if any(v is not None for v in under.values()):
+        if self._live_below.get(path, 0) > 0:
             return True
         obj = self._base(path)
         if obj is None or obj.filemode != MODE_TREE:
             return False
-        if not under:
+        if path not in self._changed_below:
             return True  # git trees are never empty
-        return any(p not in under for p in _walk(self.repo, obj, prefix))  # type: ignore[arg-type]
+        prefix = path + "/"
+        deleted = {k for k in self.changes if k.startswith(prefix)}  # all deletions: none is live
+        return any(p not in deleted for p in _walk(self.repo, obj, prefix))  # type: ignore[arg-type]
 
     def read(self, path: str) -> bytes:
         if path in self.changes:
@@ -141,9 +160,11 @@ class Overlay:
         return str(obj.id)
 
     def set(self, path: str, mode: int, data: bytes) -> None:
+        self._count(path, self.changes.get(path), (mode, data))
         self.changes[path] = (mode, data)
 
     def delete(self, path: str) -> None:
+        self._count(path, self.changes.get(path), None)
         self.changes[path] = None
 
     def changed_paths(self) -> list[str]:
@@ -206,14 +227,18 @@ def _build(repo: pygit2.Repository, tree: pygit2.Tree | None,
 
 
 def apply_patch(repo: pygit2.Repository, base_tree: pygit2.Tree, patch: Patch,
-                *, target: str = "the target") -> tuple[list[Overlay], list[str]]:
+                *, target: str = "the target", deadline: Deadline | None = None,
+                ) -> tuple[list[Overlay], list[str]]:
     """Apply every commit of `patch` in turn, in memory.
 
     Returns one overlay per commit, each holding every change from the base
     up to and including that commit, and notes worth showing. Nothing is
     written. Raises PatchRejected when the patch does not apply, or is
-    already applied.
+    already applied, or when applying it runs past `deadline` (by default
+    the default max_parse_seconds from now).
     """
+    if deadline is None:
+        deadline = Deadline(Limits().max_parse_seconds)
     overlays: list[Overlay] = []
     notes: list[str] = []
     changes: dict[str, tuple[int, bytes] | None] = {}
@@ -223,9 +248,9 @@ def apply_patch(repo: pygit2.Repository, base_tree: pygit2.Tree, patch: Patch,
         before = Overlay(repo, base_tree, dict(changes))
         try:
             for fp in _apply_order(commit.files):
-                apply_file(overlay, fp, notes, source=before)
+                apply_file(overlay, fp, notes, source=before, deadline=deadline)
         except DoesNotApply as exc:
-            if _reverse_applies(Overlay(repo, base_tree, dict(changes)), commit):
+            if _reverse_applies(Overlay(repo, base_tree, dict(changes)), commit, deadline):
                 raise PatchRejected(f"{label}already applied on {target}") from None
             raise PatchRejected(f"{label}does not apply on {target}: {exc}") from None
         if _unchanged(overlay, changes):
@@ -254,17 +279,18 @@ def _apply_order(files: Iterable[FilePatch]) -> list[FilePatch]:
     return sorted(files, key=lambda fp: fp.new_path is not None)
 
 
-def _reverse_applies(overlay: Overlay, commit: PatchCommit) -> bool:
+def _reverse_applies(overlay: Overlay, commit: PatchCommit, deadline: Deadline) -> bool:
     before = Overlay(overlay.repo, overlay.tree, dict(overlay.changes))
     try:
         for fp in _apply_order(fp.reversed() for fp in reversed(commit.files)):
-            apply_file(overlay, fp, [], source=before)
+            apply_file(overlay, fp, [], source=before, deadline=deadline)
     except (DoesNotApply, ValueError):  # ValueError: a copy cannot be reversed
         return False
     return True
 
 
-def apply_file(overlay: Overlay, fp: FilePatch, notes: list[str], *, source: Overlay | None = None) -> None:
+def apply_file(overlay: Overlay, fp: FilePatch, notes: list[str], *, source: Overlay | None = None,
+               deadline: Deadline | None = None) -> None:
     """Apply one file patch to `overlay`.
 
     `source` is the state before the commit: like git, a copy or rename reads
@@ -277,7 +303,7 @@ def apply_file(overlay: Overlay, fp: FilePatch, notes: list[str], *, source: Ove
         overlay.delete(old)  # type: ignore[arg-type]  # first: the new name may lie below the old
     if new is not None and new != old:
         _check_free(overlay, new)
-    result = _postimage(fp, content, preimage_proven)
+    result = _postimage(fp, content, preimage_proven, deadline)
     if new is None:
         if result:
             raise DoesNotApply(f"deleting {old} would leave content behind")
@@ -324,11 +350,14 @@ def _check_free(overlay: Overlay, new: str) -> None:
             raise DoesNotApply(f"cannot create {new}: {ancestor} is a {_kind(amode)}")
 
 
-def _postimage(fp: FilePatch, content: bytes, preimage_proven: bool) -> bytes:
+def _postimage(fp: FilePatch, content: bytes, preimage_proven: bool, deadline: Deadline | None) -> bytes:
+    if deadline is not None:
+        deadline.check()
     if fp.binary is not None:
-        return _apply_binary(fp, content)
+        return _apply_binary(fp, content, deadline)
     if fp.hunks:
-        return apply_hunks(content, fp.hunks, path=fp.path, preimage_proven=preimage_proven)
+        return apply_hunks(content, fp.hunks, path=fp.path, preimage_proven=preimage_proven,
+                           deadline=deadline)
     return content
 
 
@@ -342,12 +371,16 @@ def _gitlink_id(content: bytes, path: str) -> bytes:
     return text
 
 
-def apply_hunks(content: bytes, hunks: Iterable[Hunk], *, path: str, preimage_proven: bool) -> bytes:
+def apply_hunks(content: bytes, hunks: Iterable[Hunk], *, path: str, preimage_proven: bool,
+                deadline: Deadline | None = None) -> bytes:
     lines = split_lines(content)
+    where_is = _LineIndex(lines)
     out: list[bytes] = []
     pos = 0  # lines[:pos] are consumed
     offset = 0
     for number, hunk in enumerate(hunks, 1):
+        if deadline is not None:
+            deadline.step()
         pre, post = hunk.preimage(), hunk.postimage()
         where = f"hunk {number} of {path} (patch line {hunk.line})"
         expected = max(hunk.old_start if hunk.old_count == 0 else hunk.old_start - 1, 0)
@@ -367,7 +400,7 @@ def apply_hunks(content: bytes, hunks: Iterable[Hunk], *, path: str, preimage_pr
         else:
             at_or_none = _find(lines, pre, expected + offset, pos,
                                match_beginning=hunk.old_start <= 1,
-                               match_end=hunk.trailing_context == 0)
+                               match_end=hunk.trailing_context == 0, index=where_is, deadline=deadline)
             if at_or_none is None:
                 raise DoesNotApply(f"{where} does not match")
             at = at_or_none
@@ -379,8 +412,35 @@ def apply_hunks(content: bytes, hunks: Iterable[Hunk], *, path: str, preimage_pr
     return b"".join(out)
 
 
+class _LineIndex:
+    """Where each distinct line of a file is, ascending; built once per file,
+    so placing a hunk costs the candidates it tries, not the file's length."""
+
+    def __init__(self, lines: list[bytes]) -> None:
+        self.positions: dict[bytes, list[int]] = {}
+        for i, line in enumerate(lines):
+            self.positions.setdefault(line, []).append(i)
+
+    def nearest_first(self, line: bytes, expected: int, floor: int, last: int) -> Iterator[int]:
+        """The positions of `line` in [floor, last], nearest to `expected` first;
+        at equal distance the one before it (the order git searches in)."""
+        found = self.positions.get(line, [])
+        lo = bisect.bisect_left(found, floor)
+        hi = bisect.bisect_right(found, last)
+        below = bisect.bisect_right(found, expected, lo, hi) - 1  # the last at or before expected
+        above = below + 1
+        while below >= lo or above < hi:
+            if above >= hi or (below >= lo and expected - found[below] <= found[above] - expected):
+                yield found[below]
+                below -= 1
+            else:
+                yield found[above]
+                above += 1
+
+
 def _find(lines: list[bytes], pre: list[bytes], expected: int, floor: int,
-          *, match_beginning: bool, match_end: bool) -> int | None:
+          *, match_beginning: bool, match_end: bool, index: _LineIndex | None = None,
+          deadline: Deadline | None = None) -> int | None:
     n = len(pre)
 
     def fits(at: int) -> bool:
@@ -403,11 +463,11 @@ def _find(lines: list[bytes], pre: list[bytes], expected: int, floor: int,
     # Search outwards from where the hunk says it belongs, as git does, but
     # only at lines equal to the hunk's first one, and within a work budget:
     # a hostile hunk must not make placing it cost minutes of CPU.
-    first = pre[0]
-    candidates = [i for i in range(floor, len(lines) - n + 1) if lines[i] == first]
-    candidates.sort(key=lambda i: (abs(i - expected), i > expected))
+    index = index or _LineIndex(lines)
     work = 0
-    for at in candidates:
+    for at in index.nearest_first(pre[0], expected, floor, len(lines) - n):
+        if deadline is not None:
+            deadline.step()
         work += n
         if work > SEARCH_BUDGET:
             raise DoesNotApply("a hunk would take too long to place (too many near-matches); "
@@ -417,7 +477,7 @@ def _find(lines: list[bytes], pre: list[bytes], expected: int, floor: int,
     return None
 
 
-def _apply_binary(fp: FilePatch, content: bytes) -> bytes:
+def _apply_binary(fp: FilePatch, content: bytes, deadline: Deadline | None = None) -> bytes:
     assert fp.binary is not None
     forward = fp.binary[0]
     if fp.old_id is None or fp.new_id is None or len(fp.old_id) < 40 or len(fp.new_id) < 40:
@@ -428,7 +488,7 @@ def _apply_binary(fp: FilePatch, content: bytes) -> bytes:
     if forward.kind == "literal":
         result = forward.data
     else:
-        result = apply_delta(content, forward.data)
+        result = apply_delta(content, forward.data, deadline)
     if fp.new_path is None:
         return b""
     if str(pygit2.hash(result)) != fp.new_id:
@@ -436,15 +496,15 @@ def _apply_binary(fp: FilePatch, content: bytes) -> bytes:
     return result
 
 
-def apply_delta(source: bytes, delta: bytes) -> bytes:
+def apply_delta(source: bytes, delta: bytes, deadline: Deadline | None = None) -> bytes:
     """git's binary delta format: two sizes, then copy and insert opcodes."""
     try:
-        return _apply_delta(source, delta)
+        return _apply_delta(source, delta, deadline)
     except IndexError:
         raise DoesNotApply("corrupt binary delta") from None
 
 
-def _apply_delta(source: bytes, delta: bytes) -> bytes:
+def _apply_delta(source: bytes, delta: bytes, deadline: Deadline | None) -> bytes:
     header = delta_header(delta)
     if header is None:
         raise DoesNotApply("corrupt binary delta")
@@ -453,6 +513,8 @@ def _apply_delta(source: bytes, delta: bytes) -> bytes:
         raise DoesNotApply("binary delta was made for a different preimage")
     out = bytearray()
     while i < len(delta):
+        if deadline is not None:
+            deadline.step()
         cmd = delta[i]
         i += 1
         if cmd & 0x80:

@@ -15,7 +15,10 @@ import base64
 import datetime
 import hashlib
 import re
+import threading
+import time
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
@@ -220,13 +223,13 @@ class Patch:
 # --------------------------------------------------------------------------
 # entry point
 
-_MBOX_FROM = re.compile(rb"^From \S+ .*\d\d:\d\d(:\d\d)? .*\d{4}\s*$")
+_MBOX_SENDER = re.compile(rb"From \S+ ")
+_MBOX_TIME = re.compile(rb"\d\d:\d\d(?::\d\d)? ")
 _COMMIT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _MAIL_HEADER = re.compile(rb"^(From|Subject|Date|To|Cc|Message-I[Dd]|MIME-Version|Content-Type"
                           rb"|Return-Path|Received|Delivered-To|X-[\w-]+): ", re.IGNORECASE)
 _ED_COMMAND = re.compile(rb"^\d+(,\d+)?[acdi]\s*$")
 _NORMAL_DIFF = re.compile(rb"^\d+(,\d+)?[acd]\d+(,\d+)?\s*$")
-_BINARY_DIFFERS = re.compile(rb"Binary files (.+) and (.+) differ")
 _HUNK_HEADER = re.compile(rb"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 
 
@@ -236,11 +239,20 @@ def parse(
     *,
     limits: Limits = Limits(),
     exists: Callable[[str], bool] | None = None,
+    deadline: Deadline | None = None,
 ) -> Patch:
     """Parse `data` (the bytes of a patch file called `name`).
 
-    Raises PatchRejected with a reason a person can act on.
+    Raises PatchRejected with a reason a person can act on, also when it
+    takes longer than `deadline` allows (by default, limits.max_parse_seconds).
     """
+    return _parse(data, name, limits, exists, deadline or Deadline(limits.max_parse_seconds))[0]
+
+
+def _parse(
+    data: bytes, name: str, limits: Limits, exists: Callable[[str], bool] | None, deadline: Deadline,
+) -> tuple[Patch, bool]:
+    """The patch, and whether `exists` decided what it means (a plain unified diff's strip level)."""
     if len(data) > limits.max_patch_bytes:
         raise PatchRejected(
             f"patch is {len(data):,} bytes; the limit is {limits.max_patch_bytes:,} "
@@ -253,12 +265,13 @@ def parse(
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     budget = _Budget(limits)
+    reader = _Reader(limits, exists, budget, deadline)
 
     if _looks_like_mail(data):
-        commits = _parse_mailbox(data, name, limits, exists, budget)
+        commits = _parse_mailbox(data, name, reader)
         fmt = "mbox"
     else:
-        files, kind = _parse_diff(data, 0, limits, exists, budget)
+        files, kind = _parse_diff(data, 0, reader)
         if not files:
             raise PatchRejected(_why_no_diff(data, name))
         fmt = "git-diff" if kind == "git" else "unified"
@@ -267,7 +280,103 @@ def parse(
     total = sum(len(c.files) for c in commits)
     if total > limits.max_files:
         raise PatchRejected(f"patch changes {total:,} files; the limit is {limits.max_files:,} (max_files)")
-    return Patch(format=fmt, commits=tuple(commits))
+    deadline.check()
+    return Patch(format=fmt, commits=tuple(commits)), reader.used_exists
+
+
+def parse_once(
+    data: bytes,
+    name: str = "patch",
+    *,
+    limits: Limits = Limits(),
+    exists: Callable[[str], bool] | None = None,
+    deadline: Deadline | None = None,
+) -> Patch:
+    """`parse`, reusing this process's last parse of the same bytes.
+
+    Intake parses a patch to name it (its patch id), and validation needs it
+    again; in the daemon and in `errauto apply` both happen in one process.
+    A parse that asked `exists` (a plain unified diff's strip level) is not
+    reused: the tree it asked about may have moved.
+    """
+    key = (hashlib.sha256(data).hexdigest(), name, limits)
+    found = _RECENT.get(key)
+    if found is not None:
+        return found
+    patch, used_exists = _parse(data, name, limits, exists, deadline or Deadline(limits.max_parse_seconds))
+    if not used_exists:
+        _RECENT.put(key, patch, len(data))
+    return patch
+
+
+class _RecentPatches:
+    """The last few parsed patches by (content, name, limits); shared by threads."""
+
+    def __init__(self, max_bytes: int, max_entries: int) -> None:
+        self.max_bytes, self.max_entries = max_bytes, max_entries
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple[str, str, Limits], tuple[Patch, int]] = OrderedDict()
+        self._bytes = 0
+
+    def get(self, key: tuple[str, str, Limits]) -> Patch | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            self._entries.move_to_end(key)
+            return entry[0]
+
+    def put(self, key: tuple[str, str, Limits], patch: Patch, size: int) -> None:
+        with self._lock:
+            if key in self._entries:
+                return
+            self._entries[key] = (patch, size)
+            self._bytes += size
+            while self._entries and (self._bytes > self.max_bytes or len(self._entries) > self.max_entries):
+                _, (_, dropped) = self._entries.popitem(last=False)
+                self._bytes -= dropped
+
+
+# Parsed, a patch takes several times its size in memory: keep a few.
+_RECENT = _RecentPatches(max_bytes=16 * 1024 * 1024, max_entries=32)
+
+
+class Deadline:
+    """When reading one patch must be done. Parsing and applying look at it as
+    they go (cooperatively: no signal, no thread), so that no input, however
+    hostile, holds the thread reading it for longer."""
+
+    # Steps (lines, hunks, candidates) between two looks at the clock.
+    EVERY = 512
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+        self._steps = 0
+
+    def check(self) -> None:
+        if time.monotonic() >= self.at:
+            raise PatchRejected(
+                f"took more than {self.seconds:g} s to parse and apply (max_parse_seconds); "
+                "split the patch, or make it smaller")
+
+    def step(self, steps: int = 1) -> None:
+        self._steps += steps
+        if self._steps >= self.EVERY:
+            self._steps = 0
+            self.check()
+
+
+@dataclass
+class _Reader:
+    """What every part of one parse shares: its limits and budgets, and whether
+    the `exists` callback was asked (then the result depends on the tree)."""
+
+    limits: Limits
+    exists: Callable[[str], bool] | None
+    budget: _Budget
+    deadline: Deadline
+    used_exists: bool = False
 
 
 def as_mail(commit: str, author_name: str, author_email: str, date: str, message: str, diff: bytes) -> bytes:
@@ -299,7 +408,7 @@ def title_from_filename(name: str) -> str:
 
 def _looks_like_mail(data: bytes) -> bool:
     first = data.lstrip(b"\r\n").split(b"\n", 1)[0]
-    if _MBOX_FROM.match(first):
+    if _is_mbox_from(first):
         return True
     if not _MAIL_HEADER.match(first):
         return False
@@ -323,21 +432,38 @@ def _why_no_diff(data: bytes, name: str) -> str:
 # --------------------------------------------------------------------------
 # mail
 
+def _is_mbox_from(line: bytes) -> bool:
+    """An mbox separator: `From <sender> <date>`, the date with a time and a year.
+
+    The regex `From \\S+ .*\\d\\d:\\d\\d(:\\d\\d)? .*\\d{4}\\s*$`, without its
+    backtracking (quadratic on a long line of times)."""
+    sender = _MBOX_SENDER.match(line)
+    if sender is None:
+        return False
+    text = line.rstrip()
+    year = len(text) - 4
+    if year < sender.end() or not text[year:].isdigit():
+        return False
+    time_ = _MBOX_TIME.search(text, sender.end())
+    return time_ is not None and time_.end() <= year
+
+
 def _split_mbox(data: bytes) -> list[tuple[int, bytes, str | None]]:
     """The mails in `data`, each with the number of lines of `data` before it
     and the commit id its `From <id> <date>` separator names, if any."""
     lines = data.split(b"\n")
-    starts = [i for i, l in enumerate(lines) if _MBOX_FROM.match(l)
-              and (i == 0 or not lines[i - 1].strip() or i == _first_nonblank(lines))]
+    first = _first_nonblank(lines)
+    starts = [i for i, l in enumerate(lines) if _is_mbox_from(l)
+              and (i == 0 or not lines[i - 1].strip() or i == first)]
     if not starts:
         return [(0, data, None)]
-    if starts[0] != _first_nonblank(lines):
+    if starts[0] != first:
         starts.insert(0, 0)
     chunks = []
     for a, b in zip(starts, starts[1:] + [len(lines)], strict=True):
         chunk = lines[a:b]
         commit_id = None
-        if _MBOX_FROM.match(chunk[0]):
+        if _is_mbox_from(chunk[0]):
             named = chunk[0].split()[1].decode("ascii", "replace").lower()
             commit_id = named if _COMMIT_ID.fullmatch(named) else None
             chunk = chunk[1:]
@@ -362,25 +488,55 @@ def _first_nonblank(lines: Sequence[bytes]) -> int:
 
 
 _SUBJECT_PREFIX = re.compile(r"^(\s*((re|fwd?|aw)\s*:|\[[^\]]*\]))+\s*", re.IGNORECASE)
-_PATCH_NUMBER = re.compile(r"\[[^\]]*?\b0+/\d+\s*\]")
+def _is_cover_letter(subject: str) -> bool:
+    """Whether a bracket in `subject` ends with patch number zero: `[PATCH v2 0/3]`.
+
+    What the regex `\\[[^\\]]*?\\b0+/\\d+\\s*\\]` finds, without its
+    backtracking (quadratic on a subject of many `[`)."""
+    for piece in subject.split("]")[:-1]:
+        opening = piece.find("[")
+        if opening >= 0 and _ends_with_number_zero(piece[opening + 1:]):
+            return True
+    return False
 
 
-def _parse_mailbox(
-    data: bytes, name: str, limits: Limits, exists: Callable[[str], bool] | None, budget: _Budget,
-) -> list[PatchCommit]:
+def _ends_with_number_zero(text: str) -> bool:
+    """`text` ends with `0/N` (any zeros, then digits, then white space), the zeros a word of their own."""
+    text = text.rstrip()
+    i = len(text)
+    while i > 0 and text[i - 1].isdecimal():
+        i -= 1
+    if i == len(text) or i == 0 or text[i - 1] != "/":
+        return False
+    slash = k = i - 1
+    while k > 0 and text[k - 1] == "0":
+        k -= 1
+    if k == slash:
+        return False
+    return k == 0 or not (text[k - 1].isalnum() or text[k - 1] == "_")
+
+
+def _parse_mailbox(data: bytes, name: str, reader: _Reader) -> list[PatchCommit]:
     import email
     import email.policy
     import email.utils
 
     commits: list[PatchCommit] = []
     for index, (offset, raw, commit_id) in enumerate(_split_mbox(data), 1):
+        reader.deadline.check()
         if not raw.strip():
             continue
         try:
-            msg = email.message_from_bytes(raw, policy=email.policy.default)
-            subject_raw = str(msg.get("Subject", "") or "")
-            from_raw = str(msg.get("From", "") or "")
-            date_raw = str(msg.get("Date", "") or "") or None
+            # compat32 builds the message's structure without parsing every
+            # header (ten times faster on a mail of many MIME parts); the
+            # three headers read are parsed as the default policy would.
+            msg = email.message_from_bytes(raw, policy=email.policy.compat32)
+            headers = _mail_headers(msg, index)
+            subject_raw = headers.get("subject", "")
+            from_raw = headers.get("from", "")
+            date_raw = headers.get("date", "") or None
+        except PatchRejected:
+            raise
         except Exception as exc:  # the email package raises many types on hostile headers
             raise PatchRejected(f"mail {index}: cannot read its headers ({type(exc).__name__})") from None
         subject_oneline = " ".join(subject_raw.split())
@@ -398,9 +554,9 @@ def _parse_mailbox(
         from_raw = in_body.get("from", from_raw)
         date_raw = in_body.get("date", date_raw)
 
-        files, _ = _parse_diff(body, offset, limits, exists, budget)
+        files, _ = _parse_diff(body, offset, reader)
         if not files:
-            if _PATCH_NUMBER.search(subject_oneline):
+            if _is_cover_letter(subject_oneline):
                 continue  # a cover letter: [PATCH 0/N]
             raise PatchRejected(f"mail {index} ({subject_oneline or 'no subject'}) has no diff")
 
@@ -418,11 +574,34 @@ def _parse_mailbox(
     return commits
 
 
+# The email package parses these headers in time that grows faster than
+# their length (about 40 ms per KiB of an address list); longer ones are
+# not what git or a person writes.
+_MAX_HEADER_CHARS = {"subject": 16 * 1024, "from": 2 * 1024, "date": 1024}
+
+
+def _mail_headers(msg: Message, index: int) -> dict[str, str]:
+    """The first Subject, From and Date of `msg`, as `email.policy.default` reads them."""
+    import email.policy
+
+    found: dict[str, str] = {}
+    for name, raw in msg.raw_items():
+        key = name.lower()
+        limit = _MAX_HEADER_CHARS.get(key)
+        if limit is None or key in found:
+            continue
+        value = str(raw)  # both policies keep a header's source the same way
+        if len(value) > limit:
+            raise PatchRejected(f"mail {index}: its {name} header is over {limit:,} characters")
+        found[key] = str(email.policy.default.header_fetch_parse(name, value) or "")
+    return found
+
+
 def _mail_body(msg: Message) -> bytes | None:
     if not msg.is_multipart():
         payload = msg.get_payload(decode=True)
         return payload if isinstance(payload, bytes) else None
-    best: bytes | None = None
+    parts: list[bytes] = []
     for part in msg.walk():
         if part.is_multipart():
             continue
@@ -432,11 +611,12 @@ def _mail_body(msg: Message) -> bytes | None:
         payload = part.get_payload(decode=True)
         if not isinstance(payload, bytes):
             continue
-        if best is None:
-            best = payload
-        elif b"\n@@ " in payload or payload.startswith(b"diff --git") or b"\ndiff --git " in payload:
-            best = best + b"\n" + payload
-    return best
+        if not parts or b"\n@@ " in payload or payload.startswith(b"diff --git") or b"\ndiff --git " in payload:
+            parts.append(payload)
+    return b"\n".join(parts) if parts else None
+
+
+_IN_BODY_HEADER = re.compile(rb"(From|Subject|Date):")
 
 
 def _in_body_headers(body: bytes) -> tuple[bytes, dict[str, str]]:
@@ -444,10 +624,11 @@ def _in_body_headers(body: bytes) -> tuple[bytes, dict[str, str]]:
     lines = body.split(b"\n")
     i = 0
     while i < len(lines):
-        m = re.match(rb"^(From|Subject|Date):\s*(.*?)\s*$", lines[i])
+        # The value is stripped by hand: `:\s*(.*?)\s*$` backtracks quadratically over spaces.
+        m = _IN_BODY_HEADER.match(lines[i])
         if not m:
             break
-        found[m.group(1).decode().lower()] = m.group(2).decode("utf-8", "replace")
+        found[m.group(1).decode().lower()] = lines[i][m.end():].strip().decode("utf-8", "replace")
         i += 1
     if found and i < len(lines) and not lines[i].strip():
         return b"\n".join(lines[i + 1:]), found
@@ -505,15 +686,13 @@ class _Budget:
                 "together (twice max_blob_bytes)")
 
 
-def _parse_diff(
-    data: bytes, line_offset: int, limits: Limits, exists: Callable[[str], bool] | None,
-    budget: _Budget,
-) -> tuple[list[FilePatch], str]:
-    parser = _DiffParser(data, line_offset, limits, budget)
+def _parse_diff(data: bytes, line_offset: int, reader: _Reader) -> tuple[list[FilePatch], str]:
+    parser = _DiffParser(data, line_offset, reader.limits, reader.budget, reader.deadline)
     files = parser.run()
     kind = "git" if parser.saw_git else "unified"
     if parser.traditional:
-        files = _resolve_traditional(files, exists)
+        reader.used_exists = reader.used_exists or reader.exists is not None
+        files = _resolve_traditional(files, reader.exists)
     seen: set[str] = set()
     deleted: set[str] = set()  # may be created once more: git writes a type change that way
     for fp in files:
@@ -527,6 +706,21 @@ def _parse_diff(
         if fp.new_path is None and fp.old_path is not None:
             deleted.add(fp.old_path)
     return files, kind
+
+
+def _binary_differs(line: bytes) -> tuple[bytes, bytes] | None:
+    """The two names of `Binary files A and B differ`, split at the last ` and `
+    that leaves both non-empty (what a greedy regex would pick, in linear time)."""
+    head, tail = b"Binary files ", b" differ"
+    if not (line.startswith(head) and line.endswith(tail)):
+        return None
+    names = line[len(head):len(line) - len(tail)]
+    end = len(names)
+    while (at := names.rfind(b" and ", 0, end)) > 0:
+        if at + 5 < len(names):
+            return names[:at], names[at + 5:]
+        end = at + 4
+    return None
 
 
 def _strip_cr(line: bytes) -> bytes:
@@ -596,18 +790,44 @@ def _git_header_names(rest: bytes) -> tuple[str | None, str | None]:
         tail = tail.lstrip(b" ")
         second = _unquote(tail)[0] if tail.startswith(b'"') else tail
         return _decode_name(first), _decode_name(second)
-    # Unquoted names may contain spaces: find the split where both halves
-    # name the same file once their prefixes are stripped (as git does).
-    for i, ch in enumerate(rest):
-        if ch != 0x20:
-            continue
-        left, right = rest[:i], rest[i + 1:]
-        if right.startswith(b'"'):
-            return _decode_name(left), _decode_name(_unquote(right)[0])
-        a, b = _strip_prefix(_decode_name(left)), _strip_prefix(_decode_name(right))
-        if a is not None and a == b:
-            return _decode_name(left), _decode_name(right)
+    # Unquoted names may contain spaces: split at the first space where both
+    # halves name the same file once their prefixes are stripped (as git does).
+    # A quoted second name ends the search at the space before it.
+    space = rest.find(b" ")
+    if space < 0:
+        return None, None
+    quoted = rest.find(b' "')
+    if quoted != space:
+        _decode_name(rest[:space]), _decode_name(rest[space + 1:])  # either half not UTF-8: rejected
+    same = _same_name_split(rest)
+    if quoted >= 0 and (same is None or quoted <= same):
+        return _decode_name(rest[:quoted]), _decode_name(_unquote(rest[quoted + 1:])[0])
+    if same is not None:
+        return _decode_name(rest[:same]), _decode_name(rest[same + 1:])
     return None, None
+
+
+def _same_name_split(rest: bytes) -> int | None:
+    """The space in `rest` between `P/NAME` and `Q/NAME`, in time linear in its length.
+
+    For a split at space `i`, the left name is stripped at the first slash of
+    `rest` (`s`), the right one at the first slash after `i` (`j`); the two
+    names have the same length only if `i + j == len(rest) + s`. As `i` grows,
+    so does `j`, so at most one space fits, and walking the slashes finds it:
+    for the slash `j`, `i` is fixed, and `j` is the first slash after `i`
+    exactly when the slash before `j` lies before `i`.
+    """
+    s = rest.find(b"/")
+    if s < 0:
+        return None
+    previous = s
+    j = rest.find(b"/", s + 1)
+    while j >= 0:
+        i = len(rest) + s - j
+        if previous < i < j and rest[i] == 0x20 and rest[s + 1:i] == rest[j + 1:]:
+            return i
+        previous, j = j, rest.find(b"/", j + 1)
+    return None
 
 
 def _parse_mode(text: bytes, line: int) -> int:
@@ -807,7 +1027,8 @@ class _GitSection:
 
 
 class _DiffParser:
-    def __init__(self, data: bytes, line_offset: int, limits: Limits, budget: _Budget) -> None:
+    def __init__(self, data: bytes, line_offset: int, limits: Limits, budget: _Budget,
+                 deadline: Deadline) -> None:
         lines = data.split(b"\n")
         if lines and lines[-1] == b"":
             lines.pop()
@@ -815,6 +1036,7 @@ class _DiffParser:
         self.offset = line_offset
         self.limits = limits
         self.budget = budget
+        self.deadline = deadline
         self.i = 0
         self.saw_git = False
         self.traditional = False
@@ -829,14 +1051,15 @@ class _DiffParser:
         files: list[FilePatch] = []
         n = len(self.lines)
         while self.i < n:
+            self.deadline.step()
             line = self.header(self.i)
             if line.startswith(b"diff --git "):
                 self.saw_git = True
                 files.append(self._git_file())
-            elif m := _BINARY_DIFFERS.fullmatch(line):
-                name = _name_field(m.group(2), timestamps=False)
+            elif names := _binary_differs(line):
+                name = _name_field(names[1], timestamps=False)
                 if name == "/dev/null":  # a deleted file
-                    name = _name_field(m.group(1), timestamps=False)
+                    name = _name_field(names[0], timestamps=False)
                 raise PatchRejected(
                     f"line {self.lineno()}: binary change to {_strip_prefix(name) or name} has no content; "
                     "make the patch with `git diff --binary` or `git format-patch`")
@@ -859,7 +1082,7 @@ class _DiffParser:
         section = _GitSection(self.lineno(), *names)
         self.i += 1
         while self.i < len(self.lines) and self._git_section_line(section):
-            pass
+            self.deadline.step()
         return section.file_patch()
 
     def _git_section_line(self, section: _GitSection) -> bool:
@@ -909,6 +1132,7 @@ class _DiffParser:
         body: list[tuple[str, bytes]] = []
         n = len(self.lines)
         while old_left > 0 or new_left > 0:
+            self.deadline.step()
             if self.i >= n:
                 raise PatchRejected(f"line {start}: hunk is truncated "
                                     f"(header promises {old_count} old and {new_count} new lines)")
@@ -989,6 +1213,7 @@ class _DiffParser:
         self.i += 1
         encoded = bytearray()
         while self.i < n:
+            self.deadline.step()
             line = self.header(self.i)
             self.i += 1
             if not line:

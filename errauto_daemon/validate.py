@@ -46,7 +46,7 @@ from errauto_daemon.evidence.record import Evidence
 from errauto_daemon.evidence.run import Found
 from errauto_daemon.intake import reopens
 from errauto_daemon.patchapply import Overlay, apply_patch
-from errauto_daemon.patchfile import Patch, parse
+from errauto_daemon.patchfile import Deadline, Patch, parse_once
 from errauto_daemon.progress import SILENT, Progress
 from errauto_daemon.repo import open_repo
 from errauto_daemon.store import DECIDED, CheckRow, Store, Submission
@@ -415,12 +415,14 @@ class Validator:
     def _apply(self, repo: pygit2.Repository, config: Config, sub: Submission,
                tip: pygit2.Commit) -> tuple[Patch, list[Overlay], list[str], list[str]]:
         data = sub.read_patch()
-        patch = parse(data, sub.source_detail or "patch", limits=config.limits(),
-                      exists=lambda p: p in tip.tree)
+        limits = config.limits()
+        deadline = Deadline(limits.max_parse_seconds)  # one budget for parsing and applying
+        patch = parse_once(data, sub.source_detail or "patch", limits=limits,
+                           exists=lambda p: p in tip.tree, deadline=deadline)
         guard.check_names(patch)
         guard.check_inbox(patch, config.inbox)
         guard.check_base(patch, tip.tree)
-        overlays, notes = apply_patch(repo, tip.tree, patch, target=config.target)
+        overlays, notes = apply_patch(repo, tip.tree, patch, target=config.target, deadline=deadline)
         review_only: list[str] = []
         before = Overlay(repo, tip.tree)
         for commit, after in zip(patch.commits, overlays, strict=True):

@@ -34,7 +34,7 @@ _TOP_KEYS: dict[str, type | tuple[type, ...]] = {
     "target": str, "inbox": str, "auto_merge_threshold": float, "pr_threshold": float,
     "workers": int, "push": str, "submit_refs": list, "protected_paths": list,
     "max_patch_bytes": int, "max_hunk_lines": int, "max_files": int, "max_blob_bytes": int,
-    "max_revalidations": int, "secret_env": list, "checks": dict, "github": dict,
+    "max_parse_seconds": float, "max_revalidations": int, "secret_env": list, "checks": dict, "github": dict,
     "alerts": dict, "monitor": dict, "status": dict, "evidence": dict,
 }
 _CHECK_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -145,6 +145,10 @@ def _counts(values: Mapping[str, Any], fail: _Fail) -> dict[str, Any]:
         if values["max_revalidations"] < 0:
             raise fail("max_revalidations", f"must not be negative, got {values['max_revalidations']}")
         out["max_revalidations"] = int(values["max_revalidations"])
+    if "max_parse_seconds" in values:
+        if not values["max_parse_seconds"] > 0:
+            raise fail("max_parse_seconds", f"must be above 0, got {values['max_parse_seconds']}")
+        out["max_parse_seconds"] = float(values["max_parse_seconds"])
     return out
 
 

@@ -151,6 +151,7 @@ class Config:
     max_hunk_lines: int = Limits.max_hunk_lines
     max_files: int = Limits.max_files
     max_blob_bytes: int = Limits.max_blob_bytes
+    max_parse_seconds: float = Limits.max_parse_seconds
     max_revalidations: int = 3
     secret_env: tuple[str, ...] = DEFAULT_SECRET_ENV
     checks: tuple[CheckConfig, ...] = ()
@@ -166,7 +167,8 @@ class Config:
         return "refs/heads/" + self.target
 
     def limits(self) -> Limits:
-        return Limits(self.max_patch_bytes, self.max_hunk_lines, self.max_files, self.max_blob_bytes)
+        return Limits(self.max_patch_bytes, self.max_hunk_lines, self.max_files, self.max_blob_bytes,
+                      self.max_parse_seconds)
 
     def secrets(self) -> tuple[str, ...]:
         token = (self.github.token_env,) if self.github else ()

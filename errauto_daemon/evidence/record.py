@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from errauto_daemon.evidence.changed_lines import ChangedLines
-from errauto_daemon.evidence.compare import TestDiff
-from errauto_daemon.evidence.junit import TestReport
+if TYPE_CHECKING:  # this module is read by output (hooks among its users): it imports no parser
+    from errauto_daemon.evidence.changed_lines import ChangedLines
+    from errauto_daemon.evidence.compare import TestDiff
+    from errauto_daemon.evidence.junit import TestReport
 
 SHOWN = 10  # tests named per kind in an explanation
 
