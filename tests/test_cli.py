@@ -144,12 +144,13 @@ def test_init_writes_config_creates_inbox_and_excludes_it(tmp_path: Path,
     code, out, _ = run(capsys, "init", "--repo", str(repo.path))
     assert code == 0
     text = repo.read(".errauto.toml")
-    assert '[checks.tests]\ncommand = "python -m pytest -q"' in text
+    assert ('[checks.tests]\ncommand = "python -m pytest -q --junitxml=.errauto/junit.xml --cov '
+            '--cov-report=json:.errauto/coverage.json"') in text
     assert '[checks.typecheck]\ncommand = "mypy ."' in text
     assert "next steps" in out
     assert (repo.path / "patches").is_dir()
     assert "/patches/" in (repo.path / ".git" / "info" / "exclude").read_text()
-    assert repo.git("status", "--porcelain").strip() == "?? .errauto.toml"
+    assert repo.git("status", "--porcelain").strip() == "?? .errauto.toml\n?? .gitignore"  # .errauto/ ignored
     from errauto_daemon import config
     cfg = config.load(repo.pygit2())
     assert [c.name for c in cfg.checks][:1] == ["tests"]
