@@ -47,6 +47,8 @@ _PYTEST_COV_PROBE = ("import importlib.metadata as m, importlib.util as u, sys; 
 
 # What `init` found out about a check: its own words, not a check's status.
 TrialResult = Literal["not detected", "missing", "passed", "fails", "not run"]
+# What became of `.errauto/` in `.gitignore`.
+Ignoring = Literal["ignored already", "added", "not a file"]
 
 
 @dataclass(frozen=True)
@@ -239,7 +241,7 @@ def init(repo_dir: str, *, force: bool, run: bool = True) -> int:
         trials = _run(repo, config_mod.from_text(draft, "the draft of errauto init"), tip, trials)
         ran_on = f" on {target} ({str(tip.id)[:12]})"
     config_path.write_text(render(target, found, _disabled(trials), reports))
-    ignored = _ignore_reports(repo, root) if reports.junit else None
+    ignoring = _ignore_reports(repo, root) if reports.junit else "ignored already"
 
     store = Store()
     store.add_repo(str(root))
@@ -248,14 +250,18 @@ def init(repo_dir: str, *, force: bool, run: bool = True) -> int:
 
     print(f"wrote {config_path}")
     _report(trials, ran_on, run=run, target=target, has_tip=tip is not None)
-    _report_evidence(reports)
-    if ignored:
-        print(ignored)
+    if any(t.name == "tests" and t.enabled for t in trials):
+        _report_evidence(reports)
+    if ignoring == "added":
+        print(f"added {REPORTS_DIR} to .gitignore: the reports the checks write there stay out of commits")
+    elif ignoring == "not a file":
+        print(f"note: .gitignore is not a plain file: add {REPORTS_DIR} to what git ignores "
+              "(the checks write their reports there)")
     print(f"created the inbox {inbox}/ (kept out of git by .git/info/exclude)")
     print("registered the repository: a running daemon (errauto daemon start) watches it")
     print()
     print("next steps:")
-    files = f"{CONFIG_FILE} .gitignore" if ignored and ignored.startswith("added") else CONFIG_FILE
+    files = f"{CONFIG_FILE} .gitignore" if ignoring == "added" else CONFIG_FILE
     print(f"  1. review {CONFIG_FILE}, then commit it: git add {files} && git commit -m 'Configure errauto'")
     print("  2. try a patch now:               errauto apply some-fix.patch")
     print("  3. or let the daemon do it:       errauto daemon start; drop patches into patches/")
@@ -268,19 +274,19 @@ def _env() -> dict[str, str]:
     return checks.check_env(Config(target="main").secrets())
 
 
-def _ignore_reports(repo: pygit2.Repository, root: Path) -> str | None:
+def _ignore_reports(repo: pygit2.Repository, root: Path) -> Ignoring:
     """Keep the checks' reports out of commits: `.errauto/` into `.gitignore`
-    unless git ignores it already. What was done, for the user."""
+    unless git ignores it already."""
     if repo.path_is_ignored(JUNIT):
-        return None
+        return "ignored already"
     path = root / ".gitignore"
     if path.is_symlink() or (path.exists() and not path.is_file()):
-        return f"note: add {REPORTS_DIR} to your .gitignore (the checks write their reports there)"
+        return "not a file"
     text = path.read_text(errors="replace") if path.exists() else ""
     lead = "\n" if text and not text.endswith("\n") else ""
     with path.open("a") as f:
         f.write(f"{lead}# reports errauto's checks write ({CONFIG_FILE})\n{REPORTS_DIR}\n")
-    return f"added {REPORTS_DIR} to .gitignore: the reports the checks write there stay out of commits"
+    return "added"
 
 
 def _report_evidence(reports: Reports) -> None:
