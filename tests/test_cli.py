@@ -144,12 +144,13 @@ def test_init_writes_config_creates_inbox_and_excludes_it(tmp_path: Path,
     code, out, _ = run(capsys, "init", "--repo", str(repo.path))
     assert code == 0
     text = repo.read(".errauto.toml")
-    assert '[checks.tests]\ncommand = "python -m pytest -q"' in text
+    assert ('[checks.tests]\ncommand = "python -m pytest -q --junitxml=.errauto/junit.xml --cov '
+            '--cov-report=json:.errauto/coverage.json"') in text
     assert '[checks.typecheck]\ncommand = "mypy ."' in text
     assert "next steps" in out
     assert (repo.path / "patches").is_dir()
     assert "/patches/" in (repo.path / ".git" / "info" / "exclude").read_text()
-    assert repo.git("status", "--porcelain").strip() == "?? .errauto.toml"
+    assert repo.git("status", "--porcelain").strip() == "?? .errauto.toml\n?? .gitignore"  # .errauto/ ignored
     from errauto_daemon import config
     cfg = config.load(repo.pygit2())
     assert [c.name for c in cfg.checks][:1] == ["tests"]
@@ -171,6 +172,7 @@ def test_demo_shows_each_route_but_pull_requests(tmp_path: Path, capsys: pytest.
         "4": ["awaiting_review", "review"],
         "5": ["rejected", "rejected"],
         "6": ["rejected", "rejected"],
+        "7": ["awaiting_review", "review"],
     }, out
     assert "GitHub not configured" in out
     # One line per sample patch says what it shows, and no line claims a pull request was opened.
@@ -183,9 +185,24 @@ def test_demo_shows_each_route_but_pull_requests(tmp_path: Path, capsys: pytest.
         "but the demo has no GitHub → held for review",
         "0005-stale-docstring.patch: no longer applies to main → rejected",
         "0006-helper-script.patch: writes through a symlink out of the repository → rejected, nothing written",
+        "0007-rounded-mean.patch: puts a bug in mean and skips the test that catches it: every check passes, "
+        "but it weakens the tests → held for review",
     ], out
     assert not Path("/tmp/errauto-demo.sh").exists()
     assert str(tmp_path / "demo" / "project") in out
+    # The tamper case is held with its reason: the skip, where it is, and that the test passed on the base.
+    monkeypatch.setenv("ERRAUTO_HOME", str(tmp_path / "demo" / "state"))
+    tamper = json.loads(run(capsys, "queue", "show", "7", "--json")[1])
+    assert tamper["confidence"] == 1.0
+    assert tamper["explanation"]["gates_hit"] == [
+        "weakens the tests: test_stats.py::StatsTest::test_mean is now skipped (flaky)",
+        "weakens the tests: test_stats.py:7 adds @unittest.skip to StatsTest::test_mean, which passed on the base",
+    ]
+    assert tamper["reason"].startswith("confidence 1.00 clears auto-merge, but weakens the tests: ")
+    # The test that breaks is named, with its failure.
+    broken = json.loads(run(capsys, "queue", "show", "3", "--json")[1])
+    assert broken["explanation"]["parts"][0]["detail"] == (
+        "breaks test_stats.py::StatsTest::test_mean: AssertionError: 2 != 2.5")
 
 
 def test_a_failing_git_command_is_an_internal_error_in_gits_words(

@@ -1,13 +1,16 @@
 """`errauto demo`: a temporary project, real patches, real decisions.
 
-Builds a small Python project with its own tests, a lint script and a
-docstring check, commits an errauto config, starts the real daemon on it
-and drops six patches made with real git into its inbox, each saying what
-it shows (SHOWS): an auto-merge, two held for review by their scores, one
-scored for a pull request (held for review, as the demo has no GitHub: no
-pull request is opened), and two rejected at intake. Waits for every
-decision, stops the daemon, and prints the queue as a table and where the
-repository and state are.
+Builds a small Python project with its own tests (run by a small unittest
+runner that writes a JUnit report, so each test is judged against the base
+commit with nothing installed but errauto), a lint script and a docstring
+check, commits an errauto config, starts the real daemon on it and drops
+seven patches made with real git into its inbox, each saying what it shows
+(SHOWS): an auto-merge, two held for review by their scores, one scored for
+a pull request (held for review, as the demo has no GitHub: no pull request
+is opened), two rejected at intake, and one that hides a bug by skipping
+the test that catches it: every check passes, and it is held for review
+because it weakens the tests. Waits for every decision, stops the daemon,
+and prints the queue as a table and where the repository and state are.
 """
 from __future__ import annotations
 
@@ -93,6 +96,62 @@ sys.exit(1 if missing else 0)
 '''
 
 
+# The tests as first committed: the even-count case comes with its fix.
+FIRST_TESTS = TESTS.replace(
+    "    def test_median_even(self):\n        self.assertEqual(median([4, 1, 3, 2]), 2.5)\n", "")
+
+RUN_TESTS = '''\
+"""The project's tests: unittest, and a JUnit report of each test's result.
+
+python tools/tests.py REPORT
+"""
+import os
+import sys
+import unittest
+from xml.etree import ElementTree
+
+
+def each(suite):
+    for item in suite:
+        if isinstance(item, unittest.TestSuite):
+            yield from each(item)
+        else:
+            yield item
+
+
+def main(report):
+    suite = unittest.defaultTestLoader.discover(".")
+    tests = [t.id() for t in each(suite)]
+    result = unittest.TextTestRunner().run(suite)
+    found = {}
+    for tag, pairs in (("failure", result.failures),
+                       ("error", result.errors),
+                       ("skipped", result.skipped)):
+        for test, text in pairs:
+            found[test.id()] = (tag, text)
+            if test.id() not in tests:
+                tests.append(test.id())
+    top = ElementTree.Element("testsuite", name="unittest")
+    for test in tests:
+        where, _, name = test.rpartition(".")
+        case = ElementTree.SubElement(
+            top, "testcase", classname=where, name=name)
+        if test in found:
+            tag, text = found[test]
+            lines = text.strip().splitlines() or [""]
+            part = ElementTree.SubElement(case, tag, message=lines[-1])
+            part.text = text
+    os.makedirs(os.path.dirname(report) or ".", exist_ok=True)
+    ElementTree.ElementTree(top).write(report, encoding="utf-8")
+    return 0 if result.wasSuccessful() else 1
+
+
+sys.exit(main(sys.argv[1]))
+'''
+
+JUNIT = ".errauto/junit.xml"
+
+
 def _config() -> str:
     py = sys.executable
     return f'''\
@@ -101,7 +160,8 @@ auto_merge_threshold = 0.95
 pr_threshold = 0.80
 
 [checks.tests]
-command = ["{py}", "-m", "unittest", "discover", "-q"]
+command = ["{py}", "tools/tests.py", "{JUNIT}"]
+junit = "{JUNIT}"   # each test judged against its result on the base commit
 weight = 0.60
 gate = true
 
@@ -137,11 +197,12 @@ def build_project(root: Path) -> Path:
     (repo / "tools").mkdir(parents=True)
     _git(repo, "init", "-q", "-b", "main")
     (repo / "stats.py").write_text(STATS)
-    (repo / "test_stats.py").write_text(TESTS.replace(
-        "    def test_median_even(self):\n        self.assertEqual(median([4, 1, 3, 2]), 2.5)\n", ""))
+    (repo / "test_stats.py").write_text(FIRST_TESTS)
+    (repo / "tools" / "tests.py").write_text(RUN_TESTS)
     (repo / "tools" / "lint.py").write_text(LINT)
     (repo / "tools" / "docs.py").write_text(DOCS)
     (repo / ".errauto.toml").write_text(_config())
+    (repo / ".gitignore").write_text(".errauto/\n")  # the reports the checks write
     (repo / "docs").symlink_to("/tmp")  # an old convenience link, pointing outside
     _git(repo, "add", "-A")
     _git(repo, "commit", "-q", "-m", "A small statistics module")
@@ -156,11 +217,13 @@ SHOWS = {
                               "but the demo has no GitHub → held for review",
     "0005-stale-docstring.patch": "no longer applies to main → rejected",
     "0006-helper-script.patch": "writes through a symlink out of the repository → rejected, nothing written",
+    "0007-rounded-mean.patch": "puts a bug in mean and skips the test that catches it: every check passes, "
+                               "but it weakens the tests → held for review",
 }
 
 
 def sample_patches(repo: Path) -> list[tuple[str, bytes]]:
-    """Six patches, all made against the project's first commit."""
+    """Seven patches, all made against the project's first commit."""
     even = ("    if len(ordered) % 2:\n        return ordered[middle]\n"
             "    return (ordered[middle - 1] + ordered[middle]) / 2\n")
     good = _patch(repo, {
@@ -184,6 +247,11 @@ def sample_patches(repo: Path) -> list[tuple[str, bytes]]:
     escape = (b"diff --git a/docs/errauto-demo.sh b/docs/errauto-demo.sh\nnew file mode 100755\n"
               b"--- /dev/null\n+++ b/docs/errauto-demo.sh\n@@ -0,0 +1,2 @@\n"
               b"+#!/bin/sh\n+echo written outside the repository\n")
+    hidden = _patch(repo, {
+        "stats.py": STATS.replace("return sum(values) / len(values)", "return round(sum(values) / len(values))"),
+        "test_stats.py": FIRST_TESTS.replace("    def test_mean(self):",
+                                             '    @unittest.skip("flaky")\n    def test_mean(self):'),
+    })
     return [
         ("0001-median-of-an-even-count.patch", good),
         ("0002-mean-of-nothing.patch", lint_fail),
@@ -191,6 +259,7 @@ def sample_patches(repo: Path) -> list[tuple[str, bytes]]:
         ("0004-value-range.patch", undocumented),
         ("0005-stale-docstring.patch", stale),
         ("0006-helper-script.patch", escape),
+        ("0007-rounded-mean.patch", hidden),
     ]
 
 
@@ -226,7 +295,7 @@ def _show(root: Path, timeout: float) -> int:
     print("not shown: an opened pull request (the demo has no GitHub; see docs/github.md)")
     print(f"repository: {repo}   (git log --oneline shows what was merged)")
     print(f"inbox:      {inbox}   (each file moved to the folder of its fate)")
-    print(f"state:      {root / 'state'}   (ERRAUTO_HOME={root / 'state'} errauto queue show 2)")
+    print(f"state:      {root / 'state'}   (ERRAUTO_HOME={root / 'state'} errauto queue show 7)")
     return 0
 
 

@@ -4,11 +4,17 @@ Each detected check is tried before it is written: a tool that is not
 installed is left out, and (unless --no-run) the checks are run once on the
 target's tip in a pooled worktree; one that already fails there is written
 disabled, with why, so no patch is held for a failure it did not cause.
+
+A pytest project's tests check also writes its per-test results (JUnit XML)
+and, when pytest-cov is importable by the project's `python`, its line data,
+in the same run, into `.errauto/`, which init keeps out of commits with
+`.gitignore`.
 """
 from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 from argparse import Namespace
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,10 +35,35 @@ from errauto_daemon.validate import run_observed
 from errauto_daemon.workspace import Pool
 
 CHECK_NAMES = ("tests", "lint", "typecheck", "security")
+REPORTS_DIR = ".errauto/"  # where the checks init writes put their reports
+JUNIT = ".errauto/junit.xml"
+LINE_DATA = ".errauto/coverage.json"
+PYTEST = "python -m pytest -q"
+# Exits 0 when pytest-cov is importable and knows `--cov-report=json:PATH` (3.0 on).
+_PYTEST_COV_PROBE = ("import importlib.metadata as m, importlib.util as u, sys; "
+                     "sys.exit(0 if u.find_spec('pytest_cov') and int(m.version('pytest-cov').split('.')[0]) >= 3 "
+                     "else 1)")
 
 
 # What `init` found out about a check: its own words, not a check's status.
 TrialResult = Literal["not detected", "missing", "passed", "fails", "not run"]
+# What became of `.errauto/` in `.gitignore`.
+Ignoring = Literal["ignored already", "added", "not a file"]
+
+
+@dataclass(frozen=True)
+class Reports:
+    """What the tests check reports besides its exit code, for errauto to read."""
+
+    junit: str | None = None  # per-test results (JUnit XML)
+    line_data: str | None = None  # coverage.py's JSON report, from the same run
+
+    def command(self, command: str) -> str:
+        """`command` (pytest's) with the options that write these reports."""
+        flags = [f"--junitxml={self.junit}"] if self.junit else []
+        if self.line_data:
+            flags += ["--cov", f"--cov-report=json:{self.line_data}"]
+        return " ".join([command, *flags])
 
 
 @dataclass(frozen=True)
@@ -66,7 +97,7 @@ def detect(root: Path) -> dict[str, str | None]:
     has_tests = (root / "tests").is_dir() or (root / "test").is_dir() or any(root.glob("test_*.py"))
     found: dict[str, str | None] = {}
     if "pytest" in meta or (root / "pytest.ini").is_file() or (root / "conftest.py").is_file():
-        found["tests"] = "python -m pytest -q"
+        found["tests"] = PYTEST
     elif has_tests:
         found["tests"] = "python -m unittest discover -q"
     else:
@@ -84,8 +115,30 @@ def detect(root: Path) -> dict[str, str | None]:
     return found
 
 
-def render(target: str, found: dict[str, str | None], disabled: dict[str, str] | None = None) -> str:
-    """The starter config; a check in `disabled` is written commented out, with why."""
+def reports_for(root: Path, command: str | None, env: dict[str, str]) -> Reports:
+    """The reports a detected tests command can write: pytest's JUnit report,
+    and its line data when pytest-cov is importable by the project's `python`."""
+    if command != PYTEST:
+        return Reports()
+    return Reports(JUNIT, LINE_DATA if _has_pytest_cov(root, env) else None)
+
+
+def _has_pytest_cov(root: Path, env: dict[str, str]) -> bool:
+    python = checks.resolve_executable("python", root, env)
+    if python is None:
+        return False
+    try:
+        probe = subprocess.run([python, "-c", _PYTEST_COV_PROBE], cwd=root, env=env, stdin=subprocess.DEVNULL,
+                               capture_output=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return probe.returncode == 0
+
+
+def render(target: str, found: dict[str, str | None], disabled: dict[str, str] | None = None,
+           reports: Reports = Reports()) -> str:
+    """The starter config; a check in `disabled` is written commented out, with why.
+    `reports`: what the tests check (its command already writes them) reports."""
     disabled = disabled or {}
     lines = [
         "# errauto configuration: see docs/configuration.md for every key.",
@@ -124,14 +177,38 @@ def render(target: str, found: dict[str, str | None], disabled: dict[str, str] |
         if name == "tests":
             lines.append(f"{prefix}gate = true")
         lines.append(f"{prefix}timeout = 600")
+        if name == "tests" and command is not None:
+            lines += _report_lines(prefix, reports)
     lines += [
         "",
-        "# [checks.coverage]               # compares coverage with the base commit's",
-        '# command = "python -m pytest -q --cov --cov-report=json"',
+        "# [checks.coverage]               # compares total coverage with the base commit's",
+        '# command = "python -m pytest -q --cov --cov-report=json"   # (a second run of the tests)',
         "# weight = 0.10",
-        "",
     ]
-    return "\n".join(lines)
+    if reports.line_data:
+        lines += [
+            "",
+            "# The tests check reports which of a patch's changed lines its tests ran.",
+            "# To auto-merge only patches whose every changed line ran, uncomment:",
+            "# [evidence]",
+            "# min_changed_lines_covered = 1.0",
+        ]
+    return "\n".join([*lines, ""])
+
+
+def _report_lines(prefix: str, reports: Reports) -> list[str]:
+    if reports.junit is None:
+        return []
+    lines = ["# Each test's result, compared with the same test on the base commit:",
+             f'{prefix}junit = "{reports.junit}"']
+    if reports.line_data:
+        lines += ["# The same run's line data: which of a patch's changed lines the tests ran.",
+                  f'{prefix}line_data = "{reports.line_data}"']
+    else:
+        lines += ["# With pytest-cov installed, the same run can tell which changed lines the tests ran:",
+                  f'# add "--cov --cov-report=json:{LINE_DATA}" to the command and',
+                  f'# line_data = "{LINE_DATA}"']
+    return lines
 
 
 def _one_line(text: str) -> str:
@@ -152,15 +229,19 @@ def init(repo_dir: str, *, force: bool, run: bool = True) -> int:
     if config_path.exists() and not force:
         raise FatalError(f"{config_path} already exists (use --force to overwrite it)")
     found = detect(root)
+    reports = reports_for(root, found["tests"], _env())
+    if found["tests"] is not None:
+        found["tests"] = reports.command(found["tests"])
     target = head_branch(repo) or "main"
     trials = _installed(root, found)
     tip = _tip(repo, target)
     ran_on = ""
     if run and tip is not None:
-        draft = render(target, found, _disabled(trials))
+        draft = render(target, found, _disabled(trials), reports)
         trials = _run(repo, config_mod.from_text(draft, "the draft of errauto init"), tip, trials)
         ran_on = f" on {target} ({str(tip.id)[:12]})"
-    config_path.write_text(render(target, found, _disabled(trials)))
+    config_path.write_text(render(target, found, _disabled(trials), reports))
+    ignoring = _ignore_reports(repo, root) if reports.junit else "ignored already"
 
     store = Store()
     store.add_repo(str(root))
@@ -169,20 +250,57 @@ def init(repo_dir: str, *, force: bool, run: bool = True) -> int:
 
     print(f"wrote {config_path}")
     _report(trials, ran_on, run=run, target=target, has_tip=tip is not None)
+    if any(t.name == "tests" and t.enabled for t in trials):
+        _report_evidence(reports)
+    if ignoring == "added":
+        print(f"added {REPORTS_DIR} to .gitignore: the reports the checks write there stay out of commits")
+    elif ignoring == "not a file":
+        print(f"note: .gitignore is not a plain file: add {REPORTS_DIR} to what git ignores "
+              "(the checks write their reports there)")
     print(f"created the inbox {inbox}/ (kept out of git by .git/info/exclude)")
     print("registered the repository: a running daemon (errauto daemon start) watches it")
     print()
     print("next steps:")
-    print(f"  1. review {CONFIG_FILE}, then commit it: git add {CONFIG_FILE} && git commit -m 'Configure errauto'")
+    files = f"{CONFIG_FILE} .gitignore" if ignoring == "added" else CONFIG_FILE
+    print(f"  1. review {CONFIG_FILE}, then commit it: git add {files} && git commit -m 'Configure errauto'")
     print("  2. try a patch now:               errauto apply some-fix.patch")
     print("  3. or let the daemon do it:       errauto daemon start; drop patches into patches/")
     print("  4. see what happened:             errauto queue list")
     return 0
 
 
+def _env() -> dict[str, str]:
+    """The environment the checks will run in (the defaults' secrets removed)."""
+    return checks.check_env(Config(target="main").secrets())
+
+
+def _ignore_reports(repo: pygit2.Repository, root: Path) -> Ignoring:
+    """Keep the checks' reports out of commits: `.errauto/` into `.gitignore`
+    unless git ignores it already."""
+    if repo.path_is_ignored(JUNIT):
+        return "ignored already"
+    path = root / ".gitignore"
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        return "not a file"
+    text = path.read_text(errors="replace") if path.exists() else ""
+    lead = "\n" if text and not text.endswith("\n") else ""
+    with path.open("a") as f:
+        f.write(f"{lead}# reports errauto's checks write ({CONFIG_FILE})\n{REPORTS_DIR}\n")
+    return "added"
+
+
+def _report_evidence(reports: Reports) -> None:
+    if reports.line_data:
+        print(f"tests: one run reports each test's result ({reports.junit}) and which lines ran "
+              f"({reports.line_data})")
+    elif reports.junit:
+        print(f"tests: each test's result is reported ({reports.junit}); install pytest-cov for line data "
+              "from the same run")
+
+
 def _installed(root: Path, found: dict[str, str | None]) -> list[Trial]:
     """Each check's trial so far: not detected, missing (its program is not found), or not run."""
-    env = checks.check_env(Config(target="main").secrets())
+    env = _env()
     out = []
     for name in CHECK_NAMES:
         command = found.get(name)
