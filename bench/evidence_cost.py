@@ -68,8 +68,9 @@ def test_module(n: int, skip: bool = False) -> str:
     return "import pytest\n\nfrom pkg import f, g\n\n\n" + "\n\n".join(body)
 
 
-def project(root: Path, files: int) -> tuple[str, str]:
-    """A repository of `files` modules and 20 test modules; a patch changing 50 modules and 20 test files."""
+def project(root: Path, files: int, test_files: int) -> tuple[str, str]:
+    """A repository of `files` modules and 20 test modules; a patch changing 50 modules and `test_files`
+    test files (a skip added to one test of each)."""
     root.mkdir()
     git(root, "init", "-q", "-b", "main")
     git(root, "config", "user.email", "b@example.com")
@@ -86,14 +87,14 @@ def project(root: Path, files: int) -> tuple[str, str]:
     for i in range(50):
         path = root / "pkg" / f"mod{i}.py"
         path.write_text(path.read_text().replace("return x + 7\n", "return x + 7 + 0\n"))
-    for n in range(20):
+    for n in range(test_files):
         (root / "tests" / f"test_mod{n}.py").write_text(test_module(n, skip=True))
     git(root, "add", "-A")
     git(root, "commit", "-qm", "patch")
     return base, git(root, "rev-parse", "HEAD^{tree}").strip()
 
 
-def per_patch(tmp: Path, tests: int, files: int, runs: int) -> dict[str, float]:
+def per_patch(tmp: Path, tests: int, files: int, test_files: int, runs: int) -> dict[str, float]:
     import pygit2
 
     from errauto_daemon.evidence import changed_lines, gather
@@ -104,8 +105,8 @@ def per_patch(tmp: Path, tests: int, files: int, runs: int) -> dict[str, float]:
     base = gather.report_to_json(parse_report(junit(tests, {10, 20})))
     now_xml = junit(tests, {10, 30, 4000})
     cov = coverage_json(files)
-    base_tree, result_tree = project(tmp / "proj", files)
-    repo = pygit2.Repository(str(tmp / "proj"))
+    base_tree, result_tree = project(tmp / f"proj{test_files}", files, test_files)
+    repo = pygit2.Repository(str(tmp / f"proj{test_files}"))
     times: dict[str, list[float]] = {"junit": [], "lines": [], "tamper": []}
     for _ in range(runs):
         t0 = time.perf_counter()
@@ -121,7 +122,7 @@ def per_patch(tmp: Path, tests: int, files: int, runs: int) -> dict[str, float]:
         times["junit"].append((t1 - t0) * 1000)
         times["lines"].append((t2 - t1) * 1000)
         times["tamper"].append((t3 - t2) * 1000)
-    assert len(diff.newly_failing) == 2 and lines.changed == 50 and len(found) == 20, (diff, lines, found)
+    assert len(diff.newly_failing) == 2 and lines.changed == 50 and len(found) == test_files, (diff, lines, found)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
@@ -176,15 +177,18 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=500)
     parser.add_argument("--patches", type=int, default=100)
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--test-files", type=int, nargs="+", default=[3, 20],
+                        help="changed test files per patch (one run each)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        costs = per_patch(Path(tmp), args.tests, args.files, args.runs)
-        total = sum(costs.values())
-        print(f"per patch ({args.tests} tests, {args.files} files in the coverage report, 20 test files "
-              f"and 50 modules changed), median of {args.runs}:")
-        for name, ms in costs.items():
-            print(f"  {name:<7} {ms:7.1f} ms")
-        print(f"  total   {total:7.1f} ms  = {total / BUDGET_MS:.2f} of the {BUDGET_MS:.0f} ms budget")
+        for n in args.test_files:
+            costs = per_patch(Path(tmp), args.tests, args.files, n, args.runs)
+            total = sum(costs.values())
+            print(f"per patch ({args.tests} tests, {args.files} files in the coverage report, {n} test files "
+                  f"and 50 modules changed), median of {args.runs}:")
+            for name, ms in costs.items():
+                print(f"  {name:<7} {ms:7.1f} ms")
+            print(f"  total   {total:7.1f} ms  = {total / BUDGET_MS:.2f} of the {BUDGET_MS:.0f} ms budget")
         base, runs, per = base_runs(Path(tmp), args.patches)
         print(f"{args.patches} patches on one base tree: the check ran {base} time(s) on the base and "
               f"{runs - base} times on patches ({per * 1000:.0f} ms per validation)")

@@ -46,7 +46,7 @@ class ReportError(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TestResult:
     __test__ = False
 

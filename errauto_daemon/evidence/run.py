@@ -28,6 +28,17 @@ class Found:
     reports: dict[str, TestReport | str] = field(default_factory=dict)  # check -> report, or why none
     reruns: dict[str, dict[str, list[TestOutcome]]] = field(default_factory=dict)
     line_data: Mapping[str, Any] | str | None = None  # coverage.py's files table, or why none
+    _base_reports: dict[str, TestReport] = field(default_factory=dict)
+
+    def base(self, check: str) -> TestReport | None:
+        """The base's outcomes of `check` as a report, built once."""
+        known = self._base_reports.get(check)
+        if known is None:
+            outcomes = self.bases.get(check)
+            if outcomes is None:
+                return None
+            known = self._base_reports[check] = gather.report_from_json(outcomes)
+        return known
 
     def base_report(self, root: Path, check: CheckConfig) -> dict[str, str] | None:
         """The base run's per-test outcomes, as the cache keeps them (None: no usable report)."""
@@ -56,10 +67,10 @@ class Found:
             self.reports[check.name] = exc.reason
             return
         self.reports[check.name] = report
-        base = self.bases.get(check.name)
+        base = self.base(check.name)
         if base is None or check.reruns == 0:
             return
-        failing = [t.id for t in compare(gather.report_from_json(base), report).newly_failing]
+        failing = [t.id for t in compare(base, report).newly_failing]
         self._rerun(root, check, failing, rerun)
 
     def _rerun(self, root: Path, check: CheckConfig, failing: list[str], rerun: Rerun) -> None:
@@ -84,13 +95,11 @@ class Found:
             if isinstance(report, str):
                 checks[name] = CheckEvidence(name, report)
                 continue
-            base = self.bases.get(name)
-            checks[name] = gather.per_test(name, gather.report_from_json(base) if base is not None else None,
-                                           report, self.reruns.get(name, {}))
+            checks[name] = gather.per_test(name, self.base(name), report, self.reruns.get(name, {}))
         globs = config.evidence.test_files
         reported = frozenset(t.file for r in self.reports.values() if isinstance(r, TestReport)
                              for t in r.tests.values() if t.file)
-        bases = [gather.report_from_json(b) for b in self.bases.values() if b is not None]
+        bases = [b for b in (self.base(name) for name in self.bases) if b is not None]
         weakened = gather.weakened(gather.file_changes(repo, base_tree, result_tree, globs, reported),
                                    [*globs, *reported], bases)
         return Evidence(checks, weakened, self._lines(repo, base_tree, result_tree, [*globs, *reported]))
