@@ -129,6 +129,8 @@ def _result(case: Element, namer: _Namer) -> TestResult | None:
 
 
 def _outcome(case: Element) -> tuple[TestOutcome, str]:
+    if not len(case):
+        return TestOutcome.PASSED, ""
     for child in case:
         tag = child.tag
         if tag == "failure":
@@ -170,30 +172,28 @@ class _Namer:
 
     def __init__(self, module_exists: Callable[[str], bool]) -> None:
         self._exists = module_exists
-        self._cache: dict[str, tuple[str, list[str]] | None] = {}
+        self._cache: dict[str, tuple[str, str | None]] = {}
 
     def node_id(self, classname: str, name: str, file: str | None) -> tuple[str, str | None]:
         if file and not os.path.isabs(file) and ".." not in file.split("/"):
-            module = file.replace(os.sep, "/")
-            classes = self._classes_after(classname, module)
-            return "::".join([module, *classes, name]), module
-        found = self._module(classname)
-        if found is None:
-            # Not a file errauto can find (another runner, a package layout it
-            # does not know): the report's own names, still unique and stable.
-            return "::".join(p for p in (classname, name) if p), None
-        module, classes = found
-        return "::".join([module, *classes, name]), module
+            path = file.replace(os.sep, "/")
+            return "::".join([path, *self._classes_after(classname, path), name]), path
+        prefix, module = self._prefix(classname)
+        return (f"{prefix}::{name}" if prefix else name), module
 
-    def _module(self, classname: str) -> tuple[str, list[str]] | None:
-        if classname in self._cache:
-            return self._cache[classname]
+    def _prefix(self, classname: str) -> tuple[str, str | None]:
+        """What comes before a test's name in its node id, and its module; once per classname."""
+        known = self._cache.get(classname)
+        if known is not None:
+            return known
         parts = classname.split(".") if classname else []
-        found = None
+        # Not a file errauto can find (another runner, a package layout it does
+        # not know): the report's own names, still unique and stable.
+        found: tuple[str, str | None] = (classname, None)
         for k in range(len(parts), 0, -1):
             candidate = "/".join(parts[:k]) + ".py"
             if self._exists(candidate):
-                found = (candidate, parts[k:])
+                found = ("::".join([candidate, *parts[k:]]), candidate)
                 break
         self._cache[classname] = found
         return found
