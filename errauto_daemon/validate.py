@@ -38,6 +38,7 @@ import pygit2
 from errauto_daemon import checks as checks_mod
 from errauto_daemon import config as config_mod
 from errauto_daemon import guard, merge, paths, route, score
+from errauto_daemon.admission import admit
 from errauto_daemon.carryout import Again, Outcome, carry_out, merge_approved, record
 from errauto_daemon.config import Config
 from errauto_daemon.domain import CheckStatus, Route, State
@@ -45,8 +46,8 @@ from errauto_daemon.errors import STOPPING, Cancelled, FatalError, PatchRejected
 from errauto_daemon.evidence.record import Evidence
 from errauto_daemon.evidence.run import Found
 from errauto_daemon.intake import reopens
-from errauto_daemon.patchapply import Overlay, apply_patch
-from errauto_daemon.patchfile import Deadline, Patch, parse_once
+from errauto_daemon.patchapply import Overlay
+from errauto_daemon.patchfile import Patch
 from errauto_daemon.progress import SILENT, Progress
 from errauto_daemon.repo import open_repo
 from errauto_daemon.store import DECIDED, CheckRow, Store, Submission
@@ -414,21 +415,8 @@ class Validator:
 
     def _apply(self, repo: pygit2.Repository, config: Config, sub: Submission,
                tip: pygit2.Commit) -> tuple[Patch, list[Overlay], list[str], list[str]]:
-        data = sub.read_patch()
-        limits = config.limits()
-        deadline = Deadline(limits.max_parse_seconds)  # one budget for parsing and applying
-        patch = parse_once(data, sub.source_detail or "patch", limits=limits,
-                           exists=lambda p: p in tip.tree, deadline=deadline)
-        guard.check_names(patch)
-        guard.check_inbox(patch, config.inbox)
-        guard.check_base(patch, tip.tree)
-        overlays, notes = apply_patch(repo, tip.tree, patch, target=config.target, deadline=deadline)
-        review_only: list[str] = []
-        before = Overlay(repo, tip.tree)
-        for commit, after in zip(patch.commits, overlays, strict=True):
-            review_only += guard.check_tree(before, after, commit).review_only
-            before = after
-        return patch, overlays, review_only, notes
+        done = admit(repo, config, tip, sub.read_patch(), sub.source_detail or "patch")
+        return done.patch, list(done.overlays), list(done.review_only), list(done.notes)
 
     def _run_checks(self, repo: pygit2.Repository, config: Config, sub: Submission,
                     tip: pygit2.Commit, overlay: Overlay, attempt: int, clock: _Clock,

@@ -495,3 +495,17 @@ def test_framework_runs_by_hand_record_nothing(framework: GitRepo) -> None:
         assert done.returncode == 0, done.stdout + done.stderr
         assert recorded() == [], args
     assert "not submitted: not run by git after a commit" in done.stdout
+
+
+def test_plain_pre_commit_refuses_a_patch_into_the_inbox_folder_as_the_validator_does(hooked: GitRepo) -> None:
+    project = hooked
+    project.write("incoming/inbox.patch", project.make_patch({"patches/x.patch": "not for merging\n"}))
+    project.git("add", "incoming")
+    head = project.head()
+
+    stopped = run_git(project.path, "commit", "-m", "a patch that writes into the inbox")
+
+    assert stopped.returncode != 0
+    assert "errauto: incoming/inbox.patch: touches the inbox folder patches/ (patches/x.patch)" \
+        in stopped.stdout + stopped.stderr
+    assert project.head() == head and recorded() == []

@@ -94,17 +94,9 @@ def check(files: Sequence[str], *, contents: dict[str, bytes] | None = None) -> 
 
 def _applies(repo: pygit2.Repository, config: Config, tip: pygit2.Commit, data: bytes, name: str) -> None:
     """Raise PatchRejected unless the patch would reach its checks (the validator's first steps)."""
-    from errauto_daemon import guard, patchfile
-    from errauto_daemon.patchapply import Overlay, apply_patch
+    from errauto_daemon.admission import admit
 
-    patch = patchfile.parse(data, name, limits=config.limits(), exists=lambda p: p in tip.tree)
-    guard.check_names(patch)
-    guard.check_base(patch, tip.tree)
-    overlays, _ = apply_patch(repo, tip.tree, patch, target=config.target)
-    before = Overlay(repo, tip.tree)
-    for commit, after in zip(patch.commits, overlays, strict=True):
-        guard.check_tree(before, after, commit)
-        before = after
+    admit(repo, config, tip, data, name)
 
 
 def _warn_without_post_commit() -> None:
