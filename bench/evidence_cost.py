@@ -110,7 +110,7 @@ def per_patch(tmp: Path, tests: int, files: int, test_files: int, runs: int) -> 
     times: dict[str, list[float]] = {"junit": [], "lines": [], "tamper": []}
     for _ in range(runs):
         t0 = time.perf_counter()
-        diff = compare(gather.report_from_json(base), parse_report(now_xml))
+        diff = compare(gather.outcomes_from_json(base), parse_report(now_xml))
         t1 = time.perf_counter()
         table = changed_lines.read_coverage(cov)
         lines = changed_lines.measure(changed_lines.added_lines(repo, base_tree, result_tree), table,

@@ -59,7 +59,7 @@ def base_run(tmp_path: Path) -> tuple[Path, TestReport]:
 
 def test_a_fix_is_fixed_and_the_old_failure_is_not_the_patchs(tmp_path: Path) -> None:
     root, base = base_run(tmp_path)
-    diff = compare(base, patched(tmp_path, root, {"app.py": APP.replace("x * 3  # wrong on main", "x * 2")}))
+    diff = compare(base.outcomes(), patched(tmp_path, root, {"app.py": APP.replace("x * 3  # wrong on main", "x * 2")}))
     assert [t.id for t in diff.fixed] == ["tests/test_app.py::test_double"]
     assert [t.id for t in diff.still_failing] == ["tests/test_app.py::test_broken_elsewhere"]
     assert diff.newly_failing == () and diff.not_run == () and diff.base_ran == 4
@@ -67,7 +67,7 @@ def test_a_fix_is_fixed_and_the_old_failure_is_not_the_patchs(tmp_path: Path) ->
 
 def test_a_bug_breaks_a_test_that_passed(tmp_path: Path) -> None:
     root, base = base_run(tmp_path)
-    diff = compare(base, patched(tmp_path, root, {"app.py": APP.replace("max(lo, min(x, hi))", "min(x, hi)")}))
+    diff = compare(base.outcomes(), patched(tmp_path, root, {"app.py": APP.replace("max(lo, min(x, hi))", "min(x, hi)")}))
     assert [t.id for t in diff.newly_failing] == ["tests/test_app.py::test_low"]
     assert "assert -1 == 0" in diff.newly_failing[0].message
     assert diff.fixed == ()
@@ -77,7 +77,7 @@ def test_a_skipped_or_deleted_test_that_passed_no_longer_runs(tmp_path: Path) ->
     root, base = base_run(tmp_path)
     tampered = "import pytest\n" + TESTS.replace("def test_low", "@pytest.mark.skip(reason='flaky')\ndef test_low")
     tampered = tampered.replace("def test_high():\n    assert clamp(11, 0, 10) == 10\n", "")
-    diff = compare(base, patched(tmp_path, root, {"app.py": APP.replace("max(lo, min(x, hi))", "min(x, hi)"),
+    diff = compare(base.outcomes(), patched(tmp_path, root, {"app.py": APP.replace("max(lo, min(x, hi))", "min(x, hi)"),
                                                    "tests/test_app.py": tampered}))
     assert diff.newly_failing == ()
     assert [(n.id, n.how) for n in diff.not_run] == [
@@ -89,14 +89,14 @@ def test_a_skipped_or_deleted_test_that_passed_no_longer_runs(tmp_path: Path) ->
 def test_a_new_test_that_fails_is_newly_failing(tmp_path: Path) -> None:
     root, base = base_run(tmp_path)
     more = TESTS + "\ndef test_new():\n    assert clamp(5, 0, 1) == 5\n"
-    diff = compare(base, patched(tmp_path, root, {"tests/test_app.py": more}))
+    diff = compare(base.outcomes(), patched(tmp_path, root, {"tests/test_app.py": more}))
     assert [t.id for t in diff.new] == ["tests/test_app.py::test_new"]
     assert [t.id for t in diff.newly_failing] == ["tests/test_app.py::test_new"]
 
 
 def test_a_test_that_passes_when_run_again_is_flaky_not_broken(tmp_path: Path) -> None:
     root, base = base_run(tmp_path)
-    diff = compare(base, patched(tmp_path, root, {"app.py": APP.replace("max(lo, min(x, hi))", "min(x, hi)")}))
+    diff = compare(base.outcomes(), patched(tmp_path, root, {"app.py": APP.replace("max(lo, min(x, hi))", "min(x, hi)")}))
     again = diff.with_reruns({"tests/test_app.py::test_low": TestOutcome.PASSED})
     assert again.newly_failing == () and again.flaky == ("tests/test_app.py::test_low",)
     assert diff.with_reruns({"tests/test_app.py::test_low": TestOutcome.FAILED}).newly_failing == diff.newly_failing

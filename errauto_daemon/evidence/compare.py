@@ -48,25 +48,26 @@ class TestDiff:
                         self.still_failing, self.not_run, self.new, self.base_ran, self.flaky + flaky)
 
 
-def compare(base: TestReport, now: TestReport) -> TestDiff:
+def compare(base: Mapping[str, TestOutcome], now: TestReport) -> TestDiff:
+    """`now` against the base's outcomes (`TestReport.outcomes()`, or what the cache kept)."""
     newly: list[TestResult] = []
     fixed: list[TestResult] = []
     still: list[TestResult] = []
     new: list[TestResult] = []
     for node, result in sorted(now.tests.items()):
-        earlier = base.tests.get(node)
+        earlier = base.get(node)
         if earlier is None:
             new.append(result)
             if result.outcome in BAD:
                 newly.append(result)
         elif result.outcome in BAD:
-            (still if earlier.outcome in BAD else newly).append(result)
-        elif result.outcome is TestOutcome.PASSED and earlier.outcome in BAD:
+            (still if earlier in BAD else newly).append(result)
+        elif result.outcome is TestOutcome.PASSED and earlier in BAD:
             fixed.append(result)
     not_run: list[NotRun] = []
-    for node, earlier in sorted(base.tests.items()):
+    for node, earlier in sorted(base.items()):
         later = now.tests.get(node)
-        if earlier.outcome is TestOutcome.PASSED and (later is None or later.outcome in _NO_VERDICT):
+        if earlier is TestOutcome.PASSED and (later is None or later.outcome in _NO_VERDICT):
             not_run.append(NotRun(node, later))
-    base_ran = sum(1 for t in base.tests.values() if t.ran)
+    base_ran = sum(1 for o in base.values() if o in (TestOutcome.PASSED, TestOutcome.FAILED))
     return TestDiff(tuple(newly), tuple(fixed), tuple(still), tuple(not_run), tuple(new), base_ran)

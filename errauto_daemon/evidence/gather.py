@@ -11,7 +11,7 @@ import pygit2
 from errauto_daemon.domain import TestOutcome
 from errauto_daemon.evidence import tamper
 from errauto_daemon.evidence.compare import compare
-from errauto_daemon.evidence.junit import ReportError, TestReport, TestResult, read_report
+from errauto_daemon.evidence.junit import ReportError, TestReport, read_report
 from errauto_daemon.evidence.record import CheckEvidence, Flake
 
 MAX_TEXT_BYTES = 2 * 1024 * 1024  # test files read for the tamper check; larger ones are left to the runner
@@ -56,8 +56,8 @@ def report_to_json(report: TestReport) -> dict[str, str]:
     return {node: t.outcome.value for node, t in report.tests.items()}
 
 
-def report_from_json(data: Mapping[str, str]) -> TestReport:
-    return TestReport({node: TestResult(node, TestOutcome(outcome)) for node, outcome in data.items()})
+def outcomes_from_json(data: Mapping[str, str]) -> dict[str, TestOutcome]:
+    return {node: TestOutcome(outcome) for node, outcome in data.items()}
 
 
 def rerun_command(command: Sequence[str], ids: Sequence[str]) -> tuple[str, ...] | None:
@@ -68,11 +68,11 @@ def rerun_command(command: Sequence[str], ids: Sequence[str]) -> tuple[str, ...]
     return None
 
 
-def per_test(check: str, base: TestReport | None, now: TestReport,
+def per_test(check: str, base: Mapping[str, TestOutcome] | None, now: TestReport,
              reruns: Mapping[str, Sequence[TestOutcome]]) -> CheckEvidence:
     """One check's evidence: `now` against `base` (None: no base to compare, every
     failure counts), with the outcomes of the newly failing tests' reruns."""
-    diff = compare(base if base is not None else TestReport({}), now)
+    diff = compare(base if base is not None else {}, now)
     flakes = []
     passed_again: dict[str, TestOutcome] = {}
     for failure in diff.newly_failing:
@@ -123,9 +123,9 @@ def text(repo: pygit2.Repository, oid: pygit2.Oid) -> str | None:
 
 
 def weakened(changes: Sequence[tamper.FileChange], globs: Sequence[str],
-             bases: Sequence[TestReport]) -> tuple[str, ...]:
+             bases: Sequence[Mapping[str, TestOutcome]]) -> tuple[str, ...]:
     """Each weakening, saying so when the test it weakens passed on the base."""
-    passed = {node for report in bases for node, t in report.tests.items() if t.outcome is TestOutcome.PASSED}
+    passed = {node for base in bases for node, outcome in base.items() if outcome is TestOutcome.PASSED}
     out = []
     for finding in tamper.findings(changes, globs):
         text = str(finding)

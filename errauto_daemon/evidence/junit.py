@@ -70,6 +70,10 @@ class TestReport:
 
     tests: Mapping[str, TestResult]
 
+    def outcomes(self) -> dict[str, TestOutcome]:
+        """Each test's outcome: what a comparison with a later run needs (and the cache keeps)."""
+        return {node: t.outcome for node, t in self.tests.items()}
+
     def with_outcome(self, *outcomes: TestOutcome) -> list[TestResult]:
         return sorted((t for t in self.tests.values() if t.outcome in outcomes), key=lambda t: t.id)
 

@@ -28,16 +28,16 @@ class Found:
     reports: dict[str, TestReport | str] = field(default_factory=dict)  # check -> report, or why none
     reruns: dict[str, dict[str, list[TestOutcome]]] = field(default_factory=dict)
     line_data: Mapping[str, Any] | str | None = None  # coverage.py's files table, or why none
-    _base_reports: dict[str, TestReport] = field(default_factory=dict)
+    _base_outcomes: dict[str, dict[str, TestOutcome]] = field(default_factory=dict)
 
-    def base(self, check: str) -> TestReport | None:
-        """The base's outcomes of `check` as a report, built once."""
-        known = self._base_reports.get(check)
+    def base(self, check: str) -> dict[str, TestOutcome] | None:
+        """The base's outcomes of `check`, read from the cached form once."""
+        known = self._base_outcomes.get(check)
         if known is None:
             outcomes = self.bases.get(check)
             if outcomes is None:
                 return None
-            known = self._base_reports[check] = gather.report_from_json(outcomes)
+            known = self._base_outcomes[check] = gather.outcomes_from_json(outcomes)
         return known
 
     def base_report(self, root: Path, check: CheckConfig) -> dict[str, str] | None:
