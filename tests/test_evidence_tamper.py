@@ -136,6 +136,19 @@ def test_the_runner_configuration_and_shadowing_modules(path: str, before: str |
     assert expected in changed(after, path=path, before=before)
 
 
+def test_a_skip_on_a_new_test_hides_nothing_the_base_had() -> None:
+    new = BASE + "\n\n@pytest.mark.skipif(True, reason='needs 3.14')\ndef test_new_api():\n    assert clamp(1, 0, 2)\n"
+    assert changed(new) == []
+    exits = BASE + "\n\ndef test_new():\n    import os\n    os._exit(0)\n"
+    assert changed(exits) == ["tests/test_app.py:30 calls os._exit() in test_new, which ends the test run"]
+
+
+def test_coverage_settings_are_not_a_weakening() -> None:
+    """omit and exclude_lines cannot hide a changed line: changed_lines counts such lines as not run."""
+    assert changed("[tool.coverage.run]\nomit = ['app.py']\n", path="pyproject.toml", before="") == []
+    assert changed("[coverage:report]\nexclude_lines = clamp\n", path="setup.cfg", before="") == []
+
+
 def test_other_configuration_changes_say_nothing() -> None:
     assert changed("[project]\nname = 'b'\n", path="pyproject.toml", before="[project]\nname = 'a'\n") == []
     assert changed("[metadata]\nname = b\n", path="setup.cfg", before="[metadata]\nname = a\n") == []

@@ -47,8 +47,11 @@ SHADOWS = {"pytest.py", "_pytest", "py.py", "sitecustomize.py", "usercustomize.p
             "pytest_cov.py", "pytest_cov"}
 # Sections of configuration files that tell the runner what to run and how.
 _RUNNER_SECTIONS = {"pytest.ini": ("pytest",), ".pytest.ini": ("pytest",), "tox.ini": ("pytest", "tox"),
-                    "setup.cfg": ("tool:pytest", "coverage:run", "coverage:report")}
-_TOML_TABLES = (("tool", "pytest"), ("tool", "coverage"))
+                    "setup.cfg": ("tool:pytest",)}
+# Coverage's own settings (`omit`, `exclude_lines`) are not here: a file coverage
+# does not measure counts as never imported, and an excluded line as not run, so
+# they cannot hide a changed line (changed_lines.py).
+_TOML_TABLES = (("tool", "pytest"),)
 
 
 @dataclass(frozen=True)
@@ -144,7 +147,8 @@ def _tests(path: str, before: tuple[ast.Module, str] | None, after: tuple[ast.Mo
         test, was = d.analyse(), prior.analyse() if prior is not None else None
         node = f"{path}::{name}"
         for line, how in test.skips:
-            if was is None or how not in {h for _, h in was.skips}:
+            # A skip on a new test hides no verdict the base had.
+            if was is not None and how not in {h for _, h in was.skips}:
                 out.append(Finding(path, line, f"adds {how} to {name}", node))
         for line, how in test.exits:
             if was is None or how not in {h for _, h in was.exits}:
