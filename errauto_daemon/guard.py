@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import posixpath
 import re
+import sys
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -354,6 +355,55 @@ def _glob_regex(pattern: str) -> re.Pattern[str]:
             out.append(re.escape(p[i]))
             i += 1
     return re.compile("".join(out).rstrip("/") + "(?:/.*)?", re.IGNORECASE)
+
+
+# pyproject.toml's [project] keys that describe the project without changing
+# what is built, installed or run: a release's version bump, its classifiers.
+DESCRIPTIVE_KEYS = frozenset({"version", "description", "readme", "keywords", "classifiers", "authors",
+                              "maintainers", "urls", "license", "license-files"})
+
+
+def protected_changes(repo: pygit2.Repository, base: pygit2.Tree, result: pygit2.Tree, paths: Iterable[str],
+                      patterns: Iterable[str]) -> list[str]:
+    """The protected paths a patch changes, leaving out a `pyproject.toml`
+    whose change touches only the project's descriptive metadata."""
+    return [path for path in protected_hits(paths, patterns)
+            if not (posixpath.basename(path) == "pyproject.toml"
+                    and descriptive_only(_blob(repo, base, path), _blob(repo, result, path)))]
+
+
+def descriptive_only(before: bytes | None, after: bytes | None) -> bool:
+    """Whether two versions of a pyproject.toml differ only in `[project]`'s
+    descriptive keys (DESCRIPTIVE_KEYS). Anything else, a file added or
+    deleted, or a file that is not TOML, is a real change."""
+    old, new = _toml_without_descriptive(before), _toml_without_descriptive(after)
+    return old is not None and new is not None and old == new and before != after
+
+
+def _toml_without_descriptive(data: bytes | None) -> dict[str, object] | None:
+    if data is None:
+        return None
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        doc = tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return None
+    project = doc.get("project")
+    if isinstance(project, dict):
+        doc["project"] = {k: v for k, v in project.items() if k not in DESCRIPTIVE_KEYS}
+    return doc
+
+
+def _blob(repo: pygit2.Repository, tree: pygit2.Tree, path: str) -> bytes | None:
+    try:
+        entry = tree[path]
+    except KeyError:
+        return None
+    blob = repo.get(entry.id)
+    return blob.data if isinstance(blob, pygit2.Blob) else None
 
 
 def protected_hits(paths: Iterable[str], patterns: Iterable[str]) -> list[str]:

@@ -366,8 +366,11 @@ class Validator:
         patch, overlays, review_only, notes = self._apply(repo, config, sub, tip)
         self._stop_point(sub.id)
         changed = sorted({p for f in patch.files() for p in f.paths()})
-        protected = guard.protected_hits(changed, config.protected_paths)
         trees = tuple(o.write_tree() for o in overlays)
+        result = repo[trees[-1]]
+        if not isinstance(result, pygit2.Tree):
+            raise FatalError(f"the patch's result {trees[-1]} is not a tree")
+        protected = guard.protected_changes(repo, tip.tree, result, changed, config.protected_paths)
         clock.lap("apply")
         attempt = self._next_attempt(sub.id)
         key = (str(tip.tree.id), sub.dedup_key, config.checks_fingerprint())

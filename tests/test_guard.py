@@ -1016,3 +1016,17 @@ def test_check_tree_allows(tree_repo: tuple[pygit2.Repository, pygit2.Tree],
                            review: tuple[str, ...]) -> None:
     assert _check(tree_repo, changes, files).review_only == review
 
+
+
+@pytest.mark.parametrize("before, after, expected", [
+    (b'[project]\nname = "a"\nversion = "1"\n', b'[project]\nname = "a"\nversion = "2"\n', True),
+    (b'[project]\nname = "a"\nversion = "1"\n', b'[project]\nname = "b"\nversion = "1"\n', False),
+    (b'[project]\nname = "a"\n', b'[project]\nname = "a"\n[tool.errauto]\ntarget = "dev"\n', False),
+    (b'[project]\nname = "a"\n', b'[project]\nname = "a"\nscripts = {x = "y:z"}\n', False),
+    (b'[project]\nname = "a"\n', b'[project]\nname = "a"\n# a comment\n', True),  # nothing it builds or runs
+    (None, b'[project]\nname = "a"\n', False),
+    (b'[project]\nname = "a"\n', None, False),
+    (b'[project]\nname = "a"\n', b"not toml = = \n", False),
+])
+def test_descriptive_only(before: bytes | None, after: bytes | None, expected: bool) -> None:
+    assert guard.descriptive_only(before, after) is expected
