@@ -47,7 +47,6 @@ from errauto_daemon.evidence.record import Evidence
 from errauto_daemon.evidence.run import Found
 from errauto_daemon.intake import reopens
 from errauto_daemon.patchapply import Overlay
-from errauto_daemon.patchfile import Patch
 from errauto_daemon.progress import SILENT, Progress
 from errauto_daemon.repo import open_repo
 from errauto_daemon.store import DECIDED, CheckRow, Store, Submission
@@ -363,10 +362,11 @@ class Validator:
         clock = _Clock()
         self._stop_point(sub.id)
         self.progress.phase(f"applying on {config.target} ({str(tip.id)[:12]})")
-        patch, overlays, review_only, notes = self._apply(repo, config, sub, tip)
+        admitted = admit(repo, config, tip, sub.read_patch(), sub.source_detail or "patch")
+        patch, notes = admitted.patch, list(admitted.notes)
         self._stop_point(sub.id)
         changed = sorted({p for f in patch.files() for p in f.paths()})
-        trees = tuple(o.write_tree() for o in overlays)
+        trees = tuple(o.write_tree() for o in admitted.overlays)
         result = repo[trees[-1]]
         if not isinstance(result, pygit2.Tree):
             raise FatalError(f"the patch's result {trees[-1]} is not a tree")
@@ -384,7 +384,7 @@ class Validator:
             self.progress.phase("reusing the check results of an identical validation")
             clock.lap("cache")
         else:
-            results, baselines, found = self._run_checks(repo, config, sub, tip, overlays[-1], attempt, clock)
+            results, baselines, found = self._run_checks(repo, config, sub, tip, admitted.overlays[-1], attempt, clock)
             self._stop_point(sub.id)
             evidence = found.evidence(repo, config, str(tip.tree.id), str(trees[-1]))
             clock.lap("evidence")
@@ -401,7 +401,7 @@ class Validator:
                      r.log_path, str(tip.id))
             for c, r in zip(config.checks, results, strict=True)])
         conf = score.compute(config, results, baselines=baselines, protected=protected,
-                             review_only=review_only, notes=notes, evidence=evidence)
+                             review_only=admitted.review_only, notes=notes, evidence=evidence)
         clock.lap("score")
         return Validation(str(tip.id), patch, trees, tuple(results), conf, attempt, dict(clock.phases),
                           evidence)
@@ -409,17 +409,12 @@ class Validator:
     def _reapply(self, repo: pygit2.Repository, config: Config, sub: Submission,
                  tip: pygit2.Commit) -> Validation:
         """The trees of an already-validated submission on its unchanged base."""
-        patch, overlays, review_only, notes = self._apply(repo, config, sub, tip)
-        trees = tuple(o.write_tree() for o in overlays)
+        admitted = admit(repo, config, tip, sub.read_patch(), sub.source_detail or "patch")
+        trees = tuple(o.write_tree() for o in admitted.overlays)
         if str(trees[-1]) != sub.result_tree:
             raise FatalError(f"submission {sub.id} no longer produces the tree it was validated with")
-        conf = score.compute(config, (), review_only=review_only, notes=notes)
-        return Validation(str(tip.id), patch, trees, (), conf, 0, {})
-
-    def _apply(self, repo: pygit2.Repository, config: Config, sub: Submission,
-               tip: pygit2.Commit) -> tuple[Patch, list[Overlay], list[str], list[str]]:
-        done = admit(repo, config, tip, sub.read_patch(), sub.source_detail or "patch")
-        return done.patch, list(done.overlays), list(done.review_only), list(done.notes)
+        conf = score.compute(config, (), review_only=admitted.review_only, notes=admitted.notes)
+        return Validation(str(tip.id), admitted.patch, trees, (), conf, 0, {})
 
     def _run_checks(self, repo: pygit2.Repository, config: Config, sub: Submission,
                     tip: pygit2.Commit, overlay: Overlay, attempt: int, clock: _Clock,

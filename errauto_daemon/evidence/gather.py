@@ -2,6 +2,7 @@
 `Evidence`. The validation runs the checks; this reads and compares."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -23,16 +24,16 @@ _RUNNER_FILES = {"pytest.ini", ".pytest.ini", "tox.ini", "setup.cfg", "pyproject
 def report_in(root: Path, rel: str) -> TestReport:
     """A check's JUnit report in the worktree; ReportError when it is missing, broken, or a
     link out of the worktree (the patch's code wrote it: it may point anywhere)."""
-    path = root / rel
-    if path.is_symlink() or not _inside(root, path):
+    path = _inside(root, rel)
+    if path is None:
         raise ReportError(f"the test report {rel} is a link or lies outside the worktree")
     return read_report(path, root)
 
 
 def read_inside(root: Path, rel: str, limit: int) -> bytes:
     """A report's bytes, refusing links and anything outside the worktree."""
-    path = root / rel
-    if path.is_symlink() or not _inside(root, path):
+    path = _inside(root, rel)
+    if path is None:
         raise OSError(f"{rel} is a link or lies outside the worktree")
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
     fd = os.open(path, flags)
@@ -43,12 +44,17 @@ def read_inside(root: Path, rel: str, limit: int) -> bytes:
     return data
 
 
-def _inside(root: Path, path: Path) -> bool:
+def _inside(root: Path, rel: str) -> Path | None:
+    """`root / rel`, or None when it is a link or resolves outside `root` (the
+    patch's code wrote what is there: it may point anywhere)."""
+    path = root / rel
     try:
+        if path.is_symlink():
+            return None
         path.resolve().relative_to(root.resolve())
-        return True
+        return path
     except (ValueError, OSError):
-        return False
+        return None
 
 
 def report_to_json(report: TestReport) -> dict[str, str]:
@@ -84,7 +90,7 @@ def per_test(check: str, base: Mapping[str, TestOutcome] | None, now: TestReport
     diff = diff.with_reruns(passed_again)
     ev = CheckEvidence.from_diff(check, diff, now, flakes)
     if base is None:
-        ev = CheckEvidence(ev.check, None, ev.newly_failing, (), (), (), ev.flaky, ev.counts, base_missing=True)
+        ev = dataclasses.replace(ev, base_missing=True)
     return ev
 
 
