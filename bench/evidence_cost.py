@@ -95,34 +95,46 @@ def project(root: Path, files: int, test_files: int) -> tuple[str, str]:
 
 
 def per_patch(tmp: Path, tests: int, files: int, test_files: int, runs: int) -> dict[str, float]:
+    """The evidence path a validation takes (`evidence.run.Found`), timed in its two parts:
+    `read`, once the check ran (the JUnit report and the coverage report read from the
+    worktree, the report compared with the base's outcomes to pick tests to rerun), and
+    `evidence`, once every check ran (the per-test comparison, the tamper check of the
+    changed test files through the AST, and the changed lines measured)."""
     import pygit2
 
-    from errauto_daemon.evidence import changed_lines, gather
-    from errauto_daemon.evidence.compare import compare
+    from errauto_daemon.checks import CheckResult
+    from errauto_daemon.config.keys import validated
+    from errauto_daemon.domain import CheckStatus
+    from errauto_daemon.evidence import gather
     from errauto_daemon.evidence.junit import parse_report
-    from errauto_daemon.evidence.tamper import DEFAULT_TEST_GLOBS, is_test_file
+    from errauto_daemon.evidence.run import Found
 
-    base = gather.report_to_json(parse_report(junit(tests, {10, 20})))
-    now_xml = junit(tests, {10, 30, 4000})
-    cov = coverage_json(files)
-    base_tree, result_tree = project(tmp / f"proj{test_files}", files, test_files)
-    repo = pygit2.Repository(str(tmp / f"proj{test_files}"))
-    times: dict[str, list[float]] = {"junit": [], "lines": [], "tamper": []}
+    root = tmp / f"proj{test_files}"
+    base_tree, result_tree = project(root, files, test_files)
+    (root / ".errauto").mkdir()
+    (root / ".errauto" / "junit.xml").write_bytes(junit(tests, {10, 30, 4000}))
+    (root / ".errauto" / "coverage.json").write_bytes(coverage_json(files))
+    base = gather.report_to_json(parse_report(junit(tests, {10, 20}), module_exists=lambda rel: (root / rel).is_file()))
+    config = validated({"target": "main", "checks": {"tests": {
+        "command": ["pytest"], "junit": ".errauto/junit.xml", "line_data": ".errauto/coverage.json",
+        "reruns": 0}}}, "bench")
+    check = config.checks[0]
+    result = CheckResult("tests", CheckStatus.FAILED, 1, 1.0, "", "")
+    repo = pygit2.Repository(str(root))
+    times: dict[str, list[float]] = {"read": [], "evidence": []}
     for _ in range(runs):
         t0 = time.perf_counter()
-        diff = compare(gather.outcomes_from_json(base), parse_report(now_xml))
+        found = Found()
+        found.bases["tests"] = base
+        found.read(root, check, result, lambda command, k: result)
         t1 = time.perf_counter()
-        table = changed_lines.read_coverage(cov)
-        lines = changed_lines.measure(changed_lines.added_lines(repo, base_tree, result_tree), table,
-                                      text_of=lambda p: None, is_test=is_test_file)
+        ev = found.evidence(repo, config, base_tree, result_tree)
         t2 = time.perf_counter()
-        changes = gather.file_changes(repo, base_tree, result_tree, DEFAULT_TEST_GLOBS, frozenset())
-        found = gather.weakened(changes, DEFAULT_TEST_GLOBS, [])
-        t3 = time.perf_counter()
-        times["junit"].append((t1 - t0) * 1000)
-        times["lines"].append((t2 - t1) * 1000)
-        times["tamper"].append((t3 - t2) * 1000)
-    assert len(diff.newly_failing) == 2 and lines.changed == 50 and len(found) == test_files, (diff, lines, found)
+        times["read"].append((t1 - t0) * 1000)
+        times["evidence"].append((t2 - t1) * 1000)
+    got = ev.checks["tests"]
+    assert len(got.newly_failing) == 2 and ev.lines is not None and ev.lines.changed == 50 \
+        and len(ev.weakened) == test_files and not got.not_run, (got.newly_failing, ev.weakened, ev.lines)
     return {k: statistics.median(v) for k, v in times.items()}
 
 

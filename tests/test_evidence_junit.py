@@ -152,10 +152,25 @@ def test_a_test_named_twice_keeps_its_worst_outcome() -> None:
     (b'<?xml version="1.0"?><!DOCTYPE t [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
      b'<testsuite><testcase name="&x;"/></testsuite>', "not well-formed XML"),
     (b"<testsuite><testcase name='t'>", "not well-formed XML"),
+    # Starts as pytest's reports do, then declares entities: still refused.
+    (b'<?xml version="1.0" encoding="utf-8"?><!DOCTYPE t [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;">]>'
+     b'<testsuite><testcase name="&b;"/></testsuite>', "not well-formed XML"),
+    (b'<testsuite><testcase name="t"/></testsuite><!DOCTYPE t [<!ENTITY x SYSTEM "file:///etc/passwd">]>',
+     "not well-formed XML"),
 ])
 def test_hostile_or_broken_reports_are_a_reason(data: bytes, reason: str) -> None:
     with pytest.raises(ReportError, match=reason.replace("(", r"\(").replace(")", r"\)")):
         parse_report(data)
+
+
+def test_a_report_in_another_encoding_reads_the_same() -> None:
+    body = ('<testsuite><testcase classname="a" name="tést"/>'
+            '<testcase classname="a" name="u"><failure message="m">E   assert 1 == 2</failure></testcase></testsuite>')
+    plain = parse_report(b'<?xml version="1.0" encoding="utf-8"?>' + body.encode())
+    wide = parse_report('<?xml version="1.0" encoding="utf-16"?>'.encode("utf-16") + body.encode("utf-16")[2:])
+    assert plain == wide
+    assert plain.tests["a::tést"].outcome is TestOutcome.PASSED
+    assert plain.tests["a::u"].message == "assert 1 == 2"
 
 
 def test_a_missing_or_oversized_report_is_a_reason(tmp_path: Path) -> None:

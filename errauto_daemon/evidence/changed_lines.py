@@ -68,18 +68,25 @@ class ChangedLines:
         return out[:limit]
 
 
-def added_lines(repo: pygit2.Repository, base_tree: str, result_tree: str) -> dict[str, list[int]]:
-    """The line numbers each file has added or changed in the result tree."""
+def added_lines(repo: pygit2.Repository, base_tree: str, result_tree: str,
+                wanted: Callable[[str], bool] = lambda path: True) -> dict[str, list[int]]:
+    """The line numbers each file has added or changed in the result tree; only
+    the files `wanted` accepts have their lines computed."""
     old, new = repo[pygit2.Oid(hex=base_tree)], repo[pygit2.Oid(hex=result_tree)]
     if not isinstance(old, pygit2.Tree) or not isinstance(new, pygit2.Tree):
         raise ValueError(f"{base_tree} and {result_tree} must both be trees")
+    diff = old.diff_to_tree(new, context_lines=0)
     out: dict[str, list[int]] = {}
-    for patch in old.diff_to_tree(new, context_lines=0):
-        if patch is None or patch.delta.is_binary or patch.delta.new_file.path is None:
+    for k, delta in enumerate(diff.deltas):
+        path = delta.new_file.path
+        if path is None or delta.status == pygit2.GIT_DELTA_DELETED or not wanted(path):
+            continue
+        patch = diff[k]
+        if patch is None or patch.delta.is_binary:
             continue
         lines = [line.new_lineno for hunk in patch.hunks for line in hunk.lines if line.origin == "+"]
         if lines:
-            out[patch.delta.new_file.path] = lines
+            out[path] = lines
     return out
 
 

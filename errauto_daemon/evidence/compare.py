@@ -54,20 +54,35 @@ def compare(base: Mapping[str, TestOutcome], now: TestReport) -> TestDiff:
     fixed: list[TestResult] = []
     still: list[TestResult] = []
     new: list[TestResult] = []
-    for node, result in sorted(now.tests.items()):
+    passed = TestOutcome.PASSED
+    for node, result in now.tests.items():
+        outcome = result.outcome
+        if outcome is passed:
+            if node not in base:
+                new.append(result)
+            elif base[node] in BAD:
+                fixed.append(result)
+            continue
         earlier = base.get(node)
         if earlier is None:
             new.append(result)
-            if result.outcome in BAD:
+            if outcome in BAD:
                 newly.append(result)
-        elif result.outcome in BAD:
+        elif outcome in BAD:
             (still if earlier in BAD else newly).append(result)
-        elif result.outcome is TestOutcome.PASSED and earlier in BAD:
-            fixed.append(result)
     not_run: list[NotRun] = []
-    for node, earlier in sorted(base.items()):
-        later = now.tests.get(node)
-        if earlier is TestOutcome.PASSED and (later is None or later.outcome in _NO_VERDICT):
-            not_run.append(NotRun(node, later))
-    base_ran = sum(1 for o in base.values() if o in (TestOutcome.PASSED, TestOutcome.FAILED))
-    return TestDiff(tuple(newly), tuple(fixed), tuple(still), tuple(not_run), tuple(new), base_ran)
+    base_ran = 0
+    for node, earlier in base.items():
+        if earlier is passed:
+            base_ran += 1
+            later = now.tests.get(node)
+            if later is None or later.outcome in _NO_VERDICT:
+                not_run.append(NotRun(node, later))
+        elif earlier is TestOutcome.FAILED:
+            base_ran += 1
+    return TestDiff(_by_id(newly), _by_id(fixed), _by_id(still),
+                    tuple(sorted(not_run, key=lambda n: n.id)), _by_id(new), base_ran)
+
+
+def _by_id(results: list[TestResult]) -> tuple[TestResult, ...]:
+    return tuple(sorted(results, key=lambda t: t.id))

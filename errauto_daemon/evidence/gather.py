@@ -62,8 +62,15 @@ def report_to_json(report: TestReport) -> dict[str, str]:
     return {node: t.outcome.value for node, t in report.tests.items()}
 
 
+_OUTCOMES = {o.value: o for o in TestOutcome}
+
+
 def outcomes_from_json(data: Mapping[str, str]) -> dict[str, TestOutcome]:
-    return {node: TestOutcome(outcome) for node, outcome in data.items()}
+    """The cached form read back; a word errauto does not know is refused (ValueError)."""
+    try:
+        return {node: _OUTCOMES[outcome] for node, outcome in data.items()}
+    except KeyError as exc:
+        raise ValueError(f"{exc.args[0]!r} is not a test outcome") from None
 
 
 def rerun_command(command: Sequence[str], ids: Sequence[str]) -> tuple[str, ...] | None:
@@ -101,14 +108,11 @@ def file_changes(repo: pygit2.Repository, base_tree: str, result_tree: str,
     if not isinstance(old, pygit2.Tree) or not isinstance(new, pygit2.Tree):
         raise ValueError(f"{base_tree} and {result_tree} must both be trees")
     out = []
-    for patch in old.diff_to_tree(new):
-        if patch is None:
-            continue
-        delta = patch.delta
+    for delta in old.diff_to_tree(new).deltas:  # the deltas alone: no file's hunks are computed
         path = delta.new_file.path or delta.old_file.path
         name = path.rsplit("/", 1)[-1]
         top = "/" not in path
-        if not (tamper.is_test_file(path, globs) or path in reported or name in _RUNNER_FILES
+        if not (name in _RUNNER_FILES or path in reported or tamper.is_test_file(path, globs)
                 or (top and (name.endswith(".pth") or name in tamper.SHADOWS))
                 or path.split("/", 1)[0] in tamper.SHADOWS):
             continue

@@ -5,7 +5,9 @@ test runners of other languages. The report is written by the patch's own
 test run, so it is untrusted: it is read with defusedxml (no entities, no
 external references), its size is bounded, every text taken from it is cut
 short, and a report that cannot be read is a reason, never an exception
-that escapes.
+that escapes. A report that starts as pytest writes one and has no DTD
+anywhere is UTF-8 and cannot declare an entity; the standard library's C
+parser reads it, about twice as fast, with nothing defusedxml would refuse.
 
 A test is named by its node id, the name a person and `pytest` itself use
 (`tests/test_app.py::TestClamp::test_low[3]`): pytest's report gives a
@@ -20,7 +22,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from xml.etree.ElementTree import Element
+from xml.etree.ElementTree import Element, XMLParser
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import ParseError, fromstring
@@ -103,7 +105,7 @@ def parse_report(data: bytes, *, module_exists: Callable[[str], bool] = lambda r
     """The tests of a JUnit XML document. `module_exists(path)` tells whether a
     relative path such as `tests/test_app.py` is a file (to name tests by it)."""
     try:
-        top = fromstring(data)
+        top = _parse(data)
     except (ParseError, DefusedXmlException, ValueError) as exc:
         raise ReportError(f"the test report is not well-formed XML ({_short(str(exc), 200)})") from None
     if top.tag not in ("testsuites", "testsuite"):
@@ -111,30 +113,37 @@ def parse_report(data: bytes, *, module_exists: Callable[[str], bool] = lambda r
     tests: dict[str, TestResult] = {}
     namer = _Namer(module_exists)
     for case in top.iter("testcase"):
-        result = _result(case, namer)
-        if result is None:
+        attrs = case.attrib
+        name = attrs.get("name")
+        if not name:
             continue
-        known = tests.get(result.id)
-        if known is None or _RANK[result.outcome] > _RANK[known.outcome]:
-            tests[result.id] = result
-        if len(tests) > MAX_TESTS:
-            raise ReportError(f"the test report names more than {MAX_TESTS} tests")
+        node, file = namer.node_id(attrs.get("classname") or "", name, attrs.get("file"))
+        outcome, message = _outcome(case) if len(case) else _PASSED
+        known = tests.get(node)
+        if known is None or _RANK[outcome] > _RANK[known.outcome]:
+            tests[node] = TestResult(node, outcome, message, _duration(attrs.get("time")), file)
+            if len(tests) > MAX_TESTS:
+                raise ReportError(f"the test report names more than {MAX_TESTS} tests")
     return TestReport(tests)
 
 
-def _result(case: Element, namer: _Namer) -> TestResult | None:
-    name = case.get("name")
-    if not name:
-        return None
-    classname = case.get("classname") or ""
-    node, file = namer.node_id(classname, name, case.get("file"))
-    outcome, message = _outcome(case)
-    return TestResult(node, outcome, message, _duration(case.get("time")), file)
+_PASSED = (TestOutcome.PASSED, "")
+# What pytest writes first. A report that starts so and declares no DTD is UTF-8 and
+# can hold no entity, so the C parser reads it with nothing for defusedxml to refuse;
+# anything else (another encoding, a DTD anywhere) is read by defusedxml.
+_PLAIN_STARTS = (b'<?xml version="1.0" encoding="utf-8"?>', b"<testsuites", b"<testsuite")
+
+
+def _parse(data: bytes) -> Element:
+    if data.startswith(_PLAIN_STARTS) and b"<!DOCTYPE" not in data and b"<!ENTITY" not in data:
+        parser = XMLParser()
+        parser.feed(data)
+        top: Element = parser.close()
+        return top
+    return fromstring(data)
 
 
 def _outcome(case: Element) -> tuple[TestOutcome, str]:
-    if not len(case):
-        return TestOutcome.PASSED, ""
     for child in case:
         tag = child.tag
         if tag == "failure":

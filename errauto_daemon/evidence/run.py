@@ -3,6 +3,7 @@ as they run (the reports are read from the worktree before it is cleaned),
 then turned into `Evidence`."""
 from __future__ import annotations
 
+import glob
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,12 +101,14 @@ class Found:
         reported = frozenset(t.file for r in self.reports.values() if isinstance(r, TestReport)
                              for t in r.tests.values() if t.file)
         bases = [b for b in (self.base(name) for name in self.bases) if b is not None]
+        # A reported file is a test file by its exact name (escaped: `[` in a name is not a pattern).
+        test_globs = (*globs, *(glob.escape(path) for path in sorted(reported)))
         weakened = gather.weakened(gather.file_changes(repo, base_tree, result_tree, globs, reported),
-                                   [*globs, *reported], bases)
-        return Evidence(checks, weakened, self._lines(repo, base_tree, result_tree, [*globs, *reported]))
+                                   test_globs, bases)
+        return Evidence(checks, weakened, self._lines(repo, base_tree, result_tree, test_globs))
 
     def _lines(self, repo: pygit2.Repository, base_tree: str, result_tree: str,
-               globs: list[str]) -> LinesEvidence | None:
+               globs: tuple[str, ...]) -> LinesEvidence | None:
         if self.line_data is None:
             return None
         if isinstance(self.line_data, str):
@@ -120,6 +123,10 @@ class Found:
             except KeyError:
                 return None
 
-        measured = changed_lines.measure(changed_lines.added_lines(repo, base_tree, result_tree), self.line_data,
-                                         text_of=text_of, is_test=lambda p: tamper.is_test_file(p, globs))
+        def is_test(path: str) -> bool:
+            return tamper.is_test_file(path, globs)
+
+        added = changed_lines.added_lines(repo, base_tree, result_tree,
+                                          wanted=lambda path: path.endswith(".py") and not is_test(path))
+        measured = changed_lines.measure(added, self.line_data, text_of=text_of, is_test=is_test)
         return LinesEvidence.of(measured)

@@ -16,8 +16,10 @@ from __future__ import annotations
 import ast
 import configparser
 import fnmatch
+import functools
+import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -76,8 +78,18 @@ class FileChange:
 
 
 def is_test_file(path: str, globs: Sequence[str] = DEFAULT_TEST_GLOBS) -> bool:
-    name = PurePosixPath(path).name
-    return any(fnmatch.fnmatch(name, g) or fnmatch.fnmatch(path, g) for g in globs)
+    """Whether `path` or its file name matches one of `globs` (as fnmatch reads them)."""
+    if not globs:
+        return False
+    match = _matcher(tuple(globs))
+    return match(path.rsplit("/", 1)[-1]) is not None or match(path) is not None
+
+
+@functools.lru_cache(maxsize=32)
+def _matcher(globs: tuple[str, ...]) -> Callable[[str], re.Match[str] | None]:
+    """One regular expression for all of `globs`: a patch's files are matched against
+    the configured globs and every test file the runner reported, per file."""
+    return re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs)).match
 
 
 def findings(changes: Iterable[FileChange], globs: Sequence[str] = DEFAULT_TEST_GLOBS) -> list[Finding]:
