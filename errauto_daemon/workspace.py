@@ -36,6 +36,7 @@ from errauto_daemon.locks import FileLock
 from errauto_daemon.patchapply import MODE_TREE, Overlay
 from errauto_daemon.patchfile import MODE_EXEC, MODE_GITLINK, MODE_LINK
 from errauto_daemon.repo import common_dir, repo_root
+from errauto_daemon.sandbox import View
 
 STALE_AFTER = 14 * 24 * 3600  # an idle slot is removed after this long
 _STATE = "state.json"
@@ -223,6 +224,16 @@ class Slot:
         state = self._read_state()
         self._write_state(base=state.get("base"), clean=True)
 
+    def view(self) -> View:
+        """What a check running in this slot may see: its worktree, read-only the
+        objects and git dir it reads, and not the rest of the user's git dir nor
+        errauto's state and cache (other slots, the database, stored patches)."""
+        gitdir = self._gitdir()
+        objects = Path(self.pool.common_dir) / "objects"
+        readable = (*_object_dirs(objects), *((gitdir,) if gitdir is not None else ()))
+        return View(writable=(self.path,), readable=readable,
+                    hidden=(Path(self.pool.common_dir), paths.state_dir(), paths.cache_dir()))
+
     def remove(self) -> None:
         with self.pool.registry():
             git.run(("worktree", "remove", "--force", str(self.path)), self.pool.common_dir, check=False)
@@ -295,6 +306,23 @@ class Pool:
         with self.registry():
             git.run(("worktree", "prune"), self.common_dir, check=False)
         return removed
+
+
+def _object_dirs(objects: Path) -> list[Path]:
+    """`objects` and the object directories it borrows (`info/alternates`, followed)."""
+    out: list[Path] = []
+    todo = [objects]
+    while todo and len(out) < 16:
+        directory = todo.pop(0).resolve()
+        if directory in out or not directory.is_dir():
+            continue
+        out.append(directory)
+        try:
+            lines = (directory / "info" / "alternates").read_text().splitlines()
+        except OSError:
+            continue
+        todo += [directory / line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    return out
 
 
 def _checkout(repo: pygit2.Repository, tree: pygit2.Object, paths: list[str] | None) -> None:

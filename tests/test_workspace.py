@@ -202,3 +202,18 @@ def test_a_slot_lock_deleted_by_prune_is_not_shared(tmp_path: Path) -> None:
     assert got == [True]
     assert os.fstat(waiting.fd).st_ino == path.stat().st_ino
     waiting.release()
+
+
+def test_a_slot_view_shows_its_worktree_and_objects_and_hides_the_rest(project: GitRepo, tmp_path: Path) -> None:
+    borrowed = tmp_path / "borrowed-objects"
+    borrowed.mkdir()
+    (project.path / ".git" / "objects" / "info" / "alternates").write_text(f"{borrowed}\n")
+    with Pool(project.pygit2(), size=1).acquire(tip(project)) as slot:
+        view = slot.view()
+        assert view.writable == (slot.path,)
+        git_dir = (project.path / ".git").resolve()
+        assert git_dir / "objects" in view.readable and borrowed.resolve() in view.readable
+        assert git_dir in view.hidden
+        # The worktree's own git dir is readable (git commands in a check work), inside the hidden one.
+        assert any(p.is_relative_to(git_dir / "worktrees") for p in view.readable)
+        assert not any(slot.path.is_relative_to(p) for p in view.readable)
