@@ -9,15 +9,20 @@ A check is the project's own command (tests, lint, ...). It runs:
   GitHub token or the webhook URL;
 - with stdin closed, and stdout and stderr going to one log file per check;
 - until it ends, times out, or `cancel` gives a reason to stop (asked ten
-  times a second): then its whole process group is killed.
+  times a second): then its whole process group is killed;
+- given a `Sandbox`, inside it (bubblewrap): its own PID namespace, so
+  whatever it started dies with it, on every way out; its limits watched
+  each poll, and a check over one fails with that reason.
 
-Every running check's process group is known here (`kill_running`), so a
-daemon that must exit while a worker is stuck can still kill them all.
+Every running check is known here (`kill_running`), so a daemon that must
+exit while a worker is stuck can still kill them all.
 """
 from __future__ import annotations
 
 import json
 import os
+import resource
+import select
 import shutil
 import signal
 import subprocess
@@ -26,10 +31,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from errauto_daemon.config import CheckConfig
 from errauto_daemon.domain import CheckStatus
-from errauto_daemon.errors import STOPPING
+from errauto_daemon.errors import STOPPING, FatalError
+from errauto_daemon.sandbox import Sandbox, kill_namespace, over_limit, signal_all, usage
 
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 POLL = 0.1  # seconds between looks at the check and at `cancel`
@@ -37,7 +44,11 @@ POLL = 0.1  # seconds between looks at the check and at `cancel`
 # Why a running check should stop (a person's reject, errauto stopping), or None.
 CancelPoll = Callable[[], "str | None"]
 
-_running: set[int] = set()  # the process groups of checks running now
+INFO_WAIT = 30.0  # seconds bwrap may take to set the sandbox up
+
+# How to kill each check running now (by its process id): its process group,
+# and its sandbox's PID namespace.
+_running: dict[int, Callable[[], None]] = {}
 _running_lock = threading.Lock()
 
 
@@ -80,41 +91,43 @@ def run_check(
     log_path: Path,
     env: Mapping[str, str],
     cancel: CancelPoll | threading.Event | None = None,
+    sandbox: Sandbox | None = None,
 ) -> CheckResult:
-    """Run `check` in `cwd`; `cancel`: why to stop it early (an Event: errauto is stopping)."""
+    """Run `check` in `cwd`; `cancel`: why to stop it early (an Event: errauto is stopping);
+    `sandbox`: how to confine it (None: unsandboxed)."""
     if isinstance(cancel, threading.Event):
         cancel = _poll_event(cancel)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     executable = resolve_executable(check.command[0], cwd, env)
-    with open(log_path, "wb") as log:
+    with _open_log(log_path) as log:
         log.write(f"$ {' '.join(check.command)}\n# in {cwd}\n".encode("utf-8", "replace"))
         log.flush()
         if executable is None:
             message = f"{check.command[0]}: command not found"
             log.write(message.encode() + b"\n")
             return CheckResult(check.name, CheckStatus.MISSING, None, 0.0, str(log_path), message)
+        argv = [executable, *check.command[1:]]
         try:
-            proc = subprocess.Popen(
-                [executable, *check.command[1:]], cwd=cwd, env=dict(env),
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            running = _start(argv, cwd, env, log, sandbox)
         except OSError as exc:
             message = f"{check.command[0]}: cannot run ({exc.strerror})"
             log.write(message.encode() + b"\n")
             return CheckResult(check.name, CheckStatus.MISSING, None, 0.0, str(log_path), message)
+        proc = running.proc
         with _running_lock:
-            _running.add(proc.pid)
+            _running[proc.pid] = running.kill
         try:
-            status, why = _wait(proc, start + check.timeout, cancel)
+            status, why = _wait(running, start + check.timeout, cancel)
             if status is not None:
-                _kill_group(proc)
+                running.stop()
             else:
-                _kill_leftovers(proc.pid)
+                running.kill()
+            proc.wait()
         finally:
             with _running_lock:
-                _running.discard(proc.pid)
+                _running.pop(proc.pid, None)
+            running.close()
         duration = time.monotonic() - start
         code = proc.returncode
         if status == CheckStatus.TIMEOUT:
@@ -124,17 +137,149 @@ def run_check(
         if status == CheckStatus.CANCELLED:
             log.write(f"\n# errauto: cancelled ({why}); process group killed\n".encode("utf-8", "replace"))
             return CheckResult(check.name, CheckStatus.CANCELLED, code, duration, str(log_path), f"cancelled: {why}")
+        if status == CheckStatus.FAILED:
+            log.write(f"\n# errauto: {why}; sandbox killed\n".encode())
+            return CheckResult(check.name, CheckStatus.FAILED, code, duration, str(log_path), why)
         log.write(f"\n# errauto: exit code {code} after {duration:.2f}s\n".encode())
     if check.kind == "coverage":
-        return _coverage_result(check, cwd, code, duration, log_path)
+        return _coverage_result(check, cwd, code, duration, log_path, sandbox)
     if code == 0:
         return CheckResult(check.name, CheckStatus.PASSED, 0, duration, str(log_path), "exit 0")
-    return CheckResult(check.name, CheckStatus.FAILED, code, duration, str(log_path), _exit_detail(code))
+    return CheckResult(check.name, CheckStatus.FAILED, code, duration, str(log_path),
+                       _exit_detail(code, sandbox))
 
 
-def _wait(proc: subprocess.Popen[bytes], deadline: float,
+def _open_log(path: Path) -> BinaryIO:
+    """The check's log, readable by the user alone: it may hold what the patch's code printed."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "wb")
+
+
+class _Running:
+    """A started check: its process, and for a sandbox its first process (a pidfd) and limits."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], sandbox: Sandbox | None = None,
+                 init_pid: int | None = None, pidfd: int | None = None) -> None:
+        self.proc = proc
+        self.sandbox = sandbox
+        self.init_pid = init_pid
+        self.pidfd = pidfd
+
+    def over_limit(self) -> str | None:
+        if self.sandbox is None or self.init_pid is None:
+            return None
+        return over_limit(self.sandbox.limits, usage(self.init_pid))
+
+    def stop(self) -> None:
+        """Ask everything it started to stop, give it `KILL_GRACE`, then kill it."""
+        if self.init_pid is not None:
+            signal_all(self.init_pid, signal.SIGTERM)
+        _signal_group(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=KILL_GRACE)
+        except subprocess.TimeoutExpired:
+            pass
+        self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL all of it: the sandbox's PID namespace, and the process group."""
+        if self.pidfd is not None:
+            kill_namespace(self.pidfd)
+        # The check exited; anything still in its group (a server a test forgot
+        # to stop) would keep writing into the worktree while it is cleaned.
+        _signal_group(self.proc.pid, signal.SIGKILL)
+
+    def close(self) -> None:
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+
+
+def _start(argv: list[str], cwd: Path, env: Mapping[str, str], log: BinaryIO,
+           sandbox: Sandbox | None) -> _Running:
+    if sandbox is None:
+        proc = subprocess.Popen(argv, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        return _Running(proc)
+    info_r, info_w = os.pipe()
+    block_r, block_w = os.pipe()
+    try:
+        proc = subprocess.Popen(sandbox.argv(argv, cwd, env, info_w, block_r), cwd=cwd, env=dict(env),
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, pass_fds=(info_w, block_r))
+    except OSError:
+        for fd in (info_r, info_w, block_r, block_w):
+            os.close(fd)
+        raise
+    os.close(info_w)
+    os.close(block_r)
+    try:
+        init_pid = _read_init_pid(info_r)
+        if init_pid is None:
+            proc.wait()
+            log.flush()
+            raise FatalError(f"the sandbox did not start (bwrap exit {proc.returncode}): "
+                             f"{_last_line(log.name)}")
+        pidfd = os.pidfd_open(init_pid)
+        try:
+            _limit(init_pid, sandbox)
+        except OSError:
+            os.close(pidfd)
+            raise
+        os.write(block_w, b"1")
+    except BaseException:
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise
+    finally:
+        os.close(info_r)
+        os.close(block_w)
+    return _Running(proc, sandbox, init_pid, pidfd)
+
+
+def _read_init_pid(fd: int) -> int | None:
+    """The sandbox's first process, from bwrap's JSON on its info pipe (None: it failed)."""
+    data = b""
+    deadline = time.monotonic() + INFO_WAIT
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+        try:
+            pid = json.loads(data)["child-pid"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        return int(pid)
+    return None
+
+
+def _limit(pid: int, sandbox: Sandbox) -> None:
+    """The kernel's own limits, on the sandbox's first process before the check starts
+    (everything it starts inherits them): file size, and no core dumps."""
+    size = sandbox.limits.max_file_mb * 1024 * 1024
+    resource.prlimit(pid, resource.RLIMIT_FSIZE, (size, size))
+    resource.prlimit(pid, resource.RLIMIT_CORE, (0, 0))
+
+
+def _last_line(path: str | int) -> str:
+    try:
+        with open(path, "rb") as fh:
+            lines = fh.read()[-4096:].decode("utf-8", "replace").strip().splitlines()
+    except (OSError, TypeError):
+        return "no message"
+    return lines[-1] if lines else "no message"
+
+
+def _wait(running: _Running, deadline: float,
           cancel: CancelPoll | None) -> tuple[CheckStatus | None, str]:
-    """How the check ended: None (it exited by itself), timeout, or cancelled (and why)."""
+    """How the check ended: None (it exited by itself), timeout, cancelled, or
+    failed over a limit of its sandbox (and why)."""
+    proc = running.proc
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -142,6 +287,9 @@ def _wait(proc: subprocess.Popen[bytes], deadline: float,
         try:
             proc.wait(timeout=min(remaining, POLL))
         except subprocess.TimeoutExpired:
+            over = running.over_limit()
+            if over is not None:
+                return CheckStatus.FAILED, over
             why = cancel() if cancel is not None else None
             if why is not None:
                 return CheckStatus.CANCELLED, why
@@ -154,21 +302,21 @@ def _poll_event(event: threading.Event) -> CancelPoll:
 
 
 def kill_running() -> int:
-    """SIGKILL the process group of every check running in this process; how many.
+    """SIGKILL every check running in this process (its sandbox, its process group); how many.
 
     For a daemon exiting while a worker is stuck: its checks must not outlive it.
     """
     with _running_lock:
-        groups = list(_running)
-    for pgid in groups:
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    return len(groups)
+        kills = list(_running.values())
+    for kill in kills:
+        kill()
+    return len(kills)
 
 
-def _exit_detail(code: int | None) -> str:
+def _exit_detail(code: int | None, sandbox: Sandbox | None = None) -> str:
+    if sandbox is not None and code == 128 + signal.SIGXFSZ:
+        # bwrap reports a command a signal killed as 128 + the signal.
+        return f"killed: file size limit {sandbox.limits.max_file_mb} MiB"
     if code is not None and code < 0:
         try:
             return f"killed by {signal.Signals(-code).name}"
@@ -178,9 +326,10 @@ def _exit_detail(code: int | None) -> str:
 
 
 def _coverage_result(check: CheckConfig, cwd: Path, code: int | None, duration: float,
-                     log_path: Path) -> CheckResult:
+                     log_path: Path, sandbox: Sandbox | None) -> CheckResult:
     if code != 0:
-        return CheckResult(check.name, CheckStatus.FAILED, code, duration, str(log_path), _exit_detail(code))
+        return CheckResult(check.name, CheckStatus.FAILED, code, duration, str(log_path),
+                           _exit_detail(code, sandbox))
     report = cwd / check.report
     try:
         data = json.loads(report.read_text())
@@ -192,26 +341,8 @@ def _coverage_result(check: CheckConfig, cwd: Path, code: int | None, duration: 
                        f"{percent:.1f}% covered", value=percent)
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+def _signal_group(pgid: int, signum: int) -> None:
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
-        proc.wait(timeout=KILL_GRACE)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    proc.wait()
-
-
-def _kill_leftovers(pgid: int) -> None:
-    # The check exited; anything still in its group (a server a test forgot
-    # to stop) would keep writing into the worktree while it is cleaned.
-    try:
-        os.killpg(pgid, signal.SIGKILL)
+        os.killpg(pgid, signum)
     except (ProcessLookupError, PermissionError):
         pass

@@ -4,11 +4,34 @@
 system: its own worktree (writable), the git objects and git dir that
 worktree reads (readable), and what must stay out of its sight whatever the
 system mounts show (errauto's state and cache, the user's git dir).
+
+`Sandbox` is how one check is confined: bubblewrap (`bwrap`) gives it new
+user, PID, IPC, UTS, cgroup and network namespaces, the system read-only, a
+private empty `/tmp` and `HOME`, and the `View`'s paths. Its limits are kept
+by the kernel where it can (`RLIMIT_FSIZE`, set on the sandbox's first
+process before the check starts) and by `Watch`, which errauto asks each
+poll for the sandbox's processes (their number, their summed resident
+memory); killing the sandbox's first process ends its PID namespace, and
+with it everything the check started.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from errauto_daemon.config import CheckConfig, Config
+from errauto_daemon.errors import ConfigError
+
+MIB = 1024 * 1024
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_HOME_FALLBACK = Path("/tmp/home")  # HOME inside the sandbox when the real one cannot be hidden
 
 
 @dataclass(frozen=True)
@@ -22,3 +45,314 @@ class View:
     writable: tuple[Path, ...]  # the check's worktree
     readable: tuple[Path, ...] = ()  # the git dir and object directories the worktree reads
     hidden: tuple[Path, ...] = ()  # errauto's state and cache, the user's git dir
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one check may use; over any of them the sandbox is killed."""
+
+    memory_mb: int = 2048  # the summed resident memory of its processes
+    max_processes: int = 512  # its processes at once
+    max_file_mb: int = 1024  # the largest file it may write (RLIMIT_FSIZE)
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """How one check is confined."""
+
+    bwrap: str  # the bwrap program
+    view: View
+    home: Path  # the user's home: hidden, and HOME inside is an empty directory there
+    readable: tuple[Path, ...] = ()  # what the configuration lists (`sandbox_readable`)
+    network: bool = False
+    limits: Limits = field(default_factory=Limits)
+
+    def argv(self, command: list[str], cwd: Path, env: Mapping[str, str],
+             info_fd: int, block_fd: int) -> list[str]:
+        """The bwrap command line that runs `command` (its program resolved) in `cwd`.
+
+        bwrap writes the sandbox's first process id to `info_fd` and waits
+        for a byte on `block_fd` before it starts the command, so its limits
+        are set before the patch's code runs."""
+        args = [self.bwrap, "--unshare-all"]
+        if self.network:
+            args.append("--share-net")
+        args += ["--die-with-parent", "--new-session", "--ro-bind", "/", "/", "--dev", "/dev",
+                 "--proc", "/proc", "--tmpfs", "/tmp"]
+        home = _real(self.home)
+        hideable = home is not None and home != Path("/")
+        inside_home = home if hideable and home is not None else _HOME_FALLBACK
+        hidden = [*self.view.hidden, *((home,) if hideable and home is not None else ())]
+        runtime = [p for p in runtime_paths(command[0], env) if not _under(p, self.view.writable)]
+        readable = [*self.view.readable, *self.readable, *runtime]
+        for kind, path in _mounts(hidden, readable, self.view.writable, covered=(Path("/tmp"),)):
+            args += {"hide": ["--tmpfs", str(path)], "ro": ["--ro-bind", str(path), str(path)],
+                     "rw": ["--bind", str(path), str(path)]}[kind]
+        if not hideable:
+            args += ["--dir", str(_HOME_FALLBACK)]
+        args += ["--setenv", "HOME", str(inside_home), "--chdir", str(cwd),
+                 "--info-fd", str(info_fd), "--block-fd", str(block_fd), "--", *command]
+        return args
+
+
+def _real(path: Path) -> Path | None:
+    try:
+        return path.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return None
+
+
+def _under(path: Path, roots: Iterable[Path]) -> bool:
+    return any(path == root or root in path.parents for root in roots)
+
+
+def _mounts(hidden: Iterable[Path], readable: Iterable[Path], writable: Iterable[Path],
+            covered: tuple[Path, ...]) -> list[tuple[str, Path]]:
+    """The mounts after the system's, shallow ones first so a deeper one stays on top;
+    at the same depth hidden, then read-only, then read-write. Paths that do
+    not exist are skipped; hidden ones already under an empty mount too."""
+    order = {"hide": 0, "ro": 1, "rw": 2}
+    found: dict[Path, str] = {}
+    for kind, paths in (("hide", hidden), ("ro", readable), ("rw", writable)):
+        for path in paths:
+            real = _real(Path(path))
+            if real is None or real == Path("/"):
+                continue
+            if kind == "hide" and _under(real, covered):
+                continue
+            if order[kind] >= order.get(found.get(real, "hide"), 0):
+                found[real] = kind
+    mounts = sorted(found.items(), key=lambda item: (len(item[0].parts), order[item[1]], str(item[0])))
+    return [(kind, path) for path, kind in mounts]
+
+
+# -- what the check's own program needs ---------------------------------------------
+
+def runtime_paths(program: str, env: Mapping[str, str]) -> list[Path]:
+    """The files the check's program needs to start, which may lie under a hidden
+    path (a virtualenv under /tmp or in HOME): the program, a script's
+    interpreter, a virtualenv (its `pyvenv.cfg`) and the Python it was made from."""
+    out: list[Path] = []
+    _add_program(Path(program), env, out, depth=0)
+    return list(dict.fromkeys(out))
+
+
+def _add_program(program: Path, env: Mapping[str, str], out: list[Path], depth: int) -> None:
+    if depth > 4 or not program.is_absolute():
+        return
+    real = _real(program)
+    if real is None:
+        return
+    for path in dict.fromkeys((program, real)):
+        out.append(path)
+        prefix = path.parent.parent if path.parent.name == "bin" else path.parent
+        cfg = prefix / "pyvenv.cfg"
+        if cfg.is_file():
+            out.append(prefix)
+            home = _venv_home(cfg)
+            if home is not None:
+                _add_program(home / "python3", env, out, depth + 1)
+        elif path.name.startswith("python") and (prefix / "lib").is_dir() and prefix != Path("/"):
+            out.append(prefix)
+    interpreter = _shebang(real, env)
+    if interpreter is not None:
+        _add_program(interpreter, env, out, depth + 1)
+
+
+def _venv_home(cfg: Path) -> Path | None:
+    try:
+        for line in cfg.read_text(errors="replace").splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "home" and value.strip():
+                return Path(value.strip())
+    except OSError:
+        pass
+    return None
+
+
+def _shebang(script: Path, env: Mapping[str, str]) -> Path | None:
+    """The interpreter a script names on its first line (through /usr/bin/env too)."""
+    try:
+        with open(script, "rb") as fh:
+            first = fh.readline(512)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    words = first[2:].decode("utf-8", "replace").split()
+    if not words:
+        return None
+    if Path(words[0]).name == "env":
+        names = [w for w in words[1:] if not w.startswith("-") and "=" not in w]
+        found = shutil.which(names[0], path=env.get("PATH", os.defpath)) if names else None
+        return Path(found) if found else None
+    return Path(words[0])
+
+
+# -- whether there is a sandbox ------------------------------------------------------
+
+OFF_HINT = 'or set sandbox = "off" in .errauto.toml to run checks unsandboxed'
+
+
+def find_bwrap() -> str | None:
+    return shutil.which("bwrap")
+
+
+@functools.lru_cache(maxsize=4)
+def _probe(bwrap: str) -> str | None:
+    """Why `bwrap` cannot make a sandbox here, or None; a tiny run, once per process."""
+    true = shutil.which("true") or "/bin/true"
+    try:
+        done = subprocess.run([bwrap, "--unshare-all", "--die-with-parent", "--new-session",
+                               "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+                               "--tmpfs", "/tmp", "--", true],
+                              stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    if done.returncode != 0:
+        lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        return lines[-1] if lines else f"exit {done.returncode}"
+    return None
+
+
+def unavailable() -> str | None:
+    """What is missing for errauto's sandbox on this machine, with how to fix it; None: it works."""
+    if not sys.platform.startswith("linux"):
+        return (f"checks run in a sandbox, and errauto's sandbox (bubblewrap) needs Linux, not {sys.platform}; "
+                f"run errauto on Linux, {OFF_HINT}")
+    bwrap = find_bwrap()
+    if bwrap is None:
+        return ("checks run in a sandbox, and bwrap (bubblewrap) was not found on PATH; install it with the "
+                "distribution's package manager (apt-get install bubblewrap, dnf install bubblewrap, "
+                f"pacman -S bubblewrap), {OFF_HINT}")
+    why = _probe(bwrap)
+    if why is not None:
+        return (f"checks run in a sandbox, and {bwrap} cannot create one here ({why}); allow unprivileged "
+                "user namespaces (sysctl kernel.unprivileged_userns_clone=1, or the AppArmor profile for bwrap), "
+                f"{OFF_HINT}")
+    return None
+
+
+def describe(mode: str) -> str:
+    """Which sandbox checks run in, for `init` and the notes."""
+    if mode == "off":
+        return 'none: checks run unsandboxed (sandbox = "off")'
+    why = unavailable()
+    if why is not None:
+        return f"none available: {why}"
+    return f"bubblewrap ({find_bwrap()}): no network, private HOME and /tmp, the worktree writable"
+
+
+def require(mode: str, has_checks: bool, source: str) -> None:
+    """Raise the configuration error when checks would run and no sandbox can be had."""
+    if mode == "off" or not has_checks:
+        return
+    why = unavailable()
+    if why is not None:
+        raise ConfigError(f"config error in {source}: sandbox: {why}")
+
+
+# -- the sandbox's processes -----------------------------------------------------------
+
+@dataclass(frozen=True)
+class Usage:
+    processes: int
+    rss_bytes: int
+
+
+def usage(root: int) -> Usage:
+    """The processes below `root` (the sandbox's first one, not counted), from /proc."""
+    parents: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return Usage(0, 0)
+    for name in entries:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                stat = fh.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if len(fields) < 22:
+            continue
+        pid = int(name)
+        parents.setdefault(int(fields[1]), []).append(pid)
+        rss[pid] = int(fields[21]) * _PAGE
+    count, total, todo = 0, 0, list(parents.get(root, ()))
+    while todo:
+        pid = todo.pop()
+        count += 1
+        total += rss.get(pid, 0)
+        todo += parents.get(pid, ())
+    return Usage(count, total)
+
+
+def over_limit(limits: Limits, now: Usage) -> str | None:
+    """Why the sandbox must be killed, or None."""
+    if now.processes > limits.max_processes:
+        return f"killed: process limit {limits.max_processes}"
+    if now.rss_bytes > limits.memory_mb * MIB:
+        return f"killed: memory limit {limits.memory_mb} MiB"
+    return None
+
+
+def signal_all(root: int, signum: int) -> None:
+    """Send `signum` to every process below `root` (a polite stop before the kill)."""
+    parents: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat", "rb") as fh:
+                    stat = fh.read()
+                parents.setdefault(int(stat[stat.rfind(b")") + 2:].split()[1]), []).append(int(name))
+            except (OSError, IndexError, ValueError):
+                continue
+    todo = list(parents.get(root, ()))
+    while todo:
+        pid = todo.pop()
+        try:
+            os.kill(pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+        todo += parents.get(pid, ())
+
+
+def kill_namespace(pidfd: int) -> None:
+    """SIGKILL the sandbox's first process: the kernel then kills its whole PID namespace."""
+    try:
+        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+    except (ProcessLookupError, OSError):
+        pass
+
+
+def for_check(config: Config, check: CheckConfig, view: View) -> Sandbox | None:
+    """The sandbox `check` runs in under `config` (None: `sandbox = "off"`)."""
+    if config.sandbox == "off":
+        return None
+    require(config.sandbox, True, config.source)
+    bwrap = find_bwrap()
+    assert bwrap is not None  # require() found it
+    home = Path(os.path.expanduser("~"))
+    readable = tuple(Path(os.path.expanduser(p)) for p in config.sandbox_readable)
+    return Sandbox(bwrap, view, home, readable, check.network,
+                   Limits(check.memory_mb, check.max_processes, check.max_file_mb))
+
+
+UNSANDBOXED = 'checks ran unsandboxed (sandbox = "off"): the patch\'s code could read, write and reach ' \
+              "what errauto's user can"
+
+
+def notes(config: Config) -> list[str]:
+    """What an explanation says about where the checks ran."""
+    if not config.checks:
+        return []
+    if config.sandbox == "off":
+        return [UNSANDBOXED]
+    networked = [c.name for c in config.checks if c.network]
+    if networked:
+        return [f"checks with network access in their sandbox: {', '.join(networked)}"]
+    return []

@@ -37,7 +37,7 @@ import pygit2
 
 from errauto_daemon import checks as checks_mod
 from errauto_daemon import config as config_mod
-from errauto_daemon import guard, merge, paths, route, score
+from errauto_daemon import guard, merge, paths, route, sandbox, score
 from errauto_daemon.admission import admit
 from errauto_daemon.carryout import Again, Outcome, carry_out, merge_approved, record
 from errauto_daemon.config import Config
@@ -301,7 +301,9 @@ class Validator:
 
     def _config(self, repo: pygit2.Repository, sub: Submission) -> Config:
         config = config_mod.load(repo, sub.target)
-        return self.config_hook(config) if self.config_hook else config
+        config = self.config_hook(config) if self.config_hook else config
+        sandbox.require(config.sandbox, bool(config.checks), config.source)
+        return config
 
     def _decide(self, sub: Submission) -> Submission:
         repo = self._open(sub.repo)
@@ -400,6 +402,7 @@ class Validator:
                      score.check_score(c, r, baselines.get(c.name))[0], c.weight, r.detail,
                      r.log_path, str(tip.id))
             for c, r in zip(config.checks, results, strict=True)])
+        notes += sandbox.notes(config)
         conf = score.compute(config, results, baselines=baselines, protected=protected,
                              review_only=admitted.review_only, notes=notes, evidence=evidence)
         clock.lap("score")
@@ -431,6 +434,7 @@ class Validator:
         stack.callback(slot.clean)  # runs before the slot is unlocked
         self._pending = stack
         stop = functools.partial(self._stop_reason, sub.id)
+        view = slot.view()
         try:
             for check in config.checks:
                 if check.kind != "coverage" and check.junit is None:
@@ -441,7 +445,7 @@ class Validator:
                 if not known or (check.junit is not None and tests is None):
                     self._stop_point(sub.id)
                     base_result = self._run(config, check, slot.path, log_dir / f"{attempt}-{check.name}-base.log",
-                                            stop, label=f"{check.name} (base)")
+                                            stop, view, label=f"{check.name} (base)")
                     value = base_result.value
                     tests = found.base_report(slot.path, check)
                     self.store.set_baseline(sub.repo, str(tip.tree.id), check.name, fp, value, tests)
@@ -454,10 +458,10 @@ class Validator:
             results = []
             for check in config.checks:
                 self._stop_point(sub.id)
-                result = self._run(config, check, slot.path, log_dir / f"{attempt}-{check.name}.log", stop)
+                result = self._run(config, check, slot.path, log_dir / f"{attempt}-{check.name}.log", stop, view)
                 results.append(result)
                 found.read(slot.path, check, result,
-                           functools.partial(self._rerun, config, check, slot.path, log_dir, attempt, stop))
+                           functools.partial(self._rerun, config, check, slot.path, log_dir, attempt, stop, view))
             clock.lap("checks")
         except Cancelled:
             raise  # the worktree is cleaned once the rejection or requeue is recorded
@@ -467,20 +471,23 @@ class Validator:
         return results, baselines, found
 
     def _rerun(self, config: Config, check: config_mod.CheckConfig, cwd: Path, log_dir: Path, attempt: int,
-               stop: checks_mod.CancelPoll, command: tuple[str, ...], k: int) -> checks_mod.CheckResult:
+               stop: checks_mod.CancelPoll, view: sandbox.View, command: tuple[str, ...],
+               k: int) -> checks_mod.CheckResult:
         """`check` again with `command` (its newly failing tests named), the k-th time."""
         return self._run(config, dataclasses.replace(check, command=command), cwd,
-                         log_dir / f"{attempt}-{check.name}-rerun{k}.log", stop, label=f"{check.name} (run again {k})")
+                         log_dir / f"{attempt}-{check.name}-rerun{k}.log", stop, view,
+                         label=f"{check.name} (run again {k})")
 
     def _run(self, config: Config, check: config_mod.CheckConfig, cwd: Path, log_path: Path,
-             stop: checks_mod.CancelPoll, *, label: str | None = None) -> checks_mod.CheckResult:
+             stop: checks_mod.CancelPoll, view: sandbox.View, *,
+             label: str | None = None) -> checks_mod.CheckResult:
         """One check in the worktree, its old reports removed first (a report
         left in the tree must not stand in for one the check did not write)."""
         for rel in (check.junit, check.line_data):
             stale = cwd / rel if rel is not None else None
             if stale is not None and (stale.is_symlink() or stale.is_file()):
                 stale.unlink()
-        result = run_observed(config, check, cwd, log_path, self.progress, stop, label=label)
+        result = run_observed(config, check, cwd, log_path, self.progress, stop, label=label, view=view)
         if result.status == CheckStatus.CANCELLED:
             raise Cancelled(result.detail.removeprefix("cancelled: "))
         return result
@@ -491,12 +498,14 @@ class Validator:
 
 def run_observed(config: Config, check: config_mod.CheckConfig, cwd: Path, log_path: Path,
                  progress: Progress, cancel: checks_mod.CancelPoll | None = None, *,
-                 label: str | None = None) -> checks_mod.CheckResult:
-    """One check, run by `checks.run_check` in its scrubbed environment, told to `progress`."""
+                 label: str | None = None, view: sandbox.View) -> checks_mod.CheckResult:
+    """One check, run by `checks.run_check` in its scrubbed environment and in the
+    sandbox the configuration asks for (`view`: what it may see), told to `progress`."""
     name = label or check.name
+    confined = sandbox.for_check(config, check, view)
     progress.check_started(name)
     result = checks_mod.run_check(check, cwd, log_path, checks_mod.check_env(config.secrets(), check.env),
-                                  cancel)
+                                  cancel, confined)
     progress.check_finished(name, result.status, result.duration, result.detail)
     return result
 

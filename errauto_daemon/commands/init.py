@@ -22,7 +22,7 @@ from typing import Literal
 
 import pygit2
 
-from errauto_daemon import checks, output, paths, progress
+from errauto_daemon import checks, output, paths, progress, sandbox
 from errauto_daemon import config as config_mod
 from errauto_daemon.config import CONFIG_FILE, PYPROJECT, Config, head_branch
 from errauto_daemon.domain import CheckStatus
@@ -236,7 +236,8 @@ def init(repo_dir: str, *, force: bool, run: bool = True) -> int:
     trials = _installed(root, found)
     tip = _tip(repo, target)
     ran_on = ""
-    if run and tip is not None:
+    no_sandbox = sandbox.unavailable()
+    if run and tip is not None and no_sandbox is None:
         draft = render(target, found, _disabled(trials), reports)
         trials = _run(repo, config_mod.from_text(draft, "the draft of errauto init"), tip, trials)
         ran_on = f" on {target} ({str(tip.id)[:12]})"
@@ -249,7 +250,8 @@ def init(repo_dir: str, *, force: bool, run: bool = True) -> int:
     wake()
 
     print(f"wrote {config_path}")
-    _report(trials, ran_on, run=run, target=target, has_tip=tip is not None)
+    print(f"sandbox for checks: {sandbox.describe('bwrap')}")
+    _report(trials, ran_on, run=run, target=target, has_tip=tip is not None, sandboxed=no_sandbox is None)
     if any(t.name == "tests" and t.enabled for t in trials):
         _report_evidence(reports)
     if ignoring == "added":
@@ -335,7 +337,7 @@ def _run(repo: pygit2.Repository, config: Config, tip: pygit2.Commit, trials: li
             try:
                 for check in config.checks:
                     results[check.name] = run_observed(config, check, slot.path,
-                                                       log_dir / f"{check.name}.log", shown)
+                                                       log_dir / f"{check.name}.log", shown, view=slot.view())
             finally:
                 slot.clean()
     finally:
@@ -366,7 +368,8 @@ def _last_output_line(log: Path) -> str:
     return output.shorten(mine[-1], 100) if mine else ""
 
 
-def _report(trials: list[Trial], ran_on: str, *, run: bool, target: str, has_tip: bool) -> None:
+def _report(trials: list[Trial], ran_on: str, *, run: bool, target: str, has_tip: bool,
+            sandboxed: bool) -> None:
     rows = []
     for t in trials:
         if t.result == "not detected":
@@ -380,8 +383,10 @@ def _report(trials: list[Trial], ran_on: str, *, run: bool, target: str, has_tip
         else:
             what = "enabled (not run)"
         rows.append([t.name, t.command or "-", what])
-    if run and has_tip:
-        print(f"checks, run once{ran_on} in a separate worktree:")
+    if run and not sandboxed:
+        print("checks (not run: no sandbox to run them in, see above):")
+    elif run and has_tip:
+        print(f"checks, run once{ran_on} in a separate worktree and a sandbox:")
     elif run:
         print(f"checks (not run: {target} has no commit yet):")
     else:

@@ -5,26 +5,36 @@ import sys
 from argparse import Namespace
 from pathlib import PurePath
 
+from typing import TYPE_CHECKING
+
 from errauto_daemon import metrics, output
 from errauto_daemon.metrics import Alerts, Confidence, Queue, Status, Throughput, ValidationTimes
 from errauto_daemon.store import STATES, Store
 
+if TYPE_CHECKING:
+    from errauto_daemon.config import Config
+
 
 def status(*, days: int = 30, as_json: bool) -> int:
     store = Store()
-    data = metrics.collect(store, days, minutes=_minutes(store))
+    configs = _configs(store)
+    minutes = {root: c.status.minutes_per_manual_patch for root, c in configs.items()}
+    data = metrics.collect(store, days, minutes=minutes)
+    unsandboxed = sorted(root for root, c in configs.items() if c.sandbox == "off" and c.checks)
     if as_json:
-        print(output.dumps(data.to_json()))
+        print(output.dumps({**data.to_json(), "unsandboxed": unsandboxed}))
         return 0
-    print("\n".join(output.printable(line) for line in render(data)))
+    warnings = [f"warning: checks run unsandboxed in {root} (sandbox = \"off\" in its configuration)"
+                for root in unsandboxed]
+    print("\n".join(output.printable(line) for line in [*warnings, *render(data)]))
     return 0
 
 
-def _minutes(store: Store) -> dict[str, float]:
-    """Minutes per manual patch of each registered repository (its `[status]`)."""
+def _configs(store: Store) -> dict[str, Config]:
+    """Each registered repository's configuration: its `[status]`, and whether its checks are sandboxed."""
     from errauto_daemon.health import registered_configs
 
-    return {root: c.status.minutes_per_manual_patch for root, c in registered_configs(store).items()}
+    return registered_configs(store)
 
 
 def render(d: Status) -> list[str]:

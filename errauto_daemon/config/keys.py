@@ -13,6 +13,7 @@ from errauto_daemon.config.model import (
     DEFAULT_WEIGHTS,
     GITHUB_API_URL,
     MERGE_METHODS,
+    SANDBOXES,
     AlertsConfig,
     CheckConfig,
     Config,
@@ -35,11 +36,12 @@ _TOP_KEYS: dict[str, type | tuple[type, ...]] = {
     "workers": int, "push": str, "submit_refs": list, "protected_paths": list,
     "max_patch_bytes": int, "max_hunk_lines": int, "max_files": int, "max_blob_bytes": int,
     "max_parse_seconds": float, "max_revalidations": int, "secret_env": list, "checks": dict, "github": dict,
-    "alerts": dict, "monitor": dict, "status": dict, "evidence": dict,
+    "alerts": dict, "monitor": dict, "status": dict, "evidence": dict, "sandbox": str, "sandbox_readable": list,
 }
 _CHECK_KEYS: dict[str, type | tuple[type, ...]] = {
     "command": (str, list), "weight": float, "timeout": float, "gate": bool, "kind": str,
     "report": str, "tolerance": float, "env": dict, "junit": str, "line_data": str, "reruns": int,
+    "network": bool, "memory_mb": int, "max_processes": int, "max_file_mb": int,
 }
 _EVIDENCE_KEYS: dict[str, type | tuple[type, ...]] = {"min_changed_lines_covered": float, "test_files": list}
 _ALERTS_KEYS: dict[str, type | tuple[type, ...]] = {
@@ -86,6 +88,7 @@ def validated(values: Mapping[str, Any], source: str) -> Config:
     out.update(_names(values, fail))
     out.update(_string_lists(values, fail))
     out.update(_sections(values, fail))
+    out.update(_sandbox(values, fail))
     _check_weights(out["checks"], fail)
     return Config(**out)
 
@@ -114,7 +117,7 @@ def _already_checked(key: str, value: Any) -> bool:
         return True
     if key == "github":
         return value is None or isinstance(value, GithubConfig)
-    if key in ("checks", "submit_refs", "protected_paths", "secret_env"):
+    if key in ("checks", "submit_refs", "protected_paths", "secret_env", "sandbox_readable"):
         return isinstance(value, tuple)
     return key == "push" and value is None
 
@@ -182,6 +185,22 @@ def _string_lists(values: Mapping[str, Any], fail: _Fail) -> dict[str, Any]:
     return out
 
 
+def _sandbox(values: Mapping[str, Any], fail: _Fail) -> dict[str, Any]:
+    """What checks run in, and what more they may read."""
+    out: dict[str, Any] = {}
+    if "sandbox" in values:
+        if values["sandbox"] not in SANDBOXES:
+            raise fail("sandbox", f"must be {' or '.join(repr(s) for s in SANDBOXES)}, got {values['sandbox']!r}")
+        out["sandbox"] = values["sandbox"]
+    if "sandbox_readable" in values:
+        items = tuple(values["sandbox_readable"])
+        for item in items:
+            if not isinstance(item, str) or not (item.startswith("/") or item.startswith("~/")):
+                raise fail("sandbox_readable", f"entries must be absolute paths or start with ~/, got {item!r}")
+        out["sandbox_readable"] = items
+    return out
+
+
 def _sections(values: Mapping[str, Any], fail: _Fail) -> dict[str, Any]:
     """The tables: checks, github, alerts, monitor, status."""
     out: dict[str, Any] = {}
@@ -236,8 +255,19 @@ def _check(name: str, spec: Any, fail: _Fail) -> CheckConfig:
     return CheckConfig(
         name=name, command=argv, weight=weight, timeout=timeout,
         gate=bool(spec.get("gate", name == "tests")), kind=kind,
-        tolerance=tolerance, env=dict(env), **_reports(key, spec, fail),
+        tolerance=tolerance, env=dict(env), **_reports(key, spec, fail), **_check_limits(key, spec, fail),
     )
+
+
+def _check_limits(key: str, spec: Mapping[str, Any], fail: _Fail) -> dict[str, Any]:
+    """The check's network and what its sandbox may use."""
+    out: dict[str, Any] = {"network": bool(spec.get("network", False))}
+    for name in ("memory_mb", "max_processes", "max_file_mb"):
+        if name in spec:
+            if spec[name] < 1:
+                raise fail(f"{key}.{name}", f"must be at least 1, got {spec[name]}")
+            out[name] = int(spec[name])
+    return out
 
 
 def _reports(key: str, spec: Mapping[str, Any], fail: _Fail) -> dict[str, Any]:

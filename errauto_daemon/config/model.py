@@ -25,6 +25,7 @@ DEFAULT_PROTECTED = (
     ".errauto.toml",
 )
 DEFAULT_SECRET_ENV = ("GITHUB_TOKEN", "SLACK_WEBHOOK_URL")
+SANDBOXES = ("bwrap", "off")
 GITHUB_API_URL = "https://api.github.com"
 MERGE_METHODS = ("merge", "squash", "rebase")
 
@@ -43,6 +44,10 @@ class CheckConfig:
     junit: str | None = None  # the JUnit XML report of per-test results the command writes
     line_data: str | None = None  # the coverage.py JSON report (with line data) the command writes
     reruns: int = 2  # times a newly failing test is run again before the patch is blamed for it
+    network: bool = False  # the sandbox lets it reach the network
+    memory_mb: int = 2048  # the sandbox is killed when its processes' resident memory is above this
+    max_processes: int = 512  # ... when it has more processes at once
+    max_file_mb: int = 1024  # the largest file it may write
 
 
 @dataclass(frozen=True)
@@ -155,6 +160,8 @@ class Config:
     max_revalidations: int = 3
     secret_env: tuple[str, ...] = DEFAULT_SECRET_ENV
     checks: tuple[CheckConfig, ...] = ()
+    sandbox: str = "bwrap"  # what checks run in: "bwrap", or "off" (unsandboxed)
+    sandbox_readable: tuple[str, ...] = ()  # more paths checks may read ("~/" is the user's home)
     github: GithubConfig | None = None
     alerts: AlertsConfig = AlertsConfig()
     monitor: Thresholds = Thresholds()
@@ -177,7 +184,10 @@ class Config:
 
     def checks_fingerprint(self) -> str:
         """Identifies what a validation ran: the checks and how they score."""
-        blob = json.dumps([asdict(c) for c in self.checks], sort_keys=True, default=dict)
+        ran: list[object] = [asdict(c) for c in self.checks]
+        if self.sandbox == "off":
+            ran.append({"sandbox": "off"})  # results from outside a sandbox are not reused inside one
+        blob = json.dumps(ran, sort_keys=True, default=dict)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
