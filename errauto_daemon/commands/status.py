@@ -4,7 +4,6 @@ from __future__ import annotations
 import sys
 from argparse import Namespace
 from pathlib import PurePath
-
 from typing import TYPE_CHECKING
 
 from errauto_daemon import metrics, output
