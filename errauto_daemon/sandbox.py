@@ -256,8 +256,8 @@ def require(mode: str, has_checks: bool, source: str) -> None:
 
 @dataclass(frozen=True)
 class Usage:
-    processes: int
-    rss_bytes: int
+    processes: tuple[int, ...]  # below the sandbox's first process
+    rss_bytes: int  # their resident memory summed (pages shared between them counted each time)
 
 
 def usage(root: int) -> Usage:
@@ -267,7 +267,7 @@ def usage(root: int) -> Usage:
     try:
         entries = os.listdir("/proc")
     except OSError:
-        return Usage(0, 0)
+        return Usage((), 0)
     for name in entries:
         if not name.isdigit():
             continue
@@ -282,20 +282,38 @@ def usage(root: int) -> Usage:
         pid = int(name)
         parents.setdefault(int(fields[1]), []).append(pid)
         rss[pid] = int(fields[21]) * _PAGE
-    count, total, todo = 0, 0, list(parents.get(root, ()))
+    found: list[int] = []
+    todo = list(parents.get(root, ()))
     while todo:
         pid = todo.pop()
-        count += 1
-        total += rss.get(pid, 0)
+        found.append(pid)
         todo += parents.get(pid, ())
-    return Usage(count, total)
+    return Usage(tuple(found), sum(rss.get(pid, 0) for pid in found))
+
+
+def proportional_memory(pids: Iterable[int]) -> int:
+    """The processes' memory with each shared page divided among its sharers (PSS):
+    forked workers share most of their pages, and their summed RSS counts them
+    again for each. Dearer to read than RSS, so read only when RSS is over."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup", "rb") as fh:
+                for line in fh:
+                    if line.startswith(b"Pss:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
 
 
 def over_limit(limits: Limits, now: Usage) -> str | None:
     """Why the sandbox must be killed, or None."""
-    if now.processes > limits.max_processes:
+    if len(now.processes) > limits.max_processes:
         return f"killed: process limit {limits.max_processes}"
-    if now.rss_bytes > limits.memory_mb * MIB:
+    cap = limits.memory_mb * MIB
+    if now.rss_bytes > cap and proportional_memory(now.processes) > cap:
         return f"killed: memory limit {limits.memory_mb} MiB"
     return None
 
