@@ -175,7 +175,8 @@ class _Running:
         """Ask everything it started to stop, give it `KILL_GRACE`, then kill it."""
         if self.init_pid is not None:
             signal_all(self.init_pid, signal.SIGTERM)
-        _signal_group(self.proc.pid, signal.SIGTERM)
+        else:
+            _signal_group(self.proc.pid, signal.SIGTERM)
         try:
             self.proc.wait(timeout=KILL_GRACE)
         except subprocess.TimeoutExpired:
@@ -185,7 +186,7 @@ class _Running:
     def kill(self) -> None:
         """SIGKILL all of it: the sandbox's PID namespace, and the process group."""
         if self.pidfd is not None:
-            kill_namespace(self.pidfd)
+            kill_namespace(self.pidfd, KILL_GRACE)
         # The check exited; anything still in its group (a server a test forgot
         # to stop) would keep writing into the worktree while it is cleaned.
         _signal_group(self.proc.pid, signal.SIGKILL)

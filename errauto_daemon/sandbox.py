@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -339,12 +340,18 @@ def signal_all(root: int, signum: int) -> None:
         todo += parents.get(pid, ())
 
 
-def kill_namespace(pidfd: int) -> None:
-    """SIGKILL the sandbox's first process: the kernel then kills its whole PID namespace."""
+def kill_namespace(pidfd: int, wait: float) -> None:
+    """SIGKILL the sandbox's first process: the kernel then kills its whole PID
+    namespace. Waits (up to `wait` seconds) until it has exited, which it does
+    only once every other process of its namespace is gone."""
     try:
         signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-    except (ProcessLookupError, OSError):
-        pass
+    except OSError:
+        pass  # it has exited already
+    try:
+        select.select([pidfd], [], [], wait)
+    except (OSError, ValueError):
+        pass  # closed meanwhile: its check has ended
 
 
 def for_check(config: Config, check: CheckConfig, view: View) -> Sandbox | None:

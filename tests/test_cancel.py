@@ -21,8 +21,12 @@ FIXED = CALC.replace("a - b", "a + b")
 
 
 def sleeping_check(pid_file: Path) -> str:
-    """A configuration whose one check writes its pid, then sleeps ten minutes."""
-    return ('target = "main"\n[checks.tests]\n'
+    """A configuration whose one check writes its pid, then sleeps ten minutes.
+
+    Unsandboxed: the pid goes to a file outside the worktree, which a sandbox
+    hides, and a sandbox's pid is its own namespace's. tests/test_sandbox.py
+    stops sandboxed checks the same ways."""
+    return ('target = "main"\nsandbox = "off"\n[checks.tests]\n'
             f'command = ["sh", "-c", "echo $$ > {pid_file}; exec sleep 600"]\ntimeout = 3600\n')
 
 

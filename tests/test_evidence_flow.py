@@ -143,7 +143,9 @@ def test_a_test_that_fails_only_on_its_first_run_is_flaky_and_recorded(
             p.write_text(str(n + 1))
             assert n != 1  # the base run is the first; the patch's first run fails
     """)
-    repo = project(tmp_path, tests=flaky)
+    # The run counter must outlive each run, so it lives outside the worktree, which a
+    # sandboxed check cannot write: this check runs unsandboxed.
+    repo = project(tmp_path, tests=flaky, cfg="sandbox = 'off'\n" + config())
     code, sub = apply(repo, tmp_path, capsys, {"app.py": APP.replace("    return x\n", "    return x + 0\n")})
     ex = sub["explanation"]
     assert "flaky: tests/test_app.py::test_sometimes failed 1 of 2 runs" in ex["gates"]

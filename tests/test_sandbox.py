@@ -24,10 +24,13 @@ from pathlib import Path
 import pygit2
 import pytest
 
-from errauto_daemon import paths
+from errauto_daemon import checks, paths
+from errauto_daemon.config import CheckConfig
 from errauto_daemon.github import body
+from errauto_daemon.sandbox import Sandbox, View
 from errauto_daemon.store import Store
 from errauto_daemon.workspace import Pool
+from tests.helpers.daemon import wait_until
 from tests.helpers.gitrepo import PYTHON, GitRepo, config_toml, python_project
 
 TOKEN = "ghp_SANDBOXSECRETTOKEN0123456789"
@@ -357,3 +360,46 @@ def test_check_logs_are_readable_by_the_user_alone(tmp_path: Path) -> None:
     assert code == 0, out
     found = list(paths.check_logs_dir().rglob("*.log"))
     assert found and all(p.stat().st_mode & 0o777 == 0o600 for p in found)
+
+
+ESCAPING = ("import os, subprocess, sys, time\n"
+            "code = 'import os, sys, time\\nif os.fork():\\n    sys.exit()\\ntime.sleep(300)'\n"
+            "subprocess.Popen(['setsid', sys.executable, '-c', code, sys.argv[1]])\n"
+            "time.sleep(300)\n")
+
+
+@pytest.mark.parametrize("how", ["timeout", "cancel", "kill_running"])
+def test_a_sandboxed_check_and_what_escaped_its_session_die_on_timeout_cancel_and_kill_running(
+        tmp_path: Path, how: str) -> None:
+    marker = f"escaping-{uuid.uuid4().hex}"
+    worktree = tmp_path / "worktree"
+    worktree.mkdir()
+    bwrap = shutil.which("bwrap")
+    assert bwrap is not None
+    confined = Sandbox(bwrap, View(writable=(worktree,)), Path.home())
+    check = CheckConfig(name="tests", command=(PYTHON, "-c", ESCAPING, marker), weight=1.0,
+                        timeout=2.0 if how == "timeout" else 120.0)
+
+    def started() -> bool:
+        return len(_processes_with(marker)) >= 2  # the check and its escaped grandchild
+
+    cancel = None
+    killer = None
+    if how == "cancel":
+        cancel = lambda: "withdrawn" if started() else None  # noqa: E731
+    elif how == "kill_running":
+        def kill_when_started() -> None:
+            wait_until(started, what="the check and its grandchild")
+            checks.kill_running()
+        killer = threading.Thread(target=kill_when_started)
+        killer.start()
+    try:
+        result = checks.run_check(check, worktree, tmp_path / "check.log", checks.check_env([]), cancel, confined)
+        assert _processes_with(marker) == []
+    finally:
+        if killer is not None:
+            killer.join(60)
+        for pid in _processes_with(marker):
+            os.kill(pid, 9)
+    expected = {"timeout": "timeout", "cancel": "cancelled", "kill_running": "failed"}[how]
+    assert result.status == expected, result
