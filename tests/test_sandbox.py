@@ -403,3 +403,44 @@ def test_a_sandboxed_check_and_what_escaped_its_session_die_on_timeout_cancel_an
             os.kill(pid, 9)
     expected = {"timeout": "timeout", "cancel": "cancelled", "kill_running": "failed"}[how]
     assert result.status == expected, result
+
+
+def test_sandbox_readable_shows_what_it_lists_from_home_and_nothing_else(tmp_path: Path) -> None:
+    shown = Path.home() / ".toolchain" / "version.txt"
+    shown.parent.mkdir()
+    shown.write_text("TOOLCHAIN-1.2")
+    (Path.home() / ".netrc").write_text("machine example.com password NETRC-SECRET")
+    repo = project_with(tmp_path, top='sandbox_readable = ["~/.toolchain"]\n')
+    patch = hostile(repo, f"""
+for path in [{str(shown)!r}, {str(Path.home() / ".netrc")!r}]:
+    try:
+        print("READ", open(path).read())
+    except OSError as exc:
+        print("cannot read:", exc)
+""")
+    code, result, out = apply(tmp_path, repo, patch)
+    assert code == 0 and result["state"] == "merged", out
+    seen = logs()
+    assert "READ TOOLCHAIN-1.2" in seen
+    assert "NETRC-SECRET" not in seen and "cannot read:" in seen
+
+
+@pytest.mark.parametrize("with_bwrap", [True, False])
+def test_init_says_which_sandbox_the_checks_run_in(tmp_path: Path, with_bwrap: bool) -> None:
+    repo = GitRepo(tmp_path / "proj")
+    repo.commit("init", {"README": "hello\n"})
+    env = dict(os.environ)
+    if not with_bwrap:
+        tools = tmp_path / "tools"
+        tools.mkdir()
+        (tools / "git").symlink_to(str(shutil.which("git")))
+        env["PATH"] = str(tools)
+    done = subprocess.run([PYTHON, "-m", "errauto_daemon", "init", "--repo", str(repo.path)],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    if with_bwrap:
+        assert "sandbox for checks: bubblewrap (" in done.stdout
+    else:
+        assert "sandbox for checks: none available: " in done.stdout
+        assert "bwrap (bubblewrap) was not found on PATH" in done.stdout
+        assert "not run: no sandbox to run them in" in done.stdout
