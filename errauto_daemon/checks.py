@@ -101,7 +101,8 @@ def run_check(
     start = time.monotonic()
     executable = resolve_executable(check.command[0], cwd, env)
     with _open_log(log_path) as log:
-        log.write(f"$ {' '.join(check.command)}\n# in {cwd}\n".encode("utf-8", "replace"))
+        log.write(f"$ {' '.join(check.command)}\n# in {cwd}\n# {_confinement(sandbox)}\n"
+                  .encode("utf-8", "replace"))
         log.flush()
         if executable is None:
             message = f"{check.command[0]}: command not found"
@@ -147,6 +148,14 @@ def run_check(
         return CheckResult(check.name, CheckStatus.PASSED, 0, duration, str(log_path), "exit 0")
     return CheckResult(check.name, CheckStatus.FAILED, code, duration, str(log_path),
                        _exit_detail(code, sandbox))
+
+
+def _confinement(sandbox: Sandbox | None) -> str:
+    if sandbox is None:
+        return "unsandboxed"
+    limits = sandbox.limits
+    return (f"sandbox: bubblewrap, network {'on' if sandbox.network else 'off'}, memory {limits.memory_mb} MiB, "
+            f"{limits.max_processes} processes, files up to {limits.max_file_mb} MiB")
 
 
 def _open_log(path: Path) -> BinaryIO:
@@ -218,6 +227,8 @@ def _start(argv: list[str], cwd: Path, env: Mapping[str, str], log: BinaryIO,
     try:
         init_pid = _read_init_pid(info_r)
         if init_pid is None:
+            if proc.poll() is None:  # bwrap is stuck setting the sandbox up
+                _signal_group(proc.pid, signal.SIGKILL)
             proc.wait()
             log.flush()
             raise FatalError(f"the sandbox did not start (bwrap exit {proc.returncode}): "

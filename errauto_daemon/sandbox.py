@@ -84,14 +84,19 @@ class Sandbox:
         hideable = home is not None and home != Path("/")
         inside_home = home if hideable and home is not None else _HOME_FALLBACK
         hidden = [*self.view.hidden, *((home,) if hideable and home is not None else ())]
-        runtime = [p for p in runtime_paths(command[0], env) if not _under(p, self.view.writable)]
+        # What the program needs is shown only where the system mount does not show it already.
+        out_of_sight = [Path("/tmp"), *(r for r in map(_real, hidden) if r is not None)]
+        writable = [r for r in map(_real, self.view.writable) if r is not None]
+        runtime = [p for p in map(_real, runtime_paths(command[0], env))
+                   if p is not None and _under(p, out_of_sight) and not _under(p, writable)]
         readable = [*self.view.readable, *self.readable, *runtime]
         for kind, path in _mounts(hidden, readable, self.view.writable, covered=(Path("/tmp"),)):
             args += {"hide": ["--tmpfs", str(path)], "ro": ["--ro-bind", str(path), str(path)],
                      "rw": ["--bind", str(path), str(path)]}[kind]
         if not hideable:
             args += ["--dir", str(_HOME_FALLBACK)]
-        args += ["--setenv", "HOME", str(inside_home), "--chdir", str(cwd),
+        # The worktree and /tmp are all a check may write: its temporary files go to /tmp.
+        args += ["--setenv", "HOME", str(inside_home), "--setenv", "TMPDIR", "/tmp", "--chdir", str(cwd),
                  "--info-fd", str(info_fd), "--block-fd", str(block_fd), "--", *command]
         return args
 
@@ -119,7 +124,7 @@ def _mounts(hidden: Iterable[Path], readable: Iterable[Path], writable: Iterable
             real = _real(Path(path))
             if real is None or real == Path("/"):
                 continue
-            if kind == "hide" and _under(real, covered):
+            if kind == "hide" and (_under(real, covered) or not real.is_dir()):
                 continue
             if order[kind] >= order.get(found.get(real, "hide"), 0):
                 found[real] = kind

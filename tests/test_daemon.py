@@ -237,8 +237,10 @@ def test_sigterm_during_a_long_check_requeues_and_exits_cleanly(
     started = tmp_path / "check-started"
     script = (f"import os, pathlib, time; pathlib.Path({str(started)!r}).write_text(str(os.getpid())); "
               f"time.sleep(120 if pathlib.Path({str(marker)!r}).exists() else 0)")
+    # The check tells its pid through a file outside its worktree and reads the marker
+    # there: unsandboxed (a sandbox hides both, and would give its namespace's pid).
     project = watched_project(tmp_path, capsys, config=config_toml(
-        extra=f'[checks.slow]\ncommand = ["{PYTHON}", "-c", "{script}"]\nweight = 0.1\n'))
+        top='sandbox = "off"', extra=f'[checks.slow]\ncommand = ["{PYTHON}", "-c", "{script}"]\nweight = 0.1\n'))
     daemon = start(daemons, tmp_path, grace=1.0)
     drop(project.path / "patches", "fix.patch", project.make_patch({"calc.py": FIXED}))
     wait_until(started.exists, what="the slow check to start")

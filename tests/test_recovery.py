@@ -20,6 +20,11 @@ from tests.helpers.gitrepo import CALC, PYTHON, GitRepo, config_toml, git, pytho
 FIXED = CALC.replace("a - b", "a + b")
 
 
+# The counting check counts its runs in a file outside the worktree, which a
+# sandboxed check cannot write: its configurations run checks unsandboxed.
+UNSANDBOXED = 'sandbox = "off"'
+
+
 def counting_check(counter: Path, *, sleep: float = 0.0) -> str:
     script = (f"import pathlib, time; p = pathlib.Path({str(counter)!r}); "
               f"p.write_text(str(int(p.read_text()) + 1) if p.exists() else '1'); time.sleep({sleep})")
@@ -58,7 +63,7 @@ def test_a_persons_rejection_stands_when_the_patch_is_sent_again(
 
 def test_identical_validation_is_answered_from_the_cache(tmp_path: Path) -> None:
     counter = tmp_path / "runs"
-    first = python_project(tmp_path / "one", config=config_toml(extra=counting_check(counter)))
+    first = python_project(tmp_path / "one", config=config_toml(top=UNSANDBOXED, extra=counting_check(counter)))
     second = tmp_path / "two"
     git(tmp_path, "clone", "-q", str(first.path), str(second))  # same trees, another repository
     data = first.make_patch({"calc.py": FIXED + "#" * 90 + "\n"})  # lint fails: held, not merged
@@ -79,7 +84,7 @@ def test_identical_validation_is_answered_from_the_cache(tmp_path: Path) -> None
 
 def test_submission_abandoned_by_a_killed_process_is_requeued_and_decided_once(tmp_path: Path) -> None:
     counter = tmp_path / "runs"
-    project = python_project(tmp_path / "p", config=config_toml(extra=counting_check(counter, sleep=30)))
+    project = python_project(tmp_path / "p", config=config_toml(top=UNSANDBOXED, extra=counting_check(counter, sleep=30)))
     patch = tmp_path / "p.patch"
     patch.write_bytes(project.make_patch({"calc.py": FIXED}))
     proc = subprocess.Popen([PYTHON, "-m", "errauto_daemon", "apply", str(patch), "--repo", str(project.path)],
@@ -99,7 +104,7 @@ def test_submission_abandoned_by_a_killed_process_is_requeued_and_decided_once(t
     assert validator.recover() == []  # nothing left to recover
 
     # Let the check finish quickly now (the committed config is what counts).
-    project.commit("faster check", {".errauto.toml": config_toml(extra=counting_check(counter))})
+    project.commit("faster check", {".errauto.toml": config_toml(top=UNSANDBOXED, extra=counting_check(counter))})
     decided = validator.process(1)
     assert decided.state == "merged"
     states = [e["to_state"] for e in store.events(1) if e["to_state"]]

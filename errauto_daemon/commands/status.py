@@ -19,7 +19,7 @@ def status(*, days: int = 30, as_json: bool) -> int:
     configs = _configs(store)
     minutes = {root: c.status.minutes_per_manual_patch for root, c in configs.items()}
     data = metrics.collect(store, days, minutes=minutes)
-    unsandboxed = sorted(root for root, c in configs.items() if c.sandbox == "off" and c.checks)
+    unsandboxed = _unsandboxed(store, configs)
     if as_json:
         print(output.dumps({**data.to_json(), "unsandboxed": unsandboxed}))
         return 0
@@ -27,6 +27,19 @@ def status(*, days: int = 30, as_json: bool) -> int:
                 for root in unsandboxed]
     print("\n".join(output.printable(line) for line in [*warnings, *render(data)]))
     return 0
+
+
+RECENT = 100  # the latest submissions whose explanations `status` reads for an unsandboxed run
+
+
+def _unsandboxed(store: Store, configs: dict[str, Config]) -> list[str]:
+    """The repositories whose checks run unsandboxed: configured so, or so in a recent validation."""
+    from errauto_daemon.sandbox import UNSANDBOXED
+
+    found = {root for root, c in configs.items() if c.sandbox == "off" and c.checks}
+    found |= {s.repo for s in store.submissions(limit=RECENT)
+              if UNSANDBOXED in (s.explanation or {}).get("notes", [])}
+    return sorted(found)
 
 
 def _configs(store: Store) -> dict[str, Config]:
