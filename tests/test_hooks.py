@@ -341,9 +341,9 @@ def test_validation_run_from_a_hook_ignores_the_hooks_git_environment(
     """Inside a hook GIT_DIR, GIT_INDEX_FILE and GIT_WORK_TREE name the user's repository.
     A check's own git commands must still act on the validation worktree, and the
     user's index must not be touched."""
-    probe = tmp_path / "probe.txt"
-    script = (f"import subprocess; out = subprocess.run(['git', 'rev-parse', '--absolute-git-dir'], "
-              f"capture_output=True, text=True).stdout; open({str(probe)!r}, 'w').write(out)")
+    # The check prints what git says into its log (a sandboxed check writes nothing outside its worktree).
+    script = ("import subprocess; out = subprocess.run(['git', 'rev-parse', '--absolute-git-dir'], "
+              "capture_output=True, text=True).stdout; print('git dir:', out)")
     from tests.helpers.gitrepo import config_toml
 
     project = python_project(tmp_path / "project", config=config_toml(
@@ -361,7 +361,8 @@ def test_validation_run_from_a_hook_ignores_the_hooks_git_environment(
     result = json.loads(capsys.readouterr().out)
     assert code == 0, result
     assert {c["name"]: c["status"] for c in result["checks"]}["probe"] == "passed"
-    assert "/worktrees/errauto-" in probe.read_text()  # the slot's own git dir
+    log = Path({c["name"]: c["log"] for c in result["checks"]}["probe"]).read_text()
+    assert "git dir: " in log and "/worktrees/errauto-" in log.split("git dir: ", 1)[1]  # the slot's own git dir
     monkeypatch.delenv("GIT_DIR")
     monkeypatch.delenv("GIT_WORK_TREE")
     monkeypatch.delenv("GIT_INDEX_FILE")
