@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from errauto_daemon import git
+from errauto_daemon import bwrap, git
 from errauto_daemon.config.keys import validated
 from errauto_daemon.config.model import CONFIG_FILE, DEFAULT_SECRET_ENV, PYPROJECT, Config
 from errauto_daemon.errors import ConfigError, FatalError
@@ -115,8 +115,11 @@ def head_branch(repo: pygit2.Repository) -> str | None:
 
 
 def load(repo: pygit2.Repository, target: str | None = None) -> Config:
-    """The configuration that judges patches for `target` in `repo`."""
-    return _load(_Pygit2Source(repo), target)
+    """The configuration that judges patches for `target` in `repo`; one whose
+    checks would need a sandbox this machine cannot give is a configuration error."""
+    config = _load(_Pygit2Source(repo), target)
+    bwrap.require(config.sandbox, bool(config.checks), config.source)
+    return config
 
 
 def load_with_git(gitdir: str | Path, target: str | None = None, *, workdir: Path | None = None) -> Config:

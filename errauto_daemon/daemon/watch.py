@@ -36,7 +36,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from errauto_daemon import config as config_mod
-from errauto_daemon import inbox, refwatch, sandbox
+from errauto_daemon import inbox, refwatch
 from errauto_daemon.errors import ConfigError, FatalError
 from errauto_daemon.intake import recorded_name
 from errauto_daemon.openfiles import being_written
@@ -352,8 +352,7 @@ def check_config(store: Store, root: str) -> bool:
     """
     repo = open_repo(root)
     try:
-        config = config_mod.load(repo)
-        sandbox.require(config.sandbox, bool(config.checks), config.source)
+        config_mod.load(repo)
     except FatalError as exc:
         error = str(exc)
         if store.config_invalid(root, _config_digest(repo, error), error) is not None:
