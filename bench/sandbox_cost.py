@@ -107,7 +107,7 @@ def main() -> int:
                 check = CheckConfig(name=name, command=command, weight=1.0)
                 sandbox = for_check(config, check, view)
                 times: dict[bool, list[float]] = {False: [], True: []}
-                for i in range(runs):
+                for _ in range(runs):
                     for confined in (False, True):
                         start = time.perf_counter()
                         result = checks.run_check(check, slot.path, Path(tmp) / "check.log", env, None,

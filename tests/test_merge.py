@@ -26,11 +26,16 @@ def write_patch(tmp_path: Path, repo: GitRepo, edits: Mapping[str, str | None], 
     return path
 
 
+MOVER_TOP = 'sandbox = "off"\n'
+
+
 def mover_check(user_repo: Path, marker_dir: Path, times: int, edit: str = "NOTES") -> str:
     """A check that commits to the user's target branch the first `times` runs.
 
     It runs while errauto validates, after the base was chosen: exactly the
-    race where the target moves between validation and merge.
+    race where the target moves between validation and merge. It stands in for
+    a person committing meanwhile, which a sandboxed check cannot do to the
+    user's repository: configurations with it run checks unsandboxed (MOVER_TOP).
     """
     script = marker_dir / "mover.py"
     marker_dir.mkdir(exist_ok=True)
@@ -52,7 +57,7 @@ if n < {times}:
 def test_target_moved_during_validation_is_validated_again_on_new_tip(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     repo = python_project(tmp_path / "project", config=config_toml(
-        extra=mover_check(tmp_path / "project", tmp_path / "mover", times=1)))
+        top=MOVER_TOP, extra=mover_check(tmp_path / "project", tmp_path / "mover", times=1)))
     base = repo.head()
     patch = write_patch(tmp_path, repo, FIX)
 
@@ -77,7 +82,7 @@ def test_target_moved_during_validation_is_validated_again_on_new_tip(
 def test_target_that_keeps_moving_is_held_after_bounded_revalidations(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     repo = python_project(tmp_path / "project", config=config_toml(
-        top="max_revalidations = 2\n", extra=mover_check(tmp_path / "project", tmp_path / "mover", times=99)))
+        top=MOVER_TOP + "max_revalidations = 2\n", extra=mover_check(tmp_path / "project", tmp_path / "mover", times=99)))
     patch = write_patch(tmp_path, repo, FIX)
 
     code, result = apply(capsys, patch, repo)
@@ -92,7 +97,7 @@ def test_target_that_keeps_moving_is_held_after_bounded_revalidations(
 def test_moved_target_that_now_conflicts_is_rejected(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     repo = python_project(tmp_path / "project", config=config_toml(
-        extra=mover_check(tmp_path / "project", tmp_path / "mover", times=1, edit="calc.py")))
+        top=MOVER_TOP, extra=mover_check(tmp_path / "project", tmp_path / "mover", times=1, edit="calc.py")))
     patch = write_patch(tmp_path, repo, {"calc.py": FIX["calc.py"].replace("def neg(a):\n    return -a\n",
                                                                         "def neg(a):\n    return 0 - a\n")})
 

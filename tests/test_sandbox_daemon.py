@@ -14,6 +14,7 @@ from errauto_daemon import paths
 from errauto_daemon.main import main
 from errauto_daemon.store import DECIDED, Store
 from tests.helpers.daemon import DaemonProcess, all_decided, drop, start, wait_until
+from tests.helpers.gitrepo import GitRepo
 from tests.test_sandbox import (
     BOMB,
     CONNECT,
@@ -33,7 +34,7 @@ __all__ = ["listener"]  # the fixture, used here
 pytestmark = pytest.mark.slow
 
 
-def watched(tmp_path: Path, capsys: pytest.CaptureFixture[str], **kw: str):  # type: ignore[no-untyped-def]
+def watched(tmp_path: Path, capsys: pytest.CaptureFixture[str], **kw: str) -> GitRepo:
     repo = project_with(tmp_path, **kw)
     assert main(["watch", "add", str(repo.path)]) == 0
     capsys.readouterr()
@@ -92,7 +93,7 @@ def test_through_the_daemon_a_fork_bomb_and_a_memory_hog_fail_their_checks_and_t
     drop(repo.path / "patches", "hog.patch", hostile(repo, HOG))
     store = Store()
     subs = wait_until(lambda: all_decided(store, 2), what="two decisions")
-    details = {s.title: [c.detail for c in store.checks(s.id)] for s in subs}
+    details = {s.title: [c.detail or "" for c in store.checks(s.id)] for s in subs}
     assert all(s.state == "awaiting_review" for s in subs), details
     assert sorted(d for ds in details.values() for d in ds) == ["killed: memory limit 100 MiB",
                                                                  "killed: process limit 40"]
