@@ -55,9 +55,15 @@ def test_slot_is_reused_and_moved_by_diff_only(project: GitRepo) -> None:
         assert "a + b" in (slot.path / "calc.py").read_text()
         assert untouched.stat().st_mtime_ns == stamp and untouched.stat().st_ino == inode
         assert str(slot.repo.head.target) == project.head()
-    # The slot appears as a detached linked worktree of the user's repository.
-    listing = project.git("worktree", "list", "--porcelain")
-    assert str(first_path) in listing and "detached" in listing
+    # The slot is a repository of its own, detached, borrowing the user's
+    # objects: not one of the user's worktrees, sharing none of its refs.
+    assert str(first_path) not in project.git("worktree", "list", "--porcelain")
+    slot_git = first_path.parent / "git"
+    assert (slot_git / "objects" / "info" / "alternates").read_text().strip() == \
+        str((project.path / ".git" / "objects").resolve())
+    assert project.git("-C", str(first_path), "rev-parse", "--absolute-git-dir").strip() == str(slot_git)
+    assert project.git("-C", str(first_path), "status", "--porcelain", "--branch").startswith("## HEAD (no branch)")
+    assert project.git("-C", str(first_path), "for-each-ref") == ""
 
 
 def test_slot_is_cleaned_of_everything_a_check_left(project: GitRepo) -> None:
@@ -118,7 +124,7 @@ def test_deleted_slot_is_recreated_and_stale_slots_pruned(project: GitRepo) -> N
     shutil.rmtree(slot_dir)
     with pool.acquire(tip(project)) as slot:
         assert (slot.path / "calc.py").read_text() == CALC
-    assert project.git("worktree", "list").count("errauto-0") == 1
+    assert "errauto-0" not in project.git("worktree", "list")
 
     old = time.time() - 30 * 86400
     os.utime(pool.dir / "slot-0.lock", (old, old))
@@ -214,6 +220,8 @@ def test_a_slot_view_shows_its_worktree_and_objects_and_hides_the_rest(project: 
         git_dir = (project.path / ".git").resolve()
         assert git_dir / "objects" in view.readable and borrowed.resolve() in view.readable
         assert git_dir in view.hidden
-        # The worktree's own git dir is readable (git commands in a check work), inside the hidden one.
-        assert any(p.is_relative_to(git_dir / "worktrees") for p in view.readable)
+        # The slot's own git dir is readable (git commands in a check work), and
+        # nothing under the user's git dir but its objects.
+        assert slot.dir / "git" in view.readable
+        assert [p for p in view.readable if p.is_relative_to(git_dir)] == [git_dir / "objects"]
         assert not any(slot.path.is_relative_to(p) for p in view.readable)
