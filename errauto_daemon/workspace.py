@@ -201,8 +201,10 @@ class Slot:
         self._forget_repo()
         return True
 
-    def _seal(self, base: str, filemode: bool) -> None:
-        """Record the proven state: the base, and a copy of the index errauto wrote."""
+    def _seal(self, base: str, filemode: bool, written: list[str] | None) -> None:
+        """Record the proven state: the base, a copy of the index errauto wrote,
+        and the files it wrote within the current second (`written`: the paths
+        it wrote since the last seal, None for all)."""
         index = self.gitdir / "index"
         digest = _digest(index)
         trusted = self.dir / _TRUSTED_INDEX
@@ -210,8 +212,32 @@ class Slot:
             tmp = self.dir / (_TRUSTED_INDEX + ".tmp")
             shutil.copy2(index, tmp)
             os.replace(tmp, trusted)
+        if written is None:
+            written = [str(e.path) for e in self.repo.index]
+            fresh: dict[str, object] = {}
+        else:
+            fresh = self._fresh()
         self._write_state({"layout": _LAYOUT, "base": base, "clean": True, "index": digest,
-                           "filemode": filemode})
+                           "filemode": filemode, "fresh": _recent(self.path, fresh, written)})
+
+    def _fresh(self) -> dict[str, object]:
+        fresh = self._read_state().get("fresh")
+        return fresh if isinstance(fresh, dict) else {}
+
+    def _touched_fresh(self) -> list[str]:
+        """Files errauto wrote in the second it last sealed whose stat changed
+        since: git compares ctimes to the second, so a change within that same
+        second (a chmod) would pass its comparison."""
+        touched = []
+        for path, recorded in self._fresh().items():
+            try:
+                st = os.lstat(self.path / path)
+            except OSError:
+                touched.append(path)
+                continue
+            if recorded != [st.st_ctime_ns, st.st_mode, st.st_ino]:
+                touched.append(path)
+        return touched
 
     # -- creating ------------------------------------------------------------------
 
@@ -225,12 +251,19 @@ class Slot:
         filemode = _has_filemode(self.dir)
         self._reset_gitdir(str(base.id), filemode)
         _checkout(self.repo, self.repo[base.tree_id], None)
-        self._seal(str(base.id), filemode)
+        self._seal(str(base.id), filemode, None)
 
     # -- use ---------------------------------------------------------------------
 
     def prepare(self, base: pygit2.Commit) -> None:
-        """Make the worktree hold exactly `base`, touching only what differs."""
+        """Make the worktree hold exactly `base`, touching only what differs.
+
+        From here until `clean` proves it clean again the slot counts as used:
+        a process that dies in between leaves it to be scanned before its next use."""
+        self._prepare(base)
+        self._mark(clean=False)
+
+    def _prepare(self, base: pygit2.Commit) -> None:
         state = self._read_state()
         current = state.get("base")
         if state.get("layout") != _LAYOUT or not isinstance(current, str) or not self.gitdir.is_dir():
@@ -257,7 +290,7 @@ class Slot:
             if changed:
                 _checkout(repo, new_tree, changed)
             _write_file(self.gitdir / "HEAD", f"{base.id}\n")
-            self._seal(str(base.id), bool(state.get("filemode", True)))
+            self._seal(str(base.id), bool(state.get("filemode", True)), changed)
 
     def write(self, overlay: Overlay) -> list[str]:
         """Write the overlay's changes (the patch) into the worktree's files."""
@@ -321,18 +354,23 @@ class Slot:
                 return False
             if not scan:
                 return True
+            written: list[str] = []
             for round in range(_ROUNDS):
                 if round:
                     _open_up(self.path)
-                extra = self._git("ls-files", "-z", "--others", "--directory").split(b"\0")
-                touched = self._git("diff-files", "-z", "--name-only").split(b"\0")
-                extra, touched = [p for p in extra if p], [p for p in touched if p]
+                extra = [os.fsdecode(p.rstrip(b"/")) for p in
+                         self._git("ls-files", "-z", "--others", "--directory").split(b"\0") if p]
+                touched = sorted({*(os.fsdecode(p) for p in self._git("diff-files", "-z", "--name-only").split(b"\0")
+                                    if p), *self._touched_fresh()})
                 if not extra and not touched:
                     break
                 for name in (*extra, *touched):
-                    _remove_below(self.path, os.fsdecode(name.rstrip(b"/")))
+                    _remove_below(self.path, name)
                 if touched:
-                    self._git("checkout-index", "-f", "-u", "-q", "-z", "--stdin", stdin=b"\0".join(touched))
+                    self._git("checkout-index", "-f", "-u", "-q", "-z", "--stdin",
+                              stdin=b"\0".join(os.fsencode(p) for p in touched))
+                    written += touched
+                    self._write_state({**state, "fresh": _recent(self.path, self._fresh(), touched)})
             else:
                 return False
             # The index errauto trusts must still be the base's own.
@@ -340,7 +378,7 @@ class Slot:
                 return False
         except (OSError, git.GitError):
             return False
-        self._seal(base, filemode)
+        self._seal(base, filemode, written)
         return True
 
     def view(self) -> View:
@@ -623,11 +661,28 @@ def _open_up(root: Path) -> None:
     todo = [root]
     while todo:
         directory = todo.pop()
-        if not os.access(directory, os.R_OK | os.W_OK | os.X_OK):
-            os.chmod(directory, stat.S_IRWXU | (os.lstat(directory).st_mode & 0o077))
+        mode = os.lstat(directory).st_mode
+        if mode & stat.S_IRWXU != stat.S_IRWXU:  # the bits, not access(): root may access anything
+            os.chmod(directory, stat.S_IRWXU | (mode & 0o077))
         with os.scandir(directory) as it:
             for entry in it:
                 if entry.name == ".git" and directory != root:
                     _remove(Path(entry.path))
                 elif entry.is_dir(follow_symlinks=False):
                     todo.append(Path(entry.path))
+
+
+def _recent(root: Path, fresh: dict[str, object], written: list[str]) -> dict[str, object]:
+    """`fresh` with `written` brought up to date, keeping only the files whose
+    ctime is in the current second: [ctime_ns, mode, inode] of each."""
+    now = time.time_ns() // 1_000_000_000
+    out = dict(fresh)
+    for path in written:
+        try:
+            st = os.lstat(root / path)
+        except OSError:
+            out.pop(path, None)
+            continue
+        out[path] = [st.st_ctime_ns, st.st_mode, st.st_ino]
+    return {path: value for path, value in out.items()
+            if isinstance(value, list) and value and value[0] // 1_000_000_000 >= now}
