@@ -400,3 +400,45 @@ def test_a_slot_made_by_an_earlier_version_leaves_the_users_worktree_list(projec
     project.git("worktree", "add", "--detach", str(spare), "HEAD")
     pool.prune()
     assert str(spare) not in project.git("worktree", "list") and not spare.exists()
+
+
+POISON_TEST = '''\
+import pathlib
+import subprocess
+import unittest
+
+# Hide the real tests from the next patch: mark them skip-worktree, so that
+# `git status` no longer sees them, and replace them with one that passes.
+subprocess.run(["git", "update-index", "--skip-worktree", "tests/test_calc.py"], check=False)
+pathlib.Path("tests/test_calc.py").write_text(
+    "import unittest\\n\\n\\nclass CalcTest(unittest.TestCase):\\n"
+    "    def test_nothing(self):\\n        pass\\n")
+
+
+class PoisonTest(unittest.TestCase):
+    def test_fails_so_this_patch_is_held(self):
+        self.fail("held")
+'''
+
+
+@pytest.mark.slow
+def test_a_patch_that_breaks_the_tests_after_a_poisoned_slot_is_held(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The first patch's tests mark the real test file skip-worktree in their
+    # slot and replace it. Trusting `git status` left it so, and the next,
+    # unrelated patch that breaks the tests was merged by itself.
+    project = python_project(tmp_path / "p", config=config_toml(lint=False))
+    project.commit("fix add", {"calc.py": CALC.replace("a - b", "a + b")})
+    main_before = project.head("refs/heads/main")
+    first = tmp_path / "first.patch"
+    first.write_bytes(project.make_patch({"tests/test_zz_poison.py": POISON_TEST}))
+    second = tmp_path / "second.patch"
+    second.write_bytes(project.make_patch({"calc.py": CALC.replace("a - b", "a + b").replace("a * b", "a * b + 1")}))
+
+    assert main(["apply", str(first), "--repo", str(project.path)]) == 1
+    capsys.readouterr()
+    assert main(["apply", str(second), "--repo", str(project.path), "--json"]) == 1
+    result = json.loads(capsys.readouterr().out)
+    assert {c["name"]: c["status"] for c in result["checks"]} == {"tests": "failed"}
+    assert result["state"] == "awaiting_review"
+    assert project.head("refs/heads/main") == main_before
