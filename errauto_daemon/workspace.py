@@ -208,7 +208,7 @@ class Slot:
         index = self.gitdir / "index"
         digest = _digest(index)
         trusted = self.dir / _TRUSTED_INDEX
-        if _digest(trusted) != digest:
+        if digest != self._read_state().get("index") or not trusted.is_file():
             tmp = self.dir / (_TRUSTED_INDEX + ".tmp")
             shutil.copy2(index, tmp)
             os.replace(tmp, trusted)
@@ -339,7 +339,8 @@ class Slot:
         self._create(commit)
 
     def _prove(self, base: str, *, scan: bool) -> bool:
-        """Whether the slot now holds exactly `base`, after putting it back."""
+        """Whether the slot now holds exactly `base`, after putting it back.
+        Without `scan`, only the git dir and the index are put back."""
         state = self._read_state()
         filemode = bool(state.get("filemode", True))
         digest = state.get("index")
@@ -348,38 +349,79 @@ class Slot:
                 return False
             if scan:
                 self._mark(clean=False)
-                _open_up(self.path)
+                _own_fully(self.path)
             self._reset_gitdir(base, filemode)
             if not isinstance(digest, str) or not self._restore_index(digest):
                 return False
             if not scan:
                 return True
-            written: list[str] = []
-            for round in range(_ROUNDS):
-                if round:
-                    _open_up(self.path)
-                extra = [os.fsdecode(p.rstrip(b"/")) for p in
-                         self._git("ls-files", "-z", "--others", "--directory").split(b"\0") if p]
-                touched = sorted({*(os.fsdecode(p) for p in self._git("diff-files", "-z", "--name-only").split(b"\0")
-                                    if p), *self._touched_fresh()})
-                if not extra and not touched:
-                    break
-                for name in (*extra, *touched):
-                    _remove_below(self.path, name)
-                if touched:
-                    self._git("checkout-index", "-f", "-u", "-q", "-z", "--stdin",
-                              stdin=b"\0".join(os.fsencode(p) for p in touched))
-                    written += touched
-                    self._write_state({**state, "fresh": _recent(self.path, self._fresh(), touched)})
-            else:
-                return False
-            # The index errauto trusts must still be the base's own.
-            if self._run("diff-index", "--cached", "--quiet", base, "--").returncode != 0:
-                return False
+            written = self._scan(base)
         except (OSError, git.GitError):
+            return False
+        if written is None:
             return False
         self._seal(base, filemode, written)
         return True
+
+    def _scan(self, base: str) -> list[str] | None:
+        """Put the worktree back to the index errauto trusts; the files it wrote
+        again, or None if that could not be proven."""
+        written: list[str] = []
+        for _ in range(_ROUNDS):
+            odd, extra, touched, same_tree = self._look(base)
+            if not same_tree:
+                return None
+            touched = sorted({*touched, *self._touched_fresh()})
+            if not odd and not extra and not touched:
+                return written
+            for name in odd:  # directories to open again, `.git` entries below the root
+                if os.path.basename(name) == ".git":
+                    _remove(self.path / name)
+                else:
+                    _own_fully(self.path / name)
+            for name in (*extra, *touched):
+                _remove_below(self.path, name)
+            if touched:
+                self._git("checkout-index", "-f", "-u", "-q", "-z", "--stdin",
+                          stdin=b"\0".join(os.fsencode(p) for p in touched))
+                written += touched
+                self._write_state({**self._read_state(), "fresh": _recent(self.path, self._fresh(), touched)})
+            if odd:
+                continue  # what an unreadable directory hid was not in this look: look again
+            # Everything was in sight and only these paths changed: they are the proof.
+            if any(os.path.lexists(self.path / name) for name in extra):
+                return None
+            if touched and (len(touched) > 1000 or self._git(
+                    "--literal-pathspecs", "diff-files", "-z", "--name-only", "--", *touched).strip(b"\0")):
+                continue
+            return written
+        return None
+
+    def _look(self, base: str) -> tuple[list[str], list[str], list[str], bool]:
+        """One look at the worktree, in parallel processes: directories a check
+        closed and `.git` entries below the root (`find`), untracked and ignored
+        files, tracked files whose stat differs from the index, and whether the
+        index's tree is the base's."""
+        git_args = ("git", "--git-dir", str(self.gitdir), "--work-tree", str(self.path), *_SAFE)
+        find = ("find", ".", "-mindepth", "1", "(", "-path", "./.git", "-prune", ")",
+                "-o", "(", "-name", ".git", "-print0", "-prune", ")",
+                "-o", "(", "-type", "d", "!", "-perm", "-0700", "-print0", ")")
+        procs = [subprocess.Popen(cmd, cwd=self.path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  env=git.scrubbed_env())
+                 for cmd in (find,
+                             (*git_args, "ls-files", "-z", "--others", "--directory"),
+                             (*git_args, "diff-files", "-z", "--name-only"),
+                             (*git_args, "diff-index", "--cached", "--quiet", base, "--"))]
+        outs = [proc.communicate()[0] for proc in procs]
+        for proc, what in zip(procs[1:3], ("ls-files", "diff-files"), strict=True):
+            if proc.returncode != 0:
+                raise git.GitError(f"git {what} in slot {self.number} failed (exit code {proc.returncode})")
+
+        def names(out: bytes) -> list[str]:
+            return [os.fsdecode(p.rstrip(b"/")) for p in out.split(b"\0") if p]
+
+        odd = [name.removeprefix("./") for name in names(outs[0])]
+        return odd, names(outs[1]), names(outs[2]), procs[3].returncode == 0
 
     def view(self) -> View:
         """What a check running in this slot may see: its worktree, read-only
@@ -653,23 +695,11 @@ def _has_filemode(directory: Path) -> bool:
         probe.unlink()
 
 
-def _open_up(root: Path) -> None:
-    """Give the owner full access again to every directory under `root` (a
-    check may have taken it away), and remove `.git` entries below the root:
-    git never lists them, and one in a tracked directory would make the next
-    check's git commands there use a repository of the last check's making."""
-    todo = [root]
-    while todo:
-        directory = todo.pop()
-        mode = os.lstat(directory).st_mode
-        if mode & stat.S_IRWXU != stat.S_IRWXU:  # the bits, not access(): root may access anything
-            os.chmod(directory, stat.S_IRWXU | (mode & 0o077))
-        with os.scandir(directory) as it:
-            for entry in it:
-                if entry.name == ".git" and directory != root:
-                    _remove(Path(entry.path))
-                elif entry.is_dir(follow_symlinks=False):
-                    todo.append(Path(entry.path))
+def _own_fully(directory: Path) -> None:
+    """Give the owner full access to `directory` again (a check may have taken it away)."""
+    mode = os.lstat(directory).st_mode
+    if stat.S_ISDIR(mode) and mode & stat.S_IRWXU != stat.S_IRWXU:  # the bits: root may access anything
+        os.chmod(directory, stat.S_IRWXU | (mode & 0o077))
 
 
 def _recent(root: Path, fresh: dict[str, object], written: list[str]) -> dict[str, object]:
