@@ -158,7 +158,11 @@ class Slot:
         config = "[core]\n" + "".join(f"\t{key} = {value}\n" for key, value in core.items())
         config += "[gc]\n\tauto = 0\n"
         objects = Path(self.pool.common_dir) / "objects"
-        return {"HEAD": head + "\n", "config": config, "objects/info/alternates": f"{objects}\n"}
+        files = {"HEAD": head + "\n", "config": config, "objects/info/alternates": f"{objects}\n"}
+        shallow = _read_regular(Path(self.pool.common_dir) / "shallow")
+        if shallow is not None:  # a shallow clone: history stops where the user's does
+            files["shallow"] = shallow
+        return files
 
     _ADMIN_DIRS = frozenset(("objects", "objects/info", "objects/pack", "refs", "refs/heads", "refs/tags"))
 

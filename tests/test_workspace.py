@@ -442,3 +442,13 @@ def test_a_patch_that_breaks_the_tests_after_a_poisoned_slot_is_held(
     assert {c["name"]: c["status"] for c in result["checks"]} == {"tests": "failed"}
     assert result["state"] == "awaiting_review"
     assert project.head("refs/heads/main") == main_before
+
+
+def test_git_log_in_a_slot_of_a_shallow_clone_stops_where_the_clone_does(project: GitRepo, tmp_path: Path) -> None:
+    project.commit("second", {"calc.py": CALC.replace("a - b", "a + b")})
+    shallow = GitRepo.__new__(GitRepo)
+    shallow.path = tmp_path / "shallow"
+    project.git("clone", "-q", "--depth", "1", f"file://{project.path}", str(shallow.path))
+    repo = shallow.pygit2()
+    with Pool(repo, size=1).acquire(repo.head.peel(pygit2.Commit)) as slot:
+        assert project.git("-C", str(slot.path), "log", "--format=%s") == "second\n"
