@@ -15,19 +15,26 @@ than taken from `git status`, since the check that just ran may have worked
 on the index or the git dir as well as on the files (`Slot.clean`):
 
 1. the git dir is rewritten but for the index (HEAD, config, alternates; no
-   hook, no other key, no object of its own), and so is the worktree's
-   `.git` file;
+   hook, no other key, no ref or object of its own), and so is the
+   worktree's `.git` file;
 2. the index must be byte for byte the copy errauto keeps of the one it last
    wrote (outside anything a check sees); if not, the copy replaces it. Its
    stat data is then errauto's own, and a file a check changed, chmodded or
-   replaced has a newer ctime, which nobody can set back;
-3. directories a check made unreadable or unwritable are opened again, and
-   `.git` entries below the root removed;
-4. every file git lists as untracked (ignored ones included) is removed and
-   every tracked file whose stat differs from the index is written again
-   from the object store (`git diff-files`, which does not refresh the index);
-5. the same two lists must then be empty and the index's tree the base's;
-   otherwise the slot is removed and created again.
+   replaced has a newer ctime, which nobody can set back (git compares
+   ctimes to the second, so the files errauto wrote in the second it last
+   sealed the slot are compared in nanoseconds as well);
+3. one look, in parallel processes, finds directories a check closed and
+   `.git` entries below the root (git never lists those), untracked and
+   ignored files, tracked files whose stat differs from the index (`git
+   diff-files`, which does not refresh the index), and whether the index's
+   tree is the base's;
+4. what it found is opened, removed, or written again from the object store,
+   and checked path by path (a directory that was closed means one more
+   look); a slot that cannot be proven clean is removed and created again.
+
+Before a use the git dir and the index are put back every time; the
+worktree is looked at again only if the last use did not end in a proven
+clean (the process died, or the slot was never cleaned).
 
 A slot is held with an exclusive flock for as long as it is in use, so any
 number of processes (the daemon's workers, `errauto apply`) can share one
