@@ -212,7 +212,7 @@ class Slot:
         self._forget_repo()
         return True
 
-    def _seal(self, base: str, filemode: bool, written: list[str] | None) -> None:
+    def _seal(self, base: str, filemode: bool, written: list[str] | None, *, in_use: bool = False) -> None:
         """Record the proven state: the base, a copy of the index errauto wrote,
         and the files it wrote within the current second (`written`: the paths
         it wrote since the last seal, None for all)."""
@@ -228,7 +228,7 @@ class Slot:
             fresh: dict[str, object] = {}
         else:
             fresh = self._fresh()
-        self._write_state({"layout": _LAYOUT, "base": base, "clean": True, "index": digest,
+        self._write_state({"layout": _LAYOUT, "base": base, "clean": not in_use, "index": digest,
                            "filemode": filemode, "fresh": _recent(self.path, fresh, written)})
 
     def _fresh(self) -> dict[str, object]:
@@ -252,7 +252,7 @@ class Slot:
 
     # -- creating ------------------------------------------------------------------
 
-    def _create(self, base: pygit2.Commit) -> None:
+    def _create(self, base: pygit2.Commit, *, in_use: bool = False) -> None:
         self.pool.forget_worktree(self.path)
         self._forget_repo()
         if self.dir.exists() or self.dir.is_symlink():
@@ -262,7 +262,7 @@ class Slot:
         filemode = _has_filemode(self.dir)
         self._reset_gitdir(str(base.id), filemode)
         _checkout(self.repo, self.repo[base.tree_id], None)
-        self._seal(str(base.id), filemode, None)
+        self._seal(str(base.id), filemode, None, in_use=in_use)
 
     # -- use ---------------------------------------------------------------------
 
@@ -271,28 +271,30 @@ class Slot:
 
         From here until `clean` proves it clean again the slot counts as used:
         a process that dies in between leaves it to be scanned before its next use."""
-        self._prepare(base)
-        self._mark(clean=False)
+        if self._prepare(base):
+            self._mark(clean=False)
 
-    def _prepare(self, base: pygit2.Commit) -> None:
+    def _prepare(self, base: pygit2.Commit) -> bool:
+        """Whether the slot is still to be marked in use (its state is written
+        as few times as can be: each write is a rename, ~2 ms on some disks)."""
         state = self._read_state()
         current = state.get("base")
         if state.get("layout") != _LAYOUT or not isinstance(current, str) or not self.gitdir.is_dir():
-            self._create(base)
-            return
+            self._create(base, in_use=True)
+            return False
         # The cheap half of the proof every time; the scan of the worktree only
         # if the last use did not end in a proven clean.
         if not self._prove(current, scan=not state.get("clean")):
-            self._create(base)
-            return
+            self._create(base, in_use=True)
+            return False
         if current != str(base.id):
             repo = self.repo
             try:
                 old_tree = repo[current].peel(pygit2.Tree)
                 assert isinstance(old_tree, pygit2.Tree)
             except (KeyError, ValueError):
-                self._create(base)  # the old base was garbage-collected
-                return
+                self._create(base, in_use=True)  # the old base was garbage-collected
+                return False
             new_tree = repo[base.tree_id]
             assert isinstance(new_tree, pygit2.Tree)
             diff = old_tree.diff_to_tree(new_tree)
@@ -301,11 +303,13 @@ class Slot:
             if changed:
                 _checkout(repo, new_tree, changed)
             _write_file(self.gitdir / "HEAD", f"{base.id}\n")
-            self._seal(str(base.id), bool(state.get("filemode", True)), changed)
+            self._seal(str(base.id), bool(state.get("filemode", True)), changed, in_use=True)
+            return False
+        return True
 
     def write(self, overlay: Overlay) -> list[str]:
-        """Write the overlay's changes (the patch) into the worktree's files."""
-        self._mark(clean=False)
+        """Write the overlay's changes (the patch) into the worktree's files
+        (the slot counts as used since `prepare`)."""
         root = self.path
         written = []
         for path, value in sorted(overlay.changes.items(), key=lambda kv: kv[1] is not None):
@@ -392,9 +396,8 @@ class Slot:
                     _own_fully(self.path / name)
             for name in (*extra, *touched):
                 _remove_below(self.path, name)
-            if touched:
-                self._git("checkout-index", "-f", "-u", "-q", "-z", "--stdin",
-                          stdin=b"\0".join(os.fsencode(p) for p in touched))
+            if touched:  # all removed above, so libgit2 writes each (and keeps its index in memory)
+                _checkout(self.repo, self.repo[base].peel(pygit2.Tree), touched)
                 written += touched
                 self._write_state({**self._read_state(), "fresh": _recent(self.path, self._fresh(), touched)})
             if odd:
@@ -411,7 +414,7 @@ class Slot:
     def _look(self, base: str) -> tuple[list[str], list[str], list[str], bool]:
         """One look at the worktree, in parallel processes: directories a check
         closed and `.git` entries below the root (`find`), untracked and ignored
-        files, tracked files whose stat differs from the index, and whether the
+        files, tracked files whose stat differs from the index; and whether the
         index's tree is the base's."""
         git_args = ("git", "--git-dir", str(self.gitdir), "--work-tree", str(self.path), *_SAFE)
         find = ("find", ".", "-mindepth", "1", "(", "-path", "./.git", "-prune", ")",
@@ -421,8 +424,11 @@ class Slot:
                                   env=git.scrubbed_env())
                  for cmd in (find,
                              (*git_args, "ls-files", "-z", "--others", "--directory"),
-                             (*git_args, "diff-files", "-z", "--name-only"),
-                             (*git_args, "diff-index", "--cached", "--quiet", base, "--"))]
+                             (*git_args, "diff-files", "-z", "--name-only"))]
+        # Meanwhile, in this process: the index (re-read if git wrote it) against the base's tree.
+        index = self.repo.index
+        index.read(False)
+        same_tree = len(index.diff_to_tree(self.repo[base].peel(pygit2.Tree))) == 0
         outs = [proc.communicate()[0] for proc in procs]
         for proc, what in zip(procs[1:3], ("ls-files", "diff-files"), strict=True):
             if proc.returncode != 0:
@@ -432,7 +438,7 @@ class Slot:
             return [os.fsdecode(p.rstrip(b"/")) for p in out.split(b"\0") if p]
 
         odd = [name.removeprefix("./") for name in names(outs[0])]
-        return odd, names(outs[1]), names(outs[2]), procs[3].returncode == 0
+        return odd, names(outs[1]), names(outs[2]), same_tree
 
     def view(self) -> View:
         """What a check running in this slot may see: its worktree, read-only
