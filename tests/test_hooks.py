@@ -361,7 +361,7 @@ def test_validation_run_from_a_hook_ignores_the_hooks_git_environment(
     result = json.loads(capsys.readouterr().out)
     assert code == 0, result
     assert {c["name"]: c["status"] for c in result["checks"]}["probe"] == "passed"
-    assert "/worktrees/errauto-" in probe.read_text()  # the slot's own git dir
+    assert probe.read_text().strip().endswith("/slot-0/git")  # the slot's own git dir
     monkeypatch.delenv("GIT_DIR")
     monkeypatch.delenv("GIT_WORK_TREE")
     monkeypatch.delenv("GIT_INDEX_FILE")
