@@ -86,13 +86,15 @@ def private_dir(path: Path) -> Path:
 
 
 def private_file(path: Path) -> Path:
-    """`path` as a file only its owner can read and write (0600), made empty if missing."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    """`path` as a file only its owner can read and write (0600), made empty if missing.
+
+    An existing file is never opened: closing a descriptor drops every POSIX
+    lock this process holds on the file, SQLite's on its database among them."""
     try:
-        if os.fstat(fd).st_mode & 0o077:
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        if os.stat(path).st_mode & 0o077:
+            os.chmod(path, 0o600)
     return path
 
 
