@@ -70,7 +70,7 @@ STALE_AFTER = 14 * 24 * 3600  # an idle slot is removed after this long
 _STATE = "state.json"
 _LAYOUT = 2  # 1: a linked worktree of the user's repository; 2: a repository of its own
 _TRUSTED_INDEX = "index.trusted"
-_ROUNDS = 2  # clean-and-look rounds before a slot is given up and created again
+_ROUNDS = 3  # looks (each after the fixes the last one called for) before a slot is made again
 
 # Settings git reads from the slot's own config, so that the user's global
 # configuration cannot change what errauto sees of the worktree: no file
@@ -371,8 +371,8 @@ class Slot:
             if not scan:
                 return True
             written = self._scan(base)
-        except (OSError, git.GitError):
-            return False
+        except (OSError, git.GitError, pygit2.GitError, KeyError, ValueError):
+            return False  # whatever stands in the way, a slot made again is clean
         if written is None:
             return False
         self._seal(base, filemode, written)
@@ -425,11 +425,13 @@ class Slot:
                  for cmd in (find,
                              (*git_args, "ls-files", "-z", "--others", "--directory"),
                              (*git_args, "diff-files", "-z", "--name-only"))]
-        # Meanwhile, in this process: the index (re-read if git wrote it) against the base's tree.
-        index = self.repo.index
-        index.read(False)
-        same_tree = len(index.diff_to_tree(self.repo[base].peel(pygit2.Tree))) == 0
-        outs = [proc.communicate()[0] for proc in procs]
+        try:
+            # Meanwhile, in this process: the index (re-read if git wrote it) against the base's tree.
+            index = self.repo.index
+            index.read(False)
+            same_tree = len(index.diff_to_tree(self.repo[base].peel(pygit2.Tree))) == 0
+        finally:
+            outs = [proc.communicate()[0] for proc in procs]
         for proc, what in zip(procs[1:3], ("ls-files", "diff-files"), strict=True):
             if proc.returncode != 0:
                 raise git.GitError(f"git {what} in slot {self.number} failed (exit code {proc.returncode})")
