@@ -307,6 +307,8 @@ POISONS = {
         "&& mkdir -p \"$(git rev-parse --git-dir)/info\" && echo 'secret*' >> \"$(git rev-parse --git-dir)/info/exclude\" "
         "&& git add .gitignore"),
     "untracked conftest": "echo 'import sys' > tests/conftest.py",
+    "attributes that make a changed file look the same": (
+        "echo '* text eol=crlf' > .gitattributes && sed -i 's/$/\\r/' calc.py && git add --renormalize ."),
     "the .git file pointing elsewhere": "echo \"gitdir: $USER_GIT\" > .git",
     "the .git file replaced by a directory": "rm .git && git init -q . && git add -A",
     "a nested .git in a tracked directory": "echo \"gitdir: $USER_GIT\" > tests/.git",
