@@ -6,6 +6,7 @@ patches and crash logs 0600.
 """
 from __future__ import annotations
 
+import logging
 import os
 import stat
 import subprocess
@@ -91,3 +92,17 @@ def test_a_crash_log_is_private(project: GitRepo, tmp_path: Path, state_dir: Pat
     logs = list((state_dir / "log").glob("crash-*.log"))
     assert len(logs) == 1 and str(logs[0]) in proc.stderr
     assert mode(logs[0]) == 0o600 and mode(state_dir / "log") == 0o700
+
+
+def test_the_daemon_log_is_private_and_stays_so_when_rotated(state_dir: Path) -> None:
+    from errauto_daemon.daemon.logs import DaemonLogFile
+
+    handler = DaemonLogFile()
+    try:
+        log = Path(handler.baseFilename)
+        assert mode(log) == 0o600
+        handler.emit(logging.LogRecord("errauto", logging.INFO, __file__, 1, "before rollover", None, None))
+        handler.doRollover()
+        assert mode(log) == 0o600 and mode(log.with_name(log.name + ".1")) == 0o600
+    finally:
+        handler.close()
