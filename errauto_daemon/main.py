@@ -340,5 +340,7 @@ def _write_crash_log(argv: Sequence[str] | None) -> str:
         "",
         traceback.format_exc(),
     ])
-    path.write_text(redact(text))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(redact(text))
     return str(path)

@@ -62,11 +62,39 @@ def _home() -> Path | None:
 
 def _ensure(path: Path, what: str) -> Path:
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        private_dir(path)
     except OSError as exc:
         raise ConfigError(f"cannot use the {what} {path}: {exc.strerror or exc}") from None
     if not os.access(path, os.W_OK | os.X_OK):
         raise ConfigError(f"cannot use the {what} {path}: not writable")
+    return path
+
+
+def private_dir(path: Path) -> Path:
+    """`path` as a directory only its owner can read (0700), made if missing.
+
+    What errauto keeps (the database, patches, check and crash logs, the
+    slots' worktrees) is the user's code and what their checks printed:
+    nobody else on the machine should read it, whatever the umask."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if os.stat(path).st_mode & 0o077:
+        try:
+            os.chmod(path, 0o700)
+        except PermissionError:
+            pass  # a directory someone else owns: the files in it are still private
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """`path` as a file only its owner can read and write (0600), made empty if missing.
+
+    An existing file is never opened: closing a descriptor drops every POSIX
+    lock this process holds on the file, SQLite's on its database among them."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        if os.stat(path).st_mode & 0o077:
+            os.chmod(path, 0o600)
     return path
 
 
@@ -90,27 +118,19 @@ def db_path() -> Path:
 
 
 def patches_dir() -> Path:
-    path = state_dir() / "patches"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return private_dir(state_dir() / "patches")
 
 
 def check_logs_dir() -> Path:
-    path = state_dir() / "checks"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return private_dir(state_dir() / "checks")
 
 
 def locks_dir() -> Path:
-    path = state_dir() / "locks"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return private_dir(state_dir() / "locks")
 
 
 def worktrees_dir() -> Path:
-    path = cache_dir() / "worktrees"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return private_dir(cache_dir() / "worktrees")
 
 
 def daemon_lock() -> Path:

@@ -208,8 +208,10 @@ def test_a_validation_that_outlasts_every_stop_fails_after_three_with_an_alert(
     assert any(a.kind == "daemon_error" and a.submission_id == 1 for a in store.alerts())
 
 
-GIT_STUCK_IN_WORKTREE_ADD = """#!/bin/sh
-if [ "$1" = worktree ] && [ "$2" = add ] && [ -e {marker} ]; then
+# `git worktree list`: the merge's look at the target's checkouts, the first
+# git command a validation of this project runs.
+GIT_STUCK_IN_WORKTREE_LIST = """#!/bin/sh
+if [ "$1" = worktree ] && [ "$2" = list ] && [ -e {marker} ]; then
     echo $$ > {started}
     exec sleep 600
 fi
@@ -228,7 +230,7 @@ def test_a_worker_stuck_in_git_does_not_hold_the_daemons_exit(
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     real_git = subprocess.run(["sh", "-c", "command -v git"], capture_output=True, text=True).stdout.strip()
-    (bin_dir / "git").write_text(GIT_STUCK_IN_WORKTREE_ADD.format(marker=marker, started=started, git=real_git))
+    (bin_dir / "git").write_text(GIT_STUCK_IN_WORKTREE_LIST.format(marker=marker, started=started, git=real_git))
     (bin_dir / "git").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     marker.write_text("x")

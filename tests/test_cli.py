@@ -206,14 +206,18 @@ def test_demo_shows_each_route_but_pull_requests(tmp_path: Path, capsys: pytest.
 
 
 def test_a_failing_git_command_is_an_internal_error_in_gits_words(
-        project: GitRepo, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        project: GitRepo, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     patch = fix_patch(project, tmp_path)
-    (project.path / ".git" / "worktrees").write_text("in the way")  # `git worktree add` fails
+    # Every git command fails (pygit2 does not read this file): the first one
+    # errauto runs is the merge's look at the target's checkouts.
+    broken = tmp_path / "broken.gitconfig"
+    broken.write_text("[core\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(broken))
 
     code, out, err = run(capsys, "apply", str(patch), "--repo", str(project.path))
 
     assert code == 3 and err.count("\n") == 1
-    assert err.startswith("errauto: internal error (GitError: git worktree failed: fatal: could not create")
+    assert err.startswith("errauto: internal error (GitError: git worktree failed: fatal: bad config line 1 in file")
     assert "a log with the traceback was written to" in err
     code, out, _ = run(capsys, "queue", "show", "1", "--json")
     assert json.loads(out)["state"] == "failed" and json.loads(out)["reason"] == "internal error: GitError"

@@ -362,7 +362,7 @@ def test_validation_run_from_a_hook_ignores_the_hooks_git_environment(
     assert code == 0, result
     assert {c["name"]: c["status"] for c in result["checks"]}["probe"] == "passed"
     log = Path({c["name"]: c["log"] for c in result["checks"]}["probe"]).read_text()
-    assert "git dir: " in log and "/worktrees/errauto-" in log.split("git dir: ", 1)[1]  # the slot's own git dir
+    assert log.split("git dir: ", 1)[1].split("\n", 1)[0].strip().endswith("/slot-0/git")  # the slot's own git dir
     monkeypatch.delenv("GIT_DIR")
     monkeypatch.delenv("GIT_WORK_TREE")
     monkeypatch.delenv("GIT_INDEX_FILE")

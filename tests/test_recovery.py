@@ -142,13 +142,16 @@ def test_repeatedly_interrupted_submission_fails_with_the_reason(project: GitRep
     assert "interrupted 3 times" in (again.reason or "")
 
 
-def test_a_failing_git_command_is_retried_not_blamed_on_the_user(project: GitRepo) -> None:
+def test_a_failing_git_command_is_retried_not_blamed_on_the_user(
+        project: GitRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = Store()
     sub = intake.submit(store, project.path, project.make_patch({"calc.py": FIXED}),
                         source="cli", name="p").submission
-    # A real git failure: `git worktree add` cannot create the worktree's admin directory.
-    admin = project.path / ".git" / "worktrees"
-    admin.write_text("in the way")
+    # A real git failure: every git command stops at a broken global config
+    # (pygit2 does not read it); the first one is the merge's `git worktree list`.
+    broken = tmp_path / "broken.gitconfig"
+    broken.write_text("[core\n")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(broken))
     validator = Validator(store, retry_internal=3)  # as the daemon's workers
 
     with pytest.raises(GitError, match="git worktree failed"):
@@ -156,5 +159,5 @@ def test_a_failing_git_command_is_retried_not_blamed_on_the_user(project: GitRep
 
     assert store.get(sub.id).state == "queued"
     assert store.events(sub.id)[-1]["detail"] == "internal error: GitError; will try again"
-    admin.unlink()
+    monkeypatch.delenv("GIT_CONFIG_GLOBAL")
     assert validator.process(sub.id).state == "merged"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import os
+from pathlib import Path
 
 from errauto_daemon import paths
 from errauto_daemon.redact import RedactFilter
@@ -18,6 +19,11 @@ class DaemonLogFile(logging.handlers.RotatingFileHandler):
                          encoding="utf-8")
         self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(threadName)s] %(message)s"))
         self.addFilter(RedactFilter())
+
+    def _open(self):  # type: ignore[no-untyped-def]
+        # Made 0600 before the handler opens it, at start and after every rollover.
+        paths.private_file(Path(self.baseFilename))
+        return super()._open()
 
 
 class DaemonConsole(logging.StreamHandler):  # type: ignore[type-arg]

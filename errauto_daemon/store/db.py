@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from errauto_daemon import paths
 from errauto_daemon.errors import ConfigError, FatalError
 
 SCHEMA_VERSION = 5
@@ -365,6 +366,10 @@ class Database:
 
     def _ensure_schema(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # SQLite makes the -wal and -shm files with the database's own mode.
+        for path in (self.path, *(self.path.with_name(self.path.name + s) for s in ("-wal", "-shm"))):
+            if path == self.path or path.exists():
+                paths.private_file(path)
         with self.transaction() as tx:
             version = migrate(tx)
         if version > SCHEMA_VERSION:
