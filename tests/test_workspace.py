@@ -424,12 +424,14 @@ class PoisonTest(unittest.TestCase):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("sandbox", ["bwrap", "off"])
 def test_a_patch_that_breaks_the_tests_after_a_poisoned_slot_is_held(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        sandbox: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # The first patch's tests mark the real test file skip-worktree in their
     # slot and replace it. Trusting `git status` left it so, and the next,
-    # unrelated patch that breaks the tests was merged by itself.
-    project = python_project(tmp_path / "p", config=config_toml(lint=False))
+    # unrelated patch that breaks the tests was merged by itself. Sandboxed, the
+    # slot's git dir is read-only to the check; unsandboxed, the proof must undo it.
+    project = python_project(tmp_path / "p", config=config_toml(lint=False, top=f'sandbox = "{sandbox}"'))
     project.commit("fix add", {"calc.py": CALC.replace("a - b", "a + b")})
     main_before = project.head("refs/heads/main")
     first = tmp_path / "first.patch"
