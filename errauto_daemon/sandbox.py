@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from errauto_daemon.bwrap import find_bwrap, require, unavailable
+from errauto_daemon.config import CheckConfig, Config
 
 __all__ = ["Limits", "Sandbox", "View", "describe", "for_check", "notes", "require", "unavailable"]
-from errauto_daemon.config import CheckConfig, Config
 
 MIB = 1024 * 1024
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
