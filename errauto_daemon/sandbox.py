@@ -16,10 +16,13 @@ with it everything the check started.
 """
 from __future__ import annotations
 
+import functools
 import os
+import re
 import select
 import shutil
 import signal
+import subprocess
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,7 +89,13 @@ class Sandbox:
         # What the program needs is shown only where the system mount does not show it already.
         out_of_sight = [Path("/tmp"), *(r for r in map(_real, hidden) if r is not None)]
         writable = [r for r in map(_real, self.view.writable) if r is not None]
-        runtime = [p for p in map(_real, runtime_paths(command[0], env))
+        needed: list[Path] = []
+        for program in _programs(command):
+            needed += runtime_paths(program, env)
+            real = _real(Path(program))
+            if real is not None and not _under(real, writable):
+                needed += python_prefixes(program, env)  # the user's own program: never the patch's
+        runtime = [p for p in map(_real, needed)
                    if p is not None and _under(p, out_of_sight) and not _under(p, writable)]
         readable = [*self.view.readable, *self.readable, *runtime]
         for kind, path in _mounts(hidden, readable, self.view.writable, covered=(Path("/tmp"),)):
@@ -162,6 +171,45 @@ def _add_program(program: Path, env: Mapping[str, str], out: list[Path], depth: 
     interpreter = _shebang(real, env)
     if interpreter is not None:
         _add_program(interpreter, env, out, depth + 1)
+
+
+def _programs(command: list[str]) -> list[str]:
+    """The program a check runs, and every other program its command line names by an
+    absolute path (`sh -c '/venv/bin/python -m coverage run ...'`)."""
+    out = [command[0]]
+    for arg in command[1:]:
+        for word in re.split(r"[\s'\"=;&|()]+", arg):
+            if word.startswith("/") and word not in out and os.path.isfile(word) and os.access(word, os.X_OK):
+                out.append(word)
+    return out[:16]
+
+
+def python_prefixes(program: str, env: Mapping[str, str]) -> list[Path]:
+    """Where a Python the check runs by a wrapper's name (`python` as a shell script
+    that execs a virtualenv's interpreter, a version manager's shim) really lives:
+    asked of the program itself, outside the sandbox, once per program. Only for a
+    program named python*, which lies outside the worktree (the caller's part)."""
+    if not Path(program).name.startswith("python") or not os.path.isabs(program):
+        return []
+    try:
+        stamp = os.stat(program).st_mtime_ns
+    except OSError:
+        return []
+    return [Path(p) for p in _asked(program, stamp, tuple(sorted(env.items())))]
+
+
+@functools.lru_cache(maxsize=32)
+def _asked(program: str, stamp: int, env: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
+    code = "import sys; print(sys.prefix); print(sys.base_prefix); print(sys.executable)"
+    try:
+        done = subprocess.run([program, "-c", code], capture_output=True, timeout=20, stdin=subprocess.DEVNULL,
+                              env=dict(env))
+    except (OSError, subprocess.TimeoutExpired):
+        return ()
+    if done.returncode != 0:
+        return ()
+    lines = done.stdout.decode("utf-8", "replace").splitlines()[:3]
+    return tuple(line for line in lines if os.path.isabs(line))
 
 
 def _venv_home(cfg: Path) -> Path | None:

@@ -314,6 +314,29 @@ def test_an_ordinary_pytest_project_with_a_virtualenv_passes_in_the_sandbox(tmp_
     assert "# sandbox: bubblewrap, network off" in seen
 
 
+@pytest.mark.parametrize("how", ["wrapper", "shell"])
+def test_a_virtualenv_reached_through_a_wrapper_or_a_shell_line_is_shown_to_the_check(
+        tmp_path: Path, how: str) -> None:
+    # Both lie under /tmp, which the sandbox replaces: the wrapper (a `python` shell
+    # script that execs the virtualenv's interpreter, as a version manager's shim does)
+    # and the virtualenv named only inside a shell line.
+    env_dir = _venv_with_pytest(tmp_path / "venv")
+    wrappers = tmp_path / "bin"
+    wrappers.mkdir()
+    (wrappers / "python").write_text(f'#!/bin/sh\nexec "{env_dir}/bin/python" "$@"\n')
+    (wrappers / "python").chmod(0o755)
+    command = ('["python", "-m", "pytest", "-q", "-p", "no:cacheprovider"]' if how == "wrapper" else
+               f'["sh", "-c", "cd . && {env_dir}/bin/python -m pytest -q -p no:cacheprovider"]')
+    repo = GitRepo(tmp_path / "project")
+    repo.commit("project", {"calc.py": "def add(a, b):\n    return a - b\n",
+                            "test_calc.py": "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n",
+                            ".errauto.toml": f'target = "main"\n[checks.tests]\ncommand = {command}\n'})
+    patch = repo.make_patch({"calc.py": "def add(a, b):\n    return a + b\n"})
+    code, result, out = apply(tmp_path, repo, patch, env={"PATH": f"{wrappers}{os.pathsep}/usr/bin:/bin"})
+    assert code == 0 and result["state"] == "merged", out + logs()
+    assert "1 passed" in logs()
+
+
 def test_without_bwrap_on_path_checks_do_not_run_and_the_configuration_error_says_how_to_fix_it(
         tmp_path: Path) -> None:
     tools = tmp_path / "tools"
