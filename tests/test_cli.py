@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -233,3 +234,26 @@ def test_the_demo_keeps_to_its_own_state(tmp_path: Path, capsys: pytest.CaptureF
     assert (tmp_path / "demo" / "state" / "errauto.db").exists()
     assert not (tmp_path / "state" / "errauto.db").exists()
     assert run(capsys, "queue", "list", "--json")[1].strip() == "[]"
+
+
+@pytest.mark.slow
+def test_the_demo_runs_on_a_machine_without_bubblewrap_and_says_its_checks_ran_unsandboxed(
+        tmp_path: Path) -> None:
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    git_program = shutil.which("git")
+    assert git_program is not None
+    (tools / "git").symlink_to(git_program)
+    env = dict(os.environ, PATH=str(tools))
+    done = subprocess.run([PYTHON, "-m", "errauto_daemon", "demo", "--dir", str(tmp_path / "demo")],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "sandbox: none here: checks run in a sandbox, and bwrap (bubblewrap) was not found on PATH" in done.stdout
+    assert 'sandbox = "off"' in (tmp_path / "demo" / "project" / ".errauto.toml").read_text()
+    table = done.stdout.split("ID  STATE", 1)[1].split("\n\n", 1)[0]
+    assert [line.split()[1] for line in table.splitlines() if line[:1].isdigit()] == [
+        "merged", "awaiting_review", "awaiting_review", "awaiting_review", "rejected", "rejected", "awaiting_review"]
+    env["ERRAUTO_HOME"] = str(tmp_path / "demo" / "state")
+    shown = subprocess.run([PYTHON, "-m", "errauto_daemon", "queue", "show", "1"], capture_output=True, text=True,
+                           env=env, timeout=60)
+    assert "unsandboxed" in shown.stdout, shown.stdout

@@ -22,7 +22,8 @@ import time
 from argparse import Namespace
 from pathlib import Path
 
-from errauto_daemon import output, paths
+from errauto_daemon import bwrap, output, paths
+from errauto_daemon import sandbox as sandbox_mod
 from errauto_daemon.commands import daemon as daemon_cmd
 from errauto_daemon.errors import FatalError
 from errauto_daemon.inbox import ensure_inbox
@@ -152,10 +153,11 @@ sys.exit(main(sys.argv[1]))
 JUNIT = ".errauto/junit.xml"
 
 
-def _config() -> str:
+def _config(sandbox: str) -> str:
     py = sys.executable
     return f'''\
 target = "main"
+sandbox = "{sandbox}"
 auto_merge_threshold = 0.95
 pr_threshold = 0.80
 
@@ -192,7 +194,7 @@ def _patch(repo: Path, edits: dict[str, str]) -> bytes:
     return diff
 
 
-def build_project(root: Path) -> Path:
+def build_project(root: Path, sandbox: str = "bwrap") -> Path:
     repo = root / "project"
     (repo / "tools").mkdir(parents=True)
     _git(repo, "init", "-q", "-b", "main")
@@ -201,7 +203,7 @@ def build_project(root: Path) -> Path:
     (repo / "tools" / "tests.py").write_text(RUN_TESTS)
     (repo / "tools" / "lint.py").write_text(LINT)
     (repo / "tools" / "docs.py").write_text(DOCS)
-    (repo / ".errauto.toml").write_text(_config())
+    (repo / ".errauto.toml").write_text(_config(sandbox))
     (repo / ".gitignore").write_text(".errauto/\n")  # the reports the checks write
     (repo / "docs").symlink_to("/tmp")  # an old convenience link, pointing outside
     _git(repo, "add", "-A")
@@ -263,6 +265,20 @@ def sample_patches(repo: Path) -> list[tuple[str, bytes]]:
     ]
 
 
+def _sandbox() -> str:
+    """The demo's checks run in errauto's sandbox where the machine has one. Where it
+    has none, the demo's own patches (errauto's, not a stranger's) run unsandboxed,
+    and it says so: a project of the user's needs bubblewrap or its own `sandbox = "off"`."""
+    why = bwrap.unavailable()
+    if why is None:
+        print(f"sandbox: {sandbox_mod.describe('bwrap')}")
+        return "bwrap"
+    print(f"sandbox: none here: {why}")
+    print('  the demo\'s own patches run unsandboxed (its .errauto.toml says sandbox = "off"), and every '
+          "explanation says so")
+    return "off"
+
+
 def demo(*, directory: str | None = None, timeout: float = 180.0) -> int:
     root = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="errauto-demo-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -272,7 +288,7 @@ def demo(*, directory: str | None = None, timeout: float = 180.0) -> int:
 
 
 def _show(root: Path, timeout: float) -> int:
-    repo = build_project(root)
+    repo = build_project(root, _sandbox())
     store = Store()
     store.add_repo(str(repo))
     inbox = ensure_inbox(str(repo))
