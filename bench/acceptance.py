@@ -130,9 +130,9 @@ CORPUS = {
                 test_deps=("railroad-diagrams", "jinja2")),
     )
 }
-# Tried and left out: tomli and sortedcontainers (their sdists ship no tests), pluggy (no patch-level
-# step among its 15 newest releases but 0.13.0 -> 0.13.1, and pytest imports pluggy itself),
-# packaging (two-part versions), attrs (no patch-level release), filelock (pip cannot build its sdist's
+# Tried and left out: tomli and sortedcontainers (their sdists ship no tests), pluggy (its patch-level
+# steps in the window are 0.13.0 -> 0.13.1 and 0.8.0 -> 0.8.1, and pytest imports pluggy itself: the
+# checkout would replace the pluggy pytest runs on), packaging (two-part versions), attrs (no patch-level release), filelock (pip cannot build its sdist's
 # metadata here).
 TAMPERS = ("skip", "delete", "unassert", "assert-true")
 
