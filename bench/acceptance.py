@@ -1,10 +1,14 @@
 """Acceptance run for confidence from evidence: real release changes and bad patches.
 
 A held-out corpus of published, pure-Python projects whose sdists ship their
-tests. For each project and each pair of consecutive releases N -> N+1:
-release N is committed to a fresh git repository with a `tests` check that
-runs pytest under coverage.py (one run: JUnit report and line data), and the
-real release change N -> N+1 is validated with `errauto apply --json`.
+tests (CORPUS; the comment above it states how the release pairs are chosen:
+the first corpus's pairs, and each project's last three patch-level steps
+among its 15 newest releases). For each pair of consecutive releases
+N -> N+1: release N is committed to a fresh git repository with a `tests`
+check that runs pytest under coverage.py (one run: JUnit report and line
+data), and the real release change N -> N+1 is validated with
+`errauto apply --json`. Each real change is labelled with its release step
+(major, minor or patch: the first release number that differs).
 
 Then bad patches derived from the same corpus, on the newest release used:
   bug+skip, bug+delete, bug+unassert, bug+assert-true
@@ -17,15 +21,17 @@ Then bad patches derived from the same corpus, on the newest release used:
         with `[evidence] min_changed_lines_covered = 1.0`.
 
 None of the bad patches may be auto-merged; at least 90% of the real release
-changes should be. Prints a table, the two numbers and, for every real change
-not merged, the gates that held it.
+changes should be. Prints a table, the share of real changes auto-merged
+overall and per release step, and, for every real change not merged, the
+gates that held it.
 
 Needs the network (pip downloads the sdists and installs pytest, coverage and
 the projects' test dependencies into a venv of its own). errauto runs with
 HOME, ERRAUTO_HOME and the XDG directories inside the work directory.
 
-    python bench/acceptance.py [--projects toolz,idna] [--pairs 3] [--bad-projects toolz] [--workdir DIR] [--json FILE]
+    python bench/acceptance.py [--projects toolz,idna] [--pairs N] [--bad-projects toolz] [--workdir DIR] [--json FILE]
 
+--pairs N keeps only each project's N newest pairs (0: bad patches only).
 Nothing is asserted; docs/performance.md records results.
 """
 from __future__ import annotations
@@ -51,33 +57,83 @@ ROOT = Path(__file__).resolve().parent.parent
 @dataclass(frozen=True)
 class Project:
     name: str
-    versions: tuple[str, ...]  # consecutive releases whose sdists ship their tests, oldest first
+    changes: tuple[tuple[str, str], ...]  # (release, the next published release), oldest first
     tests: str  # what pytest is given
     package: str  # the code under test, relative to the sdist root
-    bug: tuple[str, str, str]  # (file, text, replacement): a bug the tests catch
+    bug: tuple[str, str, str] | None = None  # (file, text, replacement) in the newest release: a bug the tests catch
     pythonpath: str = ""
     test_deps: tuple[str, ...] = ()
     pytest_args: str = ""  # what the project's own check would leave out, with the reason beside it
+    env: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def newest(self) -> str:
+        return self.changes[-1][1]
 
 
+def _chain(*versions: str) -> tuple[tuple[str, str], ...]:
+    return tuple(zip(versions, versions[1:]))
+
+
+# Which release pairs: the first corpus's (each project's three newest
+# consecutive pairs) and, for every project, the last three patch-level steps
+# (x.y.z -> x.y.z+1 between consecutive published releases) among its 15
+# newest releases whose sdists both ship tests that run here (Python 3.11,
+# current pytest). A test that fails on both sides of a pair in this
+# environment is deselected, with the reason beside it.
 CORPUS = {
     p.name: p for p in (
-        # 11.2.0's sdist ships no tests, so the series stops at 11.1.0.
-        Project("more-itertools", ("10.8.0", "11.0.0", "11.0.1", "11.0.2", "11.1.0"), "tests", "more_itertools",
+        # 11.2.0's sdist ships no tests, so 11.2.0 -> 11.2.1 is out.
+        Project("more-itertools", _chain("11.0.0", "11.0.1", "11.0.2", "11.1.0"), "tests", "more_itertools",
                 ("more_itertools/more.py", "return sum(compress(repeat(1), zip(iterable)))",
                  "return sum(compress(repeat(1), zip(iterable))) or 1")),
         # test_has_version reads the installed distribution's metadata; the checkout is not installed.
-        Project("toolz", ("0.12.1", "1.0.0", "1.1.0", "1.2.0"), "toolz/tests", "toolz",
+        # test_tlz fails on 0.11.0 to 0.11.2 on this Python (an AttributeError in tlz's import hook),
+        # test_random_sample and test_introspect_builtin_modules on 0.11.0 and 0.11.1 (random.sample
+        # no longer takes a set; builtins' signatures differ from the table the test expects).
+        Project("toolz", (*_chain("0.11.0", "0.11.1", "0.11.2"), *_chain("0.12.0", "0.12.1", "1.0.0", "1.1.0", "1.2.0")),
+                "toolz/tests", "toolz",
                 ("toolz/itertoolz.py", "d[item] += 1", "d[item] = 1"),
-                pytest_args="--deselect toolz/tests/test_package.py::test_has_version"),
-        Project("cachetools", ("7.3.3", "8.0.0", "8.0.1", "8.0.2"), "tests", "src/cachetools",
+                pytest_args="--deselect toolz/tests/test_package.py::test_has_version"
+                            " --deselect toolz/tests/test_tlz.py::test_tlz"
+                            " --deselect toolz/tests/test_itertoolz.py::test_random_sample"
+                            " --deselect toolz/tests/test_inspect_args.py::test_introspect_builtin_modules"),
+        Project("cachetools", _chain("7.3.2", "7.3.3", "8.0.0", "8.0.1", "8.0.2"), "tests", "src/cachetools",
                 ("src/cachetools/__init__.py", "key = next(iter(self.__order))",
                  "key = next(reversed(self.__order))"), pythonpath="src"),
-        Project("idna", ("3.17", "3.18", "3.19", "3.20"), "tests", "idna",
+        # Two-part versions: no patch-level steps.
+        Project("idna", _chain("3.17", "3.18", "3.19", "3.20"), "tests", "idna",
                 ("idna/core.py", "return len(label) <= 63", "return len(label) <= 64"),
                 test_deps=("hypothesis",)),
+        # WCWIDTH_PYTHON: the pure-Python implementation (the C extension is optional and needs a build);
+        # addopts asks for pytest-cov's --cov options, and the check measures with coverage.py itself;
+        # test_package_version reads the installed distribution's metadata.
+        Project("wcwidth", _chain("0.9.1", "0.9.2", "0.9.3", "0.9.4"), "tests", "wcwidth",
+                ("wcwidth/_wcwidth.py", "if bisearch(ucs, _WIDE_EASTASIAN_TABLE):\n        return 2",
+                 "if bisearch(ucs, _WIDE_EASTASIAN_TABLE):\n        return 1"),
+                pytest_args="-o addopts= --deselect tests/test_core.py::test_package_version",
+                env=(("WCWIDTH_PYTHON", "1"),)),
+        # 1.0.0 -> 1.0.1 and 1.1.0 -> 1.1.1: their tests call py.test, which current pytest no longer has.
+        Project("iniconfig", _chain("2.3.0", "2.3.1"), "testing", "src/iniconfig",
+                ("src/iniconfig/_parse.py", 'COMMENTCHARS = "#;"', 'COMMENTCHARS = "#"'), pythonpath="src"),
+        # 20.2.0 -> 20.2.1: the sdists ship no tests. The conftest's pytest_ignore_collect(path) is
+        # rejected by current pytest; it only leaves out test files for other Pythons.
+        Project("boltons", _chain("23.1.0", "23.1.1"), "tests", "boltons", pytest_args="--noconftest"),
+        # 2.9.0 -> 2.9.0.post0 is a post release, not a patch-level step. The setup.cfg turns every
+        # warning into an error, and current pytest warns about the suite's unregistered marks and
+        # parametrize iterators; test_parser_parser_private_not_warns calls pytest.warns(None), removed.
+        Project("python-dateutil", (*_chain("2.7.3", "2.7.4", "2.7.5"), ("2.8.1", "2.8.2")), "dateutil/test",
+                "dateutil", ("dateutil/easter.py", "e = 10", "e = 11"), test_deps=("freezegun", "six"),
+                pytest_args="-W ignore::pytest.PytestWarning"
+                            " --deselect dateutil/test/test_internals.py::test_parser_parser_private_not_warns"),
+        Project("pyparsing", _chain("3.3.0", "3.3.1", "3.3.2", "3.3.3"), "tests", "pyparsing",
+                test_deps=("railroad-diagrams", "jinja2")),
     )
 }
+# Tried and left out: tomli and sortedcontainers (their sdists ship no tests), pluggy (its patch-level
+# steps in the window are 0.13.0 -> 0.13.1 and 0.8.0 -> 0.8.1, and pytest imports pluggy itself: the
+# checkout would replace the pluggy pytest runs on), packaging (two-part versions), attrs (no patch-level release), filelock (pip cannot build its sdist's
+# metadata here).
 TAMPERS = ("skip", "delete", "unassert", "assert-true")
 
 
@@ -87,6 +143,7 @@ class Case:
     kind: str  # "release" or a bad kind
     change: str
     bad: bool
+    step: str = ""  # a real change's release step: "patch", "minor" or "major"
     state: str = ""
     route: str = ""
     confidence: float | None = None
@@ -154,7 +211,7 @@ class Bench:
         run = (f"{py} -m coverage run -m pytest -q -p no:cacheprovider --junitxml=.errauto/junit.xml {project.tests}"
                f"{' ' + project.pytest_args if project.pytest_args else ''}; "
                f"s=$?; {py} -m coverage json -q -o .errauto/cov.json; exit $s")
-        env = {"COVERAGE_FILE": ".errauto/coverage.data"}
+        env = {"COVERAGE_FILE": ".errauto/coverage.data", **dict(project.env)}
         if project.pythonpath:
             env["PYTHONPATH"] = project.pythonpath
         text = (f"target = 'main'\n[checks.tests]\ncommand = ['sh', '-c', {json.dumps(run)}]\n"
@@ -219,7 +276,7 @@ class Bench:
     def run_tests(self, tree: Path, project: Project) -> tuple[list[str], dict[str, Any]]:
         """(ids of failing tests, coverage JSON) of the project's suite on `tree`, as the check runs it."""
         (tree / ".errauto").mkdir(exist_ok=True)
-        env = dict(self.env, COVERAGE_FILE=".errauto/coverage.data")
+        env = dict(self.env, COVERAGE_FILE=".errauto/coverage.data", **dict(project.env))
         if project.pythonpath:
             env["PYTHONPATH"] = project.pythonpath
         py = str(self.python)
@@ -365,23 +422,38 @@ def unrun_return(tree: Path, project: Project, cov: dict[str, Any]) -> str | Non
 
 # --- the run --------------------------------------------------------------------------------------
 
-def releases(bench: Bench, project: Project, pairs: int) -> list[Case]:
+def release_step(old: str, new: str) -> str:
+    """"major", "minor" or "patch": the first release number that differs (x.y counts as x.y.0)."""
+    def numbers(version: str) -> list[int]:
+        match = re.match(r"\d+(\.\d+)*", version)
+        assert match is not None, version
+        return [int(n) for n in match.group(0).split(".")]
+    a, b = numbers(old), numbers(new)
+    width = max(len(a), len(b), 3)
+    a, b = a + [0] * (width - len(a)), b + [0] * (width - len(b))
+    first = next((i for i in range(width) if a[i] != b[i]), width)
+    return ("major", "minor")[first] if first < 2 else "patch"
+
+
+def releases(bench: Bench, project: Project, pairs: int | None) -> list[Case]:
     out = []
-    versions = project.versions[-(pairs + 1):]
-    for old, new in zip(versions, versions[1:]):
+    chosen = project.changes if pairs is None else project.changes[max(len(project.changes) - pairs, 0):]
+    for old, new in chosen:
         base = bench.sdist(project, old)
         repo = bench.repository(f"{project.name}-{old}", base, bench.config(project))
         patch = bench.patch_to(repo, bench.sdist(project, new), f"{project.name}-{old}-{new}")
-        case = Case(project.name, "release", f"{old} -> {new}", bad=False)
+        case = Case(project.name, "release", f"{old} -> {new}", bad=False, step=release_step(old, new))
         out.append(bench.apply(repo, patch, case))
         print(f"  {project.name} {old} -> {new}: {case.state} {case.confidence} ({case.seconds:.0f}s)", flush=True)
     return out
 
 
-def bad_patches(bench: Bench, project: Project, pairs: int) -> list[Case]:
-    version = project.versions[-1] if pairs > 0 else project.versions[-1]
+def bad_patches(bench: Bench, project: Project) -> list[Case]:
+    version = project.newest
     base = bench.sdist(project, version)
-    out = []
+    out: list[Case] = []
+    if project.bug is None:
+        return out
     work = bench.work / "bad" / f"{project.name}-{version}"
     if work.exists():
         shutil.rmtree(work)
@@ -428,30 +500,35 @@ def bad_patches(bench: Bench, project: Project, pairs: int) -> list[Case]:
 
 
 def report(cases: list[Case]) -> str:
-    rows = ["| project | patch | change | state (route) | confidence | changed lines run | gates hit / why held | note |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = ["| project | patch | change | step | state (route) | confidence | changed lines run | gates hit / why held | note |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for c in cases:
         why = "; ".join(c.gates_hit or c.gates) if not c.merged else ""
         conf = f"{c.confidence:.2f}" if c.confidence is not None else "-"
-        rows.append(f"| {c.project} | {c.kind} | {c.change} | {c.state} ({c.route or '-'}) | {conf} | "
+        rows.append(f"| {c.project} | {c.kind} | {c.change} | {c.step or '-'} | {c.state} ({c.route or '-'}) | {conf} | "
                     f"{c.lines or '-'} | {why.replace('|', '/')} | {c.note} |")
     real = [c for c in cases if not c.bad]
     bad = [c for c in cases if c.bad and c.state != "not built"]
-    merged_real = sum(c.merged for c in real)
     rows += ["", f"bad patches auto-merged: {sum(c.merged for c in bad)} of {len(bad)}",
-             f"real release changes auto-merged: {merged_real} of {len(real)}"
-             + (f" ({merged_real / len(real):.0%})" if real else "")]
+             f"real release changes auto-merged: {_rate(real)}"]
+    rows += [f"  {step} releases: {_rate([c for c in real if c.step == step])}"
+             for step in ("patch", "minor", "major") if any(c.step == step for c in real)]
     held = [c for c in real if not c.merged]
     if held:
         rows += ["", "real release changes not auto-merged:"]
-        rows += [f"- {c.project} {c.change}: {'; '.join(c.gates) or c.note or c.state}" for c in held]
+        rows += [f"- {c.project} {c.change} ({c.step}): {'; '.join(c.gates) or c.note or c.state}" for c in held]
     return "\n".join(rows)
+
+
+def _rate(cases: list[Case]) -> str:
+    merged = sum(c.merged for c in cases)
+    return f"{merged} of {len(cases)}" + (f" ({merged / len(cases):.0%})" if cases else "")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--projects", default=",".join(CORPUS), help="comma-separated, from: " + ", ".join(CORPUS))
-    parser.add_argument("--pairs", type=int, default=3, help="newest release pairs per project")
+    parser.add_argument("--pairs", type=int, help="only the newest N release pairs of each project (default: all)")
     parser.add_argument("--bad-projects", help="the projects bad patches are made from (default: all of --projects;"
                         " '' for none)")
     parser.add_argument("--workdir", type=Path, help="kept after the run (default: a temporary directory)")
@@ -467,7 +544,7 @@ def main() -> int:
         print(f"{project.name}:", flush=True)
         cases += releases(bench, project, args.pairs)
         if project.name in bad_from:
-            cases += bad_patches(bench, project, args.pairs)
+            cases += bad_patches(bench, project)
     print()
     print(report(cases))
     if args.json:

@@ -136,6 +136,15 @@ def test_the_runner_configuration_and_shadowing_modules(path: str, before: str |
     assert expected in changed(after, path=path, before=before)
 
 
+def test_a_makefile_below_the_top_is_not_how_the_checks_run() -> None:
+    """`make` reads the Makefile at the top of the tree; the docs' or a C library's own do not run the tests."""
+    for path in ("docs/Makefile", "libwcwidth/Makefile", "docs/make/GNUmakefile"):
+        assert changed("html:\n\tsphinx-build -W\n", path=path, before="html:\n\tsphinx-build\n") == []
+    assert changed("test:\n\ttrue\n", path="GNUmakefile", before="test:\n\tpytest\n") == [
+        "GNUmakefile changes how the checks run"]
+    assert changed("nox.session()\n", path="noxfile.py", before="") == ["noxfile.py changes how the checks run"]
+
+
 def test_a_skip_on_a_new_test_hides_nothing_the_base_had() -> None:
     new = BASE + "\n\n@pytest.mark.skipif(True, reason='needs 3.14')\ndef test_new_api():\n    assert clamp(1, 0, 2)\n"
     assert changed(new) == []

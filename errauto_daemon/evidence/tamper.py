@@ -47,6 +47,9 @@ _COLLECT_NAMES = {"collect_ignore", "collect_ignore_glob", "pytest_plugins", "py
 # Files whose presence at the root replaces the runner or runs at interpreter start.
 SHADOWS = {"pytest.py", "_pytest", "py.py", "sitecustomize.py", "usercustomize.py", "unittest.py", "coverage.py",
             "pytest_cov.py", "pytest_cov"}
+# Files at the top of the tree that say how a check runs: `make` and `nox` read
+# only these; a Makefile below (the docs', a bundled C library's) runs no tests.
+_RUNNERS = {"Makefile", "GNUmakefile", "makefile", "noxfile.py"}
 # Sections of configuration files that tell the runner what to run and how.
 _RUNNER_SECTIONS = {"pytest.ini": ("pytest",), ".pytest.ini": ("pytest",), "tox.ini": ("pytest", "tox"),
                     "setup.cfg": ("tool:pytest",)}
@@ -110,7 +113,7 @@ def _file(change: FileChange, globs: Sequence[str]) -> list[Finding]:
         out += _ini(change, _RUNNER_SECTIONS[path.name])
     elif path.name == "pyproject.toml":
         out += _toml(change)
-    elif path.name in ("Makefile", "GNUmakefile", "makefile", "noxfile.py") and change.before != change.after:
+    elif len(path.parts) == 1 and path.name in _RUNNERS and change.before != change.after:
         out.append(Finding(change.path, None, "changes how the checks run"))
     if path.suffix != ".py" or not is_test_file(change.path, globs):
         return out
