@@ -43,6 +43,7 @@ from errauto_daemon.carryout import Again, Outcome, carry_out, merge_approved, r
 from errauto_daemon.config import Config
 from errauto_daemon.domain import CheckStatus, Route, State
 from errauto_daemon.errors import STOPPING, Cancelled, FatalError, PatchRejected
+from errauto_daemon.evidence import rules_version as evidence_rules
 from errauto_daemon.evidence.record import Evidence
 from errauto_daemon.evidence.run import Found
 from errauto_daemon.intake import reopens
@@ -375,7 +376,8 @@ class Validator:
         protected = guard.protected_changes(repo, tip.tree, result, changed, config.protected_paths)
         clock.lap("apply")
         attempt = self._next_attempt(sub.id)
-        key = (str(tip.tree.id), sub.dedup_key, config.checks_fingerprint())
+        # The evidence is cached with the results: the rules that found it are part of the key.
+        key = (str(tip.tree.id), sub.dedup_key, f"{config.checks_fingerprint()}:{evidence_rules()}")
         cached = self.store.cached_validation(*key) if self.use_cache and config.checks else None
         if cached is not None and cached[0] == str(trees[-1]):
             results = [checks_mod.CheckResult(**r) for r in cached[1]["results"]]

@@ -82,6 +82,27 @@ def test_identical_validation_is_answered_from_the_cache(tmp_path: Path) -> None
     assert counter.read_text() == "2"
 
 
+def test_a_cached_validation_is_not_reused_once_the_evidence_rules_changed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The cache keeps the evidence with the results: an errauto whose rules for
+    # finding weakened tests (or any other evidence) changed must judge again.
+    counter = tmp_path / "runs"
+    first = python_project(tmp_path / "one", config=config_toml(top=UNSANDBOXED, extra=counting_check(counter)))
+    second, third = tmp_path / "two", tmp_path / "three"
+    git(tmp_path, "clone", "-q", str(first.path), str(second))
+    git(tmp_path, "clone", "-q", str(first.path), str(third))
+    data = first.make_patch({"calc.py": FIXED + "#" * 90 + "\n"})
+    store = Store()
+    Validator(store).process(intake.submit(store, first.path, data, source="cli", name="p").submission.id)
+    Validator(store).process(intake.submit(store, second, data, source="cli", name="p").submission.id)
+    assert counter.read_text() == "1"
+
+    monkeypatch.setattr("errauto_daemon.validate.evidence_rules", lambda: "rules-of-a-later-version")
+    c = Validator(store).process(intake.submit(store, third, data, source="cli", name="p").submission.id)
+    assert counter.read_text() == "2"  # the checks ran again, and the evidence was found again
+    assert c.explanation is not None and not any("reused" in n for n in c.explanation["notes"])
+
+
 def test_submission_abandoned_by_a_killed_process_is_requeued_and_decided_once(tmp_path: Path) -> None:
     counter = tmp_path / "runs"
     project = python_project(tmp_path / "p", config=config_toml(top=UNSANDBOXED, extra=counting_check(counter, sleep=30)))
