@@ -46,6 +46,7 @@ while another `worktree` command is filling it) and made again.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -657,16 +658,22 @@ def _entries(directory: Path) -> list[os.DirEntry[str]]:
         return []
 
 
-def _read_regular(path: Path) -> str | None:
-    """A regular file's text, never through a symlink; None if it is anything else."""
+@contextmanager
+def _regular(path: Path) -> Iterator[io.BufferedReader | None]:
+    """A regular file opened for reading, never through a symlink; None if it is anything else."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
     except OSError:
-        return None
+        yield None
+        return
     with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-            return None
-        return fh.read().decode("utf-8", "surrogateescape")
+        yield fh if stat.S_ISREG(os.fstat(fh.fileno()).st_mode) else None
+
+
+def _read_regular(path: Path) -> str | None:
+    """A regular file's text, never through a symlink; None if it is anything else."""
+    with _regular(path) as fh:
+        return None if fh is None else fh.read().decode("utf-8", "surrogateescape")
 
 
 def _write_file(path: Path, text: str) -> None:
@@ -676,14 +683,8 @@ def _write_file(path: Path, text: str) -> None:
 
 
 def _digest(path: Path) -> str | None:
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-            return None
-        return hashlib.file_digest(fh, "sha256").hexdigest()
+    with _regular(path) as fh:
+        return None if fh is None else hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _holds_exactly(directory: Path, files: dict[str, str], dirs: frozenset[str], keep: tuple[str, ...]) -> bool:

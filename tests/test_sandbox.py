@@ -52,6 +52,22 @@ def hostile(repo: GitRepo, body_: str) -> bytes:
                             "tests/test_hostile.py": test})
 
 
+def steal(key: Path) -> str:
+    """A test body that prints the key at `key` and in ~/.ssh, and every process's environment it can read."""
+    return f"""
+for path in [{str(key)!r}, os.path.expanduser("~/.ssh/id_rsa")]:
+    try:
+        print("KEY", open(path).read())
+    except OSError as exc:
+        print("no key:", exc)
+for path in ["/proc/%d/environ" % os.getppid()] + glob.glob("/proc/*/environ"):
+    try:
+        print("ENV", path, open(path, "rb").read().decode("latin-1"))
+    except OSError:
+        pass
+"""
+
+
 def apply(tmp_path: Path, repo: GitRepo, patch: bytes, *, env: dict[str, str] | None = None
           ) -> tuple[int, dict[str, object], str]:
     """`errauto apply --json` as a subprocess whose environment holds the secrets."""
@@ -82,18 +98,7 @@ def test_a_test_cannot_read_keys_in_home_nor_secrets_in_any_process_environment(
     key.parent.mkdir()
     key.write_text(KEY)
     repo = project_with(tmp_path)
-    patch = hostile(repo, f"""
-for path in [{str(key)!r}, os.path.expanduser("~/.ssh/id_rsa")]:
-    try:
-        print("KEY", open(path).read())
-    except OSError as exc:
-        print("no key:", exc)
-for path in ["/proc/%d/environ" % os.getppid()] + glob.glob("/proc/*/environ"):
-    try:
-        print("ENV", path, open(path, "rb").read().decode("latin-1"))
-    except OSError:
-        pass
-""")
+    patch = hostile(repo, steal(key))
     code, result, out = apply(tmp_path, repo, patch)
     assert code == 0 and result["state"] == "merged", out
     seen = logs()
