@@ -100,3 +100,65 @@ def test_a_test_that_passes_when_run_again_is_flaky_not_broken(tmp_path: Path) -
     again = diff.with_reruns({"tests/test_app.py::test_low": TestOutcome.PASSED})
     assert again.newly_failing == () and again.flaky == ("tests/test_app.py::test_low",)
     assert diff.with_reruns({"tests/test_app.py::test_low": TestOutcome.FAILED}).newly_failing == diff.newly_failing
+
+
+PARAM = textwrap.dedent("""
+    import pytest
+    from app import clamp
+
+    CASES = [{cases}]
+
+    @pytest.mark.parametrize("name,args,expected", CASES)
+    def test_clamp(name, args, expected):
+        assert clamp(*args) == expected
+""")
+LOW, HIGH, MID = '("low", (-1, 0, 10), 0)', '("high", (11, 0, 10), 10)', '("mid", (5, 0, 10), 5)'
+
+
+def param_run(tmp_path: Path, *cases: str) -> tuple[Path, TestReport]:
+    root = tmp_path / "base"
+    return root, run(root, {"app.py": APP, "tests/test_app.py": PARAM.format(cases=", ".join(cases))})
+
+
+def test_a_case_inserted_before_positional_ids_moves_them_and_nothing_stops_running(tmp_path: Path) -> None:
+    root, base = param_run(tmp_path, LOW, HIGH, MID)
+    assert "tests/test_app.py::test_clamp[high-args1-10]" in base.tests  # pytest numbers `args` by position
+    edge = '("edge", (0, 0, 10), 0)'
+    now = patched(tmp_path, root, {"tests/test_app.py": PARAM.format(cases=", ".join([LOW, edge, HIGH, MID]))})
+    assert "tests/test_app.py::test_clamp[high-args2-10]" in now.tests
+    diff = compare(base.outcomes(), now)
+    assert diff.not_run == () and diff.newly_failing == ()
+
+
+def test_a_case_removed_still_stops_running_though_the_ids_moved(tmp_path: Path) -> None:
+    root, base = param_run(tmp_path, LOW, HIGH, MID)
+    now = patched(tmp_path, root, {"tests/test_app.py": PARAM.format(cases=", ".join([HIGH, MID])),
+                                   "app.py": APP.replace("max(lo, min(x, hi))", "min(x, hi)")})
+    diff = compare(base.outcomes(), now)
+    assert "tests/test_app.py::test_clamp[low-args0-0]" in [n.id for n in diff.not_run]
+
+
+def test_moved_cases_with_one_failing_are_not_taken_as_moved(tmp_path: Path) -> None:
+    root, base = param_run(tmp_path, LOW, HIGH, MID)
+    wrong = '("edge", (0, 0, 10), 1)'
+    now = patched(tmp_path, root, {"tests/test_app.py": PARAM.format(cases=", ".join([LOW, wrong, HIGH, MID]))})
+    diff = compare(base.outcomes(), now)
+    assert [t.id for t in diff.newly_failing] == ["tests/test_app.py::test_clamp[edge-args1-1]"]
+    assert {n.id for n in diff.not_run} == {"tests/test_app.py::test_clamp[high-args1-10]",
+                                            "tests/test_app.py::test_clamp[mid-args2-5]"}
+
+
+def test_ids_that_spell_their_values_are_not_positions(tmp_path: Path) -> None:
+    # "v1" and "v3" are values, not positions: changing one is a different case.
+    tests = textwrap.dedent("""
+        import pytest
+        from app import clamp
+
+        @pytest.mark.parametrize("v", [{values}])
+        def test_v(v):
+            assert clamp(5, 0, 10) == 5
+    """)
+    root = tmp_path / "base"
+    base = run(root, {"app.py": APP, "tests/test_app.py": tests.format(values='"v1", "v3"')})
+    now = patched(tmp_path, root, {"tests/test_app.py": tests.format(values='"v2", "v3"')})
+    assert [n.id for n in compare(base.outcomes(), now).not_run] == ["tests/test_app.py::test_v[v1]"]
