@@ -5,7 +5,7 @@ import textwrap
 
 import pytest
 
-from errauto_daemon.evidence.tamper import FileChange, findings, is_test_file
+from errauto_daemon.evidence.tamper import FileChange, findings, is_test_file, runners_of
 
 BASE = textwrap.dedent("""\
     import unittest
@@ -173,3 +173,23 @@ def test_which_files_are_tests() -> None:
     assert is_test_file("tests/helpers/util.py")
     assert not is_test_file("src/app.py") and not is_test_file("testing.py")
     assert is_test_file("spec/app_spec.py", ["*_spec.py"])
+
+
+def test_make_nox_and_toxs_own_sections_count_when_a_check_runs_them() -> None:
+    makefile = FileChange("Makefile", "test:\n\tpytest\n", "test:\n\ttrue\n")
+    tox = FileChange("tox.ini", "[tox]\nenvlist = py3\n[testenv]\ncommands = pytest\n",
+                     "[tox]\nenvlist = py3\n[testenv]\ncommands = true\n")
+    noxfile = FileChange("noxfile.py", "", "nox.session()\n")
+    pytest_only = runners_of([("python", "-m", "pytest", "-q")])
+    assert findings([makefile, tox, noxfile], runners=pytest_only) == []
+    assert [str(f) for f in findings([makefile, tox, noxfile], runners=runners_of([("make", "test")]))] == [
+        "Makefile changes how the checks run"]
+    by_tox = runners_of([("sh", "-c", "cd . && .venv/bin/tox -e py3")])
+    assert [str(f) for f in findings([tox], runners=by_tox)] == [
+        "tox.ini changes the [testenv] section, which tells the test run what to run"]
+    assert [str(f) for f in findings([noxfile], runners=runners_of([("python", "-m", "nox")]))] == [
+        "noxfile.py changes how the checks run"]
+    # tox.ini's [pytest] section is pytest's own: it counts whatever runs pytest.
+    pytest_section = FileChange("tox.ini", "[pytest]\naddopts = -q\n", "[pytest]\naddopts = -q -k nothing\n")
+    assert [str(f) for f in findings([pytest_section], runners=pytest_only)] == [
+        "tox.ini changes the [pytest] section, which tells the test run what to run"]

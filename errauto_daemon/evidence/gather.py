@@ -133,11 +133,12 @@ def text(repo: pygit2.Repository, oid: pygit2.Oid) -> str | None:
 
 
 def weakened(changes: Sequence[tamper.FileChange], globs: Sequence[str],
-             bases: Sequence[Mapping[str, TestOutcome]]) -> tuple[str, ...]:
-    """Each weakening, saying so when the test it weakens passed on the base."""
+             bases: Sequence[Mapping[str, TestOutcome]], runners: frozenset[str] | None = None) -> tuple[str, ...]:
+    """Each weakening, saying so when the test it weakens passed on the base; `runners`:
+    the programs the checks run (None: not known)."""
     passed = {node for base in bases for node, outcome in base.items() if outcome is TestOutcome.PASSED}
     out = []
-    for finding in tamper.findings(changes, globs):
+    for finding in tamper.findings(changes, globs, runners):
         text = str(finding)
         if finding.test is not None and finding.test in passed:
             text += ", which passed on the base"

@@ -103,8 +103,9 @@ class Found:
         bases = [b for b in (self.base(name) for name in self.bases) if b is not None]
         # A reported file is a test file by its exact name (escaped: `[` in a name is not a pattern).
         test_globs = (*globs, *(glob.escape(path) for path in sorted(reported)))
+        runners = tamper.runners_of(check.command for check in config.checks)
         weakened = gather.weakened(gather.file_changes(repo, base_tree, result_tree, globs, reported),
-                                   test_globs, bases)
+                                   test_globs, bases, runners)
         return Evidence(checks, weakened, self._lines(repo, base_tree, result_tree, test_globs))
 
     def _lines(self, repo: pygit2.Repository, base_tree: str, result_tree: str,

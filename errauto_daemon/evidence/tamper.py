@@ -47,12 +47,15 @@ _COLLECT_NAMES = {"collect_ignore", "collect_ignore_glob", "pytest_plugins", "py
 # Files whose presence at the root replaces the runner or runs at interpreter start.
 SHADOWS = {"pytest.py", "_pytest", "py.py", "sitecustomize.py", "usercustomize.py", "unittest.py", "coverage.py",
             "pytest_cov.py", "pytest_cov"}
-# Files at the top of the tree that say how a check runs: `make` and `nox` read
-# only these; a Makefile below (the docs', a bundled C library's) runs no tests.
-_RUNNERS = {"Makefile", "GNUmakefile", "makefile", "noxfile.py"}
+# Files at the top of the tree that say how a check runs, when it runs this program:
+# `make` and `nox` read only these; a Makefile below (the docs', a bundled C
+# library's) runs no tests.
+_RUNNERS = {"Makefile": ("make", "gmake"), "GNUmakefile": ("make", "gmake"), "makefile": ("make", "gmake"),
+            "noxfile.py": ("nox",)}
 # Sections of configuration files that tell the runner what to run and how.
-_RUNNER_SECTIONS = {"pytest.ini": ("pytest",), ".pytest.ini": ("pytest",), "tox.ini": ("pytest", "tox"),
+_RUNNER_SECTIONS = {"pytest.ini": ("pytest",), ".pytest.ini": ("pytest",), "tox.ini": ("pytest", "tox", "testenv"),
                     "setup.cfg": ("tool:pytest",)}
+_TOX_ONLY = {"tox", "testenv"}  # read by tox alone: they matter when a check runs tox
 # Coverage's own settings (`omit`, `exclude_lines`) are not here: a file coverage
 # does not measure counts as never imported, and an excluded line as not run, so
 # they cannot hide a changed line (changed_lines.py).
@@ -95,25 +98,48 @@ def _matcher(globs: tuple[str, ...]) -> Callable[[str], re.Match[str] | None]:
     return re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs)).match
 
 
-def findings(changes: Iterable[FileChange], globs: Sequence[str] = DEFAULT_TEST_GLOBS) -> list[Finding]:
-    """Everything in the patch that weakens the tests or changes how they run."""
+def findings(changes: Iterable[FileChange], globs: Sequence[str] = DEFAULT_TEST_GLOBS,
+             runners: frozenset[str] | None = None) -> list[Finding]:
+    """Everything in the patch that weakens the tests or changes how they run.
+
+    `runners`: the programs the checks run (`runners_of`); a Makefile, a
+    noxfile or tox's own sections count only when a check runs make, nox or
+    tox. None: not known, so they always count."""
     out: list[Finding] = []
     for change in changes:
-        out += _file(change, globs)
+        out += _file(change, globs, runners)
     return out
 
 
-def _file(change: FileChange, globs: Sequence[str]) -> list[Finding]:
+def runners_of(commands: Iterable[Sequence[str]]) -> frozenset[str]:
+    """Every program name a check's command line may run: each word's base name,
+    words inside a shell line included, and `python -m X`'s X."""
+    out: set[str] = set()
+    for command in commands:
+        words = [w for arg in command for w in re.split(r"[\s;&|()'\"]+", arg) if w]
+        out.update(PurePosixPath(w).name for w in words)
+    return frozenset(out)
+
+
+def _runs(runners: frozenset[str] | None, *programs: str) -> bool:
+    return runners is None or any(p in runners for p in programs)
+
+
+def _file(change: FileChange, globs: Sequence[str], runners: frozenset[str] | None = None) -> list[Finding]:
     path = PurePosixPath(change.path)
     out: list[Finding] = []
     if change.before is None and change.after is not None and _shadows(path):
         out.append(Finding(change.path, None, f"adds {path.name} at the top of the tree, where it is "
                                               "imported in place of the test runner or at interpreter start"))
     if path.name in _RUNNER_SECTIONS:
-        out += _ini(change, _RUNNER_SECTIONS[path.name])
+        sections = _RUNNER_SECTIONS[path.name]
+        if path.name == "tox.ini" and not _runs(runners, "tox"):
+            sections = tuple(name for name in sections if name not in _TOX_ONLY)
+        out += _ini(change, sections)
     elif path.name == "pyproject.toml":
         out += _toml(change)
-    elif len(path.parts) == 1 and path.name in _RUNNERS and change.before != change.after:
+    elif (len(path.parts) == 1 and path.name in _RUNNERS and change.before != change.after
+          and _runs(runners, *_RUNNERS[path.name])):
         out.append(Finding(change.path, None, "changes how the checks run"))
     if path.suffix != ".py" or not is_test_file(change.path, globs):
         return out
