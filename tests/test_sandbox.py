@@ -259,14 +259,6 @@ time.sleep(20)
 """
 
 
-def test_a_fork_bomb_fails_its_check_with_the_process_limit(tmp_path: Path) -> None:
-    repo = project_with(tmp_path, check="max_processes = 40\ntimeout = 15\n")
-    code, result, out = apply(tmp_path, repo, hostile(repo, BOMB))
-    assert code == 1 and result["state"] == "awaiting_review", out
-    tests = parts(result)["tests"]
-    assert tests["status"] == "failed" and tests["detail"] == "killed: process limit 40"
-
-
 HOG = """
 hoard = []
 for i in range(150):
@@ -276,12 +268,16 @@ time.sleep(20)
 """
 
 
-def test_a_memory_hog_fails_its_check_with_the_memory_limit(tmp_path: Path) -> None:
-    repo = project_with(tmp_path, check="memory_mb = 100\ntimeout = 15\n")
-    code, result, out = apply(tmp_path, repo, hostile(repo, HOG))
+@pytest.mark.parametrize("body, limit, detail", [
+    (BOMB, "max_processes = 40", "killed: process limit 40"),
+    (HOG, "memory_mb = 100", "killed: memory limit 100 MiB"),
+], ids=["fork-bomb", "memory-hog"])
+def test_a_check_over_a_limit_fails_with_that_limit(tmp_path: Path, body: str, limit: str, detail: str) -> None:
+    repo = project_with(tmp_path, check=f"{limit}\ntimeout = 15\n")
+    code, result, out = apply(tmp_path, repo, hostile(repo, body))
     assert code == 1 and result["state"] == "awaiting_review", out
     tests = parts(result)["tests"]
-    assert tests["status"] == "failed" and tests["detail"] == "killed: memory limit 100 MiB"
+    assert tests["status"] == "failed" and tests["detail"] == detail
 
 
 PYTEST_PACKAGES = ("pytest", "_pytest", "pluggy", "iniconfig", "packaging", "pygments", "py")
