@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from errauto_daemon import paths
 from errauto_daemon.config import CheckConfig
 from errauto_daemon.domain import CheckStatus
 from errauto_daemon.errors import STOPPING, FatalError
@@ -97,7 +98,7 @@ def run_check(
     `sandbox`: how to confine it (None: unsandboxed)."""
     if isinstance(cancel, threading.Event):
         cancel = _poll_event(cancel)
-    log_path.parent.mkdir(parents=True, exist_ok=True)
+    paths.private_dir(log_path.parent)  # a submission's logs: what the patch's code printed
     start = time.monotonic()
     executable = resolve_executable(check.command[0], cwd, env)
     with _open_log(log_path) as log:

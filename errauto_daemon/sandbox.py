@@ -262,14 +262,14 @@ class Usage:
     rss_bytes: int  # their resident memory summed (pages shared between them counted each time)
 
 
-def usage(root: int) -> Usage:
-    """The processes below `root` (the sandbox's first one, not counted), from /proc."""
-    parents: dict[int, list[int]] = {}
+def _process_table() -> tuple[dict[int, list[int]], dict[int, int]]:
+    """Every process's children and resident memory in bytes, from /proc."""
+    children: dict[int, list[int]] = {}
     rss: dict[int, int] = {}
     try:
         entries = os.listdir("/proc")
     except OSError:
-        return Usage((), 0)
+        return children, rss
     for name in entries:
         if not name.isdigit():
             continue
@@ -282,14 +282,25 @@ def usage(root: int) -> Usage:
         if len(fields) < 22:
             continue
         pid = int(name)
-        parents.setdefault(int(fields[1]), []).append(pid)
+        children.setdefault(int(fields[1]), []).append(pid)
         rss[pid] = int(fields[21]) * _PAGE
+    return children, rss
+
+
+def _below(root: int, children: Mapping[int, list[int]]) -> list[int]:
     found: list[int] = []
-    todo = list(parents.get(root, ()))
+    todo = list(children.get(root, ()))
     while todo:
         pid = todo.pop()
         found.append(pid)
-        todo += parents.get(pid, ())
+        todo += children.get(pid, ())
+    return found
+
+
+def usage(root: int) -> Usage:
+    """The processes below `root` (the sandbox's first one, not counted), from /proc."""
+    children, rss = _process_table()
+    found = _below(root, children)
     return Usage(tuple(found), sum(rss.get(pid, 0) for pid in found))
 
 
@@ -322,23 +333,11 @@ def over_limit(limits: Limits, now: Usage) -> str | None:
 
 def signal_all(root: int, signum: int) -> None:
     """Send `signum` to every process below `root` (a polite stop before the kill)."""
-    parents: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/stat", "rb") as fh:
-                    stat = fh.read()
-                parents.setdefault(int(stat[stat.rfind(b")") + 2:].split()[1]), []).append(int(name))
-            except (OSError, IndexError, ValueError):
-                continue
-    todo = list(parents.get(root, ()))
-    while todo:
-        pid = todo.pop()
+    for pid in _below(root, _process_table()[0]):
         try:
             os.kill(pid, signum)
         except (ProcessLookupError, PermissionError):
             pass
-        todo += parents.get(pid, ())
 
 
 def kill_namespace(pidfd: int, wait: float) -> None:

@@ -52,7 +52,8 @@ def test_apply_leaves_only_private_files(project: GitRepo, tmp_path: Path, state
     stored = list((state_dir / "patches").iterdir())
     assert stored and all(mode(p) == 0o600 for p in stored)
     # The check logs are out of everyone else's reach: their folder is the owner's alone.
-    assert list((state_dir / "checks").rglob("*.log"))
+    logs = list((state_dir / "checks").rglob("*.log"))
+    assert logs and all(mode(log) == 0o600 and mode(log.parent) == 0o700 for log in logs)
 
 
 def test_the_databases_write_ahead_files_are_private(state_dir: Path) -> None:
