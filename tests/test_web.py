@@ -287,3 +287,22 @@ def test_a_non_loopback_address_needs_allow_remote(empty_store: Store) -> None:
     assert refused.returncode != 0
     assert refused.stderr.count("\n") == 1 and "--allow-remote" in refused.stderr
     assert not (Path(os.environ["ERRAUTO_HOME"]) / "web-token").exists()
+
+
+@pytest.mark.slow
+def test_a_secret_in_a_check_log_is_redacted_again_when_shown(
+        project: GitRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    held = apply(project, tmp_path, "held", project.make_patch({"calc.py": TESTS_FAIL}))
+    secret = "ghp_0123456789abcdefSECRET"
+    monkeypatch.setenv("GITHUB_TOKEN", secret)
+    checks = Store().checks(held["id"])
+    failed = next(i for i, c in enumerate(checks) if c.status == "failed")
+    log = checks[failed].log_path
+    assert log is not None
+    with open(log, "a") as f:  # as if written before the variable was known to be secret
+        f.write(f"token used: {secret}\n")
+    client = client_for()
+    page = client.get(f"/submissions/{held['id']}").get_data(as_text=True)
+    assert "token used: ***" in page and secret not in page
+    whole = client.get(f"/submissions/{held['id']}/checks/{failed}/log").get_data(as_text=True)
+    assert "token used: ***" in whole and secret not in whole

@@ -102,7 +102,7 @@ def submission_page(sub_id: int, *, problem: str | None = None, status: int = 20
         patch = None
     view = diff.read(redact(patch)) if patch is not None else None
     return render_template(
-        "submission.html", sub=sub, problem=problem, words=output.decision_lines(sub)[1:],
+        "submission.html", sub=sub, problem=problem, words=output.explanation_lines(sub),
         checks=[_check(c) for c in checks], events=store.events(sub_id), view=view,
         config_problems=store.config_problems(sub.repo), gates=gates_hit(sub),
         can_approve=sub.state == State.AWAITING_REVIEW, can_retry=sub.state in RETRYABLE,
