@@ -28,7 +28,14 @@ class FileDiff:
 
     @property
     def name(self) -> str:
-        return self.new_name or self.old_name or "(unnamed)"
+        return self.new_name or self.old_name or self._git_name() or "(unnamed)"
+
+    def _git_name(self) -> str | None:
+        """The name on the `diff --git a/X b/X` line: all a binary file or a mode change has."""
+        first = self.header[0] if self.header else ""
+        if not first.startswith("diff --git ") or " b/" not in first:
+            return None
+        return first.rsplit(" b/", 1)[1]
 
     @property
     def added(self) -> int:
@@ -75,6 +82,8 @@ class _Reader:
             self.new_left = int(match[4]) if match[4] is not None else 1
             self.in_hunk = True
             self.files[-1].lines.append(Line("hunk", line))
+        elif line.startswith("\\") and self.files[-1].lines:
+            self.files[-1].lines.append(Line("note", line))
         elif self.in_hunk:
             self._hunk_line(line)
         else:
@@ -93,11 +102,8 @@ class _Reader:
 
     def _hunk_line(self, line: str) -> None:
         lines = self.files[-1].lines
-        if line.startswith("\\"):
-            lines.append(Line("note", line))
-            return
-        if self.old_left <= 0 and self.new_left <= 0 or line[:1] not in ("+", "-", " ", ""):
-            self.in_hunk = False  # the hunk ended: a mail signature, trailing text
+        if line[:1] not in ("+", "-", " ", ""):
+            self.in_hunk = False  # a hunk shorter than its header said
             self.files[-1].header.append(line)
             return
         if line.startswith("+"):
@@ -110,6 +116,8 @@ class _Reader:
             lines.append(Line("context", line[1:], old=self.old, new=self.new))
             self.old, self.old_left = self.old + 1, self.old_left - 1
             self.new, self.new_left = self.new + 1, self.new_left - 1
+        # Past its last line, what follows is the next file, a mail signature or trailing text.
+        self.in_hunk = self.old_left > 0 or self.new_left > 0
 
 
 def read(text: str) -> PatchView:

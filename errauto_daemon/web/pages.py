@@ -36,8 +36,14 @@ def register(app: Flask) -> None:
     app.add_url_rule("/submissions/<int:sub_id>/reject", "reject", reject, methods=["POST"])
     app.add_url_rule("/submissions/<int:sub_id>/retry", "retry", retry, methods=["POST"])
     app.add_url_rule("/changes", "changes", changes)
+    app.jinja_env.tests["match_git_line"] = _git_line
     app.jinja_env.globals.update(when=output.when, age=_age, repo_label=output.repo_label,
                                  csrf_field=security.CSRF_FIELD)
+
+
+def _git_line(line: str) -> bool:
+    """A file header line that says nothing the page does not show already."""
+    return line.startswith(("diff --git ", "index "))
 
 
 def _config() -> Any:
