@@ -21,7 +21,7 @@ from flask.testing import FlaskClient
 
 from errauto_daemon.store import Store
 from errauto_daemon.web.app import WebConfig, create_app
-from errauto_daemon.web.security import COOKIE, csrf_for
+from errauto_daemon.web.security import COOKIE, csrf_for, host_name
 from tests.helpers.gitrepo import CALC, PYTHON, GitRepo, python_project
 
 TOKEN = "test-token-0123456789"
@@ -88,6 +88,22 @@ def test_the_token_becomes_a_strict_cookie_and_leaves_the_url(empty_store: Store
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
     shown = client.get("/?state=merged")
     assert shown.status_code == 200 and b"No submissions match these filters" in shown.data
+
+
+def test_on_loopback_a_request_for_another_host_name_is_refused(empty_store: Store) -> None:
+    client = client_for()
+    # A site whose name was pointed at 127.0.0.1 (DNS rebinding) names itself in Host.
+    assert client.get("/", headers={"Host": "evil.example:8470"}).status_code == 403
+    assert client.get(f"/?token={TOKEN}", headers={"Host": "evil.example"}).status_code == 403
+    for host in ("127.0.0.1:8470", "localhost", "[::1]:8470"):
+        assert client.get(f"/?token={TOKEN}", headers={"Host": host}).status_code == 303, host
+    proxied = create_app(WebConfig(token=TOKEN, db_path=empty_store.path, hosts=None)).test_client()
+    assert proxied.get(f"/?token={TOKEN}", headers={"Host": "errauto.example.org"}).status_code == 303
+
+
+def test_host_names_without_their_port() -> None:
+    assert [host_name(h) for h in ("127.0.0.1:8470", "localhost", "[::1]:80", "[::1]", "::1", "a.example:1")] == \
+        ["127.0.0.1", "localhost", "::1", "::1", "::1", "a.example"]
 
 
 def test_every_answer_carries_the_security_headers(empty_store: Store) -> None:

@@ -56,13 +56,14 @@ def serve(host: str, port: int, *, open_browser: bool, allow_remote: bool) -> in
                          "serve on 127.0.0.1, or pass --allow-remote behind a reverse proxy (docs/web.md)")
     Store().close()  # the database exists and has this errauto's schema before a read-only reader opens it
     token = security.new_token()
-    app = create_app(WebConfig(token=token))
+    loopback = security.is_loopback(host)
+    app = create_app(WebConfig(token=token, hosts=(security.LOOPBACK_NAMES | {host.strip("[]")}) if loopback else None))
     server = create_server(app, host=host, port=port, threads=THREADS, ident="errauto")
     assert isinstance(server, BaseWSGIServer)  # one address: one socket
     bound_host, bound_port = server.getsockname()[:2]
     shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
     url = f"http://{shown_host}:{int(bound_port)}/?token={token}"
-    if allow_remote and not security.is_loopback(host):
+    if not loopback:
         print(REMOTE_ADVICE.format(host=host), file=sys.stderr)
     previous = signal.signal(signal.SIGTERM, _stop)
     try:

@@ -18,6 +18,10 @@ class WebConfig:
     db_path: Path | None = None  # the state database (default: errauto's own)
     page_size: int = 50
     who: str | None = None  # whose name decisions are recorded under (default: the user running the server)
+    # The names the pages answer to (a request naming another host gets 403): on loopback, the
+    # loopback names, so that a site whose name was made to point here (DNS rebinding) is refused.
+    # None: any (behind a reverse proxy, which names the host).
+    hosts: frozenset[str] | None = security.LOOPBACK_NAMES
 
 
 def create_app(config: WebConfig) -> Flask:
@@ -29,6 +33,8 @@ def create_app(config: WebConfig) -> Flask:
 
     @app.before_request
     def authenticate() -> BaseResponse | None:
+        if config.hosts is not None and security.host_name(request.host) not in config.hosts:
+            abort(403)
         given = request.args.get("token")
         if given is not None:
             if not security.matches(given, config.token):

@@ -29,6 +29,16 @@ HEADERS = {
 }
 
 
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def host_name(host: str) -> str:
+    """A request's Host header without its port: `127.0.0.1:8470` -> `127.0.0.1`, `[::1]:80` -> `::1`."""
+    if host.startswith("["):
+        return host[1:].split("]", 1)[0]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
 def new_token() -> str:
     return secrets.token_urlsafe(32)
 
