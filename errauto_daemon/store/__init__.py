@@ -31,7 +31,7 @@ from pathlib import Path
 from errauto_daemon import paths
 from errauto_daemon.alerts import ALERT_KINDS, ALERT_LEVELS, alert_for, level_alerts
 from errauto_daemon.store.api import StoreAPI
-from errauto_daemon.store.browse import Browse, FilterChoices, QueueFilter, QueuePage
+from errauto_daemon.store.browse import Browse
 from errauto_daemon.store.cache import Cache
 from errauto_daemon.store.db import _MIGRATIONS as _MIGRATIONS
 from errauto_daemon.store.db import _SCHEMA as _SCHEMA
@@ -49,7 +49,10 @@ from errauto_daemon.store.records import (
     CheckRow,
     ConfigProblem,
     DayCount,
+    FilterChoices,
     InboxFile,
+    QueueFilter,
+    QueuePage,
     Replacement,
     Submission,
     WindowCount,

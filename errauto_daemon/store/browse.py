@@ -8,37 +8,10 @@ escaped), case-insensitive for ASCII as SQLite's LIKE is.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from errauto_daemon.domain import Route, State
 from errauto_daemon.store.db import Database, placeholders
-from errauto_daemon.store.records import Submission
-
-
-@dataclass(frozen=True)
-class QueueFilter:
-    """Which submissions a queue page shows; empty means all."""
-
-    states: tuple[State, ...] = ()
-    routes: tuple[Route, ...] = ()
-    repo: str | None = None
-    source: str | None = None
-    title: str | None = None  # a substring of the title
-
-
-@dataclass(frozen=True)
-class QueuePage:
-    submissions: tuple[Submission, ...]
-    older: int | None  # the id the next (older) page starts below; None on the last page
-
-
-@dataclass(frozen=True)
-class FilterChoices:
-    """The values the queue's filters can take, from what the store holds."""
-
-    repos: tuple[str, ...]
-    sources: tuple[str, ...]
+from errauto_daemon.store.records import FilterChoices, QueueFilter, QueuePage, Submission
 
 
 def _like(text: str) -> str:
