@@ -206,6 +206,15 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--no-run", action="store_true",
                    help="do not run the detected checks on the current commit (only check their tools exist)")
 
+    w = sub.add_parser("web", help="review the queue in a browser: serve its pages on this machine")
+    w.add_argument("--host", default="127.0.0.1",
+                   help="the address to serve on (default 127.0.0.1; another needs --allow-remote)")
+    w.add_argument("--port", type=int, default=8470, metavar="N", help="the port (default 8470; 0: any free one)")
+    w.add_argument("--open", action="store_true", help="open the pages in the default browser")
+    w.add_argument("--allow-remote", action="store_true",
+                   help="serve on an address other machines can reach (put a reverse proxy with real "
+                        "authentication in front: docs/web.md)")
+
     d = sub.add_parser("demo", help="run errauto on a temporary repository with sample patches")
     d.add_argument("--dir", help="make the demo here instead of a temporary directory")
     return parser
@@ -308,6 +317,7 @@ COMMANDS: dict[tuple[str, str | None], tuple[str, str]] = {
     ("monitor", None): ("monitor", "cli"),
     ("init", None): ("init", "cli"),
     ("demo", None): ("demo", "cli"),
+    ("web", None): ("web", "cli"),
 }
 
 

@@ -83,10 +83,14 @@ def decision_lines(sub: Submission) -> list[str]:
     lines = [headline(sub)]
     if sub.reason:
         lines.append(f"  reason: {sub.reason}")
-    explanation = sub.explanation or {}
-    if explanation:
-        lines += ["  " + line for line in _explanation_lines(explanation)]
+    lines += ["  " + line for line in explanation_lines(sub)]
     return [printable(line) for line in lines]
+
+
+def explanation_lines(sub: Submission) -> list[str]:
+    """The score, its parts, the evidence and the gates in words (what `queue show` prints under the reason)."""
+    explanation = sub.explanation or {}
+    return [printable(line) for line in _explanation_lines(explanation)] if explanation else []
 
 
 def _explanation_lines(ex: dict[str, Any]) -> list[str]:

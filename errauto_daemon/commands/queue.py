@@ -18,7 +18,7 @@ from errauto_daemon.validate import Validator, wait_decided
 REJECT_WAIT = 30.0  # seconds `queue reject` waits for a cancelled validation to stop
 
 
-def _who() -> str:
+def who() -> str:
     try:
         return getpass.getuser()
     except (KeyError, OSError):
@@ -133,11 +133,19 @@ def _patch_text(sub: Submission) -> str:
     return data.decode("utf-8", errors="replace")
 
 
+def approved(store: Store, sub_id: int, who: str, *, force: bool) -> Submission:
+    """A person approved `sub_id`: merged (or its pull request opened), its inbox files settled.
+
+    What `queue approve` and the web page's Approve both do.
+    """
+    sub = Validator(store).approve(sub_id, who, force=force)
+    inbox.settle(store, sub)
+    return sub
+
+
 def approve(sub_id: int, *, force: bool, as_json: bool) -> int:
     store = Store()
-    sub = Validator(store).approve(sub_id, _who(), force=force)
-    inbox.settle(store, sub)
-    return _print_decision(store, sub, as_json)
+    return _print_decision(store, approved(store, sub_id, who(), force=force), as_json)
 
 
 def reject(sub_id: int, reason: str, *, as_json: bool = False, wait: float = REJECT_WAIT) -> int:
@@ -151,7 +159,19 @@ def reject(sub_id: int, reason: str, *, as_json: bool = False, wait: float = REJ
     reject is refused (exit 2) and says how it ended.
     """
     store = Store()
-    who = _who()
+    sub = rejected(store, sub_id, reason, who(), wait=wait)
+    print(output.dumps(output.submission_json(sub)) if as_json else output.headline(sub))
+    if sub.state != State.REJECTED:
+        print(f"errauto: #{sub_id} is being rejected: its validation stops at its next step "
+              f"(`errauto queue show {sub_id}`)", file=sys.stderr)
+    return 0
+
+
+def rejected(store: Store, sub_id: int, reason: str, who: str, *, wait: float = REJECT_WAIT) -> Submission:
+    """A person rejected `sub_id` for `reason`: rejected now, or once its validation stopped.
+
+    What `queue reject` and the web page's Reject both do (see `reject`).
+    """
     try:
         sub, how = store.reject(sub_id, f"rejected by {who}: {reason}", f"rejected by {who}")
     except FatalError as exc:
@@ -159,11 +179,7 @@ def reject(sub_id: int, reason: str, *, as_json: bool = False, wait: float = REJ
     if how == CANCEL_REQUESTED:
         sub = _stop_validation(store, sub_id, wait)
     inbox.settle(store, sub)
-    print(output.dumps(output.submission_json(sub)) if as_json else output.headline(sub))
-    if sub.state != State.REJECTED:
-        print(f"errauto: #{sub_id} is being rejected: its validation stops at its next step "
-              f"(`errauto queue show {sub_id}`)", file=sys.stderr)
-    return 0
+    return sub
 
 
 def _stop_validation(store: Store, sub_id: int, wait: float) -> Submission:
@@ -184,10 +200,19 @@ def _too_late(store: Store, sub_id: int, refusal: str, wait: float) -> str:
 
 def retry(sub_id: int, *, force: bool = False, as_json: bool, quiet: bool = False) -> int:
     store = Store()
-    sub = Validator(store, use_cache=False, progress=progress.for_terminal(quiet)).retry(
-        sub_id, _who(), force=force)
-    inbox.settle(store, sub)
+    sub = retried(store, sub_id, who(), force=force, observer=progress.for_terminal(quiet))
     return _print_decision(store, sub, as_json)
+
+
+def retried(store: Store, sub_id: int, who: str, *, force: bool,
+            observer: progress.Progress | None = None) -> Submission:
+    """A person asked for `sub_id` to be validated again now (without the cache), and decided.
+
+    What `queue retry` and the web page's Retry both do.
+    """
+    sub = Validator(store, use_cache=False, progress=observer).retry(sub_id, who, force=force)
+    inbox.settle(store, sub)
+    return sub
 
 
 def process(repo: str | None, *, limit: int | None, as_json: bool, quiet: bool = False) -> int:

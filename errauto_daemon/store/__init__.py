@@ -11,6 +11,7 @@ One module per table group, each the only one to touch its tables:
   outbox.py       the outbox (alerts), deliveries, sinks
   monitor.py      the daemon's heartbeat, the monitor's level
   queries.py      the read-only queries behind `status` and `monitor`
+  browse.py       the read-only queries behind `errauto web` (queue pages, filters)
   records.py      the records the store hands out; patches.py the patch files
 
 A submission's life:
@@ -30,10 +31,11 @@ from pathlib import Path
 from errauto_daemon import paths
 from errauto_daemon.alerts import ALERT_KINDS, ALERT_LEVELS, alert_for, level_alerts
 from errauto_daemon.store.api import StoreAPI
+from errauto_daemon.store.browse import Browse
 from errauto_daemon.store.cache import Cache
 from errauto_daemon.store.db import _MIGRATIONS as _MIGRATIONS
 from errauto_daemon.store.db import _SCHEMA as _SCHEMA
-from errauto_daemon.store.db import SCHEMA_VERSION, Database
+from errauto_daemon.store.db import SCHEMA_VERSION, Database, ReadOnlyDatabase
 from errauto_daemon.store.monitor import Monitor
 from errauto_daemon.store.outbox import Outbox
 from errauto_daemon.store.patches import patch_file, store_patch_bytes
@@ -47,7 +49,10 @@ from errauto_daemon.store.records import (
     CheckRow,
     ConfigProblem,
     DayCount,
+    FilterChoices,
     InboxFile,
+    QueueFilter,
+    QueuePage,
     Replacement,
     Submission,
     WindowCount,
@@ -57,12 +62,13 @@ from errauto_daemon.store.submissions import CANCEL_REQUESTED, REJECTED_NOW, Sub
 
 __all__ = [
     "ALERT_KINDS", "ALERT_LEVELS", "CANCEL_REQUESTED", "DECIDED", "FINAL", "REJECTED_NOW", "SCHEMA_VERSION",
-    "STATES", "Alert", "Backlog", "CheckRow", "ConfigProblem", "DayCount", "InboxFile", "Replacement", "Store", "StoreAPI",
+    "STATES", "Alert", "Backlog", "CheckRow", "ConfigProblem", "DayCount", "FilterChoices", "InboxFile",
+    "QueueFilter", "QueuePage", "ReadOnlyStore", "Replacement", "Store", "StoreAPI",
     "Submission", "WindowCount", "alert_for", "level_alerts", "patch_file", "store_patch_bytes",
 ]
 
 
-class Store(Submissions, Sources, Cache, Outbox, Monitor, Queries):
+class Store(Submissions, Sources, Cache, Outbox, Monitor, Queries, Browse):
     """The state database in SQLite; a connection per thread, opened on first use.
 
     Opening it creates or migrates the schema; a file that cannot be used is a
@@ -77,6 +83,22 @@ class Store(Submissions, Sources, Cache, Outbox, Monitor, Queries):
     def conn(self) -> sqlite3.Connection:
         """This thread's SQLite connection: for tests and tools that shape a database by hand."""
         return self._db.conn
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class ReadOnlyStore(Submissions, Sources, Queries, Browse):
+    """The state database opened read-only, for pages that only look (`errauto web`).
+
+    Its own connections (one per thread), never a writer's: reading cannot
+    slow the daemon's transactions. Only its reading methods may be called;
+    a write fails as SQLite refuses it.
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
+        self._db = ReadOnlyDatabase(path or paths.db_path())
+        self.path = self._db.path
 
     def close(self) -> None:
         self._db.close()

@@ -19,7 +19,10 @@ from errauto_daemon.store.records import (
     CheckRow,
     ConfigProblem,
     DayCount,
+    FilterChoices,
     InboxFile,
+    QueueFilter,
+    QueuePage,
     RejectHow,
     Replacement,
     Submission,
@@ -125,3 +128,8 @@ class StoreAPI(Protocol):
     def failure_counts(self, since: float) -> tuple[int, int]: ...
     def undelivered(self) -> dict[str, Any]: ...
     def failed_deliveries_since(self, since: float) -> int: ...
+
+    # -- what `errauto web` reads
+    def queue_page(self, wanted: QueueFilter, *, below: int | None = None, size: int = 50) -> QueuePage: ...
+    def filter_choices(self) -> FilterChoices: ...
+    def last_change(self) -> int: ...

@@ -378,6 +378,38 @@ class Database:
                 f"(schema {version}, this one knows {SCHEMA_VERSION}); upgrade errauto")
 
 
+class ReadOnlyDatabase(Database):
+    """The state database opened read-only (`mode=ro`): for readers beside the daemon, such as `errauto web`.
+
+    It never creates, migrates or writes the file, and its statements run
+    outside any transaction, so each read holds a snapshot only for itself
+    and never keeps a writer waiting.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        if not path.is_file():
+            raise ConfigError(f"no state database at {path}: nothing has been submitted yet")
+        try:
+            version = int(self.read.first("SELECT value FROM meta WHERE key = 'schema_version'")[0])
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise ConfigError(f"cannot read the state database {path}: {exc}") from None
+        if version != SCHEMA_VERSION:
+            self.close()
+            raise ConfigError(f"the state database {path} has schema {version}, this errauto reads "
+                              f"{SCHEMA_VERSION}: run any other errauto command once to bring it up to date")
+
+    def _connect(self) -> sqlite3.Connection:
+        uri = f"{self.path.absolute().as_uri()}?mode=ro"
+        conn = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute("PRAGMA query_only = ON")
+        return conn
+
+
 def migrate(tx: Transaction) -> int:
     """Create the schema, or bring it up to `SCHEMA_VERSION`; returns the version found."""
     if tx.row("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'meta'") is None:

@@ -173,3 +173,28 @@ class DayCount:
     date: str
     decided: int
     merged: int
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    """Which submissions a queue page shows; empty means all."""
+
+    states: tuple[State, ...] = ()
+    routes: tuple[Route, ...] = ()
+    repo: str | None = None
+    source: str | None = None
+    title: str | None = None  # a substring of the title
+
+
+@dataclass(frozen=True)
+class QueuePage:
+    submissions: tuple[Submission, ...]
+    older: int | None  # the id the next (older) page starts below; None on the last page
+
+
+@dataclass(frozen=True)
+class FilterChoices:
+    """The values the queue's filters can take, from what the store holds."""
+
+    repos: tuple[str, ...]
+    sources: tuple[str, ...]
