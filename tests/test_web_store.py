@@ -76,6 +76,14 @@ def test_last_change_grows_with_every_change(store: Store) -> None:
     assert reader.last_change() > before
 
 
+def test_a_submissions_last_change_grows_only_with_its_own_changes(store: Store) -> None:
+    reader = ReadOnlyStore(store.path)
+    five, six = reader.last_change(5), reader.last_change(6)
+    store.reject(5, "rejected by someone: no", "rejected by someone")
+    assert reader.last_change(5) > five and reader.last_change(6) == six
+    assert reader.last_change(5) == reader.last_change()  # the newest change of all is its own
+
+
 def test_the_read_only_store_cannot_write(store: Store) -> None:
     reader = ReadOnlyStore(store.path)
     with pytest.raises(sqlite3.OperationalError, match="readonly|read-only"):

@@ -58,7 +58,11 @@ class Browse:
         sources = [r[0] for r in read.tuples("SELECT DISTINCT source FROM submissions ORDER BY source")]
         return FilterChoices(tuple(repos), tuple(sources))
 
-    def last_change(self) -> int:
-        """A number that grows whenever any submission changes: the newest event's id (for polling)."""
-        return int(self._db.read.first("SELECT COALESCE(MAX(id), 0) FROM events")[0])
+    def last_change(self, sub_id: int | None = None) -> int:
+        """A number that grows whenever any submission (or the one asked for) changes: the newest
+        event's id (for polling)."""
+        if sub_id is None:
+            return int(self._db.read.first("SELECT COALESCE(MAX(id), 0) FROM events")[0])
+        return int(self._db.read.first("SELECT COALESCE(MAX(id), 0) FROM events WHERE submission_id = ?",
+                                       (sub_id,))[0])
 

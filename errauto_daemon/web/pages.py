@@ -114,7 +114,7 @@ def submission_page(sub_id: int, *, problem: str | None = None, status: int = 20
         can_approve=sub.state == State.AWAITING_REVIEW, can_retry=sub.state in RETRYABLE,
         can_reject=sub.state in (State.QUEUED, State.VALIDATING, State.AWAITING_REVIEW),
         pr_link=sub.pr_url if sub.pr_url and sub.pr_url.startswith(("https://", "http://")) else None,
-        pr_line=output.pull_request_line(sub), change=store.last_change(),
+        pr_line=output.pull_request_line(sub), change=store.last_change(sub_id),
     ), status
 
 
@@ -176,5 +176,6 @@ def retry(sub_id: int) -> BaseResponse | tuple[str, int]:
 
 
 def changes() -> BaseResponse:
-    """What the pages poll: a number that grows with every change to any submission."""
-    return jsonify(change=_reader().last_change())
+    """What the pages poll: a number that grows with every change to any submission, or to the
+    one named by `?submission=`."""
+    return jsonify(change=_reader().last_change(request.args.get("submission", type=int)))

@@ -1,0 +1,238 @@
+"""`errauto web` in a real browser: Playwright driving the system's Chromium.
+
+Each test serves a real state database, filled by real validations
+(`errauto apply` on a real project), with a real `errauto web` on
+127.0.0.1, and looks at the pages as a reviewer does: it clicks, types,
+and checks what git and the store say afterwards. Screenshots of each page
+are saved under the test's temporary directory.
+
+Chromium is Debian's `chromium` package, which `.ci/run` installs. Where it
+is missing the tests are skipped, except in CI, where that is a failure.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from errauto_daemon.store import Store
+from tests.helpers.gitrepo import CALC, PYTHON, GitRepo, python_project
+from tests.test_web import LINT_FAILS, TESTS_FAIL, XSS, apply, cli, xss_patch
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+# As root in a container Chromium's own sandbox cannot start; the rest keeps it from reaching
+# for Google's services at every start (this machine's network is closed).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+WAIT_MS = 30_000  # for what the page shows after a validation or a poll
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[playwright_api.Browser]:
+    if CHROMIUM is None:
+        if os.environ.get("CI"):
+            pytest.fail("Chromium is missing: .ci/run installs Debian's chromium package")
+        pytest.skip("no Chromium on this machine (Debian: apt-get install chromium)")
+    with playwright_api.sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        # A first page here, so the threads Playwright starts on first use belong to this fixture
+        # and not to the first test (which checks that it leaves no thread behind).
+        warm = launched.new_context()
+        warm.new_page().screenshot(path=str(tmp_path_factory.mktemp("warm") / "blank.png"))
+        warm.close()
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> GitRepo:
+    return python_project(tmp_path / "proj")
+
+
+@pytest.fixture
+def web() -> Iterator[str]:
+    """A real `errauto web` on 127.0.0.1; yields the URL it printed, token included."""
+    Store().close()
+    proc = subprocess.Popen([PYTHON, "-m", "errauto_daemon", "web", "--port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=os.environ.copy())
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    found = re.search(r"http://127\.0\.0\.1:\d+/\?token=[\w-]+", line)
+    assert found, (line, proc.stderr.read() if proc.poll() is not None and proc.stderr else "")
+    try:
+        yield found[0]
+    finally:
+        proc.terminate()
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+
+
+@pytest.fixture
+def page(browser: playwright_api.Browser) -> Iterator[playwright_api.Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    opened = context.new_page()
+    opened.set_default_timeout(WAIT_MS)
+    dialogs: list[str] = []
+    opened.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    opened.dialogs = dialogs  # type: ignore[attr-defined]
+    try:
+        yield opened
+    finally:
+        context.close()
+
+
+def base(url: str) -> str:
+    return url.split("?token=")[0]
+
+
+def shot(page: playwright_api.Page, tmp_path: Path, name: str) -> Path:
+    path = tmp_path / "screenshots" / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 0
+    return path
+
+
+def expect(locator: playwright_api.Locator) -> playwright_api.LocatorAssertions:
+    return playwright_api.expect(locator)
+
+
+# -- the tests -------------------------------------------------------------------------------
+
+
+def test_a_request_without_the_token_is_refused(web: str, page: playwright_api.Page, tmp_path: Path) -> None:
+    answer = page.goto(base(web))
+    assert answer is not None and answer.status == 403
+    expect(page.locator("body")).to_contain_text("token")
+    assert page.locator("table.queue").count() == 0
+    shot(page, tmp_path, "refused")
+    answer = page.goto(web)  # with it: a cookie, and the address without the token
+    assert answer is not None and answer.status == 200
+    assert page.url == base(web)
+    expect(page.locator("h1")).to_have_text("Queue")
+
+
+def test_a_reviewer_opens_a_held_patch_sees_the_failing_test_and_approves_it(
+        project: GitRepo, web: str, page: playwright_api.Page, tmp_path: Path) -> None:
+    held = apply(project, tmp_path, "held", project.make_patch({"calc.py": TESTS_FAIL}))
+    assert held["state"] == "awaiting_review"
+    tip = project.head()
+
+    page.goto(web)
+    row = page.locator(f'tr[data-id="{held["id"]}"]')
+    expect(row.locator(".state")).to_have_text("awaiting_review")
+    shot(page, tmp_path, "queue")
+    row.locator("td.title a").click()
+
+    expect(page.locator("h1")).to_contain_text(f"#{held['id']}")
+    expect(page.locator("table.diff tr.add").first).to_contain_text("return a * b + 1")
+    expect(page.locator("details.check.failed").first).to_contain_text("AssertionError: 7 != 6")
+    expect(page.locator(".score")).to_contain_text("tests must pass to auto-merge")
+    shot(page, tmp_path, "submission")
+
+    page.get_by_role("button", name="Approve").click()  # a gate failed: refused without "merge anyway"
+    expect(page.locator(".problem")).to_contain_text("--force")
+    assert project.head() == tip
+    page.get_by_label("merge anyway").check()
+    page.get_by_role("button", name="Approve").click()
+
+    expect(page.locator("p.status strong")).to_have_text("merged")
+    sub = Store().get(held["id"])
+    assert sub.state == "merged" and project.head() == sub.merged_commit
+    expect(page.locator(".merged-commit")).to_contain_text(sub.merged_commit or "")
+    assert "a * b + 1" in project.read("calc.py")
+    expect(page.locator(".history")).to_contain_text("approved by")
+    assert page.dialogs == []  # type: ignore[attr-defined]
+
+
+def test_a_reviewer_rejects_with_a_reason(project: GitRepo, web: str, page: playwright_api.Page,
+                                          tmp_path: Path) -> None:
+    held = apply(project, tmp_path, "lint", project.make_patch({"calc.py": LINT_FAILS}))
+    tip = project.head()
+    page.goto(web)
+    page.locator(f'tr[data-id="{held["id"]}"] td.title a').click()
+    page.get_by_label("Reason").fill("not the fix we want")
+    page.get_by_role("button", name="Reject").click()
+
+    expect(page.locator("p.status strong")).to_have_text("rejected")
+    expect(page.locator(".facts")).to_contain_text("not the fix we want")
+    sub = Store().get(held["id"])
+    assert sub.state == "rejected" and sub.reason is not None and sub.reason.endswith("not the fix we want")
+    assert project.head() == tip
+    page.goto(base(web))
+    expect(page.locator(f'tr[data-id="{held["id"]}"] .state')).to_have_text("rejected")
+    shot(page, tmp_path, "rejected")
+
+
+def test_a_patch_made_of_script_tags_renders_as_text(project: GitRepo, web: str, page: playwright_api.Page,
+                                                    tmp_path: Path) -> None:
+    sub = apply(project, tmp_path, "xss", xss_patch(project))
+    page.goto(web)
+    link = page.locator(f'tr[data-id="{sub["id"]}"] td.title a')
+    expect(link).to_have_text(XSS)
+    page.goto(base(web) + f"?q={XSS}")
+    expect(page.locator(f'tr[data-id="{sub["id"]}"] td.title a')).to_have_text(XSS)
+    link = page.locator(f'tr[data-id="{sub["id"]}"] td.title a')
+    link.click()
+    expect(page.locator("h1")).to_contain_text(XSS)
+    expect(page.locator(".filename").first).to_have_text(f"docs/{XSS}.txt")
+    expect(page.locator("table.diff tr.add").first).to_contain_text(XSS)
+    assert page.locator("script:not([src])").count() == 0  # nothing from the patch became a script
+    shot(page, tmp_path, "xss")
+    page.wait_for_timeout(500)
+    assert page.dialogs == []  # type: ignore[attr-defined]
+
+
+def test_a_decision_made_elsewhere_appears_without_reloading(project: GitRepo, web: str,
+                                                           page: playwright_api.Page, tmp_path: Path) -> None:
+    held = apply(project, tmp_path, "held", project.make_patch({"calc.py": TESTS_FAIL}))
+    page.goto(web)
+    expect(page.locator(f'tr[data-id="{held["id"]}"] .state')).to_have_text("awaiting_review")
+    page.evaluate("window.notReloaded = true")
+
+    # A new submission, validated and decided by errauto outside the browser, shows up by itself.
+    decided = apply(project, tmp_path, "fix", project.make_patch({"calc.py": CALC.replace("a - b", "a + b")}))
+    expect(page.locator(f'tr[data-id="{decided["id"]}"] .state')).to_have_text(decided["state"])
+    # And a decision on one shown: approved from the command line.
+    done = cli("queue", "approve", str(held["id"]), "--force")
+    assert done.returncode == 0, done.stderr
+    row = page.locator(f'tr[data-id="{held["id"]}"]')
+    expect(row.locator(".state")).to_have_text("merged")
+    expect(row).to_have_class(re.compile(r"\bchanged\b"))
+    assert page.evaluate("window.notReloaded") is True
+    shot(page, tmp_path, "queue-live")
+
+
+def test_a_submission_page_follows_its_submission_but_not_under_a_typing_reader(
+        project: GitRepo, web: str, page: playwright_api.Page, tmp_path: Path) -> None:
+    first = apply(project, tmp_path, "lint", project.make_patch({"calc.py": LINT_FAILS}))
+    second = apply(project, tmp_path, "tests", project.make_patch({"calc.py": TESTS_FAIL}))
+    page.goto(web)
+    page.goto(base(web) + f"submissions/{first['id']}")
+    page.evaluate("window.notReloaded = true")
+    assert cli("queue", "reject", str(first["id"]), "--reason", "decided in the terminal").returncode == 0
+    expect(page.locator("p.status strong")).to_have_text("rejected")
+    expect(page.locator(".facts")).to_contain_text("decided in the terminal")
+    assert page.evaluate("window.notReloaded") is True
+
+    page.goto(base(web) + f"submissions/{second['id']}")
+    page.get_by_label("Reason").fill("half a thought")
+    assert cli("queue", "reject", str(second["id"]), "--reason", "decided elsewhere").returncode == 0
+    expect(page.locator("#stale")).to_be_visible()  # what the reader typed stays; a note says reload
+    assert page.get_by_label("Reason").input_value() == "half a thought"
+    expect(page.locator("p.status strong")).to_have_text("awaiting_review")
+    page.reload()
+    expect(page.locator("p.status strong")).to_have_text("rejected")
