@@ -14,8 +14,9 @@ before the ref moves, so a ref never moves under a stale working tree; the
 merge is held with git's reason instead.
 
 With `push = "<remote>"` the new commit is pushed first, fast-forward only.
-A rejected push means the remote moved: fetch it, fast-forward the local
-target to it, and let the caller validate again.
+A refused push is judged by the remote's tip, fetched afterwards: if the
+remote moved, fast-forward the local target to it and let the caller
+validate again; if not, the merge is held with the remote's reason.
 
 Merges into one target are serialised by a lock file in the state dir.
 """
@@ -423,22 +424,52 @@ def remote_tip(repo: pygit2.Repository, config: Config) -> str | None:
         return None
 
 
+# A push the remote refused while another push held the ref's lock: worth sending again shortly.
+_LOCK_WORDS = ("cannot lock ref", "Unable to create", "unable to lock", "failed to update ref")
+PUSH_ATTEMPTS = 3
+
+
 def _push(repo: pygit2.Repository, config: Config, base: str, new: str) -> MergeOutcome | None:
+    """Push `new` as the remote's target, fast-forward only; None when it landed.
+
+    A refused push is judged by the remote's tip, fetched afterwards, not by
+    git's wording: the remote may have moved under a plain rejection or under
+    a "[remote rejected] ... failed to update ref" (another errauto's push
+    landed while this one was being checked). Moved ahead: catch up and
+    validate again. Still at `base`: refused for a reason of its own (a hook,
+    permissions), or a lock another push holds, which is tried again."""
     remote = config.push
     assert remote is not None
     cwd = common_dir(repo)
-    proc = git.run(("push", "--porcelain", remote, f"{new}:{config.target_ref}"), cwd, check=False)
-    if proc.returncode == 0:
-        return None
-    text = (proc.stdout + proc.stderr).decode("utf-8", "replace")
-    if not any(word in text for word in ("[rejected]", "non-fast-forward", "fetch first", "stale info")):
-        last = text.strip().splitlines()[-1] if text.strip() else f"exit {proc.returncode}"
-        return MergeOutcome(MergeStatus.HELD, reason=f"push to {remote} failed: {last}")
-    tip = remote_tip(repo, config)
-    if tip is None:
-        return MergeOutcome(MergeStatus.HELD, reason=f"push to {remote} was rejected and fetching it failed")
-    if tip == base:
-        return MergeOutcome(MergeStatus.HELD, reason=f"push to {remote} was rejected: {text.strip()[:200]}")
+    for attempt in range(PUSH_ATTEMPTS):
+        proc = git.run(("push", "--porcelain", remote, f"{new}:{config.target_ref}"), cwd, check=False)
+        if proc.returncode == 0:
+            return None
+        text = (proc.stdout + proc.stderr).decode("utf-8", "replace")
+        tip = remote_tip(repo, config)
+        if tip is None:
+            return MergeOutcome(MergeStatus.HELD, reason=f"push to {remote} failed and fetching it failed: "
+                                                         f"{_why(text, proc.returncode)}")
+        if tip == new:
+            return None  # it landed after all
+        if tip != base:
+            return _caught_up(repo, config, base, tip)
+        if not any(word in text for word in _LOCK_WORDS) or attempt == PUSH_ATTEMPTS - 1:
+            return MergeOutcome(MergeStatus.HELD, reason=f"push to {remote} was refused: {_why(text, proc.returncode)}")
+        time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _why(text: str, code: int) -> str:
+    """The line of a failed push's output that says why: the refused ref's, else the last."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    refused = [line for line in lines if line.startswith("!")]
+    return (refused or lines or [f"exit {code}"])[-1][:200]
+
+
+def _caught_up(repo: pygit2.Repository, config: Config, base: str, tip: str) -> MergeOutcome:
+    """The remote moved from `base` to `tip`: follow it locally, so the caller validates again there."""
+    remote = config.push
     if not repo.descendant_of(pygit2.Oid(hex=tip), pygit2.Oid(hex=base)):
         return MergeOutcome(MergeStatus.HELD, reason=f"{config.target} and {remote}/{config.target} have diverged")
     caught_up = fast_forward(repo, config, base, tip, f"errauto: fast-forward to {remote}")

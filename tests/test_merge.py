@@ -256,6 +256,59 @@ def test_rejected_push_fetches_and_validates_again_on_the_remote_tip(
     assert (local / "CHANGES").exists()
 
 
+def test_a_push_that_loses_a_race_on_the_remote_validates_again(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two errauto daemons push to one remote: the other's push lands after ours was accepted for
+    checking but before the remote moved its ref ("[remote rejected] ... failed to update ref").
+    The remote moved: validate again on its tip, as for a plain rejected push, not a held merge."""
+    _, local, other = _with_remote(tmp_path)
+    repo = GitRepo.__new__(GitRepo)
+    repo.path = local
+    patch = write_patch(tmp_path, repo, FIX)
+    (other / "CHANGES").write_text("the other daemon's merge\n")
+    git(other, "add", "CHANGES")
+    git(other, "commit", "-q", "-m", "merged elsewhere")
+    git(other, "push", "-q", "origin", "main:refs/heads/landing")
+    landed = git(other, "rev-parse", "HEAD").strip()
+    remote = tmp_path / "remote.git"
+    hook = remote / "hooks" / "update"
+    hook.write_text('#!/bin/sh\n'
+                    '# The first push to main loses the race: the other merge lands while it is checked.\n'
+                    'if [ "$1" = refs/heads/main ] && [ ! -e raced ]; then\n'
+                    '  touch raced && git update-ref refs/heads/main refs/heads/landing\n'
+                    'fi\n')
+    hook.chmod(0o755)
+
+    code, result = apply(capsys, patch, repo)
+
+    assert (remote / "raced").exists()  # the race happened
+    assert code == 0, result
+    assert result["state"] == "merged" and result["base_commit"] == landed
+    assert git(remote, "rev-parse", "main^").strip() == landed
+    assert "a + b" in git(remote, "show", "main:calc.py")
+    assert git(local, "rev-parse", "main").strip() == git(remote, "rev-parse", "main").strip()
+
+
+def test_a_push_the_remote_refuses_holds_the_merge_with_its_reason(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _, local, _ = _with_remote(tmp_path)
+    repo = GitRepo.__new__(GitRepo)
+    repo.path = local
+    patch = write_patch(tmp_path, repo, FIX)
+    remote = tmp_path / "remote.git"
+    before = git(remote, "rev-parse", "main").strip()
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'main is frozen for the release' >&2\nexit 1\n")
+    hook.chmod(0o755)
+
+    code, result = apply(capsys, patch, repo)
+
+    assert code == 1 and result["state"] == "awaiting_review"
+    assert "push to origin was refused" in result["reason"] and "pre-receive hook declined" in result["reason"]
+    assert git(remote, "rev-parse", "main").strip() == before
+    assert git(local, "rev-parse", "main").strip() == before
+
+
 def test_diverged_remote_holds_the_merge(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _, local, other = _with_remote(tmp_path)
     repo = GitRepo.__new__(GitRepo)
