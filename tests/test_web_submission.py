@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from errauto_daemon.config import GithubConfig
 from errauto_daemon.store import Store
-from errauto_daemon.web import scorechart
+from errauto_daemon.web import commits, scorechart
 from tests.helpers.gitrepo import CALC, GitRepo, config_toml, python_project
 from tests.test_web import TESTS_FAIL, XSS, apply, client_for
 
@@ -171,3 +172,11 @@ def test_the_merged_commit_links_to_a_page_with_its_diff(project: GitRepo, tmp_p
     assert (f'<a class="commit-link" href="https://github.com/acme/proj/commit/{merged}" rel="noopener noreferrer">'
             f'<code class="merged-commit">{merged}</code></a>') in page
     assert f'<a class="commit-here" href="{here}">' in page
+
+
+def test_a_commit_url_on_github_and_on_an_enterprise_server() -> None:
+    sha = "a" * 40
+    assert commits.commit_url(GithubConfig(repo="acme/proj"), sha) == f"https://github.com/acme/proj/commit/{sha}"
+    assert commits.commit_url(GithubConfig(repo="acme/proj", api_url="https://ghe.example.org/api/v3"), sha) == \
+        f"https://ghe.example.org/acme/proj/commit/{sha}"
+    assert commits.commit_url(GithubConfig(repo="acme/proj", api_url="http://127.0.0.1:9/api/v3"), sha) is None
