@@ -42,6 +42,19 @@ class Part:
     def words(self) -> str:
         return f"{self.check} ({self.status}): {self.contribution:.2f} of {self.weight:.2f}"
 
+    @property
+    def css(self) -> str:
+        """Its colour in the legend: what it earned, or, having earned nothing, what it lost."""
+        return self.earned_css if self.contribution > 0 else self.lost_css
+
+    @property
+    def earned_css(self) -> str:
+        return f"earned part-{self.index % PALETTE}"
+
+    @property
+    def lost_css(self) -> str:
+        return f"lost status-{self.status}"
+
 
 @dataclass(frozen=True)
 class Segment:
@@ -52,7 +65,7 @@ class Segment:
 
     @property
     def css(self) -> str:
-        return f"earned part-{self.part.index % PALETTE}" if self.earned else f"lost status-{self.part.status}"
+        return self.part.earned_css if self.earned else self.part.lost_css
 
     @property
     def words(self) -> str:
@@ -88,6 +101,10 @@ class ScoreChart:
     bar_height: int = BAR_HEIGHT
     track_x: int = PAD  # the bar's whole length, 0 to 1
     track_width: int = WIDTH - 2 * PAD
+
+    @property
+    def lost(self) -> float:
+        return sum(p.lost for p in self.parts)
 
     @property
     def title(self) -> str:
