@@ -192,15 +192,33 @@ def test_the_files_shown_are_bounded_and_the_rest_counted() -> None:
     assert shown.total_files == diffview.MAX_FILES + more
 
 
-def test_colouring_stops_past_its_bounds() -> None:
-    def py(name: str, lines: int) -> str:
-        return f"--- /dev/null\n+++ b/{name}\n@@ -0,0 +1,{lines} @@\n" + "".join(
-            f"+x{i} = {i}\n" for i in range(lines))
+def py(name: str, lines: int) -> str:
+    """A new Python file whose diff has `lines` lines (its @@ line counts)."""
+    return f"--- /dev/null\n+++ b/{name}\n@@ -0,0 +1,{lines - 1} @@\n" + "".join(
+        f"+x{i} = {i}\n" for i in range(lines - 1))
 
-    small = diffview.COLOUR_FILE_LINES - 1  # a file's lines count its @@ line too
-    one = diffview.shown(diff.read(py("ok.py", small) + py("long.py", small + 1)))
-    assert [f.coloured for f in one.files] == [True, False]
-    assert one.files[1].parts[1] == diffview.Row(one.files[1].diff.lines[1])  # plain: no markup
-    files = diffview.COLOUR_PATCH_LINES // diffview.COLOUR_FILE_LINES + 1
-    whole = diffview.shown(diff.read("".join(py(f"m{i}.py", small) for i in range(files))))
-    assert not any(f.coloured for f in whole.files)  # the patch as a whole is too long
+
+def test_files_are_coloured_in_order_while_the_budget_lasts() -> None:
+    budget = diffview.COLOUR_LINES
+    shown = diffview.shown(diff.read(py("a.py", budget // 2) + py("notes.zzz", budget) + py("b.py", budget // 2 + 1)
+                                     + py("c.py", budget // 2)))
+    # a.py takes half; a plain file costs nothing; b.py is one line too long for the rest; c.py fits it.
+    assert [(f.diff.name, f.coloured) for f in shown.files] == [
+        ("a.py", True), ("notes.zzz", False), ("b.py", False), ("c.py", True)]
+    assert shown.files[2].parts[1] == diffview.Row(shown.files[2].diff.lines[1])  # plain: no markup
+    assert not diffview.shown(diff.read(py("long.py", budget + 1))).files[0].coloured
+
+
+def test_the_lines_shown_are_bounded_and_the_rest_counted() -> None:
+    size = diffview.MAX_LINES // 2 + 10
+    shown = diffview.shown(diff.read(changed_file("a.txt", size - 1) + changed_file("b.txt", size - 1)
+                                     + changed_file("c.txt", 4)))
+    assert [(len(f.parts), f.left_out) for f in shown.files] == [
+        (size, 0), (diffview.MAX_LINES - size, 2 * size - diffview.MAX_LINES), (0, 5)]
+    assert not shown.files[1].coloured
+
+
+def test_the_same_patch_text_is_laid_out_once() -> None:
+    text = py("cached.py", 3)
+    assert diffview.of_text(text) is diffview.of_text(text)
+    assert diffview.of_text(text).files[0].coloured

@@ -69,6 +69,13 @@ def test_a_python_file_is_coloured_an_unknown_one_plain_and_script_tags_stay_tex
     assert '<span class="nt">script</span>' in markup  # coloured as HTML, each tag's name a token
     assert "+" + html.escape(XSS, quote=False) in without_spans(markup)
 
+    whole = client.get(f"/submissions/{sub['id']}/patch")  # the whole patch, as text, one click away
+    assert f'<a class="whole-patch" href="/submissions/{sub["id"]}/patch">' in page
+    assert whole.status_code == 200 and whole.mimetype == "text/plain"
+    assert whole.headers["X-Content-Type-Options"] == "nosniff"
+    assert whole.get_data(as_text=True) == patch.decode()
+    assert client.get("/submissions/9999/patch").status_code == 404
+
 
 @pytest.mark.slow
 def test_a_big_file_starts_folded_and_a_long_run_of_context_is_folded(project: GitRepo, tmp_path: Path) -> None:

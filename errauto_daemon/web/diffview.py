@@ -1,29 +1,35 @@
 """What the page shows of a patch: which files, open or closed, which lines folded, which coloured.
 
 Bounded so a huge patch costs a bounded page: at most `MAX_FILES` files
-(a note says how many more there are); a file with more than
-`FOLD_CHANGES` changed lines starts closed; a run of more than
-`FOLD_CONTEXT` unchanged lines shows its first and last `KEEP_CONTEXT`
-and folds the rest; a file's diff with more than `COLOUR_FILE_LINES`
-lines, or any file of a patch with more than `COLOUR_PATCH_LINES`, is
-shown without colours.
+(a note says how many more there are) and `MAX_LINES` lines of diff in all
+(a file past that shows how many of its lines are left out; the whole patch
+is a link away, as text); a file with more than `FOLD_CHANGES` changed
+lines starts closed; a run of more than `FOLD_CONTEXT` unchanged lines
+shows its first and last `KEEP_CONTEXT` and folds the rest. Files are
+coloured in order until `COLOUR_LINES` lines are; a file whose diff is
+longer than that, or than what is left of it, is shown plain (Pygments
+lexes some ten thousand lines a second). The same patch is laid out once
+and then remembered (`CACHED` patches), since the page of a held
+submission is looked at again and again.
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from markupsafe import Markup
 
-from errauto_daemon.web import highlight
+from errauto_daemon.web import diff, highlight
 from errauto_daemon.web.diff import FileDiff, Line, PatchView
 
 MAX_FILES = 100
+MAX_LINES = 5000
 FOLD_CHANGES = 400
 FOLD_CONTEXT = 12
 KEEP_CONTEXT = 3
-COLOUR_FILE_LINES = 1000
-COLOUR_PATCH_LINES = 3000
+COLOUR_LINES = 1000
+CACHED = 16
 
 
 @dataclass(frozen=True)
@@ -53,6 +59,7 @@ class FileShown:
     parts: tuple[Row | Fold, ...]
     open: bool  # starts open; a file with many changes starts closed
     coloured: bool
+    left_out: int = 0  # its lines not shown: past the patch's MAX_LINES
 
 
 @dataclass(frozen=True)
@@ -66,17 +73,30 @@ class PatchShown:
         return len(self.files) + self.more_files
 
 
+@functools.lru_cache(maxsize=CACHED)
+def of_text(text: str) -> PatchShown:
+    """A patch's text as the page shows it (the same text is laid out once)."""
+    return shown(diff.read(text))
+
+
 def shown(view: PatchView) -> PatchShown:
-    files = view.files[:MAX_FILES]
-    colour = sum(len(f.lines) for f in files) <= COLOUR_PATCH_LINES
-    return PatchShown(view.message, tuple(file_shown(f, colour=colour) for f in files),
-                      max(0, len(view.files) - MAX_FILES))
+    files: list[FileShown] = []
+    lines_left, colour_left = MAX_LINES, COLOUR_LINES
+    for f in view.files[:MAX_FILES]:
+        count = len(f.lines)
+        colour = count <= colour_left
+        files.append(file_shown(f, colour=colour, limit=lines_left))
+        lines_left = max(0, lines_left - count)
+        colour_left -= count if files[-1].coloured else 0
+    return PatchShown(view.message, tuple(files), max(0, len(view.files) - MAX_FILES))
 
 
-def file_shown(f: FileDiff, *, colour: bool = True) -> FileShown:
-    code = highlight.colour_file(f) if colour and len(f.lines) <= COLOUR_FILE_LINES else None
-    rows = [Row(line, code[i] if code is not None else None) for i, line in enumerate(f.lines)]
-    return FileShown(f, tuple(folded(rows)), f.added + f.removed <= FOLD_CHANGES, code is not None)
+def file_shown(f: FileDiff, *, colour: bool = True, limit: int = MAX_LINES) -> FileShown:
+    lines = f.lines[:limit]
+    code = highlight.colour_file(f) if colour and len(lines) == len(f.lines) else None
+    rows = [Row(line, code[i] if code is not None else None) for i, line in enumerate(lines)]
+    return FileShown(f, tuple(folded(rows)), f.added + f.removed <= FOLD_CHANGES, code is not None,
+                     len(f.lines) - len(lines))
 
 
 def folded(rows: Sequence[Row]) -> list[Row | Fold]:
