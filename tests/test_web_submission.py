@@ -187,3 +187,27 @@ def test_a_commit_url_on_github_and_on_an_enterprise_server() -> None:
     assert commits.commit_url(GithubConfig(repo="acme/proj", api_url="https://ghe.example.org/api/v3"), sha) == \
         f"https://ghe.example.org/acme/proj/commit/{sha}"
     assert commits.commit_url(GithubConfig(repo="acme/proj", api_url="http://127.0.0.1:9/api/v3"), sha) is None
+
+
+@pytest.mark.slow
+def test_each_check_its_history_and_the_pull_request_are_shown(project: GitRepo, tmp_path: Path) -> None:
+    held = apply(project, tmp_path, "held", project.make_patch({"calc.py": TESTS_FAIL}))
+    store = Store()
+    checks = store.checks(held["id"])
+    client = client_for()
+    page = client.get(f"/submissions/{held['id']}").get_data(as_text=True)
+    for index, check in enumerate(checks):
+        assert f"<strong>{check.name}</strong>: {check.status}, {check.detail}, {check.duration:.2f}s" in page
+        assert f'href="/submissions/{held["id"]}/checks/{index}/log">whole log</a>' in page
+    assert '<details class="check failed" open>' in page and "AssertionError: 7 != 6" in page  # the tail
+    history = page.split('<section class="history">')[1].replace("&#8594;", "→")
+    assert [m for m in re.findall(r"<td>([\w ]*→ [\w]+)</td>", history)] == [
+        " → queued", "queued → validating", "validating → awaiting_review"]
+
+    store.set_fields(held["id"], pr_url="https://github.com/acme/proj/pull/7", pr_number=7, pr_state="open")
+    page = client.get(f"/submissions/{held['id']}").get_data(as_text=True)
+    assert ('<a class="pr" href="https://github.com/acme/proj/pull/7" rel="noopener noreferrer">'
+            "pull request: https://github.com/acme/proj/pull/7 (open, auto-merge off)</a>") in page
+    store.set_fields(held["id"], pr_url="javascript:alert(1)")
+    page = client.get(f"/submissions/{held['id']}").get_data(as_text=True)
+    assert 'class="pr"' not in page and "pull request: javascript:alert(1)" in page  # shown, not a link
