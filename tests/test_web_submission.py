@@ -14,7 +14,7 @@ import pytest
 
 from errauto_daemon.config import GithubConfig
 from errauto_daemon.store import Store
-from errauto_daemon.web import commits, scorechart
+from errauto_daemon.web import commits, diffview, scorechart
 from tests.helpers.gitrepo import CALC, GitRepo, config_toml, python_project
 from tests.test_web import TESTS_FAIL, XSS, apply, client_for
 
@@ -211,3 +211,24 @@ def test_each_check_its_history_and_the_pull_request_are_shown(project: GitRepo,
     store.set_fields(held["id"], pr_url="javascript:alert(1)")
     page = client.get(f"/submissions/{held['id']}").get_data(as_text=True)
     assert 'class="pr"' not in page and "pull request: javascript:alert(1)" in page  # shown, not a link
+
+
+def test_a_commit_is_read_only_when_reachable_and_only_as_many_files_as_shown(tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    root = repo.commit("the first", {"a.py": "x = 1\n"})
+    wide = repo.commit("many files", {f"f{i:03}.txt": f"{i}\n" for i in range(diffview.MAX_FILES + 5)})
+    repo.git("checkout", "-q", "-b", "side")
+    aside = repo.commit("aside", {"b.txt": "b\n"})
+    repo.git("checkout", "-q", "main")
+
+    first = commits.read(str(repo.path), "main", root)
+    assert first is not None and first.parents == () and "+x = 1" in first.patch  # a root commit: all added
+    shown = commits.read(str(repo.path), "main", wide)
+    assert shown is not None and shown.parents == (root,) and shown.message == "many files\n"
+    assert shown.patch.count("diff --git ") == diffview.MAX_FILES and shown.more_files == 5
+    assert commits.read(str(repo.path), "main", aside) is None  # not on main
+    assert commits.read(str(repo.path), "side", aside) is not None
+    assert commits.read(str(repo.path), "nowhere", root) is None
+    inner = repo.path / "sub" / "dir"
+    inner.mkdir(parents=True)  # not a repository itself: the one above it is not read in its place
+    assert commits.read(str(inner), "main", root) is None

@@ -7,6 +7,7 @@ holds.
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -16,7 +17,8 @@ import pygit2
 from errauto_daemon import config as config_mod
 from errauto_daemon.config import GithubConfig
 from errauto_daemon.errors import FatalError
-from errauto_daemon.repo import open_repo
+from errauto_daemon.repo import open_repo, repo_root
+from errauto_daemon.web.diffview import MAX_FILES
 
 COMMIT_ID = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
@@ -29,6 +31,7 @@ class CommitShown:
     when: float
     parents: tuple[str, ...]
     patch: str  # its diff against its first parent (the empty tree for a root commit), in git's format
+    more_files: int = 0  # files it changes beyond those in `patch`
 
 
 def read(repo_path: str, target: str, commit_id: str) -> CommitShown | None:
@@ -36,7 +39,7 @@ def read(repo_path: str, target: str, commit_id: str) -> CommitShown | None:
     if not COMMIT_ID.fullmatch(commit_id):
         return None
     try:
-        repo = open_repo(repo_path)
+        repo = _exactly(repo_path)
         commit = repo.get(commit_id)
         tip = repo.references.get("refs/heads/" + target)
         if not isinstance(commit, pygit2.Commit) or tip is None:
@@ -49,21 +52,31 @@ def read(repo_path: str, target: str, commit_id: str) -> CommitShown | None:
         return None
 
 
+def _exactly(repo_path: str) -> pygit2.Repository:
+    """The repository at `repo_path`, not one found in a folder above it when it is gone."""
+    repo = open_repo(repo_path)
+    if repo_root(repo) != os.path.realpath(repo_path).rstrip("/"):
+        raise FatalError(f"not a git repository: {repo_path}")
+    return repo
+
+
 def _shown(repo: pygit2.Repository, commit: pygit2.Commit) -> CommitShown:
     if commit.parents:
         changes = repo.diff(commit.parents[0], commit)
     else:
         changes = commit.tree.diff_to_tree(swap=True)
     changes.find_similar()
+    # Only the files the page can show are turned into text: a commit on the target may be huge.
+    texts = [(patch.text or "") if patch is not None else "" for _, patch in zip(range(MAX_FILES), changes)]
     author = commit.author
     return CommitShown(str(commit.id), commit.message, f"{author.name} <{author.email}>", float(author.time),
-                       tuple(str(p) for p in commit.parent_ids), changes.patch or "")
+                       tuple(str(p) for p in commit.parent_ids), "".join(texts), max(0, len(changes) - MAX_FILES))
 
 
 def github_commit_url(repo_path: str, target: str, commit_id: str) -> str | None:
     """The commit's page on GitHub when the repository's configuration names a GitHub repository."""
     try:
-        github = config_mod.load(open_repo(repo_path), target).github
+        github = config_mod.load(_exactly(repo_path), target).github
     except (FatalError, pygit2.GitError, OSError):
         return None  # a configuration errauto cannot read: the local page only
     return commit_url(github, commit_id) if github is not None else None
