@@ -22,7 +22,7 @@ from errauto_daemon.errors import FatalError
 from errauto_daemon.redact import redact
 from errauto_daemon.store import CheckRow, QueueFilter, ReadOnlyStore, Store, Submission
 from errauto_daemon.validate import RETRYABLE, gates_hit
-from errauto_daemon.web import diff, security
+from errauto_daemon.web import commits, diffview, scorechart, security
 
 LOG_TAIL_LINES = 40
 FULL_LOG_BYTES = 4 * 1024 * 1024  # a longer log is shown from its end
@@ -32,6 +32,8 @@ def register(app: Flask) -> None:
     app.add_url_rule("/", "queue", queue_page)
     app.add_url_rule("/submissions/<int:sub_id>", "submission", submission_page)
     app.add_url_rule("/submissions/<int:sub_id>/checks/<int:index>/log", "check_log", check_log)
+    app.add_url_rule("/submissions/<int:sub_id>/patch", "patch", patch_text)
+    app.add_url_rule("/submissions/<int:sub_id>/commits/<commit_id>", "commit", commit_page)
     app.add_url_rule("/submissions/<int:sub_id>/approve", "approve", approve, methods=["POST"])
     app.add_url_rule("/submissions/<int:sub_id>/reject", "reject", reject, methods=["POST"])
     app.add_url_rule("/submissions/<int:sub_id>/retry", "retry", retry, methods=["POST"])
@@ -106,9 +108,10 @@ def submission_page(sub_id: int, *, problem: str | None = None, status: int = 20
         patch = sub.read_patch().decode("utf-8", errors="replace")
     except FileNotFoundError:
         patch = None
-    view = diff.read(redact(patch)) if patch is not None else None
+    view = diffview.of_text(redact(patch)) if patch is not None else None
     return render_template(
         "submission.html", sub=sub, problem=problem, words=output.explanation_lines(sub),
+        chart=scorechart.chart(sub.explanation), merged=_merged_links(sub),
         checks=[_check(c) for c in checks], events=store.events(sub_id), view=view,
         config_problems=store.config_problems(sub.repo), gates=gates_hit(sub),
         can_approve=sub.state == State.AWAITING_REVIEW, can_retry=sub.state in RETRYABLE,
@@ -116,6 +119,33 @@ def submission_page(sub_id: int, *, problem: str | None = None, status: int = 20
         pr_link=sub.pr_url if sub.pr_url and sub.pr_url.startswith(("https://", "http://")) else None,
         pr_line=output.pull_request_line(sub), change=store.last_change(sub_id),
     ), status
+
+
+def _merged_links(sub: Submission) -> dict[str, str | None] | None:
+    """Where the merged commit can be seen: errauto's own page, and GitHub's when the repository has one."""
+    if not sub.merged_commit:
+        return None
+    return {"here": url_for("commit", sub_id=sub.id, commit_id=sub.merged_commit),
+            "github": commits.github_commit_url(sub.repo, sub.target, sub.merged_commit)}
+
+
+def patch_text(sub_id: int) -> BaseResponse:
+    """The whole stored patch, as text: what the page leaves out of a huge one."""
+    try:
+        text = _submission(sub_id).read_patch().decode("utf-8", errors="replace")
+    except FileNotFoundError:
+        abort(404)
+    return current_app.response_class(output.printable(redact(text), keep="\t\n"), mimetype="text/plain")
+
+
+def commit_page(sub_id: int, commit_id: str) -> str:
+    """A commit of the submission's repository reachable from its target: message, author, diff."""
+    sub = _submission(sub_id)
+    shown = commits.read(sub.repo, sub.target, commit_id)
+    if shown is None:
+        abort(404)
+    return render_template("commit.html", sub=sub, commit=shown, message=redact(shown.message),
+                           view=diffview.of_text(redact(shown.patch)), change=_reader().last_change())
 
 
 def _check(row: CheckRow) -> dict[str, Any]:
