@@ -19,12 +19,15 @@ from errauto_daemon.store.records import (
     CheckRow,
     ConfigProblem,
     DayCount,
+    DayDuration,
     FilterChoices,
     InboxFile,
+    KindDay,
     QueueFilter,
     QueuePage,
     RejectHow,
     Replacement,
+    RouteDay,
     Submission,
     WindowCount,
 )
@@ -133,3 +136,9 @@ class StoreAPI(Protocol):
     def queue_page(self, wanted: QueueFilter, *, below: int | None = None, size: int = 50) -> QueuePage: ...
     def filter_choices(self) -> FilterChoices: ...
     def last_change(self, sub_id: int | None = None) -> int: ...
+
+    # -- what the trends page of `errauto web` reads
+    def decisions_by_route(self, since: float) -> list[RouteDay]: ...
+    def validation_durations_by_day(self, since: float) -> list[DayDuration]: ...
+    def waiting_since(self, states: Sequence[State]) -> list[float]: ...
+    def alerts_by_kind(self, since: float) -> list[KindDay]: ...

@@ -176,6 +176,32 @@ class DayCount:
 
 
 @dataclass(frozen=True)
+class RouteDay:
+    """Decisions made on one (local) day with one route (or, without a route, ending in one state)."""
+
+    date: str
+    route: str
+    count: int
+
+
+@dataclass(frozen=True)
+class DayDuration:
+    """How long one validation took, and the (local) day it was decided on."""
+
+    date: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class KindDay:
+    """Alerts of one kind raised on one (local) day."""
+
+    date: str
+    kind: str
+    count: int
+
+
+@dataclass(frozen=True)
 class QueueFilter:
     """Which submissions a queue page shows; empty means all."""
 
