@@ -21,11 +21,12 @@ import datetime
 import statistics
 import time
 from collections.abc import Mapping
+from itertools import chain
 from dataclasses import dataclass
 from typing import Any
 
 from errauto_daemon.domain import Route, State
-from errauto_daemon.store import DECIDED, STATES, DayDuration, StoreAPI
+from errauto_daemon.store import DECIDED, STATES, StoreAPI
 
 DAY = 86400.0
 BUCKETS = 10  # confidence histogram: [0, 0.1), [0.1, 0.2), ... [0.9, 1.0]
@@ -220,8 +221,9 @@ FLAKIEST = 5  # flaky tests `status` lists
 
 
 def collect(store: StoreAPI, days: int, *, now: float | None = None,
-            minutes: Mapping[str, float] | None = None) -> Status:
-    """Everything `status` shows. `minutes`: minutes per manual patch, by repository."""
+            minutes: Mapping[str, float] | None = None, durations: list[float] | None = None) -> Status:
+    """Everything `status` shows. `minutes`: minutes per manual patch, by repository; `durations`:
+    the window's validation durations, ascending, when the caller has read them already."""
     now = time.time() if now is None else now
     since = now - days * DAY
     return Status(
@@ -229,7 +231,8 @@ def collect(store: StoreAPI, days: int, *, now: float | None = None,
         submissions=_submissions(store, since, minutes or {}),
         confidence=_confidence(store.confidences(since)),
         queue=_queue(store, now),
-        validation_seconds=_validation_times(store.validation_durations(since)),
+        validation_seconds=_validation_times(store.validation_durations(since) if durations is None
+                                             else durations),
         throughput=_throughput(store, since, days, now),
         alerts=_alerts(store, now),
         flaky=tuple(Flaky(*row) for row in store.flakiest(since, FLAKIEST)),
@@ -324,9 +327,12 @@ HOUR = 3600.0
 # How long what waits now has waited: the upper edge of each band, and its name.
 WAIT_BANDS = ((HOUR, "< 1 h"), (4 * HOUR, "1-4 h"), (DAY, "4 h-1 d"), (3 * DAY, "1-3 d"), (7 * DAY, "3-7 d"),
               (float("inf"), "7 d or more"))
-# Decisions by route, in this order (a validation that failed has no route: it counts as `failed`).
-ROUTES = (Route.AUTO_MERGE.value, Route.PULL_REQUEST.value, Route.REVIEW.value, Route.REJECTED.value,
-          State.FAILED.value)
+# A decision's route, by the state it ended in (as carry_out pairs them); a validation that failed
+# has no route and counts as `failed`. Shown in this order.
+ROUTE_OF = {State.MERGED.value: Route.AUTO_MERGE.value, State.PR_OPEN.value: Route.PULL_REQUEST.value,
+            State.AWAITING_REVIEW.value: Route.REVIEW.value, State.REJECTED.value: Route.REJECTED.value,
+            State.FAILED.value: State.FAILED.value}
+ROUTES = tuple(ROUTE_OF.values())
 
 
 @dataclass(frozen=True)
@@ -388,8 +394,12 @@ def trends(store: StoreAPI, days: int, *, now: float | None = None,
     now = time.time() if now is None else now
     since = now - days * DAY
     dates = _dates(days, now)
-    status = collect(store, days, now=now, minutes=minutes)
-    by_route: dict[tuple[str, str], int] = {(r.date, r.route): r.count for r in store.decisions_by_route(since)}
+    durations = store.validation_durations_by_day(since)
+    status = collect(store, days, now=now, minutes=minutes, durations=sorted(chain(*durations.values())))
+    by_route: dict[tuple[str, str], int] = {}
+    for row in store.decisions_by_state(since):
+        key = (row.date, ROUTE_OF.get(row.state, row.state))
+        by_route[key] = by_route.get(key, 0) + row.count
     seen = {route for _, route in by_route}
     routes = tuple(r for r in ROUTES if r in seen) + tuple(sorted(seen - set(ROUTES)))
     by_kind = {(a.date, a.kind): a.count for a in store.alerts_by_kind(since)}
@@ -399,7 +409,7 @@ def trends(store: StoreAPI, days: int, *, now: float | None = None,
     return Trends(
         status=status, routes=routes,
         decisions=tuple(DayRoutes(d, {r: by_route.get((d, r), 0) for r in routes}) for d in dates),
-        times=_times_per_day(store.validation_durations_by_day(since), dates),
+        times=_times_per_day(durations, dates),
         waiting=(_waiting(store, "queued or validating", (State.QUEUED, State.VALIDATING), now),
                  _waiting(store, "awaiting review", (State.AWAITING_REVIEW,), now)),
         alert_kinds=dict(sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))),
@@ -407,13 +417,11 @@ def trends(store: StoreAPI, days: int, *, now: float | None = None,
     )
 
 
-def _times_per_day(rows: list[DayDuration], dates: list[str]) -> tuple[DayTimes, ...]:
-    per_day: dict[str, list[float]] = {}
-    for row in rows:
-        per_day.setdefault(row.date, []).append(row.seconds)
+def _times_per_day(per_day: Mapping[str, list[float]], dates: list[str]) -> tuple[DayTimes, ...]:
+    """`per_day`: each day's durations, ascending."""
     out = []
     for date in dates:
-        took = sorted(per_day.get(date, []))
+        took = per_day.get(date, [])
         out.append(DayTimes(date, len(took), percentile(took, 0.50), percentile(took, 0.95)))
     return tuple(out)
 

@@ -50,14 +50,13 @@ from errauto_daemon.store.records import (
     CheckRow,
     ConfigProblem,
     DayCount,
-    DayDuration,
     FilterChoices,
     InboxFile,
     KindDay,
     QueueFilter,
     QueuePage,
     Replacement,
-    RouteDay,
+    StateDay,
     Submission,
     WindowCount,
 )
@@ -67,8 +66,8 @@ from errauto_daemon.store.trends import Trends
 
 __all__ = [
     "ALERT_KINDS", "ALERT_LEVELS", "CANCEL_REQUESTED", "DECIDED", "FINAL", "REJECTED_NOW", "SCHEMA_VERSION",
-    "STATES", "Alert", "Backlog", "CheckRow", "ConfigProblem", "DayCount", "DayDuration", "FilterChoices",
-    "InboxFile", "KindDay", "QueueFilter", "QueuePage", "ReadOnlyStore", "Replacement", "RouteDay", "Store",
+    "STATES", "Alert", "Backlog", "CheckRow", "ConfigProblem", "DayCount", "FilterChoices",
+    "InboxFile", "KindDay", "QueueFilter", "QueuePage", "ReadOnlyStore", "Replacement", "StateDay", "Store",
     "StoreAPI",
     "Submission", "WindowCount", "alert_for", "level_alerts", "patch_file", "store_patch_bytes",
 ]

@@ -19,7 +19,6 @@ from errauto_daemon.store.records import (
     CheckRow,
     ConfigProblem,
     DayCount,
-    DayDuration,
     FilterChoices,
     InboxFile,
     KindDay,
@@ -27,7 +26,7 @@ from errauto_daemon.store.records import (
     QueuePage,
     RejectHow,
     Replacement,
-    RouteDay,
+    StateDay,
     Submission,
     WindowCount,
 )
@@ -138,7 +137,7 @@ class StoreAPI(Protocol):
     def last_change(self, sub_id: int | None = None) -> int: ...
 
     # -- what the trends page of `errauto web` reads
-    def decisions_by_route(self, since: float) -> list[RouteDay]: ...
-    def validation_durations_by_day(self, since: float) -> list[DayDuration]: ...
+    def decisions_by_state(self, since: float) -> list[StateDay]: ...
+    def validation_durations_by_day(self, since: float) -> dict[str, list[float]]: ...
     def waiting_since(self, states: Sequence[State]) -> list[float]: ...
     def alerts_by_kind(self, since: float) -> list[KindDay]: ...

@@ -176,20 +176,12 @@ class DayCount:
 
 
 @dataclass(frozen=True)
-class RouteDay:
-    """Decisions made on one (local) day with one route (or, without a route, ending in one state)."""
+class StateDay:
+    """Decisions made on one (local) day that ended in one state."""
 
     date: str
-    route: str
+    state: str
     count: int
-
-
-@dataclass(frozen=True)
-class DayDuration:
-    """How long one validation took, and the (local) day it was decided on."""
-
-    date: str
-    seconds: float
 
 
 @dataclass(frozen=True)
