@@ -21,8 +21,8 @@ import datetime
 import statistics
 import time
 from collections.abc import Mapping
-from itertools import chain
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 from errauto_daemon.domain import Route, State
