@@ -77,6 +77,7 @@ class Chart:
     polylines: tuple[Polyline, ...] = ()
     dots: tuple[Dot, ...] = ()
     texts: tuple[Text, ...] = ()
+    legend: tuple[tuple[str, str], ...] = ()  # (name, css) of each series, when there are several
     width: float = WIDTH
     height: float = HEIGHT
 
@@ -150,7 +151,11 @@ def stacked_bars(title: str, desc: str, labels: Sequence[str], series: Sequence[
             below += value
     lines, texts = _y_axis(top, fmt)
     texts += _x_labels(labels, lambda i: round(LEFT + band * (i + 0.5), 2))
-    return Chart(title, desc, rects=tuple(rects), lines=tuple(lines), texts=tuple(texts))
+    return Chart(title, desc, rects=tuple(rects), lines=tuple(lines), texts=tuple(texts), legend=_legend(series))
+
+
+def _legend(series: Sequence[Series]) -> tuple[tuple[str, str], ...]:
+    return tuple((s.name, s.css) for s in series) if len(series) > 1 else ()
 
 
 def line_chart(title: str, desc: str, labels: Sequence[str], series: Sequence[Series], *,
@@ -176,7 +181,8 @@ def line_chart(title: str, desc: str, labels: Sequence[str], series: Sequence[Se
             dots.append(Dot(x(i), _y(value, top), s.css, f"{labels[i]} {s.name}: {fmt(value)}"))
     lines, texts = _y_axis(top, fmt)
     texts += _x_labels(labels, x)
-    return Chart(title, desc, lines=tuple(lines), polylines=tuple(polylines), dots=tuple(dots), texts=tuple(texts))
+    return Chart(title, desc, lines=tuple(lines), polylines=tuple(polylines), dots=tuple(dots), texts=tuple(texts),
+                 legend=_legend(series))
 
 
 def histogram(title: str, desc: str, buckets: Sequence[tuple[float, float, int]], marks: Sequence[Mark]) -> Chart:

@@ -80,6 +80,11 @@ def _rates(throughput: metrics.Throughput) -> list[float | None]:
     return [d.merged / d.decided if d.decided else None for d in throughput.per_day]
 
 
+def _share(throughput: metrics.Throughput) -> float | None:
+    merged = sum(d.merged for d in throughput.per_day)
+    return merged / throughput.decided if throughput.decided else None
+
+
 def _charts(data: metrics.Trends, marks: list[Threshold]) -> dict[str, charts.Chart]:
     s = data.status
     dates = [d.date for d in s.throughput.per_day]
@@ -94,7 +99,8 @@ def _charts(data: metrics.Trends, marks: list[Threshold]) -> dict[str, charts.Ch
                     for route in data.routes]),
         "rate": charts.line_chart(
             "Auto-merge rate per day",
-            f"auto-merged of decided, per day; over {days}: {percent(s.submissions.auto_merge_rate)}",
+            f"of each day's decisions, the share auto-merged; over {days}: {percent(_share(s.throughput))} "
+            f"of {s.throughput.decided} decisions",
             dates, [charts.Series("auto-merge rate", "rate", tuple(_rates(s.throughput)))], top=1.0, fmt=percent),
         "confidence": charts.histogram(
             "Confidence of the submissions scored",
