@@ -208,6 +208,8 @@ def test_decisions_per_day_by_route_and_the_auto_merge_rate(history: dict[str, s
                                    ("route-pull_request", f"{history['three']} pull_request: 2"),
                                    ("route-failed", f"{history['three']} failed: 1")])
     assert "7 decisions in the last 30 days: auto_merge 3, pull_request 2, review 1, failed 1" in body
+    # Nothing the CSP would refuse: no inline style or script, colours by class.
+    assert "style=" not in body and "<style" not in body and "<script>" not in body
     legend = re.findall(r'<li><svg [^>]*><rect [^>]*class="(route-\w+)"/></svg> (\w+)</li>', body)
     assert legend == [(f"route-{r}", r) for r in ("auto_merge", "pull_request", "review", "failed")]
     # The rate: a point on each day something was decided, none on the others.
