@@ -14,6 +14,8 @@ without the socket), run by run:
   queue title     `/?q=issue 1234` (a substring search over every title)
   submission      `/submissions/<id>`: the held one with its patch and logs
   changes         `/changes` (what an open page polls)
+  trends          `/trends` (30 days: every chart, the health level)
+  trends 365      `/trends?days=365`
 
     python bench/web_speed.py [--events 100000] [--runs 15]
 
@@ -92,6 +94,8 @@ def main() -> None:
         "queue title": "/?q=issue+1234",
         "submission": f"/submissions/{held.id}",
         "changes": "/changes",
+        "trends": "/trends",
+        "trends 365": "/trends?days=365",
     }
     times: dict[str, list[float]] = {name: [] for name in pages}
     for _ in range(args.runs):

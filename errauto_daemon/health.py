@@ -30,7 +30,7 @@ from errauto_daemon.config import Thresholds as Thresholds  # re-exported: calle
 from errauto_daemon.domain import State
 from errauto_daemon.output import age as age_text
 from errauto_daemon.presence import heartbeat_fresh
-from errauto_daemon.store import Store
+from errauto_daemon.store import StoreAPI
 
 LEVELS = ("ok", "warning", "critical")
 EXIT = {"ok": 0, "warning": 1, "critical": 2}
@@ -87,7 +87,7 @@ def _grade(value: float, warning: float, critical: float) -> str:
     return "critical" if value >= critical else "warning" if value >= warning else "ok"
 
 
-def assess(store: Store, *, daemon_pid: int | None, now: float | None = None,
+def assess(store: StoreAPI, *, daemon_pid: int | None, now: float | None = None,
            thresholds: Thresholds | None = None) -> Health:
     """Grade every criterion. Without `thresholds`: those the monitor last recorded, else defaults."""
     now = time.time() if now is None else now
@@ -105,7 +105,7 @@ def assess(store: Store, *, daemon_pid: int | None, now: float | None = None,
     return Health(LEVELS[worst], awaiting, oldest, queued, daemon, reasons, criteria, t)
 
 
-def _daemon_criterion(store: Store, daemon_pid: int | None, queued: int, now: float,
+def _daemon_criterion(store: StoreAPI, daemon_pid: int | None, queued: int, now: float,
                       t: Thresholds) -> tuple[str, Criterion]:
     """How the daemon is (as `Health.daemon` says it), and its grade by the age of its heartbeat."""
     heartbeat = store.daemon_row()
@@ -125,7 +125,7 @@ def _daemon_criterion(store: Store, daemon_pid: int | None, queued: int, now: fl
         t.heartbeat_warning_seconds, t.heartbeat_critical_seconds, f"daemon heartbeat {int(age)}s old")
 
 
-def _review_criteria(store: Store, now: float,
+def _review_criteria(store: StoreAPI, now: float,
                      t: Thresholds) -> tuple[int, float | None, tuple[Criterion, Criterion]]:
     """How many submissions await review and how long the oldest has waited: graded both."""
     backlog_row = store.backlog((State.AWAITING_REVIEW,))
@@ -142,7 +142,7 @@ def _review_criteria(store: Store, now: float,
         f"oldest waits {age_text(oldest)}"))
 
 
-def _failures_criterion(store: Store, now: float, t: Thresholds) -> Criterion:
+def _failures_criterion(store: StoreAPI, now: float, t: Thresholds) -> Criterion:
     """The share of the last hour's decisions that failed (not graded below a minimum of decisions)."""
     decided, failed = failure_counts(store, now - HOUR)
     rate = failed / decided if decided else 0.0
@@ -153,7 +153,7 @@ def _failures_criterion(store: Store, now: float, t: Thresholds) -> Criterion:
                      f"{failed} of {decided} decisions in the last hour failed")
 
 
-def _outbox_criterion(store: Store, now: float, t: Thresholds) -> Criterion:
+def _outbox_criterion(store: StoreAPI, now: float, t: Thresholds) -> Criterion:
     """How long the oldest undelivered alert has waited; a delivery failed for good is a warning."""
     pending = store.undelivered()
     failed_for_good = store.failed_deliveries_since(now - 24 * HOUR)
@@ -169,7 +169,7 @@ def _outbox_criterion(store: Store, now: float, t: Thresholds) -> Criterion:
                      t.outbox_critical_minutes * 60, text)
 
 
-def _config_criterion(store: Store) -> Criterion:
+def _config_criterion(store: StoreAPI) -> Criterion:
     """Watched repositories whose configuration cannot be used (as the daemon last found them)."""
     problems = store.config_problems()
     if not problems:
@@ -181,12 +181,12 @@ def _config_criterion(store: Store) -> Criterion:
     return Criterion("config", "warning", len(problems), 1, None, text)
 
 
-def failure_counts(store: Store, since: float) -> tuple[int, int]:
+def failure_counts(store: StoreAPI, since: float) -> tuple[int, int]:
     """Decisions errauto made since `since` (validations and intake rejections), and how many failed."""
     return store.failure_counts(since)
 
 
-def registered_configs(store: Store) -> dict[str, Config]:
+def registered_configs(store: StoreAPI) -> dict[str, Config]:
     """The configuration of each registered repository that has a valid one.
 
     Read with the git command line, like the hooks (importing pygit2 would
@@ -205,12 +205,12 @@ def registered_configs(store: Store) -> dict[str, Config]:
     return out
 
 
-def configured_thresholds(store: Store) -> Thresholds:
+def configured_thresholds(store: StoreAPI) -> Thresholds:
     """The registered repositories' `[monitor]` thresholds, each at its strictest."""
     return Thresholds.strictest([c.monitor for c in registered_configs(store).values()])
 
 
-def check(store: Store, *, daemon_pid: int | None, thresholds: Thresholds,
+def check(store: StoreAPI, *, daemon_pid: int | None, thresholds: Thresholds,
           now: float | None = None) -> tuple[Health, int | None]:
     """Assess, record the level, and raise an alert if it changed. Returns the alert's id, if any."""
     health = assess(store, daemon_pid=daemon_pid, now=now, thresholds=thresholds)

@@ -22,6 +22,7 @@ import statistics
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 from errauto_daemon.domain import Route, State
@@ -220,8 +221,9 @@ FLAKIEST = 5  # flaky tests `status` lists
 
 
 def collect(store: StoreAPI, days: int, *, now: float | None = None,
-            minutes: Mapping[str, float] | None = None) -> Status:
-    """Everything `status` shows. `minutes`: minutes per manual patch, by repository."""
+            minutes: Mapping[str, float] | None = None, durations: list[float] | None = None) -> Status:
+    """Everything `status` shows. `minutes`: minutes per manual patch, by repository; `durations`:
+    the window's validation durations, ascending, when the caller has read them already."""
     now = time.time() if now is None else now
     since = now - days * DAY
     return Status(
@@ -229,7 +231,8 @@ def collect(store: StoreAPI, days: int, *, now: float | None = None,
         submissions=_submissions(store, since, minutes or {}),
         confidence=_confidence(store.confidences(since)),
         queue=_queue(store, now),
-        validation_seconds=_validation_times(store.validation_durations(since)),
+        validation_seconds=_validation_times(store.validation_durations(since) if durations is None
+                                             else durations),
         throughput=_throughput(store, since, days, now),
         alerts=_alerts(store, now),
         flaky=tuple(Flaky(*row) for row in store.flakiest(since, FLAKIEST)),
@@ -273,7 +276,7 @@ def _validation_times(durations: list[float]) -> ValidationTimes:
 
 def _throughput(store: StoreAPI, since: float, days: int, now: float) -> Throughput:
     counts = {d.date: (d.decided, d.merged) for d in store.decisions_per_day(since)}
-    dates = [_date(now - i * DAY) for i in range(days - 1, -1, -1)]
+    dates = _dates(days, now)
     decided = sum(n for n, _ in counts.values())
     return Throughput(decided=decided, per_day_mean=decided / days,
                       per_day=tuple(Day(date, *counts.get(date, (0, 0))) for date in dates))
@@ -301,6 +304,11 @@ def _date(ts: float) -> str:
     return datetime.date.fromtimestamp(ts).isoformat()
 
 
+def _dates(days: int, now: float) -> list[str]:
+    """Every (local) day of the window, oldest first."""
+    return [_date(now - i * DAY) for i in range(days - 1, -1, -1)]
+
+
 def _sink(row: Mapping[str, Any], now: float) -> Sink:
     open_until = row["open_until"]
     if open_until is not None and open_until > now:
@@ -311,3 +319,117 @@ def _sink(row: Mapping[str, Any], now: float) -> Sink:
         state = "ok"
     return Sink(name=row["name"], state=state, failures=row["failures"], open_until=open_until,
                 last_error=row["last_error"], last_ok_at=row["last_ok_at"])
+
+
+# -- the trends page of `errauto web`: what `status` counts, day by day ------------------
+
+HOUR = 3600.0
+# How long what waits now has waited: the upper edge of each band, and its name.
+WAIT_BANDS = ((HOUR, "< 1 h"), (4 * HOUR, "1-4 h"), (DAY, "4 h-1 d"), (3 * DAY, "1-3 d"), (7 * DAY, "3-7 d"),
+              (float("inf"), "7 d or more"))
+# A decision's route, by the state it ended in (as carry_out pairs them); a validation that failed
+# has no route and counts as `failed`. Shown in this order.
+ROUTE_OF = {State.MERGED.value: Route.AUTO_MERGE.value, State.PR_OPEN.value: Route.PULL_REQUEST.value,
+            State.AWAITING_REVIEW.value: Route.REVIEW.value, State.REJECTED.value: Route.REJECTED.value,
+            State.FAILED.value: State.FAILED.value}
+ROUTES = tuple(ROUTE_OF.values())
+
+
+@dataclass(frozen=True)
+class DayRoutes:
+    date: str
+    routes: dict[str, int]  # every route of `Trends.routes`, 0 when none
+
+    @property
+    def total(self) -> int:
+        return sum(self.routes.values())
+
+
+@dataclass(frozen=True)
+class DayTimes:
+    """How long the validations decided on one day took."""
+
+    date: str
+    count: int
+    p50: float | None
+    p95: float | None
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """Submissions waiting now (for a validation, or for a person), by how long they have waited."""
+
+    name: str
+    count: int
+    oldest_seconds: float | None
+    bands: tuple[int, ...]  # how many in each of WAIT_BANDS
+
+
+@dataclass(frozen=True)
+class DayAlerts:
+    date: str
+    kinds: dict[str, int]  # every kind of `Trends.alert_kinds`, 0 when none
+
+    @property
+    def total(self) -> int:
+        return sum(self.kinds.values())
+
+
+@dataclass(frozen=True)
+class Trends:
+    """`status`'s numbers, and the same counted per day of the window."""
+
+    status: Status
+    routes: tuple[str, ...]  # the routes decided in the window, ROUTES first
+    decisions: tuple[DayRoutes, ...]  # every day of the window, oldest first
+    times: tuple[DayTimes, ...]  # every day of the window, oldest first
+    waiting: tuple[Waiting, ...]  # the queue, then the review backlog
+    alert_kinds: dict[str, int]  # alerts raised in the window, by kind, most first
+    alerts: tuple[DayAlerts, ...]  # every day of the window, oldest first
+
+
+def trends(store: StoreAPI, days: int, *, now: float | None = None,
+           minutes: Mapping[str, float] | None = None) -> Trends:
+    """What the trends page shows: `collect`'s numbers, and per day what they sum up."""
+    now = time.time() if now is None else now
+    since = now - days * DAY
+    dates = _dates(days, now)
+    durations = store.validation_durations_by_day(since)
+    status = collect(store, days, now=now, minutes=minutes, durations=sorted(chain(*durations.values())))
+    by_route: dict[tuple[str, str], int] = {}
+    for row in store.decisions_by_state(since):
+        key = (row.date, ROUTE_OF.get(row.state, row.state))
+        by_route[key] = by_route.get(key, 0) + row.count
+    seen = {route for _, route in by_route}
+    routes = tuple(r for r in ROUTES if r in seen) + tuple(sorted(seen - set(ROUTES)))
+    by_kind = {(a.date, a.kind): a.count for a in store.alerts_by_kind(since)}
+    kinds: dict[str, int] = {}
+    for (_, kind), n in by_kind.items():
+        kinds[kind] = kinds.get(kind, 0) + n
+    return Trends(
+        status=status, routes=routes,
+        decisions=tuple(DayRoutes(d, {r: by_route.get((d, r), 0) for r in routes}) for d in dates),
+        times=_times_per_day(durations, dates),
+        waiting=(_waiting(store, "queued or validating", (State.QUEUED, State.VALIDATING), now),
+                 _waiting(store, "awaiting review", (State.AWAITING_REVIEW,), now)),
+        alert_kinds=dict(sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))),
+        alerts=tuple(DayAlerts(d, {k: by_kind.get((d, k), 0) for k in kinds}) for d in dates),
+    )
+
+
+def _times_per_day(per_day: Mapping[str, list[float]], dates: list[str]) -> tuple[DayTimes, ...]:
+    """`per_day`: each day's durations, ascending."""
+    out = []
+    for date in dates:
+        took = per_day.get(date, [])
+        out.append(DayTimes(date, len(took), percentile(took, 0.50), percentile(took, 0.95)))
+    return tuple(out)
+
+
+def _waiting(store: StoreAPI, name: str, states: tuple[State, ...], now: float) -> Waiting:
+    created = store.waiting_since(states)
+    bands = [0] * len(WAIT_BANDS)
+    for at in created:
+        waited = now - at
+        bands[next(i for i, (edge, _) in enumerate(WAIT_BANDS) if waited < edge)] += 1
+    return Waiting(name, len(created), now - created[0] if created else None, tuple(bands))

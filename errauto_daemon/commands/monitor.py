@@ -35,7 +35,7 @@ def monitor(*, as_json: bool, deliver: float = 10.0) -> int:
         return found.exit_code
     print(f"errauto monitor: {found.level}")
     for c in found.criteria:
-        print(f"  {c.level:<9} {c.name:<9} {c.text}{_limits(c)}")
+        print(f"  {c.level:<9} {c.name:<9} {c.text}{limits_text(c)}")
     if alert is not None:
         print(f"alert raised: monitor_{found.level} (the level changed)")
     if delivered is False:
@@ -51,7 +51,8 @@ def _deliver(store: Store, seconds: float) -> bool | None:
     return notify.flush(store, seconds)
 
 
-def _limits(c: health.Criterion) -> str:
+def limits_text(c: health.Criterion) -> str:
+    """A criterion's thresholds in words (also on the trends page of `errauto web`)."""
     if c.warning is None or c.critical is None:
         return ""
     if c.name in TIME_CRITERIA:

@@ -12,6 +12,7 @@ One module per table group, each the only one to touch its tables:
   monitor.py      the daemon's heartbeat, the monitor's level
   queries.py      the read-only queries behind `status` and `monitor`
   browse.py       the read-only queries behind `errauto web` (queue pages, filters)
+  trends.py       the read-only queries behind its trends page (what `status` counts, per day)
   records.py      the records the store hands out; patches.py the patch files
 
 A submission's life:
@@ -51,24 +52,28 @@ from errauto_daemon.store.records import (
     DayCount,
     FilterChoices,
     InboxFile,
+    KindDay,
     QueueFilter,
     QueuePage,
     Replacement,
+    StateDay,
     Submission,
     WindowCount,
 )
 from errauto_daemon.store.sources import Sources
 from errauto_daemon.store.submissions import CANCEL_REQUESTED, REJECTED_NOW, Submissions
+from errauto_daemon.store.trends import Trends
 
 __all__ = [
     "ALERT_KINDS", "ALERT_LEVELS", "CANCEL_REQUESTED", "DECIDED", "FINAL", "REJECTED_NOW", "SCHEMA_VERSION",
-    "STATES", "Alert", "Backlog", "CheckRow", "ConfigProblem", "DayCount", "FilterChoices", "InboxFile",
-    "QueueFilter", "QueuePage", "ReadOnlyStore", "Replacement", "Store", "StoreAPI",
+    "STATES", "Alert", "Backlog", "CheckRow", "ConfigProblem", "DayCount", "FilterChoices",
+    "InboxFile", "KindDay", "QueueFilter", "QueuePage", "ReadOnlyStore", "Replacement", "StateDay", "Store",
+    "StoreAPI",
     "Submission", "WindowCount", "alert_for", "level_alerts", "patch_file", "store_patch_bytes",
 ]
 
 
-class Store(Submissions, Sources, Cache, Outbox, Monitor, Queries, Browse):
+class Store(Submissions, Sources, Cache, Outbox, Monitor, Queries, Browse, Trends):
     """The state database in SQLite; a connection per thread, opened on first use.
 
     Opening it creates or migrates the schema; a file that cannot be used is a
@@ -88,7 +93,7 @@ class Store(Submissions, Sources, Cache, Outbox, Monitor, Queries, Browse):
         self._db.close()
 
 
-class ReadOnlyStore(Submissions, Sources, Queries, Browse):
+class ReadOnlyStore(Submissions, Sources, Cache, Outbox, Monitor, Queries, Browse, Trends):
     """The state database opened read-only, for pages that only look (`errauto web`).
 
     Its own connections (one per thread), never a writer's: reading cannot
@@ -106,3 +111,7 @@ class ReadOnlyStore(Submissions, Sources, Queries, Browse):
 
 def _conforms(store: Store) -> StoreAPI:
     return store  # mypy checks here that Store has everything StoreAPI promises
+
+
+def _reads_as(store: ReadOnlyStore) -> StoreAPI:
+    return store  # so `metrics` and `health` read a ReadOnlyStore as they read a Store

@@ -176,6 +176,24 @@ class DayCount:
 
 
 @dataclass(frozen=True)
+class StateDay:
+    """Decisions made on one (local) day that ended in one state."""
+
+    date: str
+    state: str
+    count: int
+
+
+@dataclass(frozen=True)
+class KindDay:
+    """Alerts of one kind raised on one (local) day."""
+
+    date: str
+    kind: str
+    count: int
+
+
+@dataclass(frozen=True)
 class QueueFilter:
     """Which submissions a queue page shows; empty means all."""
 

@@ -9,7 +9,7 @@ from flask import Flask, Response, abort, g, redirect, render_template, request
 from werkzeug.wrappers import Response as BaseResponse
 
 from errauto_daemon.store import ReadOnlyStore
-from errauto_daemon.web import pages, security
+from errauto_daemon.web import pages, security, trends
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,7 @@ def create_app(config: WebConfig) -> Flask:
         return render_template("refused.html"), 403
 
     pages.register(app)
+    trends.register(app)
     return app
 
 
