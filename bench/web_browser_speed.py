@@ -9,7 +9,7 @@ given a realistic patch and check logs), starts the real `errauto web` on
              app, the read-only store): the time to the whole answer
   browser    headless Chromium (Debian's, driven by Playwright), a fresh
              context per run: the browser's own first-paint and
-             first-contentful-paint times for the queue and the submission,
+             first-contentful-paint times for the queue, the submission and trends,
              and, as the baseline of the same browser, code and assets in the
              same run, the queue page of a second `errauto web` serving an
              empty state database
@@ -98,7 +98,7 @@ def main() -> None:
     base, token = url.split("?token=")
     empty_base, empty_token = empty_url.split("?token=")
     pages = {"queue": "", "queue filtered": f"?state=rejected&repo={repo}&source=pre-commit",
-             "submission": f"submissions/{held}"}
+             "submission": f"submissions/{held}", "trends": "trends"}
     try:
         session = requests.Session()
         assert session.get(url, timeout=60).status_code == 200
@@ -116,14 +116,15 @@ def main() -> None:
         from playwright.sync_api import sync_playwright
 
         from errauto_daemon.web.security import COOKIE
-        paint: dict[str, list[float]] = {"empty queue (baseline)": [], "queue": [], "submission": []}
+        paint: dict[str, list[float]] = {"empty queue (baseline)": [], "queue": [], "submission": [], "trends": []}
         contentful: dict[str, list[float]] = {name: [] for name in paint}
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS, headless=True)
             for _ in range(args.runs):
                 for name, origin, key, target in (
                         ("empty queue (baseline)", empty_base, empty_token, empty_base), ("queue", base, token, base),
-                        ("submission", base, token, f"{base}submissions/{held}")):
+                        ("submission", base, token, f"{base}submissions/{held}"),
+                        ("trends", base, token, f"{base}trends")):
                     context = browser.new_context()  # holding the cookie the token's first use sets
                     context.add_cookies([{"name": COOKIE, "value": key, "url": origin}])
                     page = context.new_page()

@@ -19,12 +19,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Dialog, Locator, Page, sync_playwright
+from playwright.sync_api import expect as playwright_expect
+from playwright.sync_api._generated import LocatorAssertions
 
 from errauto_daemon.store import Store
 from tests.helpers.gitrepo import CALC, PYTHON, GitRepo, python_project
 from tests.test_web import LINT_FAILS, TESTS_FAIL, XSS, apply, cli, xss_patch
-
-playwright_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = pytest.mark.slow
 
@@ -36,19 +37,15 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 WAIT_MS = 30_000  # for what the page shows after a validation or a poll
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[playwright_api.Browser]:
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    """A headless Chromium of the test's own: Playwright's threads end with it, as every test's must."""
     if CHROMIUM is None:
         if os.environ.get("CI"):
             pytest.fail("Chromium is missing: .ci/run installs Debian's chromium package")
         pytest.skip("no Chromium on this machine (Debian: apt-get install chromium)")
-    with playwright_api.sync_playwright() as p:
+    with sync_playwright() as p:
         launched = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        # A first page here, so the threads Playwright starts on first use belong to this fixture
-        # and not to the first test (which checks that it leaves no thread behind).
-        warm = launched.new_context()
-        warm.new_page().screenshot(path=str(tmp_path_factory.mktemp("warm") / "blank.png"))
-        warm.close()
         try:
             yield launched
         finally:
@@ -82,15 +79,36 @@ def web() -> Iterator[str]:
 
 
 @pytest.fixture
-def page(browser: playwright_api.Browser) -> Iterator[playwright_api.Page]:
+def dialogs() -> list[str]:
+    """The messages of every dialog (alert, confirm, prompt) a page opened."""
+    return []
+
+
+@pytest.fixture
+def page(browser: Browser, dialogs: list[str]) -> Iterator[Page]:
+    """A page in a fresh context. Whatever the browser reports as an error (a script's exception,
+    something the Content-Security-Policy blocked, a failed load) fails the test."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     opened = context.new_page()
     opened.set_default_timeout(WAIT_MS)
-    dialogs: list[str] = []
-    opened.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    opened.dialogs = dialogs  # type: ignore[attr-defined]
+    errors: list[str] = []
+
+    def dismissed(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def reported(message: ConsoleMessage) -> None:
+        # A page answered with an error status on purpose (403 without the token, 409 for a refused
+        # decision) is the tests' to judge; an error about anything else is an error of the page.
+        if message.type == "error" and message.location.get("url") != opened.url:
+            errors.append(f"{message.text} ({message.location.get('url')})")
+
+    opened.on("dialog", dismissed)
+    opened.on("console", reported)
+    opened.on("pageerror", lambda exc: errors.append(str(exc)))
     try:
         yield opened
+        assert errors == [], errors
     finally:
         context.close()
 
@@ -99,21 +117,21 @@ def base(url: str) -> str:
     return url.split("?token=")[0]
 
 
-def shot(page: playwright_api.Page, tmp_path: Path, name: str) -> Path:
+def shot(page: Page, tmp_path: Path, name: str) -> Path:
     path = tmp_path / "screenshots" / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     assert path.stat().st_size > 0
     return path
 
 
-def expect(locator: playwright_api.Locator) -> playwright_api.LocatorAssertions:
-    return playwright_api.expect(locator)
+def expect(locator: Locator) -> LocatorAssertions:
+    return playwright_expect(locator)
 
 
 # -- the tests -------------------------------------------------------------------------------
 
 
-def test_a_request_without_the_token_is_refused(web: str, page: playwright_api.Page, tmp_path: Path) -> None:
+def test_a_request_without_the_token_is_refused(web: str, page: Page, tmp_path: Path) -> None:
     answer = page.goto(base(web))
     assert answer is not None and answer.status == 403
     expect(page.locator("body")).to_contain_text("token")
@@ -126,7 +144,7 @@ def test_a_request_without_the_token_is_refused(web: str, page: playwright_api.P
 
 
 def test_a_reviewer_opens_a_held_patch_sees_the_failing_test_and_approves_it(
-        project: GitRepo, web: str, page: playwright_api.Page, tmp_path: Path) -> None:
+        project: GitRepo, web: str, page: Page, dialogs: list[str], tmp_path: Path) -> None:
     held = apply(project, tmp_path, "held", project.make_patch({"calc.py": TESTS_FAIL}))
     assert held["state"] == "awaiting_review"
     tip = project.head()
@@ -155,10 +173,10 @@ def test_a_reviewer_opens_a_held_patch_sees_the_failing_test_and_approves_it(
     expect(page.locator(".merged-commit")).to_contain_text(sub.merged_commit or "")
     assert "a * b + 1" in project.read("calc.py")
     expect(page.locator(".history")).to_contain_text("approved by")
-    assert page.dialogs == []  # type: ignore[attr-defined]
+    assert dialogs == []
 
 
-def test_a_reviewer_rejects_with_a_reason(project: GitRepo, web: str, page: playwright_api.Page,
+def test_a_reviewer_rejects_with_a_reason(project: GitRepo, web: str, page: Page,
                                           tmp_path: Path) -> None:
     held = apply(project, tmp_path, "lint", project.make_patch({"calc.py": LINT_FAILS}))
     tip = project.head()
@@ -177,8 +195,8 @@ def test_a_reviewer_rejects_with_a_reason(project: GitRepo, web: str, page: play
     shot(page, tmp_path, "rejected")
 
 
-def test_a_patch_made_of_script_tags_renders_as_text(project: GitRepo, web: str, page: playwright_api.Page,
-                                                    tmp_path: Path) -> None:
+def test_a_patch_made_of_script_tags_renders_as_text(project: GitRepo, web: str, page: Page,
+                                                    dialogs: list[str], tmp_path: Path) -> None:
     sub = apply(project, tmp_path, "xss", xss_patch(project))
     page.goto(web)
     link = page.locator(f'tr[data-id="{sub["id"]}"] td.title a')
@@ -193,11 +211,11 @@ def test_a_patch_made_of_script_tags_renders_as_text(project: GitRepo, web: str,
     assert page.locator("script:not([src])").count() == 0  # nothing from the patch became a script
     shot(page, tmp_path, "xss")
     page.wait_for_timeout(500)
-    assert page.dialogs == []  # type: ignore[attr-defined]
+    assert dialogs == []
 
 
 def test_a_decision_made_elsewhere_appears_without_reloading(project: GitRepo, web: str,
-                                                           page: playwright_api.Page, tmp_path: Path) -> None:
+                                                           page: Page, tmp_path: Path) -> None:
     held = apply(project, tmp_path, "held", project.make_patch({"calc.py": TESTS_FAIL}))
     page.goto(web)
     expect(page.locator(f'tr[data-id="{held["id"]}"] .state')).to_have_text("awaiting_review")
@@ -217,7 +235,7 @@ def test_a_decision_made_elsewhere_appears_without_reloading(project: GitRepo, w
 
 
 def test_a_submission_page_follows_its_submission_but_not_under_a_typing_reader(
-        project: GitRepo, web: str, page: playwright_api.Page, tmp_path: Path) -> None:
+        project: GitRepo, web: str, page: Page, tmp_path: Path) -> None:
     first = apply(project, tmp_path, "lint", project.make_patch({"calc.py": LINT_FAILS}))
     second = apply(project, tmp_path, "tests", project.make_patch({"calc.py": TESTS_FAIL}))
     page.goto(web)
@@ -236,3 +254,22 @@ def test_a_submission_page_follows_its_submission_but_not_under_a_typing_reader(
     expect(page.locator("p.status strong")).to_have_text("awaiting_review")
     page.reload()
     expect(page.locator("p.status strong")).to_have_text("rejected")
+
+
+def test_the_trends_page_draws_what_status_counts(project: GitRepo, web: str, page: Page, tmp_path: Path) -> None:
+    merged = apply(project, tmp_path, "fix", project.make_patch({"calc.py": CALC.replace("a - b", "a + b")}))
+    held = apply(project, tmp_path, "tests", project.make_patch({"calc.py": TESTS_FAIL}))
+    assert (merged["state"], held["state"]) == ("merged", "awaiting_review")
+    page.goto(web)
+    page.get_by_role("link", name="Trends").click()
+
+    expect(page.locator("h1")).to_have_text("Trends")
+    expect(page.locator("#health .level").first).to_have_text(re.compile(r"^(ok|warning|critical)$"))
+    expect(page.locator("ul.summary")).to_contain_text("2 submissions")
+    expect(page.locator("ul.summary")).to_contain_text("auto-merge rate 50%")
+    assert page.locator("svg.chart").count() >= 4
+    for svg in page.locator("svg.chart").all():  # drawn, not just present: a real box on the page
+        box = svg.bounding_box()
+        assert box is not None and box["width"] > 100 and box["height"] > 50
+    expect(page.locator("ul.thresholds")).to_contain_text("0.95")
+    shot(page, tmp_path, "trends")

@@ -136,6 +136,9 @@ def test_an_empty_store_shows_an_empty_trends_page() -> None:
     assert rows(body, "criteria")[0][:3] == ["warning", "daemon", "no daemon is running"]
     assert 'href="/trends">Trends</a>' in body and 'href="/static/trends.css"' in body
     assert 'href="/trends">Trends</a>' in client.get("/").get_data(as_text=True)  # in every page's nav
+    # An open trends page asks for changes every 30 s, the queue every 2 s (the page's script reads it).
+    assert 'data-live-seconds="30"' in body
+    assert 'data-live-seconds="2"' in client.get("/").get_data(as_text=True)
 
 
 def test_days_is_kept_within_its_bounds() -> None:

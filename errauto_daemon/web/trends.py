@@ -49,7 +49,13 @@ def trends_page() -> str:
         "trends.html", days=days, max_days=MAX_DAYS, data=data, s=data.status, health=found, marks=marks,
         limits={c.name: limits_text(c) for c in found.criteria}, rate=_rates(data.status.throughput),
         charts=_charts(data, marks), bands=[name for _, name in metrics.WAIT_BANDS], seconds=seconds,
-        percent=percent, repo_name=repo_name, when=output.when, change=store.last_change())
+        percent=percent, repo_name=repo_name, when=output.when, change=store.last_change(),
+        live_seconds=LIVE_SECONDS)
+
+
+# How often an open trends page asks whether to draw itself again: drawing it reads a whole window
+# (docs/performance.md), and a chart of days loses nothing by being half a minute behind.
+LIVE_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -133,6 +139,8 @@ def seconds(value: float | None) -> str:
     """A duration as `status` words it: seconds up to two minutes, then minutes, hours, days."""
     if value is None:
         return "-"
+    if value < 1:
+        return f"{value:.2f}".rstrip("0").rstrip(".") + "s"  # an axis of 0.05 steps stays readable
     return f"{value:.1f}s" if value < 120 else output.age(value)
 
 

@@ -1,5 +1,5 @@
-// Keeps a page current without reloading it. Every two seconds it asks
-// /changes for a number that grows with each change (to any submission on
+// Keeps a page current without reloading it. Every two seconds (or what
+// the page's data-live-seconds says) it asks /changes for a number that grows with each change (to any submission on
 // the queue and trends pages, to this one on a submission's page). When the
 // number grew, it fetches the same address again and swaps in the page's
 // live part: the element marked data-live, or else <main>. The new part is
@@ -9,8 +9,8 @@
 // interrupted: the "reload" note is shown instead.
 "use strict";
 (function () {
-  const PERIOD = 2000;
   const body = document.body;
+  const PERIOD = 1000 * (Number(body.dataset.liveSeconds) || 2);
   const url = body.dataset.changesUrl;
   let shown = Number(body.dataset.change);
   if (!url || body.dataset.change === "" || Number.isNaN(shown)) {
