@@ -45,25 +45,15 @@ PAINT = """() => Object.fromEntries(performance.getEntriesByType('paint').map(e 
 def fill(events: int) -> tuple[int, str]:
     """The history, and the held submission's id and a repository to filter by."""
     from status_speed import populate
-    from web_speed import a_patch
+    from web_speed import give_a_held_submission_its_patch_and_logs
 
-    from errauto_daemon import paths
-    from errauto_daemon.domain import CheckStatus, State
-    from errauto_daemon.store import CheckRow, QueueFilter, ReadOnlyStore, Store
+    from errauto_daemon.store import ReadOnlyStore, Store
 
     store = Store()
     sizes = populate(store.path, events, 30.0)
     print("populated: " + ", ".join(f"{v:,} {k}" for k, v in sizes.items()))
     reader = ReadOnlyStore(store.path)
-    held = reader.queue_page(QueueFilter(states=(State.AWAITING_REVIEW,)), size=1).submissions[0]
-    held.patch_path().write_bytes(a_patch())
-    rows = []
-    for i, name in enumerate(("tests", "lint")):
-        log = paths.check_logs_dir() / f"bench-{i}.log"
-        log.write_text("".join(f"line {n} of what the check printed\n" for n in range(2000)))
-        rows.append(CheckRow(name, 1, CheckStatus.FAILED if i == 0 else CheckStatus.PASSED, i, 12.5, 0.0, 0.5,
-                             f"exit {i}", str(log), "0" * 40))
-    store.record_checks(held.id, store.next_attempt(held.id), "0" * 40, rows)
+    held = give_a_held_submission_its_patch_and_logs(store, reader)
     repo = reader.filter_choices().repos[0]
     reader.close()
     store.close()

@@ -31,6 +31,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from errauto_daemon.store import ReadOnlyStore, Store, Submission
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -51,6 +55,24 @@ def a_patch(files: int = 4, lines: int = 75) -> bytes:
     return ("\n".join(out) + "\n").encode()
 
 
+def give_a_held_submission_its_patch_and_logs(store: Store, reader: ReadOnlyStore) -> Submission:
+    """The newest held submission, given a stored patch of realistic size and two 2,000-line check logs."""
+    from errauto_daemon import paths
+    from errauto_daemon.domain import CheckStatus, State
+    from errauto_daemon.store import CheckRow, QueueFilter
+
+    held = reader.queue_page(QueueFilter(states=(State.AWAITING_REVIEW,)), size=1).submissions[0]
+    held.patch_path().write_bytes(a_patch())
+    rows = []
+    for i, name in enumerate(("tests", "lint")):
+        log = paths.check_logs_dir() / f"bench-{i}.log"
+        log.write_text("".join(f"line {n} of what the check printed\n" for n in range(2000)))
+        rows.append(CheckRow(name, 1, CheckStatus.FAILED if i == 0 else CheckStatus.PASSED, i, 12.5, 0.0, 0.5,
+                             f"exit {i}", str(log), "0" * 40))
+    store.record_checks(held.id, store.next_attempt(held.id), "0" * 40, rows)
+    return held
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=100_000)
@@ -61,9 +83,7 @@ def main() -> None:
     os.environ["ERRAUTO_HOME"] = str(home / "state")
     from status_speed import populate
 
-    from errauto_daemon import paths
-    from errauto_daemon.domain import CheckStatus, State
-    from errauto_daemon.store import CheckRow, QueueFilter, ReadOnlyStore, Store
+    from errauto_daemon.store import QueueFilter, ReadOnlyStore, Store
     from errauto_daemon.web.app import WebConfig, create_app
 
     store = Store()
@@ -72,15 +92,7 @@ def main() -> None:
     print(f"populated in {time.perf_counter() - started:.1f} s: " + ", ".join(f"{v:,} {k}" for k, v in sizes.items()))
 
     reader = ReadOnlyStore(store.path)
-    held = reader.queue_page(QueueFilter(states=(State.AWAITING_REVIEW,)), size=1).submissions[0]
-    held.patch_path().write_bytes(a_patch())
-    rows = []
-    for i, name in enumerate(("tests", "lint")):
-        log = paths.check_logs_dir() / f"bench-{i}.log"
-        log.write_text("".join(f"line {n} of what the check printed\n" for n in range(2000)))
-        rows.append(CheckRow(name, 1, CheckStatus.FAILED if i == 0 else CheckStatus.PASSED, i, 12.5, 0.0, 0.5,
-                             f"exit {i}", str(log), "0" * 40))
-    store.record_checks(held.id, store.next_attempt(held.id), "0" * 40, rows)
+    held = give_a_held_submission_its_patch_and_logs(store, reader)
     newest = reader.queue_page(QueueFilter(), size=1).submissions[0].id
     repo = reader.filter_choices().repos[0]
 
