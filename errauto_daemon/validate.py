@@ -60,6 +60,16 @@ ConfigHook = Callable[[Config], Config]
 RETRYABLE = (State.QUEUED, State.REJECTED, State.FAILED, State.AWAITING_REVIEW)
 
 
+def retry_refused(sub: Submission, *, force: bool) -> str | None:
+    """Why `sub` may not be validated again now (None: it may): the rule of `queue retry`."""
+    if sub.state not in RETRYABLE:
+        return f"submission {sub.id} is {sub.state}; only {', '.join(RETRYABLE)} can be retried"
+    if sub.state == State.REJECTED and not reopens(sub) and not force:
+        return (f"submission {sub.id} was rejected by a person ({sub.reason}); "
+                "retry with --force to validate it again")
+    return None
+
+
 class _Clock:
     """Seconds spent per phase, shown with the explanation and read by bench/."""
 
@@ -159,14 +169,11 @@ class Validator:
             current = self.store.get(sub_id)
             if not held:
                 return current  # another process is validating it
-            if current.state not in RETRYABLE:
-                raise FatalError(f"submission {sub_id} is {current.state}; "
-                                 f"only {', '.join(RETRYABLE)} can be retried")
+            refused = retry_refused(current, force=force)
+            if refused:
+                raise FatalError(refused)
             detail = f"retried by {who}"
             if current.state == State.REJECTED and not reopens(current):
-                if not force:
-                    raise FatalError(f"submission {sub_id} was rejected by a person ({current.reason}); "
-                                     "retry with --force to validate it again")
                 detail += f" with --force (it was rejected: {current.reason})"
             sub = self.store.claim(sub_id, (current.state,), detail=detail)
             if sub is None:

@@ -12,7 +12,8 @@ import os
 import re
 import signal
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from flask.testing import FlaskClient
 from errauto_daemon.store import Store
 from errauto_daemon.web.app import WebConfig, create_app
 from errauto_daemon.web.security import COOKIE, csrf_for, host_name
-from tests.helpers.gitrepo import CALC, PYTHON, GitRepo, python_project
+from tests.helpers.gitrepo import CALC, PYTHON, GitRepo, config_toml, python_project
 
 TOKEN = "test-token-0123456789"
 TESTS_FAIL = CALC.replace("a * b", "a * b + 1")  # held for review: the tests gate fails
@@ -228,7 +229,53 @@ def test_reject_needs_a_reason_and_is_recorded_as_the_cli_records_it(project: Gi
     assert again.status_code == 409 and "--force" in again.get_data(as_text=True)
     retried = client.post(f"/submissions/{held['id']}/retry", data={"csrf": csrf(), "force": "1"})
     assert retried.status_code == 303
-    assert Store().get(held["id"]).state == "awaiting_review"  # validated again: lint still fails
+    assert until(lambda: Store().get(held["id"]).state == "awaiting_review")  # validated again: lint fails
+    assert "retried by reviewer with --force" in " ".join(e["detail"] or "" for e in Store().events(held["id"]))
+
+
+def until(done: Callable[[], bool], seconds: float = 120.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not done():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+WAIT_FOR_GO = """\
+import os, sys, time
+while not os.path.exists(sys.argv[1]):
+    time.sleep(0.05)
+"""
+
+
+@pytest.mark.slow
+def test_retry_is_answered_at_once_and_validates_beside_the_server(tmp_path: Path) -> None:
+    """A check that waits for the test's word: the page is answered while the validation runs."""
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    go = gate / "go"
+    go.touch()
+    waits = f'[checks.wait]\ncommand = ["{PYTHON}", "tools/wait.py", "{go}"]\nweight = 0.1\n'
+    project = python_project(tmp_path / "proj", config=config_toml(top=f'sandbox_readable = ["{gate}"]',
+                                                                   extra=waits))
+    project.commit("a check that waits", {"tools/wait.py": WAIT_FOR_GO})
+    held = apply(project, tmp_path, "lint", project.make_patch({"calc.py": LINT_FAILS}))
+    assert held["state"] == "awaiting_review"
+    go.unlink()
+    client = client_for()
+
+    retried = client.post(f"/submissions/{held['id']}/retry", data={"csrf": csrf()})
+
+    assert retried.status_code == 303  # answered while the wait check still waits
+    assert Store().get(held["id"]).state == "validating"
+    assert "<strong>validating</strong>" in client.get(f"/submissions/{held['id']}").get_data(as_text=True)
+    again = client.post(f"/submissions/{held['id']}/retry", data={"csrf": csrf()})
+    assert again.status_code == 409  # one validation of a submission at a time
+    go.touch()
+    assert until(lambda: Store().get(held["id"]).state == "awaiting_review")
+    page = client.get(f"/submissions/{held['id']}").get_data(as_text=True)
+    assert "retried by reviewer" in page and "<strong>awaiting_review</strong>" in page
 
 
 # -- escaping ------------------------------------------------------------------------------

@@ -194,6 +194,14 @@ def test_a_reviewer_rejects_with_a_reason(project: GitRepo, web: str, page: Page
     expect(page.locator(f'tr[data-id="{held["id"]}"] .state')).to_have_text("rejected")
     shot(page, tmp_path, "rejected")
 
+    # Validate it again: answered at once, the page follows the validation to its decision.
+    page.locator(f'tr[data-id="{held["id"]}"] td.title a').click()
+    page.get_by_label("reopen a person's rejection").check()
+    page.get_by_role("button", name="Validate again").click()
+    expect(page.locator("p.status strong")).to_have_text("awaiting_review")  # lint still fails
+    expect(page.locator(".history")).to_contain_text("retried by")
+    assert Store().get(held["id"]).state == "awaiting_review"
+
 
 def test_a_patch_made_of_script_tags_renders_as_text(project: GitRepo, web: str, page: Page,
                                                     dialogs: list[str], tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from flask import Flask, Response, abort, g, redirect, render_template, request
 from werkzeug.wrappers import Response as BaseResponse
 
 from errauto_daemon.store import ReadOnlyStore
-from errauto_daemon.web import pages, security, trends
+from errauto_daemon.web import background, pages, security, trends
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ def create_app(config: WebConfig) -> Flask:
     app.config.update(ERRAUTO=config, MAX_CONTENT_LENGTH=64 * 1024)
     app.jinja_env.autoescape = True  # every template, whatever its name ends with
     app.extensions["errauto_store"] = ReadOnlyStore(config.db_path)
+    app.extensions["errauto_retries"] = background.Retries(config.db_path)
     csrf = security.csrf_for(config.token)
 
     @app.before_request

@@ -21,8 +21,8 @@ from errauto_daemon.domain import Route, State
 from errauto_daemon.errors import FatalError
 from errauto_daemon.redact import redact
 from errauto_daemon.store import CheckRow, QueueFilter, ReadOnlyStore, Store, Submission
-from errauto_daemon.validate import RETRYABLE, gates_hit
-from errauto_daemon.web import commits, diffview, scorechart, security
+from errauto_daemon.validate import RETRYABLE, gates_hit, retry_refused
+from errauto_daemon.web import background, commits, diffview, scorechart, security
 
 LOG_TAIL_LINES = 40
 FULL_LOG_BYTES = 4 * 1024 * 1024  # a longer log is shown from its end
@@ -200,9 +200,16 @@ def reject(sub_id: int) -> BaseResponse | tuple[str, int]:
 
 
 def retry(sub_id: int) -> BaseResponse | tuple[str, int]:
-    _submission(sub_id)
+    """Validate again, beside the server (web/background.py): the page follows it as it runs."""
+    sub = _submission(sub_id)
     force = request.form.get("force") == "1"
-    return _decided(sub_id, lambda store, who: queue.retried(store, sub_id, who, force=force))
+    refused = retry_refused(sub, force=force)
+    if refused:
+        return submission_page(sub_id, problem=refused, status=409)
+    retries: background.Retries = current_app.extensions["errauto_retries"]
+    if not retries.start(sub_id, _config().who or queue.who(), force=force):
+        return submission_page(sub_id, problem="a validation asked for here is still running", status=409)
+    return redirect(url_for("submission", sub_id=sub_id), code=303)
 
 
 def changes() -> BaseResponse:
