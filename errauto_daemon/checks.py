@@ -64,12 +64,16 @@ class CheckResult:
     value: float | None = None  # coverage checks: the percentage covered
 
 
+# libpq's ways to a password and a server: errauto's database is not the checks' business.
+_DATABASE_ENV = frozenset({"PGPASSWORD", "PGPASSFILE", "PGSERVICE", "PGSERVICEFILE"})
+
+
 def check_env(secrets: Iterable[str], extra: Mapping[str, str] | None = None,
               base: Mapping[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
     secret_names = set(secrets)
     for key in list(env):
-        if key.startswith("GIT_") or key in secret_names or key.startswith("ERRAUTO_"):
+        if key.startswith("GIT_") or key in secret_names or key.startswith("ERRAUTO_") or key in _DATABASE_ENV:
             del env[key]
     # Patched code runs here; keep bytecode caches out of the worktree.
     env["PYTHONDONTWRITEBYTECODE"] = "1"

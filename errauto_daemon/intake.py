@@ -24,7 +24,7 @@ from errauto_daemon.config import Config
 from errauto_daemon.domain import Route, State
 from errauto_daemon.errors import PatchRejected
 from errauto_daemon.repo import open_repo, repo_root
-from errauto_daemon.store import Store, Submission, store_patch_bytes
+from errauto_daemon.store import Store, Submission
 
 SOURCES = ("cli", "inbox", "pre-commit", "post-commit", "post-receive", "ref", "hook")
 
@@ -74,7 +74,7 @@ def record(
     when bare); `exists` tells plain unified diffs which strip level fits.
     """
     name = recorded_name(name)
-    sha = store_patch_bytes(data)
+    sha = store.save_patch(data)
     state, reason = State.QUEUED, None
     try:
         patch = patchfile.parse_once(data, name, limits=config.limits(), exists=exists)

@@ -215,6 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="serve on an address other machines can reach (put a reverse proxy with real "
                         "authentication in front: docs/web.md)")
 
+    db = sub.add_parser("db", help="the state database: where it is, and its schema")
+    dbsub = db.add_subparsers(dest="db_command", required=True)
+    dbm = dbsub.add_parser("migrate", help="create the schema, or upgrade it to this errauto's")
+    dbm.add_argument("--json", action="store_true", help="print the result as JSON")
+    dbs = dbsub.add_parser("status", help="which database this errauto uses, and its schema")
+    dbs.add_argument("--json", action="store_true", help="print it as JSON")
+
     d = sub.add_parser("demo", help="run errauto on a temporary repository with sample patches")
     d.add_argument("--dir", help="make the demo here instead of a temporary directory")
     return parser
@@ -283,7 +290,7 @@ def _quiet(quiet: bool) -> Iterator[None]:
 
 # Where each subcommand's action is named in the parsed arguments.
 _ACTIONS = {"queue": "queue_command", "daemon": "daemon_command", "watch": "watch_command",
-            "hooks": "hooks_command", "hook-impl": "hook"}
+            "hooks": "hooks_command", "hook-impl": "hook", "db": "db_command"}
 
 # (command, action) -> the module in commands/ and its function that takes the parsed
 # arguments. Only that module is imported: hooks start without the daemon's weight.
@@ -318,6 +325,8 @@ COMMANDS: dict[tuple[str, str | None], tuple[str, str]] = {
     ("init", None): ("init", "cli"),
     ("demo", None): ("demo", "cli"),
     ("web", None): ("web", "cli"),
+    ("db", "migrate"): ("db", "cli_migrate"),
+    ("db", "status"): ("db", "cli_status"),
 }
 
 

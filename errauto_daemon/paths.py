@@ -49,7 +49,17 @@ def child_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
     override = _home_override.get()
     if override is not None:
         env[HOME_ENV] = str(override)
+        env.pop(DATABASE_URL_ENV, None)  # a home of its own keeps its own database (see database_home)
     return env
+
+
+DATABASE_URL_ENV = "ERRAUTO_DATABASE_URL"
+
+
+def database_home() -> bool:
+    """Whether a `home()` block is in force: its state, database included, is its own (the demo's
+    SQLite file), whatever server the user's configuration or environment names."""
+    return _home_override.get() is not None
 
 
 def _home() -> Path | None:
@@ -115,6 +125,13 @@ def log_dir() -> Path:
 
 def db_path() -> Path:
     return state_dir() / "errauto.db"
+
+
+def config_file() -> Path:
+    """The user's own configuration (not a repository's): `config.toml` in ERRAUTO_HOME, or in the
+    platform's configuration directory. It is read, never written, by errauto."""
+    home = _home()
+    return (home if home else Path(platformdirs.user_config_dir(APP))) / "config.toml"
 
 
 def patches_dir() -> Path:

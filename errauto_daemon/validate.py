@@ -372,7 +372,7 @@ class Validator:
         clock = _Clock()
         self._stop_point(sub.id)
         self.progress.phase(f"applying on {config.target} ({str(tip.id)[:12]})")
-        admitted = admit(repo, config, tip, sub.read_patch(), sub.source_detail or "patch")
+        admitted = admit(repo, config, tip, self.store.read_patch(sub.patch_sha256), sub.source_detail or "patch")
         patch, notes = admitted.patch, list(admitted.notes)
         self._stop_point(sub.id)
         changed = sorted({p for f in patch.files() for p in f.paths()})
@@ -421,7 +421,7 @@ class Validator:
     def _reapply(self, repo: pygit2.Repository, config: Config, sub: Submission,
                  tip: pygit2.Commit) -> Validation:
         """The trees of an already-validated submission on its unchanged base."""
-        admitted = admit(repo, config, tip, sub.read_patch(), sub.source_detail or "patch")
+        admitted = admit(repo, config, tip, self.store.read_patch(sub.patch_sha256), sub.source_detail or "patch")
         trees = tuple(o.write_tree() for o in admitted.overlays)
         if str(trees[-1]) != sub.result_tree:
             raise FatalError(f"submission {sub.id} no longer produces the tree it was validated with")

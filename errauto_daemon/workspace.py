@@ -447,10 +447,13 @@ class Slot:
         """What a check running in this slot may see: its worktree, read-only
         its own git dir and the objects that borrows, and not the user's git
         dir nor errauto's state and cache (other slots, the database, stored
-        patches)."""
+        patches), nor the socket of a database server errauto uses."""
+        from errauto_daemon.store import where
+
         objects = Path(self.pool.common_dir) / "objects"
         return View(writable=(self.path,), readable=(self.gitdir, *_object_dirs(objects)),
-                    hidden=(Path(self.pool.common_dir), paths.state_dir(), paths.cache_dir()))
+                    hidden=(Path(self.pool.common_dir), paths.state_dir(), paths.cache_dir(),
+                            *where.socket_dirs(where.configured())))
 
     def remove(self) -> None:
         self.pool.forget_worktree(self.path)

@@ -13,9 +13,14 @@ from pygit2.enums import ConfigLevel
 from errauto_daemon.store import Store
 from tests.helpers.daemon import DaemonProcess
 from tests.helpers.gitrepo import GitRepo, git, python_project
+from tests.helpers.postgres import PostgresServer
+from tests.helpers.postgres import binaries as postgres_binaries
 
 REAL_HOME = Path(os.path.expanduser("~")).resolve()
-SECRET_VARS = ("GITHUB_TOKEN", "SLACK_WEBHOOK_URL", "ERRAUTO_HOME")
+SECRET_VARS = ("GITHUB_TOKEN", "SLACK_WEBHOOK_URL", "ERRAUTO_HOME", "ERRAUTO_DATABASE_URL")
+# Which state database the tests run errauto on: "sqlite" (the default) or "postgresql" (a real
+# server the session starts, tests/helpers/postgres.py; each test gets a schema of its own).
+BACKEND = os.environ.get("ERRAUTO_TEST_BACKEND", "sqlite")
 
 
 def _real_state_dirs() -> list[Path]:
@@ -52,8 +57,49 @@ def _leaked_threads(before: set[threading.Thread]) -> list[threading.Thread]:
     return leaked
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server for the session (initdb, pg_ctl, a unix socket in a temporary folder)."""
+    if postgres_binaries() is None:
+        if os.environ.get("CI"):
+            pytest.fail("no PostgreSQL server on this machine (initdb, pg_ctl): .ci/run installs it")
+        pytest.skip("no PostgreSQL server on this machine (initdb, pg_ctl)")
+    server = PostgresServer.create()
+    try:
+        yield server
+    finally:
+        server.destroy()
+
+
+_schemas = iter(range(1, 1 << 30))
+
+
+def fresh_database_url(server: PostgresServer) -> str:
+    """A URL of the session's server whose tables land in a new, empty schema."""
+    import psycopg
+
+    name = f"t{next(_schemas)}_{os.getpid()}"
+    with psycopg.connect(server.url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {name}")
+    url = f"{server.url}&options=-csearch_path%3D{name}"
+    Store(url, migrate=True).close()  # what `errauto db migrate` does before a first use
+    return url
+
+
+@pytest.fixture
+def database_url(request: pytest.FixtureRequest) -> str | None:
+    """The state database of the test's errauto, when it is not the SQLite file in ERRAUTO_HOME."""
+    if BACKEND != "postgresql":
+        return None
+    marker = request.node.get_closest_marker("sqlite_only")
+    if marker is not None:
+        pytest.skip(f"of the SQLite file itself: {marker.args[0] if marker.args else ''}")
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return fresh_database_url(server)
+
+
 @pytest.fixture(autouse=True)
-def sealed_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def sealed_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str | None) -> Iterator[Path]:
     """Point HOME, XDG dirs and ERRAUTO_HOME at tmp; pin git identity and config.
 
     Fails the test if anything appeared in, or changed, the real user's
@@ -70,6 +116,8 @@ def sealed_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
                      ("XDG_DATA_HOME", ".local/share"), ("XDG_STATE_HOME", ".local/state")):
         monkeypatch.setenv(var, str(home / sub))
     monkeypatch.setenv("ERRAUTO_HOME", str(tmp_path / "state"))
+    if database_url is not None:
+        monkeypatch.setenv("ERRAUTO_DATABASE_URL", database_url)
     (home / ".gitconfig").write_text(
         "[user]\n\tname = Test Author\n\temail = test@example.com\n"
         "[init]\n\tdefaultBranch = main\n[commit]\n\tgpgsign = false\n"

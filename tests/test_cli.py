@@ -193,6 +193,9 @@ def test_demo_shows_each_route_but_pull_requests(tmp_path: Path, capsys: pytest.
     assert str(tmp_path / "demo" / "project") in out
     # The tamper case is held with its reason: the skip, where it is, and that the test passed on the base.
     monkeypatch.setenv("ERRAUTO_HOME", str(tmp_path / "demo" / "state"))
+    if os.environ.get("ERRAUTO_DATABASE_URL"):  # as the demo's last line says: its state is its SQLite file
+        assert "ERRAUTO_DATABASE_URL=sqlite ERRAUTO_HOME=" in out
+        monkeypatch.setenv("ERRAUTO_DATABASE_URL", "sqlite")
     tamper = json.loads(run(capsys, "queue", "show", "7", "--json")[1])
     assert tamper["confidence"] == 1.0
     assert tamper["explanation"]["gates_hit"] == [
@@ -254,6 +257,8 @@ def test_the_demo_runs_on_a_machine_without_bubblewrap_and_says_its_checks_ran_u
     assert [line.split()[1] for line in table.splitlines() if line[:1].isdigit()] == [
         "merged", "awaiting_review", "awaiting_review", "awaiting_review", "rejected", "rejected", "awaiting_review"]
     env["ERRAUTO_HOME"] = str(tmp_path / "demo" / "state")
+    if env.get("ERRAUTO_DATABASE_URL"):
+        env["ERRAUTO_DATABASE_URL"] = "sqlite"  # the demo's state is its SQLite file, as its last line says
     shown = subprocess.run([PYTHON, "-m", "errauto_daemon", "queue", "show", "1"], capture_output=True, text=True,
                            env=env, timeout=60)
     assert "unsandboxed" in shown.stdout, shown.stdout

@@ -438,6 +438,7 @@ def _held_elsewhere(lock_file: Path) -> bool:
     return True
 
 
+@pytest.mark.sqlite_only("the database file deleted under the daemon")
 def test_a_deleted_state_directory_stops_the_daemon_with_an_alert_and_no_more_work(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], daemons: list[DaemonProcess],
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -126,7 +126,7 @@ def test_plain_hooks_check_before_the_commit_and_submit_after_it(hooked: GitRepo
     commit = project.head()
     [sub] = Store().submissions()
     assert (sub.source, sub.source_detail, sub.state) == ("post-commit", f"{commit}:incoming/fix.patch", "queued")
-    assert sub.read_patch() == (incoming / "fix.patch").read_bytes()
+    assert Store().read_patch(sub.patch_sha256) == (incoming / "fix.patch").read_bytes()
     shown = subprocess.run([PYTHON, "-m", "errauto_daemon", "queue", "show", "1"], capture_output=True, text=True)
     assert f"source: post-commit ({commit}:incoming/fix.patch)" in shown.stdout
 

@@ -42,7 +42,7 @@ def grade(store: Store, name: str, *, pid: int | None = 1, now: float | None = N
 
 def alive(store: Store, age: float = 0.0, now: float | None = None) -> None:
     store.daemon_started(1, "host", "test")
-    store.conn.execute("UPDATE daemon SET heartbeat_at = ?", ((now or time.time()) - age,))
+    store.sql("UPDATE daemon SET heartbeat_at = ?", (now or time.time()) - age)
 
 
 # -- each criterion -------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from errauto_daemon import config, redact
@@ -41,14 +42,21 @@ def test_the_alert_is_written_in_the_transaction_of_its_state_change() -> None:
     sub, _ = store.insert_submission(repo="/r", target="main", source="cli", source_detail=None,
                                      title="t", author=None, note=None, patch_sha256="0" * 64, dedup_key="k")
     store.claim(sub.id)
-    store.conn.execute("CREATE TEMP TRIGGER no_alerts BEFORE INSERT ON outbox "
-                       "BEGIN SELECT RAISE(ABORT, 'outbox is full'); END")
-    with pytest.raises(sqlite3.IntegrityError, match="outbox is full"):
+    if store.path is None:  # a server: the same refusal, in its own words
+        store.sql("CREATE FUNCTION no_alerts() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'outbox is full'; "
+                  "END $$ LANGUAGE plpgsql")
+        store.sql("CREATE TRIGGER no_alerts BEFORE INSERT ON outbox FOR EACH ROW EXECUTE FUNCTION no_alerts()")
+        refused: type[Exception] = psycopg.errors.RaiseException
+    else:
+        store.conn.execute("CREATE TEMP TRIGGER no_alerts BEFORE INSERT ON outbox "
+                           "BEGIN SELECT RAISE(ABORT, 'outbox is full'); END")
+        refused = sqlite3.IntegrityError
+    with pytest.raises(refused, match="outbox is full"):
         store.transition(sub.id, State.MERGED, route="auto_merge")
     # Neither happened: the state change did not happen without its alert.
     assert store.get(sub.id).state == "validating"
     assert [e["to_state"] for e in store.events(sub.id)] == ["queued", "validating"]
-    store.conn.execute("DROP TRIGGER no_alerts")
+    store.sql("DROP TRIGGER no_alerts" + (" ON outbox" if store.path is None else ""))
     store.transition(sub.id, State.MERGED, route="auto_merge")
     (alert,) = store.alerts()
     assert (alert.kind, alert.submission_id, alert.data["title"]) == ("auto_merged", sub.id, "t")

@@ -40,7 +40,7 @@ def test_the_monitor_default_is_the_same_threshold() -> None:
 @pytest.mark.parametrize("age, alive", [(1.0, True), (ALIVE_WITHIN + 5.0, False)])
 def test_daemon_status_and_the_monitor_agree(store: Store, lock: DaemonLock, age: float, alive: bool) -> None:
     store.daemon_started(os.getpid(), "host", "test")
-    store.conn.execute("UPDATE daemon SET heartbeat_at = ?", (time.time() - age,))
+    store.sql("UPDATE daemon SET heartbeat_at = ?", time.time() - age)
     status = daemon_status()
     assert status["running"] and status["alive"] is alive
     found = health.assess(store, daemon_pid=os.getpid())

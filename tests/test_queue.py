@@ -284,6 +284,7 @@ def test_submit_without_wait_reports_a_patch_rejected_at_once(
     assert run(capsys, "submit", str(good), "--repo", str(project.path))[0] == 0
 
 
+@pytest.mark.sqlite_only("the database file lives in the state directory")
 @pytest.mark.parametrize("args", [["status"], ["queue", "list"], ["submit", "x.patch"], ["daemon", "status"]])
 def test_an_unusable_state_directory_is_one_line_and_exit_5(tmp_path: Path, args: list[str]) -> None:
     proc = cli(*args, env={**os.environ, "ERRAUTO_HOME": "/dev/null/x"}, timeout=60)
@@ -291,6 +292,7 @@ def test_an_unusable_state_directory_is_one_line_and_exit_5(tmp_path: Path, args
     assert proc.stderr == "errauto: cannot use the state directory /dev/null/x: Not a directory\n"
 
 
+@pytest.mark.sqlite_only("a broken database file")
 @pytest.mark.parametrize("broken", ["a directory", "not a database"])
 def test_a_state_database_that_cannot_be_opened_is_one_line_and_exit_5(state_dir: Path, broken: str) -> None:
     state_dir.mkdir(parents=True)

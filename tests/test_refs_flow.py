@@ -113,7 +113,7 @@ def test_a_pushed_stack_is_one_series_merged_as_those_commits(server: tuple[Path
 
     assert "queued 1 (Fix add() (+1 more commits))" in pushed.stderr
     [sub] = Store().submissions()
-    patch = patchfile.parse(sub.read_patch())
+    patch = patchfile.parse(Store().read_patch(sub.patch_sha256))
     assert [(c.title, c.commit_id) for c in patch.commits] == [("Fix add()", d1), ("Add NOTES", d2)]
     merged = decide(sub.id)
     assert merged.state == "merged", merged.reason
@@ -150,7 +150,7 @@ def test_a_merge_commit_in_the_push_makes_one_squashed_mail(server: tuple[Path, 
     push(dev, "HEAD:refs/for/main")
 
     [sub] = Store().submissions()
-    patch = patchfile.parse(sub.read_patch())
+    patch = patchfile.parse(Store().read_patch(sub.patch_sha256))
     assert len(patch.commits) == 1
     assert sorted((f.new_path for f in patch.commits[0].files), key=str) == ["NOTES", "calc.py"]
     assert not exists(bare, "refs/for/main")
@@ -176,7 +176,7 @@ def test_a_push_stacked_on_a_rewritten_commit_carries_only_what_is_new(
 
     assert f"remote: errauto: {c1} was merged as {rewritten}" in pushed.stderr
     sub = Store().get(2)
-    assert [c.commit_id for c in patchfile.parse(sub.read_patch()).commits] == [c2]
+    assert [c.commit_id for c in patchfile.parse(Store().read_patch(sub.patch_sha256)).commits] == [c2]
     merged = decide(2)
     assert merged.state == "merged", merged.reason
     assert git(bare, "rev-parse", "main^").strip() == rewritten

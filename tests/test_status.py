@@ -31,17 +31,16 @@ def make(store: Store, n: int, *, source: str, state: str, route: str | None = N
     if not rejected and state != "queued":
         store.claim(sub.id)
         store.transition(sub.id, State(state), route=route, confidence=conf, explanation={"route": route})
-    c = store.conn
-    c.execute("UPDATE submissions SET created_at = created_at - ? WHERE id = ?", (age_days * DAY, sub.id))
-    c.execute("UPDATE events SET ts = ts - ? WHERE submission_id = ?", (age_days * DAY, sub.id))
+    store.sql("UPDATE submissions SET created_at = created_at - ? WHERE id = ?", age_days * DAY, sub.id)
+    store.sql("UPDATE events SET ts = ts - ? WHERE submission_id = ?", age_days * DAY, sub.id)
     if took is not None:
         # As if it took that long: the claim's event that long before the decision,
         # and the duration the decision's event records.
-        end = c.execute("SELECT MAX(ts) FROM events WHERE submission_id = ?", (sub.id,)).fetchone()[0]
-        c.execute("UPDATE events SET ts = ? WHERE submission_id = ? AND to_state = 'validating'",
-                  (end - took, sub.id))
-        c.execute("UPDATE events SET duration = ? WHERE submission_id = ? AND from_state = 'validating'",
-                  (None if legacy else took, sub.id))
+        end = store.sql("SELECT MAX(ts) FROM events WHERE submission_id = ?", sub.id)[0][0]
+        store.sql("UPDATE events SET ts = ? WHERE submission_id = ? AND to_state = 'validating'",
+                  end - took, sub.id)
+        store.sql("UPDATE events SET duration = ? WHERE submission_id = ? AND from_state = 'validating'",
+                  None if legacy else took, sub.id)
     return sub.id
 
 

@@ -32,7 +32,7 @@ def new(store: Store, n: int = 1, *, repo: str = "/r", state: str = "queued") ->
 
 
 def rows(store: Store, sql: str, *args: object) -> list[tuple[object, ...]]:
-    return [tuple(r) for r in store.conn.execute(sql, args)]
+    return store.sql(sql, *args)
 
 
 # -- state changes, their events and their alerts ------------------------------------------

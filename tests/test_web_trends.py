@@ -162,17 +162,17 @@ def decided(store: Store, n: int, *, ago: float, state: State, route: str | None
                                      title=f"patch {n}", author=None, note=None, patch_sha256=f"{n:064x}",
                                      dedup_key=f"k{n}")
     at = now - ago
-    store.conn.execute("UPDATE submissions SET state = ?, route = ?, confidence = ?, created_at = ?, "
-                       "decided_at = ? WHERE id = ?", (state, route, confidence, at - took, at, sub.id))
-    store.conn.execute("INSERT INTO events (submission_id, ts, kind, from_state, to_state, route, duration) "
-                       "VALUES (?, ?, 'state', 'validating', ?, ?, ?)", (sub.id, at, state, route, took))
+    store.sql("UPDATE submissions SET state = ?, route = ?, confidence = ?, created_at = ?, "
+              "decided_at = ? WHERE id = ?", state, route, confidence, at - took, at, sub.id)
+    store.sql("INSERT INTO events (submission_id, ts, kind, from_state, to_state, route, duration) "
+              "VALUES (?, ?, 'state', 'validating', ?, ?, ?)", sub.id, at, state, route, took)
 
 
 def waiting(store: Store, n: int, *, ago: float) -> None:
     sub, _ = store.insert_submission(repo="/srv/git/api", target="main", source="inbox", source_detail=None,
                                      title=f"waits {n}", author=None, note=None, patch_sha256=f"{n:064x}",
                                      dedup_key=f"w{n}")
-    store.conn.execute("UPDATE submissions SET created_at = ? WHERE id = ?", (time.time() - ago, sub.id))
+    store.sql("UPDATE submissions SET created_at = ? WHERE id = ?", time.time() - ago, sub.id)
 
 
 @pytest.fixture
@@ -191,7 +191,7 @@ def history(tmp_path: Path) -> dict[str, str]:
     store.add_alert("daemon_error", "boom")
     store.add_alert("daemon_error", "boom again")
     earlier = store.add_alert("review_needed", "held")
-    store.conn.execute("UPDATE outbox SET created_at = ? WHERE id = ?", (time.time() - 3 * DAY, earlier))
+    store.sql("UPDATE outbox SET created_at = ? WHERE id = ?", time.time() - 3 * DAY, earlier)
     now = time.time()
     return {"yesterday": day_of(now - DAY), "three": day_of(now - 3 * DAY), "today": day_of(now)}
 

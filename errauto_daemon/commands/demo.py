@@ -311,7 +311,9 @@ def _show(root: Path, timeout: float) -> int:
     print("not shown: an opened pull request (the demo has no GitHub; see docs/github.md)")
     print(f"repository: {repo}   (git log --oneline shows what was merged)")
     print(f"inbox:      {inbox}   (each file moved to the folder of its fate)")
-    print(f"state:      {root / 'state'}   (ERRAUTO_HOME={root / 'state'} errauto queue show 7)")
+    # The demo's state is its own SQLite file, whatever server this user's errauto is set to use.
+    own = f"{paths.DATABASE_URL_ENV}=sqlite " if os.environ.get(paths.DATABASE_URL_ENV) else ""
+    print(f"state:      {root / 'state'}   ({own}ERRAUTO_HOME={root / 'state'} errauto queue show 7)")
     return 0
 
 

@@ -78,14 +78,14 @@ def show(sub_id: int, *, as_json: bool, diff: bool = False) -> int:
         value["config_problem"] = next(({"error": p.error, "since": p.since}
                                         for p in store.config_problems(sub.repo)), None)
         if diff:
-            value["diff"] = _patch_text(sub)
+            value["diff"] = _patch_text(store, sub)
         print(output.dumps(value))
         return 0
     for line in _show_lines(store, sub, checks):
         print(output.printable(line, keep="\t"))
     if diff:
         print()
-        text = output.printable(_patch_text(sub), keep="\t\n")
+        text = output.printable(_patch_text(store, sub), keep="\t\n")
         print(text, end="" if text.endswith("\n") else "\n")
     return 0
 
@@ -125,9 +125,9 @@ def _show_lines(store: Store, sub: Submission, checks: Sequence[CheckRow]) -> li
     return lines
 
 
-def _patch_text(sub: Submission) -> str:
+def _patch_text(store: Store, sub: Submission) -> str:
     try:
-        data = sub.read_patch()
+        data = store.read_patch(sub.patch_sha256)
     except FileNotFoundError:
         raise FatalError(f"the stored patch of submission {sub.id} is missing: {sub.patch_path()}") from None
     return data.decode("utf-8", errors="replace")

@@ -24,7 +24,7 @@ DEFAULT_PROTECTED = (
     "**/conftest.py",
     ".errauto.toml",
 )
-DEFAULT_SECRET_ENV = ("GITHUB_TOKEN", "SLACK_WEBHOOK_URL")
+DEFAULT_SECRET_ENV = ("GITHUB_TOKEN", "SLACK_WEBHOOK_URL", "PGPASSWORD")
 SANDBOXES = ("bwrap", "off")
 GITHUB_API_URL = "https://api.github.com"
 MERGE_METHODS = ("merge", "squash", "rebase")

@@ -106,7 +106,7 @@ class Daemon:
         setup_logging(self.verbose)
         logging.getLogger("errauto").addHandler(self.alerts.error_handler)
         self.store = store = Store()
-        self.state = StateGuard(store.path)
+        self.state = StateGuard(store.path) if store.path is not None else None  # a file that can vanish
         store.daemon_started(os.getpid(), socket.gethostname(), __version__)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)

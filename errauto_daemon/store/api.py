@@ -30,12 +30,19 @@ from errauto_daemon.store.records import (
     Submission,
     WindowCount,
 )
+from errauto_daemon.store.where import Where
 
 
 class StoreAPI(Protocol):
-    path: Path
+    where: Where  # the SQLite file, or the server's URL
+    path: Path | None  # the SQLite file; None on a server
 
     def close(self) -> None: ...
+    def sql(self, statement: str, *params: Any) -> list[tuple[Any, ...]]: ...
+
+    # -- patch bytes
+    def save_patch(self, data: bytes) -> str: ...
+    def read_patch(self, sha256: str) -> bytes: ...
 
     # -- submissions, their events and checks
     def insert_submission(self, *, repo: str, target: str, source: str, source_detail: str | None, title: str,

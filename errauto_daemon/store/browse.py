@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from errauto_daemon.store.db import Database, placeholders
+from errauto_daemon.store.db import Backend, placeholders
 from errauto_daemon.store.records import FilterChoices, QueueFilter, QueuePage, Submission
 
 
@@ -20,7 +20,7 @@ def _like(text: str) -> str:
     return f"%{escaped}%"
 
 
-def _where(wanted: QueueFilter, below: int | None) -> tuple[str, list[Any]]:
+def _where(wanted: QueueFilter, below: int | None, like: str) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     args: list[Any] = []
     if wanted.states:
@@ -34,7 +34,7 @@ def _where(wanted: QueueFilter, below: int | None) -> tuple[str, list[Any]]:
             clauses.append(f"{column} = ?")
             args.append(value)
     if wanted.title:
-        clauses.append("title LIKE ? ESCAPE '\\'")
+        clauses.append(f"title {like} ? ESCAPE '\\'")
         args.append(_like(wanted.title))
     if below is not None:
         clauses.append("id < ?")
@@ -43,11 +43,11 @@ def _where(wanted: QueueFilter, below: int | None) -> tuple[str, list[Any]]:
 
 
 class Browse:
-    _db: Database
+    _db: Backend
 
     def queue_page(self, wanted: QueueFilter, *, below: int | None = None, size: int = 50) -> QueuePage:
         """Up to `size` submissions matching `wanted`, newest first, each with an id below `below`."""
-        where, args = _where(wanted, below)
+        where, args = _where(wanted, below, self._db.like())
         rows = self._db.read.rows(f"SELECT * FROM submissions{where} ORDER BY id DESC LIMIT ?", [*args, size + 1])
         shown = tuple(Submission.from_row(r) for r in rows[:size])
         return QueuePage(shown, shown[-1].id if len(rows) > size else None)

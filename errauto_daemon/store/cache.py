@@ -8,11 +8,11 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from errauto_daemon.store.db import Database
+from errauto_daemon.store.db import Backend
 
 
 class Cache:
-    _db: Database
+    _db: Backend
 
     def cached_validation(self, base_tree: str, dedup_key: str,
                           fingerprint: str) -> tuple[str, dict[str, Any]] | None:

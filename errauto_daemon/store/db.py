@@ -16,12 +16,13 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from errauto_daemon import paths
 from errauto_daemon.errors import ConfigError, FatalError
+from errauto_daemon.locks import FileLock
 
 SCHEMA_VERSION = 5
 
@@ -293,8 +294,37 @@ class Transaction(Reader):
                 self._conn.execute(statement)
 
 
+class Backend(Protocol):
+    """What the table modules use of a database, SQLite's (`Database`) or a server's (postgres.py)."""
+
+    @property
+    def path(self) -> Path | None:
+        """The SQLite file; None for a server."""
+
+    @property
+    def shared(self) -> bool:
+        """Whether other machines may use it too (a server), so nothing may live only in files."""
+
+    @property
+    def read(self) -> Reader: ...
+
+    def transaction(self) -> AbstractContextManager[Transaction]: ...
+
+    def hold(self, sub_id: int) -> AbstractContextManager[bool]: ...
+
+    def local_date(self, column: str) -> str: ...
+
+    def using_index(self, index: str) -> str: ...
+
+    def like(self) -> str: ...
+
+    def close(self) -> None: ...
+
+
 class Database:
     """The state database: one connection per thread, WAL, a 30 s busy timeout."""
+
+    shared = False
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -345,6 +375,31 @@ class Database:
         """Force a covering index, whatever the planner's statistics say."""
         return f"INDEXED BY {index}"
 
+    @staticmethod
+    def like() -> str:
+        """The operator of a LIKE that ignores ASCII case (SQLite's own LIKE does)."""
+        return "LIKE"
+
+    @contextmanager
+    def hold(self, sub_id: int) -> Iterator[bool]:
+        """An exclusive hold on one submission while a process works on it (`Store.hold`): a flock,
+        so it dies with its holder. Yields False when another process holds it."""
+        directory = paths.locks_dir() / "claims"
+        directory.mkdir(exist_ok=True)
+        path = directory / f"{sub_id}.lock"
+        lock = FileLock(path)
+        if not lock.acquire():
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            path.unlink(missing_ok=True)
+            lock.release()
+
+    def __str__(self) -> str:
+        return str(self.path)
+
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
@@ -372,6 +427,7 @@ class Database:
                 paths.private_file(path)
         with self.transaction() as tx:
             version = migrate(tx)
+        self.found_version = version
         if version > SCHEMA_VERSION:
             raise FatalError(
                 f"the state database {self.path} was written by a newer errauto "

@@ -5,12 +5,12 @@ import time
 from typing import Any
 
 from errauto_daemon.alerts import level_alerts
-from errauto_daemon.store.db import Database
+from errauto_daemon.store.db import Backend
 from errauto_daemon.store.outbox import insert_alert
 
 
 class Monitor:
-    _db: Database
+    _db: Backend
 
     # -- the daemon ------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from errauto_daemon import alerts
-from errauto_daemon.store.db import Database, Transaction
+from errauto_daemon.store.db import Backend, Transaction
 from errauto_daemon.store.records import Alert
 
 
@@ -34,7 +34,7 @@ def insert_alert(tx: Transaction, kind: str, now: float, submission: Mapping[str
 
 
 class Outbox:
-    _db: Database
+    _db: Backend
 
     def add_alert(self, kind: str, detail: str, extra: dict[str, Any] | None = None,
                   sub_id: int | None = None) -> int:

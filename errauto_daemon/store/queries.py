@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from errauto_daemon.domain import State
-from errauto_daemon.store.db import Database, placeholders
+from errauto_daemon.store.db import Backend, placeholders
 from errauto_daemon.store.records import DECIDED, STATES, Backlog, DayCount, WindowCount
 
 # State words are written into the SQL text (they are ours, not input) so the
@@ -22,7 +22,7 @@ _DECISIONS = (f"FROM events e WHERE e.kind = 'state' AND e.to_state IN ({placeho
 
 
 class Queries:
-    _db: Database
+    _db: Backend
 
     def count(self, states: Sequence[State]) -> int:
         return int(self._db.read.first(

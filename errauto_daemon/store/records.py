@@ -59,9 +59,6 @@ class Submission:
     def patch_path(self) -> Path:
         return patch_file(self.patch_sha256)
 
-    def read_patch(self) -> bytes:
-        return self.patch_path().read_bytes()
-
 
 # The columns a caller may set through `transition` and `set_fields`.
 TRANSITION_FIELDS = frozenset({"route", "confidence", "explanation", "reason", "base_commit", "result_tree",

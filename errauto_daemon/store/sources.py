@@ -8,7 +8,7 @@ import re
 import time
 
 from errauto_daemon.domain import State
-from errauto_daemon.store.db import Database
+from errauto_daemon.store.db import Backend
 from errauto_daemon.store.outbox import insert_alert
 from errauto_daemon.store.records import ConfigProblem, InboxFile, Replacement
 
@@ -16,7 +16,7 @@ _REPLACES = re.compile(r"replaces ([0-9a-f]+) with ([0-9a-f]+)")
 
 
 class Sources:
-    _db: Database
+    _db: Backend
 
     # -- repositories ----------------------------------------------------------------
 

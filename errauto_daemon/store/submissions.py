@@ -24,11 +24,10 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from errauto_daemon import alerts, paths
+from errauto_daemon import alerts
 from errauto_daemon.domain import CheckStatus, Route, State
 from errauto_daemon.errors import Cancelled, FatalError
-from errauto_daemon.locks import FileLock
-from errauto_daemon.store.db import Database, Reader, Transaction, placeholders
+from errauto_daemon.store.db import Backend, Reader, Transaction, placeholders
 from errauto_daemon.store.outbox import insert_alert
 from errauto_daemon.store.records import (
     DECIDED,
@@ -114,7 +113,7 @@ def _transition(tx: Transaction, before: dict[str, Any], to_state: State, now: f
 
 
 class Submissions:
-    _db: Database
+    _db: Backend
 
     def insert_submission(
         self, *, repo: str, target: str, source: str, source_detail: str | None, title: str,
@@ -304,25 +303,16 @@ class Submissions:
 
     @contextmanager
     def hold(self, sub_id: int) -> Iterator[bool]:
-        """An exclusive, process-wide hold on one submission while it is worked on.
+        """An exclusive hold on one submission while it is worked on, by any process of any
+        machine sharing this store.
 
-        A flock, so it dies with its holder: a submission left `validating`
-        whose hold can be taken was abandoned by a process that died. Yields
-        False when another process holds it. Holders must re-read the state
-        after taking the hold (the lock file is removed on release).
+        It dies with its holder (a flock on SQLite, a server session's lock on
+        PostgreSQL): a submission left `validating` whose hold can be taken
+        was abandoned by a process that died. Yields False when another
+        process holds it. Holders must re-read the state after taking it.
         """
-        directory = paths.locks_dir() / "claims"
-        directory.mkdir(exist_ok=True)
-        path = directory / f"{sub_id}.lock"
-        lock = FileLock(path)
-        if not lock.acquire():
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            path.unlink(missing_ok=True)
-            lock.release()
+        with self._db.hold(sub_id) as taken:
+            yield taken
 
     # -- events ------------------------------------------------------------------------
 

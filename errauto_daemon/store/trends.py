@@ -14,13 +14,13 @@ from itertools import groupby
 from operator import itemgetter
 
 from errauto_daemon.domain import State
-from errauto_daemon.store.db import Database, placeholders
+from errauto_daemon.store.db import Backend, placeholders
 from errauto_daemon.store.queries import _DECISIONS, _VALIDATING
 from errauto_daemon.store.records import DECIDED, KindDay, StateDay
 
 
 class Trends:
-    _db: Database
+    _db: Backend
 
     def decisions_by_state(self, since: float) -> list[StateDay]:
         """Decisions made since `since`, per local day and the state they ended in (days without any left out)."""

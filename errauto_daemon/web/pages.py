@@ -105,7 +105,7 @@ def submission_page(sub_id: int, *, problem: str | None = None, status: int = 20
     sub = _submission(sub_id)
     checks = store.checks(sub_id)
     try:
-        patch = sub.read_patch().decode("utf-8", errors="replace")
+        patch = store.read_patch(sub.patch_sha256).decode("utf-8", errors="replace")
     except FileNotFoundError:
         patch = None
     view = diffview.of_text(redact(patch)) if patch is not None else None
@@ -132,7 +132,7 @@ def _merged_links(sub: Submission) -> dict[str, str | None] | None:
 def patch_text(sub_id: int) -> BaseResponse:
     """The whole stored patch, as text: what the page leaves out of a huge one."""
     try:
-        text = _submission(sub_id).read_patch().decode("utf-8", errors="replace")
+        text = _reader().read_patch(_submission(sub_id).patch_sha256).decode("utf-8", errors="replace")
     except FileNotFoundError:
         abort(404)
     return current_app.response_class(output.printable(redact(text), keep="\t\n"), mimetype="text/plain")
