@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "authentication in front: docs/web.md)")
 
     db = sub.add_parser("db", help="the state database: where it is, and its schema")
-    dbsub = db.add_subparsers(dest="db_command", required=True)
+    dbsub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True, help="what to do with it")
     dbm = dbsub.add_parser("migrate", help="create the schema, or upgrade it to this errauto's")
     dbm.add_argument("--json", action="store_true", help="print the result as JSON")
     dbs = dbsub.add_parser("status", help="which database this errauto uses, and its schema")
