@@ -18,9 +18,10 @@ from tests.helpers.postgres import binaries as postgres_binaries
 
 REAL_HOME = Path(os.path.expanduser("~")).resolve()
 SECRET_VARS = ("GITHUB_TOKEN", "SLACK_WEBHOOK_URL", "ERRAUTO_HOME", "ERRAUTO_DATABASE_URL")
-# Which state database the tests run errauto on: "sqlite" (the default) or "postgresql" (a real
-# server the session starts, tests/helpers/postgres.py; each test gets a schema of its own).
-BACKEND = os.environ.get("ERRAUTO_TEST_BACKEND", "sqlite")
+# Every test runs once on each state database errauto has: the SQLite file, and a real PostgreSQL
+# server the session starts (tests/helpers/postgres.py; each test gets a schema of its own).
+# ERRAUTO_TEST_BACKENDS=sqlite (or postgresql) runs one only.
+BACKENDS = tuple(os.environ.get("ERRAUTO_TEST_BACKENDS", "sqlite,postgresql").split(","))
 
 
 def _real_state_dirs() -> list[Path]:
@@ -86,10 +87,17 @@ def fresh_database_url(server: PostgresServer) -> str:
     return url
 
 
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Which state database the test's errauto uses."""
+    name: str = request.param
+    return name
+
+
 @pytest.fixture
-def database_url(request: pytest.FixtureRequest) -> str | None:
+def database_url(request: pytest.FixtureRequest, backend: str) -> str | None:
     """The state database of the test's errauto, when it is not the SQLite file in ERRAUTO_HOME."""
-    if BACKEND != "postgresql":
+    if backend != "postgresql":
         return None
     marker = request.node.get_closest_marker("sqlite_only")
     if marker is not None:

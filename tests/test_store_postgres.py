@@ -1,8 +1,8 @@
 """The state database on a real PostgreSQL server (tests/helpers/postgres.py): choosing it, its
 schema, what it shares between machines, and what a check must not reach.
 
-These run whatever ERRAUTO_TEST_BACKEND says; the rest of the suite runs on
-PostgreSQL as well when it says `postgresql` (.ci/run does both).
+The whole suite runs on PostgreSQL as well (the `backend` fixture of
+conftest.py); these are about the server itself.
 """
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ from tests.conftest import fresh_database_url
 from tests.helpers.cli import run
 from tests.helpers.gitrepo import CALC, PYTHON, python_project
 from tests.helpers.postgres import PostgresServer
+
+pytestmark = pytest.mark.parametrize("backend", ["postgresql"])  # about the server: once, not per backend
 
 
 def empty_schema_url(server: PostgresServer, name: str) -> str:
@@ -54,6 +56,7 @@ def new(store: Store, n: int) -> int:
 
 def test_the_environment_names_the_server_and_overrides_the_users_configuration(
         postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ERRAUTO_DATABASE_URL", raising=False)
     assert configured() == paths.db_path()  # nothing said: the SQLite file
     from_file = fresh_database_url(postgres)
     paths.config_file().parent.mkdir(parents=True, exist_ok=True)
