@@ -41,6 +41,19 @@ def test_install_service_quotes_what_systemd_would_split(
     assert f'Environment="ERRAUTO_HOME={tmp_path}/my state 100%%"\n' in unit
 
 
+def test_install_service_names_the_database_server_but_never_writes_a_password(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    unit = Path(os.environ["XDG_CONFIG_HOME"]) / "systemd" / "user" / "errauto.service"
+    monkeypatch.setenv("ERRAUTO_DATABASE_URL", "postgresql://errauto:hunter2secret@db.internal/errauto")
+    assert main(["daemon", "install-service"]) == 2
+    err = capsys.readouterr().err
+    assert "holds a password" in err and "hunter2secret" not in err
+    assert not unit.exists()
+    monkeypatch.setenv("ERRAUTO_DATABASE_URL", "postgresql://errauto@db.internal/errauto")
+    assert main(["daemon", "install-service"]) == 0
+    assert "Environment=ERRAUTO_DATABASE_URL=postgresql://errauto@db.internal/errauto\n" in unit.read_text()
+
+
 @pytest.fixture(params=["path", "abstract"])
 def notify_socket(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[socket.socket, str]]:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

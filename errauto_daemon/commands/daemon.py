@@ -10,6 +10,7 @@ import sysconfig
 import time
 from argparse import Namespace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from errauto_daemon import output, paths
 from errauto_daemon.daemon import Daemon, daemon_status
@@ -151,6 +152,13 @@ def install_service(*, force: bool, as_json: bool = False) -> int:
     environment = _environment_line("PATH", service_path())
     if os.environ.get("ERRAUTO_HOME"):
         environment += _environment_line("ERRAUTO_HOME", os.environ["ERRAUTO_HOME"])
+    url = os.environ.get(paths.DATABASE_URL_ENV)
+    if url:
+        if urlsplit(url).password is not None:
+            raise FatalError(f"{paths.DATABASE_URL_ENV} holds a password, which errauto never writes into a file: "
+                             "name the server without it (here or in config.toml, docs/database.md) and keep "
+                             "the password in ~/.pgpass")
+        environment += _environment_line(paths.DATABASE_URL_ENV, url)
     unit.parent.mkdir(parents=True, exist_ok=True)
     unit.write_text(UNIT.format(python=sys.executable, environment=environment))
     if as_json:
