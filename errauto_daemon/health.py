@@ -99,7 +99,7 @@ def assess(store: StoreAPI, *, daemon_pid: int | None, now: float | None = None,
     daemon, daemon_criterion = _daemon_criterion(store, daemon_pid, queued, now, t)
     awaiting, oldest, review_criteria = _review_criteria(store, now, t)
     criteria = (daemon_criterion, *review_criteria, _failures_criterion(store, now, t),
-                _outbox_criterion(store, now, t), _config_criterion(store))
+                _outbox_criterion(store, now, t), _config_criterion(store), _workers_criterion(store, now, t))
     worst = max((LEVELS.index(c.level) for c in criteria), default=0)
     reasons = tuple(c.text for c in criteria if LEVELS.index(c.level) == worst and worst > 0)
     return Health(LEVELS[worst], awaiting, oldest, queued, daemon, reasons, criteria, t)
@@ -123,6 +123,23 @@ def _daemon_criterion(store: StoreAPI, daemon_pid: int | None, queued: int, now:
     return daemon, Criterion(
         "daemon", _grade(age, t.heartbeat_warning_seconds, t.heartbeat_critical_seconds), round(age, 1),
         t.heartbeat_warning_seconds, t.heartbeat_critical_seconds, f"daemon heartbeat {int(age)}s old")
+
+
+def _workers_criterion(store: StoreAPI, now: float, t: Thresholds) -> Criterion:
+    """Every daemon of the database that has not said it stopped (machines sharing a server each run
+    one): graded by the heartbeat of the one silent longest, so a machine that went away is seen."""
+    running = [w for w in store.workers() if w.stopped_at is None]
+    warning, critical = t.heartbeat_warning_seconds, t.heartbeat_critical_seconds
+    if not running:
+        return Criterion("workers", "ok", None, warning, critical, "no worker is running")
+    silent = max(running, key=lambda w: now - w.heartbeat_at)
+    age = max(0.0, now - silent.heartbeat_at)
+    alive = sum(heartbeat_fresh(w.heartbeat_at, now=now, within=warning) for w in running)
+    text = f"{alive} of {len(running)} workers alive"
+    level = _grade(age, warning, critical)
+    if level != "ok":
+        text += f"; {silent.host} (pid {silent.pid}, {silent.home}) silent for {int(age)}s"
+    return Criterion("workers", level, round(age, 1), warning, critical, text)
 
 
 def _review_criteria(store: StoreAPI, now: float,

@@ -139,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     dt.add_argument("--quiet", "-q", action="store_true", help="print nothing when it worked")
     ds = dsub.add_parser("status", help="pid, uptime, watched repositories, queue")
     ds.add_argument("--json", action="store_true", help="print the status as JSON")
+    df = dsub.add_parser("forget", help="remove a machine taken out of service from the workers `monitor` grades")
+    df.add_argument("host", help="the machine's name, as `daemon status` shows it")
+    df.add_argument("--home", help="only its daemon with this state directory")
+    df.add_argument("--json", action="store_true", help="print how many were removed as JSON")
     di = dsub.add_parser("install-service", help="write a systemd user unit")
     di.add_argument("--force", action="store_true", help="replace an existing unit")
     di.add_argument("--json", action="store_true", help="print the unit's path as JSON")
@@ -307,6 +311,7 @@ COMMANDS: dict[tuple[str, str | None], tuple[str, str]] = {
     ("daemon", "start"): ("daemon", "cli_start"),
     ("daemon", "stop"): ("daemon", "cli_stop"),
     ("daemon", "status"): ("daemon", "cli_status"),
+    ("daemon", "forget"): ("daemon", "cli_forget"),
     ("daemon", "install-service"): ("daemon", "cli_install_service"),
     ("watch", "add"): ("watch", "cli_add"),
     ("watch", "list"): ("watch", "cli_list"),

@@ -14,8 +14,10 @@ from urllib.parse import urlsplit
 
 from errauto_daemon import output, paths
 from errauto_daemon.daemon import Daemon, daemon_status
+from errauto_daemon.daemon.control import worker_lines
 from errauto_daemon.errors import FatalError
 from errauto_daemon.presence import running_pid
+from errauto_daemon.store import Store
 
 
 def run(*, workers: int | None, grace: float, rescan: float, verbose: bool, ready_fd: int | None) -> int:
@@ -103,6 +105,8 @@ def status(*, as_json: bool) -> int:
     for item in info["in_flight"]:
         rejecting = ", being rejected" if item["being_rejected"] else ""
         print(f"  #{item['id']} {output.shorten(item['title'], 50)} ({output.age(item['since'])}{rejecting})")
+    for line in worker_lines(info["workers"]):
+        print(output.printable(line))
     return 0 if info["running"] else 1
 
 
@@ -195,6 +199,24 @@ def cli_stop(args: Namespace) -> int:
 def cli_status(args: Namespace) -> int:
     """`errauto daemon status`."""
     return status(as_json=args.json)
+
+
+def forget(host: str, home: str | None, *, as_json: bool) -> int:
+    """Remove a machine's worker rows: it no longer counts as missing. Exit 1 when none matched."""
+    store = Store()
+    removed = store.forget_worker(host, home)
+    store.close()
+    if as_json:
+        print(output.dumps({"host": host, "home": home, "removed": removed}))
+    else:
+        print(f"errauto: forgot {removed} worker{'s' if removed != 1 else ''} of {host}"
+              + (f" ({home})" if home else ""))
+    return 0 if removed else 1
+
+
+def cli_forget(args: Namespace) -> int:
+    """`errauto daemon forget`."""
+    return forget(args.host, args.home, as_json=args.json)
 
 
 def cli_install_service(args: Namespace) -> int:

@@ -14,7 +14,7 @@ from errauto_daemon import health, output
 from errauto_daemon.presence import running_pid
 from errauto_daemon.store import Store
 
-TIME_CRITERIA = {"daemon", "oldest", "outbox"}
+TIME_CRITERIA = {"daemon", "oldest", "outbox", "workers"}
 
 
 def monitor(*, as_json: bool, deliver: float = 10.0) -> int:

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import sys
+import time
 from argparse import Namespace
 from pathlib import PurePath
 from typing import TYPE_CHECKING
 
 from errauto_daemon import metrics, output
+from errauto_daemon.daemon.control import worker_json, worker_lines
 from errauto_daemon.metrics import Alerts, Confidence, Queue, Status, Throughput, ValidationTimes
 from errauto_daemon.store import STATES, Store
 
@@ -20,12 +22,14 @@ def status(*, days: int = 30, as_json: bool) -> int:
     minutes = {root: c.status.minutes_per_manual_patch for root, c in configs.items()}
     data = metrics.collect(store, days, minutes=minutes)
     unsandboxed = _unsandboxed(store, configs)
+    now = time.time()
+    workers = [worker_json(w, now) for w in store.workers()]
     if as_json:
-        print(output.dumps({**data.to_json(), "unsandboxed": unsandboxed}))
+        print(output.dumps({**data.to_json(), "unsandboxed": unsandboxed, "workers": workers}))
         return 0
     warnings = [f"warning: checks run unsandboxed in {root} (sandbox = \"off\" in its configuration)"
                 for root in unsandboxed]
-    print("\n".join(output.printable(line) for line in [*warnings, *render(data)]))
+    print("\n".join(output.printable(line) for line in [*warnings, *render(data), *worker_lines(workers)]))
     return 0
 
 

@@ -15,10 +15,10 @@ import time
 from collections.abc import Iterable
 from typing import Any, NoReturn
 
-from errauto_daemon import checks, paths
+from errauto_daemon import checks, output, paths
 from errauto_daemon.domain import State
 from errauto_daemon.presence import heartbeat_fresh, running_pid
-from errauto_daemon.store import Store
+from errauto_daemon.store import Store, Worker
 
 
 def wake_loop(*, stopping: threading.Event, wakeup: threading.Event) -> None:
@@ -69,7 +69,31 @@ def daemon_status() -> dict[str, Any]:
         "repos": store.repos(),
         "queued": store.count((State.QUEUED,)),
         "in_flight": in_flight,
+        "workers": [worker_json(w, now) for w in store.workers()],
     }
+
+
+def worker_json(w: Worker, now: float) -> dict[str, Any]:
+    """A daemon of the database as `daemon status` and `status` show it."""
+    if w.stopped_at is not None:
+        state = "stopped"
+    else:
+        state = "alive" if heartbeat_fresh(w.heartbeat_at, now=now) else "missing"
+    return {"host": w.host, "home": w.home, "pid": w.pid, "version": w.version, "state": state,
+            "heartbeat_age": round(now - w.heartbeat_at, 1), "uptime": round(now - w.started_at, 1),
+            "slots": w.slots, "busy": w.busy}
+
+
+def worker_lines(workers: list[dict[str, Any]]) -> list[str]:
+    """The workers as lines of text, the missing first."""
+    order = {"missing": 0, "alive": 1, "stopped": 2}
+    lines = [f"workers: {sum(w['state'] == 'alive' for w in workers)} alive of {len(workers)}"]
+    for w in sorted(workers, key=lambda w: (order[w["state"]], w["host"], w["home"])):
+        doing = f"{w['busy']} of {w['slots']} slots busy" if w["state"] == "alive" else w["state"]
+        if w["state"] == "missing":
+            doing += f", no heartbeat for {output.age(w['heartbeat_age'])}"
+        lines.append(f"  {w['host']} pid {w['pid']} ({w['home']}): {doing}, errauto {w['version']}")
+    return lines
 
 
 EXIT_RESERVE = 0.5  # seconds of the grace kept for the last records and the log's flush

@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from watchdog.observers.api import ObservedWatch
 
-from errauto_daemon import __version__, merge
+from errauto_daemon import __version__, merge, paths
 from errauto_daemon.daemon.alerts import Alerts
 from errauto_daemon.daemon.control import exit_now, exit_reserve, join_until, wake_loop
 from errauto_daemon.daemon.logs import setup_logging
@@ -61,6 +61,7 @@ class Daemon:
         self.threads: list[threading.Thread] = []
         self.lock = DaemonLock()
         self.store: Store | None = None
+        self.me: tuple[str, str, int] = ("", "", 0)  # its worker row: host, state directory, pid
         self.stop_by: float | None = None  # when the grace period of a stop runs out
 
     # What an overflow rescan reads (watch.OverflowRescan takes a daemon too).
@@ -108,6 +109,8 @@ class Daemon:
         self.store = store = Store()
         self.state = StateGuard(store.path) if store.path is not None else None  # a file that can vanish
         store.daemon_started(os.getpid(), socket.gethostname(), __version__)
+        self.me = (socket.gethostname(), str(paths.state_dir()), os.getpid())
+        store.worker_started(*self.me[:2], os.getpid(), __version__, self.workers.count(store))
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
         signal.signal(signal.SIGHUP, lambda *_: self.wakeup.set())
@@ -178,6 +181,7 @@ class Daemon:
         logging.getLogger("errauto").removeHandler(self.alerts.error_handler)
         if self.store is not None:
             self.store.daemon_stopped(os.getpid())
+            self.store.worker_stopped(*self.me)
             self.store.close()
         self.lock.release()
         return [t.name for t in self.threads if t.is_alive()]
@@ -199,6 +203,9 @@ class Daemon:
             now = time.monotonic()
             if now - last_beat >= HEARTBEAT_EVERY:
                 store.heartbeat(os.getpid())
+                with self.workers.in_flight_lock:
+                    busy = len(self.workers.in_flight)
+                store.worker_heartbeat(*self.me, busy)
                 last_beat = now
             if watchdog is not None and now - last_watchdog >= watchdog:
                 self.systemd.notify("WATCHDOG=1")  # the loop that feeds workers is turning

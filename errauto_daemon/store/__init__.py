@@ -59,6 +59,7 @@ from errauto_daemon.store.records import (
     StateDay,
     Submission,
     WindowCount,
+    Worker,
 )
 from errauto_daemon.store.sources import Sources
 from errauto_daemon.store.submissions import CANCEL_REQUESTED, REJECTED_NOW, Submissions
@@ -70,7 +71,7 @@ __all__ = [
     "STATES", "Alert", "Backlog", "CheckRow", "ConfigProblem", "DayCount", "FilterChoices",
     "InboxFile", "KindDay", "QueueFilter", "QueuePage", "ReadOnlyStore", "Replacement", "StateDay", "Store",
     "StoreAPI",
-    "Submission", "WindowCount", "alert_for", "level_alerts", "patch_file", "store_patch_bytes",
+    "Submission", "WindowCount", "Worker", "alert_for", "level_alerts", "patch_file", "store_patch_bytes",
 ]
 
 

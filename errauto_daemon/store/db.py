@@ -24,7 +24,7 @@ from errauto_daemon import paths
 from errauto_daemon.errors import ConfigError, FatalError
 from errauto_daemon.locks import FileLock
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 Params = Sequence[Any]
 
@@ -231,6 +231,23 @@ CREATE TABLE flaky_tests (
     ts REAL NOT NULL
 );
 CREATE INDEX flaky_tests_ts ON flaky_tests (ts);
+""",
+    6: """
+-- Every daemon using this database, one row per machine and state directory (a
+-- restart replaces its row): `daemon status`, `status` and `monitor` see every
+-- worker of a database several machines share, and which one went missing.
+CREATE TABLE workers (
+    host TEXT NOT NULL,
+    home TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    version TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    heartbeat_at REAL NOT NULL,
+    stopped_at REAL,
+    slots INTEGER NOT NULL,
+    busy INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (host, home)
+);
 """,
 }
 

@@ -7,6 +7,7 @@ from typing import Any
 from errauto_daemon.alerts import level_alerts
 from errauto_daemon.store.db import Backend
 from errauto_daemon.store.outbox import insert_alert
+from errauto_daemon.store.records import Worker
 
 
 class Monitor:
@@ -30,6 +31,36 @@ class Monitor:
 
     def daemon_row(self) -> dict[str, Any] | None:
         return self._db.read.row("SELECT * FROM daemon WHERE id = 1")
+
+    # -- every daemon of the database (workers) --------------------------------------
+
+    def worker_started(self, host: str, home: str, pid: int, version: str, slots: int) -> None:
+        """A daemon began on `host` with state directory `home`: its row, replacing an earlier one's."""
+        now = time.time()
+        with self._db.transaction() as tx:
+            tx.replace("workers", {"host": host, "home": home, "pid": pid, "version": version, "started_at": now,
+                                   "heartbeat_at": now, "stopped_at": None, "slots": slots, "busy": 0})
+
+    def worker_heartbeat(self, host: str, home: str, pid: int, busy: int) -> None:
+        with self._db.transaction() as tx:
+            tx.execute("UPDATE workers SET heartbeat_at = ?, busy = ? WHERE host = ? AND home = ? AND pid = ?",
+                       (time.time(), busy, host, home, pid))
+
+    def worker_stopped(self, host: str, home: str, pid: int) -> None:
+        with self._db.transaction() as tx:
+            tx.execute("UPDATE workers SET stopped_at = ?, busy = 0 WHERE host = ? AND home = ? AND pid = ?",
+                       (time.time(), host, home, pid))
+
+    def workers(self) -> list[Worker]:
+        return [Worker(**r) for r in self._db.read.rows("SELECT * FROM workers ORDER BY host, home")]
+
+    def forget_worker(self, host: str, home: str | None = None) -> int:
+        """Remove a machine's rows (all of them, or that state directory's): a machine taken out of
+        service is no longer missing. Returns how many rows went."""
+        with self._db.transaction() as tx:
+            if home is None:
+                return tx.execute("DELETE FROM workers WHERE host = ?", (host,))
+            return tx.execute("DELETE FROM workers WHERE host = ? AND home = ?", (host, home))
 
     # -- the monitor's level ---------------------------------------------------------
 

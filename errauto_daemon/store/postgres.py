@@ -58,6 +58,7 @@ _KEYS: dict[str, tuple[str, ...]] = {
     "monitor": ("id",),
     "repos": ("path",),
     "patches": ("sha256",),
+    "workers": ("host", "home"),
 }
 
 # What a server keeps that SQLite's store keeps in files.

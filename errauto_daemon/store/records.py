@@ -116,6 +116,25 @@ class ConfigProblem:
 
 
 @dataclass(frozen=True)
+class Worker:
+    """A daemon using this database: which machine and state directory, and how it is doing."""
+
+    host: str
+    home: str  # its state directory on that machine
+    pid: int
+    version: str
+    started_at: float
+    heartbeat_at: float
+    stopped_at: float | None  # None: it has not said it stopped
+    slots: int  # validations it runs at once
+    busy: int  # validations it was running at its last heartbeat
+
+    @property
+    def name(self) -> str:
+        return f"{self.host}:{self.home}"
+
+
+@dataclass(frozen=True)
 class InboxFile:
     """A file taken from an inbox folder; `path` is where it lies now (absolute)."""
 
