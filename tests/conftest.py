@@ -87,6 +87,18 @@ def fresh_database_url(server: PostgresServer) -> str:
     return url
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test marked `database_free` runs on the first backend only: a second run would be the same."""
+    first = BACKENDS[0]
+    dropped = [item for item in items if item.get_closest_marker("database_free")
+               and getattr(item, "callspec", None) is not None
+               and item.callspec.params.get("backend", first) != first]  # type: ignore[attr-defined]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        gone = set(dropped)
+        items[:] = [item for item in items if item not in gone]
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     """Which state database the test's errauto uses."""

@@ -5,6 +5,8 @@ import pytest
 
 from errauto_daemon import alerts
 
+pytestmark = pytest.mark.database_free  # opens no state database: run once, not per backend
+
 
 def test_every_kind_has_a_level_and_an_unknown_kind_is_refused() -> None:
     assert set(alerts.ALERT_KINDS) == set(alerts.ALERT_LEVELS)

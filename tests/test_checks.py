@@ -12,6 +12,8 @@ from errauto_daemon.checks import check_env, run_check
 from errauto_daemon.config import CheckConfig
 from tests.helpers.gitrepo import PYTHON
 
+pytestmark = pytest.mark.database_free  # opens no state database: run once, not per backend
+
 
 def check(*argv: str, timeout: float = 30, **kw: object) -> CheckConfig:
     return CheckConfig(name=kw.pop("name", "tests"), command=argv, weight=1.0, timeout=timeout, **kw)  # type: ignore[arg-type]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -210,11 +211,14 @@ def test_secret_env_values_are_redacted_once_the_config_is_read(
         repo: GitRepo, monkeypatch: pytest.MonkeyPatch) -> None:
     from errauto_daemon.redact import redact
 
-    monkeypatch.setenv("DEPLOY_KEY", "s3cr3t-deploy-value")
+    # A name of its own: a name is a secret for the rest of the process once a config declared it,
+    # and this test may run after another (or after itself, on the other backend) in one process.
+    name = f"DEPLOY_KEY_{uuid.uuid4().hex[:8].upper()}"
+    monkeypatch.setenv(name, "s3cr3t-deploy-value")
     assert "s3cr3t-deploy-value" in redact("key=s3cr3t-deploy-value")  # not known as a secret yet
-    repo.commit("config", {".errauto.toml": "secret_env = ['DEPLOY_KEY']\n"})
+    repo.commit("config", {".errauto.toml": f"secret_env = ['{name}']\n"})
     cfg = load(repo)
-    assert "DEPLOY_KEY" in cfg.secrets()
+    assert name in cfg.secrets()
     assert redact("key=s3cr3t-deploy-value") == "key=***"
 
 

@@ -19,6 +19,8 @@ from errauto_daemon.evidence.changed_lines import (
 from errauto_daemon.evidence.tamper import is_test_file
 from tests.helpers.gitrepo import GitRepo
 
+pytestmark = pytest.mark.database_free  # opens no state database: run once, not per backend
+
 APP = textwrap.dedent("""\
     import sys
 

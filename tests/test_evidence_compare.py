@@ -7,9 +7,13 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from errauto_daemon.domain import TestOutcome
 from errauto_daemon.evidence.compare import compare
 from errauto_daemon.evidence.junit import TestReport, read_report
+
+pytestmark = pytest.mark.database_free  # opens no state database: run once, not per backend
 
 APP = textwrap.dedent("""
     def clamp(x, lo, hi):

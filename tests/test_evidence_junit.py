@@ -11,6 +11,8 @@ import pytest
 from errauto_daemon.domain import TestOutcome
 from errauto_daemon.evidence.junit import MAX_REPORT_BYTES, ReportError, parse_report, read_report
 
+pytestmark = pytest.mark.database_free  # opens no state database: run once, not per backend
+
 SUITE = {
     "tests/test_app.py": """
         import unittest

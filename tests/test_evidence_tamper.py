@@ -7,6 +7,8 @@ import pytest
 
 from errauto_daemon.evidence.tamper import FileChange, findings, is_test_file, runners_of
 
+pytestmark = pytest.mark.database_free  # opens no state database: run once, not per backend
+
 BASE = textwrap.dedent("""\
     import unittest
 

@@ -30,6 +30,8 @@ from errauto_daemon.patchapply import Overlay, apply_patch
 from errauto_daemon.patchfile import Limits, parse
 from tests.helpers.gitrepo import GitRepo
 
+pytestmark = pytest.mark.database_free  # opens no state database: run once, not per backend
+
 EXAMPLES = int(os.environ.get("ERRAUTO_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=EXAMPLES <= 150,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,

@@ -8,6 +8,8 @@ import pytest
 from errauto_daemon import git, github
 from tests.helpers.gitrepo import GitRepo
 
+pytestmark = pytest.mark.database_free  # opens no state database: run once, not per backend
+
 
 @pytest.fixture
 def local_and_remote(tmp_path: Path) -> tuple[GitRepo, GitRepo, str]:

@@ -7,6 +7,8 @@ import pytest
 
 from errauto_daemon import github, http, notify
 
+pytestmark = pytest.mark.database_free  # opens no state database: run once, not per backend
+
 NOW = 1_000_000.0
 
 

@@ -8,7 +8,11 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 from tests.helpers.gitrepo import ROOT
+
+pytestmark = pytest.mark.database_free  # opens no state database: run once, not per backend
 
 PACKAGE = "errauto_daemon"
 

@@ -11,6 +11,8 @@ from errauto_daemon.errors import PatchRejected
 from errauto_daemon.patchfile import SUFFIXES, ancestors, delta_header, parse
 from tests.helpers.gitrepo import ROOT, GitRepo
 
+pytestmark = pytest.mark.database_free  # opens no state database: run once, not per backend
+
 
 def test_delta_header_of_a_real_git_delta(repo: GitRepo) -> None:
     noise = random.Random(3).randbytes(40_000)

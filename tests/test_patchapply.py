@@ -43,6 +43,8 @@ from errauto_daemon.patchfile import (
 )
 from tests.helpers.gitrepo import GitRepo
 
+pytestmark = pytest.mark.database_free  # opens no state database: run once, not per backend
+
 Files = dict[str, tuple[int, bytes]]  # path -> (mode, content); a gitlink's content is its hex id
 
 

@@ -35,6 +35,8 @@ from errauto_daemon.patchfile import (
 )
 from tests.helpers.gitrepo import GitRepo
 
+pytestmark = pytest.mark.database_free  # opens no state database: run once, not per backend
+
 LINES = "".join(f"line {i}\n" for i in range(1, 31))
 
 

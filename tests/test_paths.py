@@ -4,7 +4,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from errauto_daemon import paths
+
+pytestmark = pytest.mark.database_free  # opens no state database: run once, not per backend
 
 
 def test_a_home_block_moves_every_directory_and_leaves_the_environment_alone(tmp_path: Path) -> None:

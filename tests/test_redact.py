@@ -11,6 +11,8 @@ import pytest
 from errauto_daemon import notify, redact
 from errauto_daemon.redact import RedactFilter, Secrets, redact_loggers
 
+pytestmark = pytest.mark.database_free  # opens no state database: run once, not per backend
+
 TOKEN = "ghp_s3cr3tT0k3nValue"
 
 

@@ -7,6 +7,8 @@ from errauto_daemon.domain import Route
 from errauto_daemon.route import Decision, decide
 from errauto_daemon.score import Confidence
 
+pytestmark = pytest.mark.database_free  # opens no state database: run once, not per backend
+
 GATE = "tests must pass to auto-merge (failed)"
 
 

@@ -9,6 +9,8 @@ from errauto_daemon.domain import CheckStatus
 from errauto_daemon.evidence.record import CheckEvidence, Evidence, Failure, Flake, LinesEvidence
 from errauto_daemon.score import Confidence, check_score, compute
 
+pytestmark = pytest.mark.database_free  # opens no state database: run once, not per backend
+
 TESTS = CheckConfig("tests", ("pytest",), weight=3.0, gate=True)
 LINT = CheckConfig("lint", ("ruff",), weight=1.0)
 COVERAGE = CheckConfig("coverage", ("cov",), weight=1.0, kind="coverage", tolerance=5.0)

@@ -13,6 +13,8 @@ import pytest
 
 from tests.helpers.gitrepo import ROOT
 
+pytestmark = pytest.mark.database_free  # opens no state database: run once, not per backend
+
 LEAKS = '''
 import threading
 import time
@@ -38,7 +40,8 @@ def pytest_on(tmp_path: Path, source: str) -> subprocess.CompletedProcess[str]:
     folder = tmp_path / "case"
     folder.mkdir()
     (folder / "test_case.py").write_text(source)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "ERRAUTO_TEST_BACKENDS": "sqlite"}  # each case once: it is about the thread check, not the database
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.conftest",
                            "--rootdir", str(folder), "-c", os.devnull, str(folder)],
                           cwd=folder, env=env, capture_output=True, text=True, timeout=300)

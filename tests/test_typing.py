@@ -5,7 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from tests.helpers.gitrepo import ROOT
+
+pytestmark = pytest.mark.database_free  # opens no state database: run once, not per backend
 
 
 def mypy(*args: str) -> subprocess.CompletedProcess[str]:

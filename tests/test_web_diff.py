@@ -5,12 +5,15 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from markupsafe import Markup
 from pygments.lexer import Lexer
 from pygments.lexers import PythonLexer
 from pygments.token import Token
 
 from errauto_daemon.web import diff, diffview, highlight
+
+pytestmark = pytest.mark.database_free  # opens no state database: run once, not per backend
 
 MAIL = """\
 From 1234 Mon Sep 17 00:00:00 2001

@@ -10,6 +10,8 @@ from errauto_daemon.score import compute
 from errauto_daemon.web import scorechart
 from errauto_daemon.web.scorechart import PAD, WIDTH, x_of
 
+pytestmark = pytest.mark.database_free  # opens no state database: run once, not per backend
+
 SCALE = WIDTH - 2 * PAD
 
 
