@@ -101,12 +101,12 @@ def status(*, as_json: bool) -> int:
     print(f"watching {len(info['repos'])} repositories" + (":" if info["repos"] else ""))
     for repo in info["repos"]:
         print(f"  {repo}")
+    for line in worker_lines(info["workers"]):
+        print(output.printable(line))
     print(f"queue: {info['queued']} waiting, {len(info['in_flight'])} being validated")
     for item in info["in_flight"]:
         rejecting = ", being rejected" if item["being_rejected"] else ""
         print(f"  #{item['id']} {output.shorten(item['title'], 50)} ({output.age(item['since'])}{rejecting})")
-    for line in worker_lines(info["workers"]):
-        print(output.printable(line))
     return 0 if info["running"] else 1
 
 

@@ -85,7 +85,9 @@ def worker_json(w: Worker, now: float) -> dict[str, Any]:
 
 
 def worker_lines(workers: list[dict[str, Any]]) -> list[str]:
-    """The workers as lines of text, the missing first."""
+    """The workers as lines of text, the missing first; nothing when no daemon ever used the database."""
+    if not workers:
+        return []
     order = {"missing": 0, "alive": 1, "stopped": 2}
     lines = [f"workers: {sum(w['state'] == 'alive' for w in workers)} alive of {len(workers)}"]
     for w in sorted(workers, key=lambda w: (order[w["state"]], w["host"], w["home"])):
