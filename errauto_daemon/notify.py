@@ -262,7 +262,7 @@ class Sender:
     # -- alerts.jsonl -------------------------------------------------------------
 
     def _jsonl(self, now: float) -> None:
-        alerts = self.store.due_deliveries(JSONL, now, 500)
+        alerts = self.store.claim_deliveries(JSONL, now, 500)
         if not alerts:
             return
         ids = [a.id for a in alerts]
@@ -304,7 +304,7 @@ class Sender:
 
     def _slack(self, sink: str, now: float) -> None:
         state = self._state(sink)
-        alerts = self.store.due_deliveries(sink, now, self.policy.batch)
+        alerts = self.store.claim_deliveries(sink, now, self.policy.batch)
         if not alerts:
             return
         ids = [a.id for a in alerts]

@@ -258,6 +258,41 @@ def test_only_one_process_delivers_at_a_time(slack: FakeSlack, monkeypatch: pyte
     assert slack.count() == 1
 
 
+def test_two_senders_on_one_database_deliver_each_alert_once(slack: FakeSlack) -> None:
+    """Two daemons sharing a server database each run a sender (each holds its own machine's outbox
+    lock): a delivery one of them took is not taken by the other."""
+    store = Store()
+    titles = [f"fix number {i:02d} done" for i in range(12)]
+    for title in titles:
+        decided(store, title)
+    senders = [sender(Store(store.where), slack.url) for _ in range(2)]
+    done: list[bool] = []
+    threads = [threading.Thread(target=lambda s=s: done.append(s.drain(30))) for s in senders]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for s in senders:
+        s.close()
+    # Each drained what it could; one may have stopped waiting on what the other still held.
+    assert True in done
+    blocks = " ".join(b.get("text", {}).get("text", "") for m in slack.received for b in m.body["blocks"])
+    assert [blocks.count(title) for title in titles] == [1] * len(titles)  # a block per alert, once
+    ids = [r["id"] for r in notify.read_jsonl(notify.alerts_path())]
+    assert sorted(ids) == sorted(a.id for a in store.alerts()) and len(ids) == len(set(ids)) == 12
+    assert set(states(store, "jsonl")) == set(states(store, "slack:SLACK_WEBHOOK_URL")) == {"sent"}
+
+
+def test_a_delivery_taken_by_a_sender_that_died_is_due_again_after_its_lease() -> None:
+    store = Store()
+    decided(store)
+    store.route_alerts({a.id: ["jsonl"] for a in store.unrouted_alerts()})
+    now = time.time()
+    (taken,) = store.claim_deliveries("jsonl", now, 10, lease=30)
+    assert store.claim_deliveries("jsonl", now + 29, 10) == []  # still the first taker's
+    assert [a.id for a in store.claim_deliveries("jsonl", now + 31, 10)] == [taken.id]
+
+
 # -- alerts.jsonl ------------------------------------------------------------------------
 
 

@@ -17,6 +17,9 @@ from errauto_daemon import alerts
 from errauto_daemon.store.db import Backend, Transaction
 from errauto_daemon.store.records import Alert
 
+# How long a sender may hold the deliveries it took: a message's post (connect 5 s, read 10 s) with room.
+CLAIM_LEASE = 30.0
+
 
 def insert_alert(tx: Transaction, kind: str, now: float, submission: Mapping[str, Any] | None,
                  detail: str | None = None, extra: Mapping[str, Any] | None = None) -> int:
@@ -64,11 +67,19 @@ class Outbox:
                 tx.execute("UPDATE outbox SET routed_at = ?, sinks = ? WHERE id = ? AND routed_at IS NULL",
                            (now, ",".join(sinks), alert_id))
 
-    def due_deliveries(self, sink: str, now: float, limit: int) -> list[Alert]:
-        return [Alert.from_row(r) for r in self._db.read.rows(
-            "SELECT o.* FROM deliveries d JOIN outbox o ON o.id = d.alert_id "
-            "WHERE d.sink = ? AND d.state = 'pending' AND d.next_at <= ? ORDER BY d.alert_id LIMIT ?",
-            (sink, now, limit))]
+    def claim_deliveries(self, sink: str, now: float, limit: int, lease: float = CLAIM_LEASE) -> list[Alert]:
+        """Take the deliveries to `sink` that are due, for `lease` seconds: no other sender (another
+        daemon on a database machines share, `monitor --deliver` beside a daemon) takes them
+        meanwhile. The taker marks them sent, failed or deferred (`delivered`, `delivery_deferred`);
+        a taker that died leaves them due again once the lease is over."""
+        with self._db.transaction() as tx:
+            rows = tx.rows(
+                "SELECT o.* FROM deliveries d JOIN outbox o ON o.id = d.alert_id "
+                "WHERE d.sink = ? AND d.state = 'pending' AND d.next_at <= ? ORDER BY d.alert_id LIMIT ?",
+                (sink, now, limit))
+            tx.execute_many("UPDATE deliveries SET next_at = ? WHERE alert_id = ? AND sink = ?",
+                            [(now + lease, r["id"], sink) for r in rows])
+        return [Alert.from_row(r) for r in rows]
 
     def pending_sinks(self) -> dict[str, float]:
         """Each sink with pending deliveries, and when the first of them is due."""
