@@ -6,6 +6,7 @@ conftest.py); these are about the server itself.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -24,8 +25,9 @@ from errauto_daemon.store.where import configured, shown, socket_dirs
 from errauto_daemon.workspace import Pool
 from tests.conftest import fresh_database_url
 from tests.helpers.cli import run
-from tests.helpers.gitrepo import CALC, PYTHON, python_project
+from tests.helpers.gitrepo import CALC, PYTHON, config_toml, git, python_project
 from tests.helpers.postgres import PostgresServer
+from tests.test_recovery import FIXED, UNSANDBOXED, counting_check
 
 pytestmark = pytest.mark.parametrize("backend", ["postgresql"])  # about the server: once, not per backend
 
@@ -221,3 +223,30 @@ def test_a_validation_on_the_server_runs_end_to_end(url: str, tmp_path: Path,
     assert "a + b" in project.read("calc.py")
     with psycopg.connect(url) as conn:  # the decision is in the server's tables
         assert conn.execute("SELECT state FROM submissions").fetchall() == [("merged",)]
+
+
+def test_a_patch_validated_on_one_machine_is_not_validated_again_on_another(url: str, tmp_path: Path) -> None:
+    """Two machines (two state directories, two clones of one repository) on one server: the second
+    finds the first's validation of the same patch on the same base tree and runs no check."""
+    counter = tmp_path / "runs"
+    first = python_project(tmp_path / "a" / "proj", config=config_toml(top=UNSANDBOXED,
+                                                                         extra=counting_check(counter)))
+    second = tmp_path / "b" / "proj"
+    git(tmp_path, "clone", "-q", str(first.path), str(second))
+    patch = tmp_path / "p.patch"
+    patch.write_bytes(first.make_patch({"calc.py": FIXED + "#" * 90 + "\n"}))  # lint fails: held
+
+    def apply_on(machine: str, repo: Path) -> dict[str, object]:
+        env = {**os.environ, "ERRAUTO_HOME": str(tmp_path / machine / "state")}
+        done = subprocess.run([PYTHON, "-m", "errauto_daemon", "apply", str(patch), "--repo", str(repo), "--json"],
+                              capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 1, done.stderr
+        result: dict[str, object] = json.loads(done.stdout)
+        return result
+
+    a = apply_on("a", first.path)
+    assert counter.read_text() == "1"
+    b = apply_on("b", second)
+    assert counter.read_text() == "1"  # no check ran on the second machine
+    assert b["id"] != a["id"] and b["confidence"] == a["confidence"]
+    assert any("reused" in n for n in b["explanation"]["notes"])  # type: ignore[index]
