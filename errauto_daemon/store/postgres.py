@@ -158,10 +158,10 @@ class PgTransaction(PgReader, Transaction):
         return sum(self._run(sql, tuple(r[c] for c in columns)).rowcount for r in rows)
 
     def script(self, script: str) -> None:
+        """Every statement of `script` in one round trip (a query without parameters may hold many)."""
         code = "\n".join(line for line in script.splitlines() if not line.strip().startswith("--"))
-        for statement in code.split(";"):
-            if statement.strip():
-                self._pg.execute(statement)
+        if code.strip():
+            self._pg.execute(code.encode())
 
 
 class PostgresDatabase:
