@@ -250,3 +250,15 @@ def test_a_patch_validated_on_one_machine_is_not_validated_again_on_another(url:
     assert counter.read_text() == "1"  # no check ran on the second machine
     assert b["id"] != a["id"] and b["confidence"] == a["confidence"]
     assert any("reused" in n for n in b["explanation"]["notes"])  # type: ignore[index]
+
+
+def test_two_states_in_one_database_do_not_share_holds(postgres: PostgresServer) -> None:
+    """Advisory locks belong to the database, not the schema: each state's locks are its own."""
+    one, other = Store(fresh_database_url(postgres)), Store(fresh_database_url(postgres))
+    assert new(one, 1) == new(other, 1) == 1  # the same submission id in each
+    with one.hold(1) as taken:
+        assert taken
+        with other.hold(1) as also:
+            assert also  # another errauto's submission #1, not this one's
+        with Store(one.where).hold(1) as again:
+            assert not again  # this errauto's own, held

@@ -29,6 +29,7 @@ import os
 import re
 import threading
 import time
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
@@ -41,9 +42,8 @@ from errauto_daemon.errors import ConfigError, FatalError
 from errauto_daemon.store.db import _MIGRATIONS, _SCHEMA, SCHEMA_VERSION, Params, Reader, Transaction, placeholders
 from errauto_daemon.store.where import shown
 
-# Advisory lock keys (two 32-bit ints: a namespace, then an id).
-_NAMESPACE_WRITE = 0x45524101  # the one write lock
-_NAMESPACE_HOLD = 0x45524102  # a submission's hold: (namespace, submission id)
+# Advisory locks are the database's, whatever the schema: their first key names this errauto's
+# schema (two states in one database must not share locks), the second the submission (0: writes).
 CONNECT_TIMEOUT = 10  # seconds to reach the server before it is a configuration error
 RECONNECT_FOR = 60.0  # seconds a statement waits for a server that went away (a restart) to answer again
 
@@ -246,8 +246,18 @@ class PostgresDatabase:
         """A write transaction, serialised with every other writer's (see the module)."""
         conn = self._usable()
         with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (_NAMESPACE_WRITE,))
+            conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (self._keys(conn)[0],))
             yield PgTransaction(conn)
+
+    def _keys(self, conn: psycopg.Connection[Any]) -> tuple[int, int]:
+        """The first keys of this errauto's advisory locks (writes, holds), from its database and schema."""
+        keys: tuple[int, int] | None = getattr(self, "_lock_keys", None)
+        if keys is None:
+            found = conn.execute("SELECT current_database(), current_schema()").fetchone()
+            where = f"{found[0]}.{found[1]}" if found else ""
+            keys = (_int32(f"errauto writes {where}"), _int32(f"errauto holds {where}"))
+            self._lock_keys = keys
+        return keys
 
     def _usable(self) -> psycopg.Connection[Any]:
         """This thread's connection, checked: a server restarted since the last statement is
@@ -266,7 +276,7 @@ class PostgresDatabase:
         conn = self._connect()
         try:
             taken = conn.execute("SELECT pg_try_advisory_lock(%s, %s)",
-                                 (_NAMESPACE_HOLD, int(sub_id) & 0x7FFFFFFF)).fetchone()
+                                 (self._keys(conn)[1], int(sub_id) & 0x7FFFFFFF)).fetchone()
             yield bool(taken and taken[0])
         finally:
             conn.close()  # ends the session, and with it the lock
@@ -368,6 +378,12 @@ def _local_zone() -> str | None:
         return None
     marker = "/zoneinfo/"
     return target.split(marker, 1)[1] if marker in target else None
+
+
+def _int32(text: str) -> int:
+    """A signed 32-bit key for `text` (what pg_advisory_lock's two-key form takes)."""
+    value = zlib.crc32(text.encode())
+    return value - (1 << 32) if value >= 1 << 31 else value
 
 
 def _first_line(exc: BaseException) -> str:
