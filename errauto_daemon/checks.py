@@ -244,15 +244,20 @@ def _start(argv: list[str], cwd: Path, env: Mapping[str, str], log: BinaryIO,
         except OSError:
             os.close(pidfd)
             raise
+        running = _Running(proc, sandbox, init_pid, pidfd)
+        with _running_lock:  # killable (kill_running) before the patch's code runs, not after
+            _running[proc.pid] = running.kill
         os.write(block_w, b"1")
     except BaseException:
+        with _running_lock:
+            _running.pop(proc.pid, None)
         _signal_group(proc.pid, signal.SIGKILL)
         proc.wait()
         raise
     finally:
         os.close(info_r)
         os.close(block_w)
-    return _Running(proc, sandbox, init_pid, pidfd)
+    return running
 
 
 def _read_init_pid(fd: int) -> int | None:
