@@ -210,6 +210,7 @@ def test_bare_repository_moves_the_ref(tmp_path: Path, capsys: pytest.CaptureFix
 
 
 def _with_remote(tmp_path: Path) -> tuple[GitRepo, Path, Path]:
+    """A bare remote, errauto's clone of it (`push = "origin"`) and another clone: (repo, local, other)."""
     seed = python_project(tmp_path / "seed", config=config_toml(top='push = "origin"\n'))
     remote = tmp_path / "remote.git"
     git(tmp_path, "clone", "-q", "--bare", str(seed.path), str(remote))
@@ -217,13 +218,22 @@ def _with_remote(tmp_path: Path) -> tuple[GitRepo, Path, Path]:
     git(tmp_path, "clone", "-q", str(remote), str(local))
     other = tmp_path / "other"
     git(tmp_path, "clone", "-q", str(remote), str(other))
-    return GitRepo.__new__(GitRepo), local, other
+    repo = GitRepo.__new__(GitRepo)  # the clone as it is: no commit of its own
+    repo.path = local
+    return repo, local, other
+
+
+def _commit_elsewhere(other: Path, text: str, *, to: str = "main") -> str:
+    """Another clone commits `text` to CHANGES and pushes it to the remote's `to`; its commit id."""
+    (other / "CHANGES").write_text(text)
+    git(other, "add", "CHANGES")
+    git(other, "commit", "-q", "-m", text.strip())
+    git(other, "push", "-q", "origin", f"main:{to}")
+    return git(other, "rev-parse", "HEAD").strip()
 
 
 def test_push_sends_the_merge_to_the_remote(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    _, local, _ = _with_remote(tmp_path)
-    repo = GitRepo.__new__(GitRepo)
-    repo.path = local
+    repo, local, _ = _with_remote(tmp_path)
     patch = write_patch(tmp_path, repo, FIX)
 
     code, result = apply(capsys, patch, repo)
@@ -236,15 +246,9 @@ def test_push_sends_the_merge_to_the_remote(tmp_path: Path, capsys: pytest.Captu
 
 def test_rejected_push_fetches_and_validates_again_on_the_remote_tip(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    _, local, other = _with_remote(tmp_path)
-    repo = GitRepo.__new__(GitRepo)
-    repo.path = local
+    repo, local, other = _with_remote(tmp_path)
     patch = write_patch(tmp_path, repo, FIX)
-    (other / "CHANGES").write_text("someone else's change\n")
-    git(other, "add", "CHANGES")
-    git(other, "commit", "-q", "-m", "remote change")
-    git(other, "push", "-q", "origin", "main")
-    remote_tip = git(other, "rev-parse", "main").strip()
+    remote_tip = _commit_elsewhere(other, "someone else's change\n")
 
     code, result = apply(capsys, patch, repo)
 
@@ -261,15 +265,9 @@ def test_a_push_that_loses_a_race_on_the_remote_validates_again(
     """Two errauto daemons push to one remote: the other's push lands after ours was accepted for
     checking but before the remote moved its ref ("[remote rejected] ... failed to update ref").
     The remote moved: validate again on its tip, as for a plain rejected push, not a held merge."""
-    _, local, other = _with_remote(tmp_path)
-    repo = GitRepo.__new__(GitRepo)
-    repo.path = local
+    repo, local, other = _with_remote(tmp_path)
     patch = write_patch(tmp_path, repo, FIX)
-    (other / "CHANGES").write_text("the other daemon's merge\n")
-    git(other, "add", "CHANGES")
-    git(other, "commit", "-q", "-m", "merged elsewhere")
-    git(other, "push", "-q", "origin", "main:refs/heads/landing")
-    landed = git(other, "rev-parse", "HEAD").strip()
+    landed = _commit_elsewhere(other, "the other daemon's merge\n", to="refs/heads/landing")
     remote = tmp_path / "remote.git"
     hook = remote / "hooks" / "update"
     hook.write_text('#!/bin/sh\n'
@@ -291,9 +289,7 @@ def test_a_push_that_loses_a_race_on_the_remote_validates_again(
 
 def test_a_push_the_remote_refuses_holds_the_merge_with_its_reason(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    _, local, _ = _with_remote(tmp_path)
-    repo = GitRepo.__new__(GitRepo)
-    repo.path = local
+    repo, local, _ = _with_remote(tmp_path)
     patch = write_patch(tmp_path, repo, FIX)
     remote = tmp_path / "remote.git"
     before = git(remote, "rev-parse", "main").strip()
@@ -310,9 +306,7 @@ def test_a_push_the_remote_refuses_holds_the_merge_with_its_reason(
 
 
 def test_diverged_remote_holds_the_merge(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    _, local, other = _with_remote(tmp_path)
-    repo = GitRepo.__new__(GitRepo)
-    repo.path = local
+    repo, local, other = _with_remote(tmp_path)
     patch = write_patch(tmp_path, repo, FIX)
     for where, name in ((other, "THEIRS"), (local, "OURS")):
         (where / name).write_text("x\n")
