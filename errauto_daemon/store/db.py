@@ -338,7 +338,20 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-class Database:
+class PerThread:
+    """A database reached through one connection per thread (`_local.conn`), whichever its kind."""
+
+    _local: threading.local
+
+    def close(self) -> None:
+        """Close this thread's connection; the next statement opens another."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+class Database(PerThread):
     """The state database: one connection per thread, WAL, a 30 s busy timeout."""
 
     shared = False
@@ -416,12 +429,6 @@ class Database:
 
     def __str__(self) -> str:
         return str(self.path)
-
-    def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:

@@ -39,7 +39,16 @@ import psycopg
 from psycopg.adapt import Loader
 
 from errauto_daemon.errors import ConfigError, FatalError
-from errauto_daemon.store.db import _MIGRATIONS, _SCHEMA, SCHEMA_VERSION, Params, Reader, Transaction, placeholders
+from errauto_daemon.store.db import (
+    _MIGRATIONS,
+    _SCHEMA,
+    SCHEMA_VERSION,
+    Params,
+    PerThread,
+    Reader,
+    Transaction,
+    placeholders,
+)
 from errauto_daemon.store.where import shown
 
 # Advisory locks are the database's, whatever the schema: their first key names this errauto's
@@ -164,7 +173,7 @@ class PgTransaction(PgReader, Transaction):
             self._pg.execute(code.encode())
 
 
-class PostgresDatabase:
+class PostgresDatabase(PerThread):
     """The state database on a PostgreSQL server: one connection per thread, opened on first use."""
 
     read_only = False
@@ -234,12 +243,6 @@ class PostgresDatabase:
     @staticmethod
     def like() -> str:
         return "ILIKE"  # SQLite's LIKE ignores ASCII case; PostgreSQL's does not
-
-    def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
