@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -61,12 +60,9 @@ def fill(events: int) -> tuple[int, str]:
 
 
 def serve(state: Path) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen([sys.executable, "-m", "errauto_daemon", "web", "--port", "0"], stdout=subprocess.PIPE,
-                            text=True, env={**os.environ, "ERRAUTO_HOME": str(state)})
-    assert proc.stdout is not None
-    found = re.search(r"http://127\.0\.0\.1:\d+/\?token=[\w-]+", proc.stdout.readline())
-    assert found, "errauto web did not start"
-    return proc, found[0]
+    from tests.helpers import web as web_server
+
+    return web_server.start({**os.environ, "ERRAUTO_HOME": str(state)})
 
 
 def median_ms(values: list[float]) -> str:

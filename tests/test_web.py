@@ -23,6 +23,7 @@ from flask.testing import FlaskClient
 from errauto_daemon.store import Store
 from errauto_daemon.web.app import WebConfig, create_app
 from errauto_daemon.web.security import COOKIE, csrf_for, host_name
+from tests.helpers import web as web_server
 from tests.helpers.gitrepo import CALC, PYTHON, GitRepo, config_toml, python_project
 
 TOKEN = "test-token-0123456789"
@@ -310,18 +311,11 @@ def test_a_patch_made_of_script_tags_is_shown_as_text(project: GitRepo, tmp_path
 
 @pytest.fixture
 def server(empty_store: Store) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    proc = subprocess.Popen([PYTHON, "-m", "errauto_daemon", "web", "--port", "0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=os.environ.copy())
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    found = re.search(r"(http://127\.0\.0\.1:\d+/)\?token=([\w-]+)", line)
-    assert found, (line, proc.stderr.read() if proc.poll() is not None and proc.stderr else "")
+    proc, url = web_server.start()
     try:
-        yield proc, found[0]
+        yield proc, url
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.communicate(timeout=30)
+        web_server.stop(proc)
 
 
 @pytest.mark.slow

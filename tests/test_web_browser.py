@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +23,8 @@ from playwright.sync_api import expect as playwright_expect
 from playwright.sync_api._generated import LocatorAssertions
 
 from errauto_daemon.store import Store
-from tests.helpers.gitrepo import CALC, PYTHON, GitRepo, python_project
+from tests.helpers import web as web_server
+from tests.helpers.gitrepo import CALC, GitRepo, python_project
 from tests.test_web import LINT_FAILS, TESTS_FAIL, XSS, apply, cli, xss_patch
 
 pytestmark = pytest.mark.slow
@@ -61,21 +61,11 @@ def project(tmp_path: Path) -> GitRepo:
 def web() -> Iterator[str]:
     """A real `errauto web` on 127.0.0.1; yields the URL it printed, token included."""
     Store().close()
-    proc = subprocess.Popen([PYTHON, "-m", "errauto_daemon", "web", "--port", "0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=os.environ.copy())
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    found = re.search(r"http://127\.0\.0\.1:\d+/\?token=[\w-]+", line)
-    assert found, (line, proc.stderr.read() if proc.poll() is not None and proc.stderr else "")
+    proc, url = web_server.start()
     try:
-        yield found[0]
+        yield url
     finally:
-        proc.terminate()
-        try:
-            proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
+        web_server.stop(proc)
 
 
 @pytest.fixture
