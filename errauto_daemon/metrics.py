@@ -336,13 +336,16 @@ ROUTES = tuple(ROUTE_OF.values())
 
 
 @dataclass(frozen=True)
-class DayRoutes:
+class DayCounts:
+    """One day's counts by name: decisions by route (every one of `Trends.routes`), alerts by kind
+    (every one of `Trends.alert_kinds`); 0 where there were none."""
+
     date: str
-    routes: dict[str, int]  # every route of `Trends.routes`, 0 when none
+    counts: dict[str, int]
 
     @property
     def total(self) -> int:
-        return sum(self.routes.values())
+        return sum(self.counts.values())
 
 
 @dataclass(frozen=True)
@@ -366,26 +369,16 @@ class Waiting:
 
 
 @dataclass(frozen=True)
-class DayAlerts:
-    date: str
-    kinds: dict[str, int]  # every kind of `Trends.alert_kinds`, 0 when none
-
-    @property
-    def total(self) -> int:
-        return sum(self.kinds.values())
-
-
-@dataclass(frozen=True)
 class Trends:
     """`status`'s numbers, and the same counted per day of the window."""
 
     status: Status
     routes: tuple[str, ...]  # the routes decided in the window, ROUTES first
-    decisions: tuple[DayRoutes, ...]  # every day of the window, oldest first
+    decisions: tuple[DayCounts, ...]  # every day of the window, oldest first
     times: tuple[DayTimes, ...]  # every day of the window, oldest first
     waiting: tuple[Waiting, ...]  # the queue, then the review backlog
     alert_kinds: dict[str, int]  # alerts raised in the window, by kind, most first
-    alerts: tuple[DayAlerts, ...]  # every day of the window, oldest first
+    alerts: tuple[DayCounts, ...]  # every day of the window, oldest first
 
 
 def trends(store: StoreAPI, days: int, *, now: float | None = None,
@@ -408,12 +401,12 @@ def trends(store: StoreAPI, days: int, *, now: float | None = None,
         kinds[kind] = kinds.get(kind, 0) + n
     return Trends(
         status=status, routes=routes,
-        decisions=tuple(DayRoutes(d, {r: by_route.get((d, r), 0) for r in routes}) for d in dates),
+        decisions=tuple(DayCounts(d, {r: by_route.get((d, r), 0) for r in routes}) for d in dates),
         times=_times_per_day(durations, dates),
         waiting=(_waiting(store, "queued or validating", (State.QUEUED, State.VALIDATING), now),
                  _waiting(store, "awaiting review", (State.AWAITING_REVIEW,), now)),
         alert_kinds=dict(sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))),
-        alerts=tuple(DayAlerts(d, {k: by_kind.get((d, k), 0) for k in kinds}) for d in dates),
+        alerts=tuple(DayCounts(d, {k: by_kind.get((d, k), 0) for k in kinds}) for d in dates),
     )
 
 

@@ -100,8 +100,8 @@ def _charts(data: metrics.Trends, marks: list[Threshold]) -> dict[str, charts.Ch
         "decisions": charts.stacked_bars(
             "Decisions per day, by route",
             f"{s.throughput.decided} decisions in {days}: " + ", ".join(
-                f"{route} {sum(d.routes[route] for d in data.decisions)}" for route in data.routes),
-            dates, [charts.Series(route, f"route-{route}", tuple(float(d.routes[route]) for d in data.decisions))
+                f"{route} {sum(d.counts[route] for d in data.decisions)}" for route in data.routes),
+            dates, [charts.Series(route, f"route-{route}", tuple(float(d.counts[route]) for d in data.decisions))
                     for route in data.routes]),
         "rate": charts.line_chart(
             "Auto-merge rate per day",
@@ -130,7 +130,7 @@ def _charts(data: metrics.Trends, marks: list[Threshold]) -> dict[str, charts.Ch
             "Alerts per day, by kind",
             f"{sum(data.alert_kinds.values())} alerts in {days}: "
             + ", ".join(f"{kind} {n}" for kind, n in data.alert_kinds.items()),
-            dates, [charts.Series(kind, f"kind-{i % KIND_COLOURS}", tuple(float(d.kinds[kind]) for d in data.alerts))
+            dates, [charts.Series(kind, f"kind-{i % KIND_COLOURS}", tuple(float(d.counts[kind]) for d in data.alerts))
                     for i, kind in enumerate(kinds)]),
     }
 
