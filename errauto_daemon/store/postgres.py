@@ -246,11 +246,28 @@ class PostgresDatabase(PerThread):
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
-        """A write transaction, serialised with every other writer's (see the module)."""
-        conn = self._usable()
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (self._keys(conn)[0],))
+        """A write transaction, serialised with every other writer's (see the module): committed, or
+        rolled back on any error. Its start and the writers' lock are one round trip; a connection
+        the server dropped (a restart) is replaced there, before anything of the caller ran."""
+        conn = self.conn
+        try:
+            self._begin(conn)
+        except psycopg.OperationalError:
+            conn.close()
+            conn = self.conn
+            self._begin(conn)
+        try:
             yield PgTransaction(conn)
+        except BaseException:
+            if not conn.closed:
+                conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    def _begin(self, conn: psycopg.Connection[Any]) -> None:
+        writes = self._keys(conn)[0]  # an int this module computed: safe to write into the statement
+        conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({int(writes)}, 0)".encode())
 
     def _keys(self, conn: psycopg.Connection[Any]) -> tuple[int, int]:
         """The first keys of this errauto's advisory locks (writes, holds), from its database and schema."""
@@ -261,17 +278,6 @@ class PostgresDatabase(PerThread):
             keys = (_int32(f"errauto writes {where}"), _int32(f"errauto holds {where}"))
             self._lock_keys = keys
         return keys
-
-    def _usable(self) -> psycopg.Connection[Any]:
-        """This thread's connection, checked: a server restarted since the last statement is
-        reconnected to here, before a transaction begins, rather than failing it."""
-        conn = self.conn
-        try:
-            conn.execute("SELECT 1")
-        except psycopg.OperationalError:
-            conn.close()
-            conn = self.conn
-        return conn
 
     @contextmanager
     def hold(self, sub_id: int) -> Iterator[bool]:
