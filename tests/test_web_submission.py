@@ -158,6 +158,7 @@ def test_the_merged_commit_links_to_a_page_with_its_diff(project: GitRepo, tmp_p
     assert shown.status_code == 200
     commit = shown.get_data(as_text=True)
     assert f'<code class="commit-id">{merged}</code>' in commit
+    assert 'data-change=""' in commit  # a commit never changes: the page does not poll
     assert html.escape(project.git("log", "-1", "--format=%an <%ae>").strip(), quote=False) in commit
     assert project.git("log", "-1", "--format=%s").strip() in commit  # the message
     assert '<span class="filename">calc.py</span>' in commit

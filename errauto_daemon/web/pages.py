@@ -144,8 +144,9 @@ def commit_page(sub_id: int, commit_id: str) -> str:
     shown = commits.read(sub.repo, sub.target, commit_id)
     if shown is None:
         abort(404)
+    # No `change`: a commit never changes, so the page does not poll and is never drawn again.
     return render_template("commit.html", sub=sub, commit=shown, message=redact(shown.message),
-                           view=diffview.of_text(redact(shown.patch)), change=_reader().last_change())
+                           view=diffview.of_text(redact(shown.patch)))
 
 
 def _check(row: CheckRow) -> dict[str, Any]:
