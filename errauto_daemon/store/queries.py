@@ -19,6 +19,10 @@ from errauto_daemon.store.records import DECIDED, STATES, Backlog, DayCount, Win
 _VALIDATING, _MERGED, _FAILED = f"'{State.VALIDATING}'", f"'{State.MERGED}'", f"'{State.FAILED}'"
 _DECISIONS = (f"FROM events e WHERE e.kind = 'state' AND e.to_state IN ({placeholders(len(DECIDED))}) "
               f"AND e.ts >= ? AND (e.from_state = {_VALIDATING} OR e.from_state IS NULL)")
+# How long the validation a decision `e` ended took: recorded on its event; for events older than
+# that column, from the claim's event before it. Select it `{_DECISIONS} AND e.from_state = ...`.
+_TOOK = ("COALESCE(e.duration, e.ts - (SELECT v.ts FROM events v WHERE v.submission_id = e.submission_id "
+         f"AND v.to_state = {_VALIDATING} AND v.id < e.id ORDER BY v.id DESC LIMIT 1))")
 
 
 class Queries:
@@ -73,9 +77,7 @@ class Queries:
         from the claim's event before it.
         """
         return [r[0] for r in self._db.read.tuples(
-            "SELECT took FROM (SELECT COALESCE(e.duration, e.ts - (SELECT v.ts FROM events v "
-            f"WHERE v.submission_id = e.submission_id AND v.to_state = {_VALIDATING} AND v.id < e.id "
-            f"ORDER BY v.id DESC LIMIT 1)) AS took {_DECISIONS} AND e.from_state = {_VALIDATING}) AS d "
+            f"SELECT took FROM (SELECT {_TOOK} AS took {_DECISIONS} AND e.from_state = {_VALIDATING}) AS d "
             "WHERE took IS NOT NULL ORDER BY took", (*DECIDED, since))]
 
     def failure_counts(self, since: float) -> tuple[int, int]:

@@ -15,7 +15,7 @@ from operator import itemgetter
 
 from errauto_daemon.domain import State
 from errauto_daemon.store.db import Backend, placeholders
-from errauto_daemon.store.queries import _DECISIONS, _VALIDATING
+from errauto_daemon.store.queries import _DECISIONS, _TOOK, _VALIDATING
 from errauto_daemon.store.records import DECIDED, KindDay, StateDay
 
 
@@ -32,10 +32,8 @@ class Trends:
         """How long each validation decided since `since` took, by the local day it was decided on, ascending."""
         day = self._db.local_date("e.ts")
         rows = self._db.read.tuples(
-            f"SELECT day, took FROM (SELECT {day} AS day, COALESCE(e.duration, e.ts - (SELECT v.ts FROM events v "
-            f"WHERE v.submission_id = e.submission_id AND v.to_state = {_VALIDATING} AND v.id < e.id "
-            f"ORDER BY v.id DESC LIMIT 1)) AS took {_DECISIONS} AND e.from_state = {_VALIDATING}) AS d "
-            "WHERE took IS NOT NULL ORDER BY day, took", (*DECIDED, since))
+            f"SELECT day, took FROM (SELECT {day} AS day, {_TOOK} AS took {_DECISIONS} "
+            f"AND e.from_state = {_VALIDATING}) AS d WHERE took IS NOT NULL ORDER BY day, took", (*DECIDED, since))
         return {date: [took for _, took in group] for date, group in groupby(rows, key=itemgetter(0))}
 
     def waiting_since(self, states: Sequence[State]) -> list[float]:
