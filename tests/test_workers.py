@@ -24,10 +24,10 @@ def levels(store: Store) -> dict[str, tuple[str, str]]:
 
 def test_a_worker_row_follows_its_daemon_and_a_restart_replaces_it(store: Store) -> None:
     store.worker_started("build-1", "/srv/errauto", 100, "1.0", 4)
-    store.worker_heartbeat("build-1", "/srv/errauto", 100, busy=3)
+    store.heartbeat(100, host="build-1", home="/srv/errauto", busy=3)
     (w,) = store.workers()
     assert (w.name, w.pid, w.slots, w.busy, w.stopped_at) == ("build-1:/srv/errauto", 100, 4, 3, None)
-    store.worker_heartbeat("build-1", "/srv/errauto", 999, busy=1)  # not its pid: nothing changes
+    store.heartbeat(999, host="build-1", home="/srv/errauto", busy=1)  # not its pid: nothing changes
     assert store.workers()[0].busy == 3
     store.worker_started("build-1", "/srv/errauto", 200, "1.1", 8)  # restarted: the same row, renewed
     (w,) = store.workers()

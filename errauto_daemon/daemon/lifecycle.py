@@ -202,10 +202,9 @@ class Daemon:
                 break
             now = time.monotonic()
             if now - last_beat >= HEARTBEAT_EVERY:
-                store.heartbeat(os.getpid())
                 with self.workers.in_flight_lock:
                     busy = len(self.workers.in_flight)
-                store.worker_heartbeat(*self.me, busy)
+                store.heartbeat(os.getpid(), host=self.me[0], home=self.me[1], busy=busy)
                 last_beat = now
             if watchdog is not None and now - last_watchdog >= watchdog:
                 self.systemd.notify("WATCHDOG=1")  # the loop that feeds workers is turning

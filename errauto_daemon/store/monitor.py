@@ -21,9 +21,14 @@ class Monitor:
             tx.replace("daemon", {"id": 1, "pid": pid, "host": host, "version": version, "started_at": now,
                                   "heartbeat_at": now, "stopped_at": None})
 
-    def heartbeat(self, pid: int) -> None:
+    def heartbeat(self, pid: int, *, host: str, home: str, busy: int) -> None:
+        """The daemon is alive, and as a worker (`worker_started`) runs `busy` validations: both rows
+        in one transaction, every few seconds."""
+        now = time.time()
         with self._db.transaction() as tx:
-            tx.execute("UPDATE daemon SET heartbeat_at = ? WHERE id = 1 AND pid = ?", (time.time(), pid))
+            tx.execute("UPDATE daemon SET heartbeat_at = ? WHERE id = 1 AND pid = ?", (now, pid))
+            tx.execute("UPDATE workers SET heartbeat_at = ?, busy = ? WHERE host = ? AND home = ? AND pid = ?",
+                       (now, busy, host, home, pid))
 
     def daemon_stopped(self, pid: int) -> None:
         with self._db.transaction() as tx:
@@ -40,11 +45,6 @@ class Monitor:
         with self._db.transaction() as tx:
             tx.replace("workers", {"host": host, "home": home, "pid": pid, "version": version, "started_at": now,
                                    "heartbeat_at": now, "stopped_at": None, "slots": slots, "busy": 0})
-
-    def worker_heartbeat(self, host: str, home: str, pid: int, busy: int) -> None:
-        with self._db.transaction() as tx:
-            tx.execute("UPDATE workers SET heartbeat_at = ?, busy = ? WHERE host = ? AND home = ? AND pid = ?",
-                       (time.time(), busy, host, home, pid))
 
     def worker_stopped(self, host: str, home: str, pid: int) -> None:
         with self._db.transaction() as tx:
