@@ -2,20 +2,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlencode
 
 from flask import Flask, Response, abort, g, redirect, render_template, request
 from werkzeug.wrappers import Response as BaseResponse
 
 from errauto_daemon.store import ReadOnlyStore
+from errauto_daemon.store.where import Where
 from errauto_daemon.web import background, pages, security, trends
 
 
 @dataclass(frozen=True)
 class WebConfig:
     token: str
-    db_path: Path | None = None  # the state database (default: errauto's own)
+    db_path: Where | None = None  # the state database: a SQLite file or a server's URL (default: the configured one)
     page_size: int = 50
     who: str | None = None  # whose name decisions are recorded under (default: the user running the server)
     # The names the pages answer to (a request naming another host gets 403): on loopback, the

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from pathlib import Path
 
 from errauto_daemon import progress
 from errauto_daemon.commands import queue
 from errauto_daemon.errors import FatalError
 from errauto_daemon.redact import redact
 from errauto_daemon.store import Store
+from errauto_daemon.store.where import Where
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +43,8 @@ class _Claimed(progress.Progress):
 class Retries:
     """At most one validation per submission at a time, each in a thread of its own."""
 
-    def __init__(self, db_path: Path | None) -> None:
-        self._db_path = db_path
+    def __init__(self, where: Where | None) -> None:
+        self._where = where
         self._lock = threading.Lock()
         self._running: dict[int, threading.Thread] = {}
 
@@ -63,7 +63,7 @@ class Retries:
         return True
 
     def _run(self, sub_id: int, who: str, force: bool, claimed: _Claimed) -> None:
-        store = Store(self._db_path)
+        store = Store(self._where)
         try:
             queue.retried(store, sub_id, who, force=force, observer=claimed)
         except FatalError as exc:  # decided meanwhile by someone else: the page shows what happened
@@ -76,11 +76,3 @@ class Retries:
             with self._lock:
                 if self._running.get(sub_id) is threading.current_thread():
                     del self._running[sub_id]
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait for every validation started here; whether all ended within `timeout`."""
-        with self._lock:
-            threads = list(self._running.values())
-        for thread in threads:
-            thread.join(timeout)
-        return not any(t.is_alive() for t in threads)
