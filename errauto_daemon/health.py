@@ -33,6 +33,7 @@ from errauto_daemon.presence import heartbeat_fresh
 from errauto_daemon.store import StoreAPI
 
 LEVELS = ("ok", "warning", "critical")
+TIME_CRITERIA = frozenset({"daemon", "oldest", "outbox", "workers"})  # criteria whose values are seconds
 EXIT = {"ok": 0, "warning": 1, "critical": 2}
 HOUR = 3600.0
 
@@ -49,6 +50,16 @@ class Criterion:
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "level": self.level, "value": self.value, "warning": self.warning,
                 "critical": self.critical, "text": self.text}
+
+    def limits_text(self) -> str:
+        """Its thresholds in words, as `monitor` and the trends page of `errauto web` show them."""
+        if self.warning is None or self.critical is None:
+            return ""
+        if self.name in TIME_CRITERIA:
+            return f"  [warning {age_text(self.warning)}, critical {age_text(self.critical)}]"
+        if self.name == "failures":
+            return f"  [warning {self.warning:.0%}, critical {self.critical:.0%}]"
+        return f"  [warning {self.warning:g}, critical {self.critical:g}]"
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,6 @@ from errauto_daemon import health, output
 from errauto_daemon.presence import running_pid
 from errauto_daemon.store import Store
 
-TIME_CRITERIA = {"daemon", "oldest", "outbox", "workers"}
-
 
 def monitor(*, as_json: bool, deliver: float = 10.0) -> int:
     store = Store()
@@ -35,7 +33,7 @@ def monitor(*, as_json: bool, deliver: float = 10.0) -> int:
         return found.exit_code
     print(f"errauto monitor: {found.level}")
     for c in found.criteria:
-        print(f"  {c.level:<9} {c.name:<9} {c.text}{limits_text(c)}")
+        print(f"  {c.level:<9} {c.name:<9} {c.text}{c.limits_text()}")
     if alert is not None:
         print(f"alert raised: monitor_{found.level} (the level changed)")
     if delivered is False:
@@ -49,17 +47,6 @@ def _deliver(store: Store, seconds: float) -> bool | None:
     if not store.unrouted_alerts(1) and not store.pending_sinks():
         return True  # nothing to deliver: do not even import requests
     return notify.flush(store, seconds)
-
-
-def limits_text(c: health.Criterion) -> str:
-    """A criterion's thresholds in words (also on the trends page of `errauto web`)."""
-    if c.warning is None or c.critical is None:
-        return ""
-    if c.name in TIME_CRITERIA:
-        return f"  [warning {output.age(c.warning)}, critical {output.age(c.critical)}]"
-    if c.name == "failures":
-        return f"  [warning {c.warning:.0%}, critical {c.critical:.0%}]"
-    return f"  [warning {c.warning:g}, critical {c.critical:g}]"
 
 
 # -- the command line (main.py dispatches each parsed command here) --------------

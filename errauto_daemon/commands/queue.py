@@ -1,7 +1,6 @@
 """`errauto queue list / show / approve / reject / retry / process`."""
 from __future__ import annotations
 
-import getpass
 import os
 import sys
 import time
@@ -9,20 +8,12 @@ from argparse import Namespace
 from collections.abc import Sequence
 
 from errauto_daemon import inbox, merge, output, progress
+from errauto_daemon.decisions import REJECT_WAIT, approved, rejected, retried, who
 from errauto_daemon.domain import State
 from errauto_daemon.errors import FatalError
 from errauto_daemon.repo import open_repo, repo_root
-from errauto_daemon.store import CANCEL_REQUESTED, DECIDED, STATES, CheckRow, Store, Submission
-from errauto_daemon.validate import Validator, wait_decided
-
-REJECT_WAIT = 30.0  # seconds `queue reject` waits for a cancelled validation to stop
-
-
-def who() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "someone"
+from errauto_daemon.store import DECIDED, STATES, CheckRow, Store, Submission
+from errauto_daemon.validate import Validator
 
 
 def _repo_name(directory: str) -> str:
@@ -133,16 +124,6 @@ def _patch_text(store: Store, sub: Submission) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-def approved(store: Store, sub_id: int, who: str, *, force: bool) -> Submission:
-    """A person approved `sub_id`: merged (or its pull request opened), its inbox files settled.
-
-    What `queue approve` and the web page's Approve both do.
-    """
-    sub = Validator(store).approve(sub_id, who, force=force)
-    inbox.settle(store, sub)
-    return sub
-
-
 def approve(sub_id: int, *, force: bool, as_json: bool) -> int:
     store = Store()
     return _print_decision(store, approved(store, sub_id, who(), force=force), as_json)
@@ -167,52 +148,12 @@ def reject(sub_id: int, reason: str, *, as_json: bool = False, wait: float = REJ
     return 0
 
 
-def rejected(store: Store, sub_id: int, reason: str, who: str, *, wait: float = REJECT_WAIT) -> Submission:
-    """A person rejected `sub_id` for `reason`: rejected now, or once its validation stopped.
-
-    What `queue reject` and the web page's Reject both do (see `reject`).
-    """
-    try:
-        sub, how = store.reject(sub_id, f"rejected by {who}: {reason}", f"rejected by {who}")
-    except FatalError as exc:
-        raise FatalError(_too_late(store, sub_id, str(exc), wait)) from None
-    if how == CANCEL_REQUESTED:
-        sub = _stop_validation(store, sub_id, wait)
-    inbox.settle(store, sub)
-    return sub
-
-
-def _stop_validation(store: Store, sub_id: int, wait: float) -> Submission:
-    """After a cancel request: the rejected submission, once its validator has stopped."""
-    with store.hold(sub_id) as held:
-        if held:  # nobody is validating it (the process doing so died): reject it here
-            return store.honour_cancel(sub_id) or store.get(sub_id)
-    return wait_decided(store, sub_id, timeout=wait)
-
-
-def _too_late(store: Store, sub_id: int, refusal: str, wait: float) -> str:
-    """The refusal, with how the submission ended if its merge or pull request was under way."""
-    if "before the reject" not in refusal:
-        return refusal
-    sub = wait_decided(store, sub_id, timeout=wait)
-    return f"{refusal}; it is {sub.state} now" + (f" ({sub.reason})" if sub.reason else "")
-
-
 def retry(sub_id: int, *, force: bool = False, as_json: bool, quiet: bool = False) -> int:
     store = Store()
     sub = retried(store, sub_id, who(), force=force, observer=progress.for_terminal(quiet))
     return _print_decision(store, sub, as_json)
 
 
-def retried(store: Store, sub_id: int, who: str, *, force: bool,
-            observer: progress.Progress | None = None) -> Submission:
-    """A person asked for `sub_id` to be validated again now (without the cache), and decided.
-
-    What `queue retry` and the web page's Retry both do.
-    """
-    sub = Validator(store, use_cache=False, progress=observer).retry(sub_id, who, force=force)
-    inbox.settle(store, sub)
-    return sub
 
 
 def process(repo: str | None, *, limit: int | None, as_json: bool, quiet: bool = False) -> int:

@@ -5,7 +5,7 @@ request that asks for one starts it in a thread of its own and is answered
 as soon as the validation has claimed the submission (or after a few
 seconds, whichever is first), so the page it redirects to already says
 `validating` and then follows the decision as every page does (poll.js).
-The validation is `commands/queue.py`'s `retried`, what `queue retry` runs,
+The validation is `decisions.retried`, what `queue retry` runs,
 with its own writing connection.
 
 A server stopped mid-validation leaves the submission `validating`; the
@@ -17,8 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 
-from errauto_daemon import progress
-from errauto_daemon.commands import queue
+from errauto_daemon import decisions, progress
 from errauto_daemon.errors import FatalError
 from errauto_daemon.redact import redact
 from errauto_daemon.store import Store
@@ -65,7 +64,7 @@ class Retries:
     def _run(self, sub_id: int, who: str, force: bool, claimed: _Claimed) -> None:
         store = Store(self._where)
         try:
-            queue.retried(store, sub_id, who, force=force, observer=claimed)
+            decisions.retried(store, sub_id, who, force=force, observer=claimed)
         except FatalError as exc:  # decided meanwhile by someone else: the page shows what happened
             log.warning("retry of #%d: %s", sub_id, redact(str(exc)))
         except Exception as exc:  # the validator recorded it as failed; its message, redacted, for the console

@@ -15,8 +15,7 @@ from urllib.parse import urlencode
 from flask import Flask, abort, current_app, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from errauto_daemon import output, paths
-from errauto_daemon.commands import queue
+from errauto_daemon import decisions, output, paths
 from errauto_daemon.domain import Route, State
 from errauto_daemon.errors import FatalError
 from errauto_daemon.redact import redact
@@ -178,7 +177,7 @@ def check_log(sub_id: int, index: int) -> BaseResponse:
 def _decided(sub_id: int, decide: Callable[[Store, str], object]) -> BaseResponse | tuple[str, int]:
     store = Store(_config().db_path)
     try:
-        decide(store, _config().who or queue.who())
+        decide(store, _config().who or decisions.who())
     except FatalError as exc:
         return submission_page(sub_id, problem=redact(str(exc)), status=409)
     finally:
@@ -189,7 +188,7 @@ def _decided(sub_id: int, decide: Callable[[Store, str], object]) -> BaseRespons
 def approve(sub_id: int) -> BaseResponse | tuple[str, int]:
     _submission(sub_id)
     force = request.form.get("force") == "1"
-    return _decided(sub_id, lambda store, who: queue.approved(store, sub_id, who, force=force))
+    return _decided(sub_id, lambda store, who: decisions.approved(store, sub_id, who, force=force))
 
 
 def reject(sub_id: int) -> BaseResponse | tuple[str, int]:
@@ -197,7 +196,7 @@ def reject(sub_id: int) -> BaseResponse | tuple[str, int]:
     reason = " ".join(request.form.get("reason", "").split())
     if not reason:
         return submission_page(sub_id, problem="a rejection needs a reason", status=400)
-    return _decided(sub_id, lambda store, who: queue.rejected(store, sub_id, reason, who))
+    return _decided(sub_id, lambda store, who: decisions.rejected(store, sub_id, reason, who))
 
 
 def retry(sub_id: int) -> BaseResponse | tuple[str, int]:
@@ -208,7 +207,7 @@ def retry(sub_id: int) -> BaseResponse | tuple[str, int]:
     if refused:
         return submission_page(sub_id, problem=refused, status=409)
     retries: background.Retries = current_app.extensions["errauto_retries"]
-    if not retries.start(sub_id, _config().who or queue.who(), force=force):
+    if not retries.start(sub_id, _config().who or decisions.who(), force=force):
         return submission_page(sub_id, problem="a validation asked for here is still running", status=409)
     return redirect(url_for("submission", sub_id=sub_id), code=303)
 

@@ -15,7 +15,6 @@ from pathlib import PurePath
 from flask import Flask, current_app, render_template, request
 
 from errauto_daemon import health, metrics, output
-from errauto_daemon.commands.monitor import limits_text
 from errauto_daemon.config import Config
 from errauto_daemon.presence import running_pid
 from errauto_daemon.store import ReadOnlyStore
@@ -47,7 +46,7 @@ def trends_page() -> str:
     marks = threshold_marks(configs)
     return render_template(
         "trends.html", days=days, max_days=MAX_DAYS, data=data, s=data.status, health=found, marks=marks,
-        limits={c.name: limits_text(c) for c in found.criteria}, rate=_rates(data.status.throughput),
+        limits={c.name: c.limits_text() for c in found.criteria}, rate=_rates(data.status.throughput),
         charts=_charts(data, marks), bands=[name for _, name in metrics.WAIT_BANDS], seconds=seconds,
         percent=percent, repo_name=repo_name, when=output.when, change=store.last_change(),
         live_seconds=LIVE_SECONDS)
