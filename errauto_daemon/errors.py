@@ -37,6 +37,10 @@ class ConfigError(FatalError):
     exit_code = EXIT_CONFIG
 
 
+class HoldLost(Exception):
+    """The hold on a submission was lost under its holder (a server restart): it writes no more of it."""
+
+
 class PatchRejected(Exception):
     """The patch cannot be validated at all: malformed, unsafe, does not apply.
 

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from errauto_daemon import config as config_mod
-from errauto_daemon import patchfile
+from errauto_daemon import jobs, patchfile
 from errauto_daemon.config import Config
 from errauto_daemon.domain import Route, State
 from errauto_daemon.errors import PatchRejected
-from errauto_daemon.repo import open_repo, repo_root
+from errauto_daemon.repo import open_repo, remote_name, repo_root
 from errauto_daemon.store import Store, Submission
 
 SOURCES = ("cli", "inbox", "pre-commit", "post-commit", "post-receive", "ref", "hook")
@@ -53,7 +53,7 @@ def submit(
     config = config_mod.load(repo, target)
     tip = repo.references[config.target_ref].peel(pygit2.Commit)
     return record(store, repo_root(repo), config, data, source=source, name=name, note=note,
-                  title=title, exists=lambda p: p in tip.tree)
+                  title=title, exists=lambda p: p in tip.tree, remote=remote_name(repo, config.push))
 
 
 def record(
@@ -67,11 +67,15 @@ def record(
     note: str | None = None,
     title: str | None = None,
     exists: Callable[[str], bool] | None = None,
+    remote: str | None = None,
 ) -> SubmitResult:
     """Record a patch whose repository and configuration the caller already has.
 
-    `root` is how errauto names the repository (its work tree, or its git dir
-    when bare); `exists` tells plain unified diffs which strip level fits.
+    `root` is how errauto names the repository on this machine (its work
+    tree, or its git dir when bare), `remote` among machines (its push
+    remote, `repo.remote_name`); `exists` tells plain unified diffs which
+    strip level fits. On a database machines share, the submission's
+    validation is queued as a job any of them may take (`jobs`).
     """
     name = recorded_name(name)
     sha = store.save_patch(data)
@@ -87,7 +91,7 @@ def record(
     submission, created = store.insert_submission(
         repo=root, target=config.target, source=source, source_detail=name,
         title=title or found_title, author=author, note=note, patch_sha256=sha, dedup_key=dedup,
-        state=state, reason=reason,
+        state=state, reason=reason, remote=remote,
     )
     if not created and reopens(submission):
         # Sent again after errauto itself turned it down (did not apply,
@@ -95,6 +99,8 @@ def record(
         # rejection stands.
         if store.requeue(submission.id, f"resubmitted ({source})", expect=(State.REJECTED, State.FAILED)):
             submission = store.get(submission.id)
+    if submission.state == State.QUEUED and store.shared:
+        jobs.enqueue(store, submission.id)
     return SubmitResult(submission, created)
 
 

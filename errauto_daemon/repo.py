@@ -5,6 +5,7 @@ A leaf: it imports nothing of errauto but its errors, so any module may use it.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,3 +36,30 @@ def common_dir(repo: pygit2.Repository) -> str:
     if commondir.is_file():
         return str((gitdir / commondir.read_text().strip()).resolve())
     return str(gitdir.resolve())
+
+
+def remote_name(repo: pygit2.Repository, remote: str | None) -> str | None:
+    """The repository's name among machines sharing one database: the URL of its push remote
+    (`push = "origin"`), written one way whichever clone reads it; None without a push remote.
+
+    A local path is resolved (relative to the clone's git dir, as git does); a URL loses a
+    trailing slash and `.git`, so `git@host:team/app.git` and `git@host:team/app` are one."""
+    if not remote:
+        return None
+    try:
+        url = repo.remotes[remote].url
+    except (KeyError, ValueError):
+        return None
+    if not url:
+        return None
+    url = url.strip()
+    local = url.startswith("file://") or ("://" not in url and not _SCP.match(url))
+    if local:
+        path = url[len("file://"):] if url.startswith("file://") else url
+        base = repo.workdir or common_dir(repo)
+        return os.path.realpath(os.path.join(base, os.path.expanduser(path))).rstrip("/")
+    url = url.rstrip("/")
+    return url[:-len(".git")] if url.endswith(".git") else url
+
+
+_SCP = re.compile(r"^[^/:]+:(?!//)")  # git's scp-like form, `user@host:path`

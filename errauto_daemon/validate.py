@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -42,14 +44,14 @@ from errauto_daemon.admission import admit
 from errauto_daemon.carryout import Again, Outcome, carry_out, merge_approved, record
 from errauto_daemon.config import Config
 from errauto_daemon.domain import CheckStatus, Route, State
-from errauto_daemon.errors import STOPPING, Cancelled, FatalError, PatchRejected
+from errauto_daemon.errors import STOPPING, Cancelled, FatalError, HoldLost, PatchRejected
 from errauto_daemon.evidence import rules_version as evidence_rules
 from errauto_daemon.evidence.record import Evidence
 from errauto_daemon.evidence.run import Found
 from errauto_daemon.intake import reopens
 from errauto_daemon.patchapply import Overlay
 from errauto_daemon.progress import SILENT, Progress
-from errauto_daemon.repo import open_repo
+from errauto_daemon.repo import open_repo, remote_name
 from errauto_daemon.store import DECIDED, CheckRow, Store, Submission
 from errauto_daemon.validation import Validation
 from errauto_daemon.workspace import Pool
@@ -68,6 +70,10 @@ def retry_refused(sub: Submission, *, force: bool) -> str | None:
         return (f"submission {sub.id} was rejected by a person ({sub.reason}); "
                 "retry with --force to validate it again")
     return None
+
+
+class NotHere(FatalError):
+    """This machine has no clone of the submission's repository (a database machines share)."""
 
 
 class _Clock:
@@ -109,6 +115,7 @@ class Validator:
         # Open repositories, kept across submissions (pygit2 objects are not
         # shared between threads: one Validator per thread).
         self._repos: dict[str, pygit2.Repository] = {}
+        self._clones: dict[str, str] = {}  # a push remote -> this machine's clone of it
 
     def release(self) -> None:
         """Clean and unlock the worktree the last validation used, if any."""
@@ -121,8 +128,10 @@ class Validator:
     def process(self, sub_id: int, from_states: tuple[State, ...] = (State.QUEUED,)) -> Submission:
         """Claim and decide a submission; returns it as it ends up.
 
-        If another process is working on it, returns it as it is now.
+        If another process is working on it, returns it as it is now. NotHere,
+        before anything changed, if this machine has no clone of its repository.
         """
+        self.local_root(self.store.get(sub_id))
         with self.store.hold(sub_id) as held:
             if not held:
                 return self.store.get(sub_id)
@@ -138,6 +147,7 @@ class Validator:
         touches protected paths, the guard allows review only) is merged only
         with `force`, and the history says so.
         """
+        self.local_root(self.store.get(sub_id))
         with self.store.hold(sub_id) as held:
             current = self.store.get(sub_id)
             if not held or current.state != State.AWAITING_REVIEW:
@@ -165,6 +175,7 @@ class Validator:
         A person's rejection (`queue reject`, a pull request closed) is
         reopened only with `force`, and the history says so.
         """
+        self.local_root(self.store.get(sub_id))
         with self.store.hold(sub_id) as held:
             current = self.store.get(sub_id)
             if not held:
@@ -200,14 +211,26 @@ class Validator:
         """
         out = []
         for sub in self.store.submissions((State.VALIDATING,), limit=10_000, repo=repo):
-            with self.store.hold(sub.id) as held:
-                if not held:
-                    continue  # someone alive is working on it
-                current = self.store.get(sub.id)
-                if current.state != State.VALIDATING:
-                    continue
-                out.append(self._recover_one(current, max_attempts))
+            recovered = self.recover_submission(sub.id, max_attempts)
+            if recovered is not None:
+                out.append(recovered)
         return out
+
+    def recover_submission(self, sub_id: int, max_attempts: int = 3) -> Submission | None:
+        """`recover` for one submission; None if it is not abandoned (or only a machine with a
+        clone of its repository can tell whether its merge reached the target)."""
+        with self.store.hold(sub_id) as held:
+            if not held:
+                return None  # someone alive is working on it
+            current = self.store.get(sub_id)
+            if current.state != State.VALIDATING:
+                return None
+            if current.merge_intent:
+                try:
+                    self.local_root(current)
+                except NotHere:
+                    return None
+            return self._recover_one(current, max_attempts)
 
     def _recover_one(self, sub: Submission, max_attempts: int) -> Submission:
         cancelled = self.store.honour_cancel(sub.id)
@@ -227,7 +250,7 @@ class Validator:
     def _merged_already(self, sub: Submission) -> bool:
         assert sub.merge_intent
         try:
-            repo = self._open(sub.repo)
+            repo = self._open(self.local_root(sub))
             config = self._config(repo, sub)
         except FatalError:
             return False
@@ -244,6 +267,9 @@ class Validator:
         over whatever the validation was about to record."""
         try:
             return work(sub)
+        except HoldLost as exc:
+            logging.getLogger("errauto").warning("%s", exc)
+            return self.store.get(sub.id)
         except Cancelled:
             return self._stopped(sub)
         except PatchRejected as exc:
@@ -301,6 +327,30 @@ class Validator:
 
     # -- the pipeline ------------------------------------------------------------
 
+    def local_root(self, sub: Submission) -> str:
+        """This machine's clone of the submission's repository: where it was recorded, or, on a
+        database machines share, this machine's clone of the same push remote. NotHere if none."""
+        if sub.remote is None or not self.store.shared:
+            return sub.repo
+        mine = self._clones.get(sub.remote)
+        if mine is None:
+            mine = self.store.clone_of(sub.remote) or (sub.repo if self._clone_here(sub) else None)
+            if mine is None:
+                raise NotHere(f"no clone of {sub.remote} is registered on this machine")
+            self._clones[sub.remote] = mine
+        return mine
+
+    def _clone_here(self, sub: Submission) -> bool:
+        """Whether the clone the submission was recorded in is on this machine (`errauto apply` in
+        a clone errauto does not watch): its path names a clone of the same push remote."""
+        if not os.path.isdir(sub.repo):
+            return False
+        try:
+            repo = self._open(sub.repo)
+            return remote_name(repo, self._config(repo, sub).push) == sub.remote
+        except FatalError:
+            return False
+
     def _open(self, path: str) -> pygit2.Repository:
         repo = self._repos.get(path)
         if repo is None:
@@ -314,7 +364,7 @@ class Validator:
         return config
 
     def _decide(self, sub: Submission) -> Submission:
-        repo = self._open(sub.repo)
+        repo = self._open(self.local_root(sub))
         config = self._config(repo, sub)
         revalidations = 0
         while True:
@@ -341,7 +391,7 @@ class Validator:
                          revalidations=revalidations)
 
     def _approve(self, sub: Submission, who: str, approval: str) -> Submission:
-        repo = self._open(sub.repo)
+        repo = self._open(self.local_root(sub))
         config = self._config(repo, sub)
         approved = {c.name: c.status for c in self.store.checks(sub.id)}
         revalidations = 0

@@ -95,7 +95,7 @@ def test_a_version_1_database_is_migrated_in_place(tmp_path: Path) -> None:
     old.close()
 
     store = Store(path)
-    assert store.conn.execute("SELECT value FROM meta").fetchone()[0] == str(store_mod.SCHEMA_VERSION) == "6"
+    assert store.conn.execute("SELECT value FROM meta").fetchone()[0] == str(store_mod.SCHEMA_VERSION) == "7"
     assert store.get(1).title == "old"
     store.transition(1, State.REJECTED, reason="no")
     assert [a.kind for a in store.alerts()] == ["rejected"]

@@ -262,3 +262,26 @@ def test_two_states_in_one_database_do_not_share_holds(postgres: PostgresServer)
             assert also  # another errauto's submission #1, not this one's
         with Store(one.where).hold(1) as again:
             assert not again  # this errauto's own, held
+
+
+def test_a_hold_lost_with_the_servers_session_fences_its_holder(url: str, postgres: PostgresServer) -> None:
+    """A restart ends every session, holds included, under a holder that is still working: another
+    worker may recover the submission, and the old holder's next write about it is refused."""
+    from errauto_daemon.errors import HoldLost
+
+    store = Store(url)
+    sub_id = new(store, 1)
+    with store.hold(sub_id) as held:
+        assert held and store.claim(sub_id) is not None
+        postgres.restart()
+        recoverer = Store(url)
+        with recoverer.hold(sub_id) as taken:
+            assert taken  # the old session's lock went with it
+            assert recoverer.requeue(sub_id, "recovered: its worker lost the server")
+        recoverer.close()
+        with pytest.raises(HoldLost):
+            store.transition(sub_id, State.MERGED, expect=(State.QUEUED, State.VALIDATING))
+        with pytest.raises(HoldLost):
+            store.requeue(sub_id, "interrupted")
+    assert store.get(sub_id).state == State.QUEUED
+    store.close()

@@ -6,7 +6,7 @@ from argparse import Namespace
 from errauto_daemon import config as config_mod
 from errauto_daemon import inbox, output
 from errauto_daemon.presence import wake
-from errauto_daemon.repo import open_repo, repo_root
+from errauto_daemon.repo import open_repo, remote_name, repo_root
 from errauto_daemon.store import Store
 
 
@@ -14,7 +14,7 @@ def add(directory: str, *, as_json: bool = False) -> int:
     repo = open_repo(directory)
     config = config_mod.load(repo)  # a broken config is reported now, not in the daemon's log
     root = repo_root(repo)
-    added = Store().add_repo(root)
+    added = Store().add_repo(root, remote_name(repo, config.push))
     folder = inbox.ensure_inbox(root)
     wake()
     if as_json:

@@ -24,13 +24,13 @@ from collections.abc import Callable
 
 from watchdog.observers.api import ObservedWatch
 
-from errauto_daemon import __version__, merge, paths
+from errauto_daemon import __version__, jobs, merge, paths
 from errauto_daemon.daemon.alerts import Alerts
 from errauto_daemon.daemon.control import exit_now, exit_reserve, join_until, wake_loop
 from errauto_daemon.daemon.logs import setup_logging
 from errauto_daemon.daemon.stateguard import StateGuard
 from errauto_daemon.daemon.watch import Watch, Work
-from errauto_daemon.daemon.workers import Workers, follow_loop, recover
+from errauto_daemon.daemon.workers import JobSlots, Workers, follow_loop, recover
 from errauto_daemon.errors import ConfigError, FatalError
 from errauto_daemon.presence import HEARTBEAT_EVERY, DaemonLock
 from errauto_daemon.redact import redact
@@ -63,6 +63,8 @@ class Daemon:
         self.store: Store | None = None
         self.me: tuple[str, str, int] = ("", "", 0)  # its worker row: host, state directory, pid
         self.stop_by: float | None = None  # when the grace period of a stop runs out
+        self.runner: jobs.Runner | None = None  # on a database machines share: its job worker
+        self.job_slots: JobSlots | None = None
 
     # What an overflow rescan reads (watch.OverflowRescan takes a daemon too).
     @property
@@ -88,7 +90,8 @@ class Daemon:
             raise
         self._ready("ready")
         log.info("errauto daemon %s ready (pid %d, %d workers, watching %d repositories)",
-                 __version__, os.getpid(), len(self._worker_threads()), len(self.watch.watched))
+                 __version__, os.getpid(), self.runner.slots if self.runner else len(self._worker_threads()),
+                 len(self.watch.watched))
         log.debug("rescan every %gs, grace %gs, systemd notify %s", self.rescan_every, self.grace,
                   "on" if self.systemd.address else "off")
         try:
@@ -121,9 +124,24 @@ class Daemon:
         self._spawn("wake", lambda: wake_loop(stopping=self.stopping, wakeup=self.wakeup))
         self._spawn("pull-requests", lambda: follow_loop(self.stopping))
         self._spawn("alerts", self.alerts.loop)
-        for number in range(self.workers.count(store)):
-            self._spawn(f"worker-{number}", self.workers.loop)
+        if store.shared:
+            self._start_jobs(store)
+        else:
+            for number in range(self.workers.count(store)):
+                self._spawn(f"worker-{number}", self.workers.loop)
         self.watch.rescan_all()  # whatever is in the inboxes or on the refs already
+
+    def _start_jobs(self, store: Store) -> None:
+        """On a database machines share, validations are jobs any daemon may take (`jobs`)."""
+        if not store.has_job_tables():
+            raise ConfigError(f"the state database {store} has no job queue yet: run `errauto db migrate`")
+        slots = self.workers.count(store)
+        self.job_slots = JobSlots(self.workers, store, slots)
+        self.runner = jobs.Runner(store, slots, self.job_slots.decide, name=f"{self.me[0]}:{self.me[2]}")
+        self.runner.start()
+        self.threads.append(self.runner.thread)  # a job stuck past the grace is a thread stuck
+        if self.runner.failed is not None:
+            raise ConfigError(f"the job worker could not start: {self.runner.failed}")
 
     def _repair(self, store: Store) -> None:
         """Recover what a previous daemon (or a killed `errauto apply`) left:
@@ -173,7 +191,12 @@ class Daemon:
         self.stopping.set()
         self.systemd.notify("STOPPING=1", "STATUS=finishing running validations")
         self.watch.stop()
+        if self.runner is not None:
+            self.runner.stop(0)  # no new job; the running ones finish (or are cancelled) below
+            self.workers.finish([self.runner.thread], deadline, self.grace)
         self.workers.finish(self._worker_threads(), deadline, self.grace)
+        if self.job_slots is not None and (self.runner is None or not self.runner.thread.is_alive()):
+            self.job_slots.close()
         last = deadline - exit_reserve(self.grace)
         join_until((t for t in self.threads if t.name != "alerts"), last)
         self.alerts.stop.set()
@@ -194,7 +217,7 @@ class Daemon:
     def _schedule(self) -> None:
         assert self.store is not None
         store = self.store
-        last_beat = last_scan = last_watchdog = 0.0
+        last_beat = last_scan = last_watchdog = last_jobs = 0.0
         watchdog = self.systemd.watchdog_every
         while not self.stopping.is_set():
             if not self._state_intact():
@@ -215,10 +238,29 @@ class Daemon:
                 self.watch.rescan_all()
                 recover(store)  # an `errauto apply` or `queue process` killed meanwhile
                 last_scan = now
-            self.workers.feed(store)
+            if self.runner is None:
+                self.workers.feed(store)
+            elif now - last_jobs >= HEARTBEAT_EVERY:
+                self._jobs_beat(store)
+                last_jobs = now
             self.wakeup.wait(POLL)
             self.wakeup.clear()
 
+
+    def _jobs_beat(self, store: Store) -> None:
+        """Give queued submissions without a job one; put back the jobs of workers gone silent."""
+        assert self.runner is not None
+        if self.runner.failed is not None:
+            log.error("the job worker stopped (%s); stopping the daemon", self.runner.failed)
+            self.stopping.set()
+            return
+        try:
+            added = jobs.sweep(store)
+            if added:
+                log.info("%d queued submissions had no job: queued", added)
+            self.runner.retry_stalled()
+        except Exception as exc:  # the server is away: the next beat tries again
+            log.warning("looking after the jobs failed: %s", type(exc).__name__)
 
     # -- the state database under the daemon ----------------------------------------
 

@@ -40,7 +40,7 @@ from errauto_daemon import inbox, refwatch
 from errauto_daemon.errors import ConfigError, FatalError
 from errauto_daemon.intake import recorded_name
 from errauto_daemon.openfiles import being_written
-from errauto_daemon.repo import open_repo
+from errauto_daemon.repo import open_repo, remote_name
 from errauto_daemon.store import Store
 
 log = logging.getLogger("errauto")
@@ -352,7 +352,7 @@ def check_config(store: Store, root: str) -> bool:
     """
     repo = open_repo(root)
     try:
-        config_mod.load(repo)
+        config = config_mod.load(repo)
     except FatalError as exc:
         error = str(exc)
         if store.config_invalid(root, _config_digest(repo, error), error) is not None:
@@ -360,6 +360,9 @@ def check_config(store: Store, root: str) -> bool:
         return False
     if store.config_valid(root):
         log.info("the configuration of %s can be used again", root)
+    remote = remote_name(repo, config.push)
+    if remote and store.clone_of(remote) != root:
+        store.add_repo(root, remote)  # named by its push remote to the other machines (`push` set since)
     return True
 
 

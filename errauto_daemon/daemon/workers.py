@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from errauto_daemon import checks, github, inbox
 from errauto_daemon import config as config_mod
 from errauto_daemon.daemon.control import exit_reserve, join_until
+from errauto_daemon.domain import State
 from errauto_daemon.errors import FatalError
 from errauto_daemon.progress import LogProgress
 from errauto_daemon.repo import open_repo
@@ -97,6 +98,50 @@ class Workers:
                     self.in_flight.discard(sub_id)
         validator.release()
         store.close()
+
+
+class JobSlots:
+    """On a database machines share: the jobs Procrastinate hands this daemon, each decided by one
+    of its validators (one per slot: their worktree slots and open repositories are reused)."""
+
+    def __init__(self, workers: Workers, store: Store, slots: int) -> None:
+        self.workers = workers
+        self.store = store
+        self.free: queue.Queue[Validator] = queue.Queue()
+        for _ in range(slots):
+            self.free.put(Validator(store, cancel=workers.cancel, retry_internal=MAX_ATTEMPTS,
+                                    progress=LogProgress(logging.getLogger("errauto.worker"))))
+
+    def decide(self, sub_id: int) -> bool:
+        """Run one job: decide `sub_id` here; False if this machine has no clone of its repository.
+        A submission a killed worker left `validating` is recovered first (its job was put back)."""
+        if self.workers.stopping.is_set() or not self.workers.intact():
+            return False
+        validator = self.free.get()
+        with self.workers.in_flight_lock:
+            self.workers.in_flight.add(sub_id)
+        try:
+            sub = self.store.get(sub_id)
+            try:
+                validator.local_root(sub)
+            except FatalError as exc:
+                log.info("submission %d: %s; left for another machine", sub_id, exc)
+                return False
+            if sub.state == State.VALIDATING:
+                recovered = validator.recover_submission(sub_id, MAX_ATTEMPTS)
+                if recovered is not None:
+                    log.info("recovered submission %d: %s", sub_id, recovered.state)
+                    inbox.settle(self.store, recovered)
+            _decide(validator, self.store, sub_id)
+            return True
+        finally:
+            with self.workers.in_flight_lock:
+                self.workers.in_flight.discard(sub_id)
+            self.free.put(validator)
+
+    def close(self) -> None:
+        while not self.free.empty():
+            self.free.get().release()
 
 
 def _decide(validator: Validator, store: Store, sub_id: int) -> None:

@@ -37,6 +37,7 @@ from errauto_daemon.store.cache import Cache
 from errauto_daemon.store.db import _MIGRATIONS as _MIGRATIONS
 from errauto_daemon.store.db import _SCHEMA as _SCHEMA
 from errauto_daemon.store.db import SCHEMA_VERSION, Backend, Database, ReadOnlyDatabase
+from errauto_daemon.store.jobqueue import JobQueue
 from errauto_daemon.store.monitor import Monitor
 from errauto_daemon.store.outbox import Outbox
 from errauto_daemon.store.patches import Patches, patch_file, store_patch_bytes
@@ -88,7 +89,7 @@ class _ByHand:
             return []
 
 
-class Store(Submissions, Sources, Cache, Outbox, Monitor, Queries, Browse, Trends, Patches, _ByHand):
+class Store(Submissions, Sources, Cache, Outbox, Monitor, Queries, Browse, Trends, Patches, JobQueue, _ByHand):
     """The state database, and a connection per thread, opened on first use.
 
     `where` is a SQLite file or a postgresql:// URL (store/where.py); by
@@ -107,6 +108,11 @@ class Store(Submissions, Sources, Cache, Outbox, Monitor, Queries, Browse, Trend
         self.schema_was: int = self._db.found_version  # the schema it had when opened
 
     @property
+    def shared(self) -> bool:
+        """Whether other machines may use this database too (a server): validations are jobs then."""
+        return self._db.shared
+
+    @property
     def conn(self) -> sqlite3.Connection:
         """This thread's SQLite connection: for tests and tools that shape a SQLite database by hand."""
         if not isinstance(self._db, Database):
@@ -120,7 +126,7 @@ class Store(Submissions, Sources, Cache, Outbox, Monitor, Queries, Browse, Trend
         self._db.close()
 
 
-class ReadOnlyStore(Submissions, Sources, Cache, Outbox, Monitor, Queries, Browse, Trends, Patches, _ByHand):
+class ReadOnlyStore(Submissions, Sources, Cache, Outbox, Monitor, Queries, Browse, Trends, Patches, JobQueue, _ByHand):
     """The state database opened read-only, for pages that only look (`errauto web`).
 
     Its own connections (one per thread), never a writer's: reading cannot

@@ -24,7 +24,7 @@ from errauto_daemon import paths
 from errauto_daemon.errors import ConfigError, FatalError
 from errauto_daemon.locks import FileLock
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 Params = Sequence[Any]
 
@@ -249,6 +249,28 @@ CREATE TABLE workers (
     PRIMARY KEY (host, home)
 );
 """,
+    7: """
+-- Repositories by their git remote, for machines sharing one database: each
+-- machine registers its own clone (host and state directory name whose it is;
+-- '' for registrations made before, which are every machine's), and the
+-- clone's push remote names the repository (`remote`: NULL without one). A
+-- submission keeps that name, so any machine with a clone of the same remote
+-- can validate it, and a patch sent on two machines is one submission.
+CREATE TABLE repos_by_machine (
+    host TEXT NOT NULL DEFAULT '',
+    home TEXT NOT NULL DEFAULT '',
+    path TEXT NOT NULL,
+    remote TEXT,
+    added_at REAL NOT NULL,
+    PRIMARY KEY (host, home, path)
+);
+INSERT INTO repos_by_machine (path, added_at) SELECT path, added_at FROM repos;
+DROP TABLE repos;
+ALTER TABLE repos_by_machine RENAME TO repos;
+CREATE INDEX repos_remote ON repos (remote);
+ALTER TABLE submissions ADD COLUMN remote TEXT;
+CREATE INDEX submissions_remote ON submissions (remote, target, dedup_key);
+""",
 }
 
 
@@ -328,6 +350,8 @@ class Backend(Protocol):
     def transaction(self) -> AbstractContextManager[Transaction]: ...
 
     def hold(self, sub_id: int) -> AbstractContextManager[bool]: ...
+
+    def check_hold(self, tx: Transaction, sub_id: int) -> None: ...
 
     def local_date(self, column: str) -> str: ...
 
@@ -409,6 +433,9 @@ class Database(PerThread):
     def like() -> str:
         """The operator of a LIKE that ignores ASCII case (SQLite's own LIKE does)."""
         return "LIKE"
+
+    def check_hold(self, tx: Transaction, sub_id: int) -> None:
+        """A flock is lost only with its process: nothing to check."""
 
     @contextmanager
     def hold(self, sub_id: int) -> Iterator[bool]:

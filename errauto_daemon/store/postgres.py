@@ -38,7 +38,7 @@ from typing import Any
 import psycopg
 from psycopg.adapt import Loader
 
-from errauto_daemon.errors import ConfigError, FatalError
+from errauto_daemon.errors import ConfigError, FatalError, HoldLost
 from errauto_daemon.store.db import (
     _MIGRATIONS,
     _SCHEMA,
@@ -283,12 +283,37 @@ class PostgresDatabase(PerThread):
     def hold(self, sub_id: int) -> Iterator[bool]:
         """A session-level advisory lock on a connection of its own (see the module)."""
         conn = self._connect()
+        holds: dict[int, int] = self._holds()
         try:
             taken = conn.execute("SELECT pg_try_advisory_lock(%s, %s)",
                                  (self._keys(conn)[1], int(sub_id) & 0x7FFFFFFF)).fetchone()
+            if taken and taken[0]:
+                holds[sub_id] = conn.info.backend_pid
             yield bool(taken and taken[0])
         finally:
+            holds.pop(sub_id, None)
             conn.close()  # ends the session, and with it the lock
+
+    def _holds(self) -> dict[int, int]:
+        """This thread's holds: submission -> the server process of the session that holds it."""
+        holds: dict[int, int] | None = getattr(self._local, "holds", None)
+        if holds is None:
+            holds = self._local.holds = {}
+        return holds
+
+    def check_hold(self, tx: Transaction, sub_id: int) -> None:
+        """HoldLost if this thread held `sub_id` and its session is gone (the server restarted, or
+        dropped the connection): another worker may have recovered the submission since, so the
+        holder must write nothing more of it. Asked inside the write transaction, under the
+        writers' lock, so no recovery can come between the check and the write."""
+        backend = self._holds().get(sub_id)
+        if backend is None:
+            return
+        if tx.row("SELECT 1 AS held FROM pg_locks WHERE locktype = 'advisory' AND granted AND pid = ? "
+                  "AND classid::bigint = ? AND objid::bigint = ? AND objsubid = 2",
+                  (backend, self._keys(self.conn)[1] & 0xFFFFFFFF, int(sub_id) & 0x7FFFFFFF)) is None:
+            raise HoldLost(f"submission {sub_id}: its hold was lost with the server's session; "
+                           "left to whoever holds it now")
 
     def _ensure_schema(self, upgrade: bool) -> None:
         """A server's schema is created and upgraded only when asked (`errauto db migrate`): machines
@@ -296,6 +321,7 @@ class PostgresDatabase(PerThread):
         if upgrade:
             with self.transaction() as tx:
                 version: int | None = migrate(tx)
+                _create_job_tables(tx)
         else:
             version = schema_version(self.read)
         self._opened = True
@@ -310,6 +336,17 @@ class PostgresDatabase(PerThread):
             raise ConfigError(f"the state database {shown(self.url)} has schema {version}, this errauto "
                               f"needs {SCHEMA_VERSION}: run `errauto db migrate`")
         self.found_version = version
+
+
+def _create_job_tables(tx: Transaction) -> None:
+    """The job queue's tables (Procrastinate's, `jobs`), in the same schema, unless they are there."""
+    assert isinstance(tx, PgTransaction)
+    found = tx.row("SELECT to_regclass('procrastinate_jobs') IS NOT NULL AS present")
+    if found is not None and found["present"]:
+        return
+    from procrastinate.schema import SchemaManager
+
+    tx._pg.execute(SchemaManager.get_schema().encode())
 
 
 class ReadOnlyPostgresDatabase(PostgresDatabase):

@@ -45,6 +45,7 @@ class Submission:
     updated_at: float
     decided_at: float | None
     claimed_at: float | None = None  # when its current (or last) validation began
+    remote: str | None = None  # the repository's push remote, its name among machines (None: its clone)
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Submission:

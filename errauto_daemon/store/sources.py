@@ -5,12 +5,20 @@ own rewrite (to tell their pusher)."""
 from __future__ import annotations
 
 import re
+import socket
 import time
 
+from errauto_daemon import paths
 from errauto_daemon.domain import State
 from errauto_daemon.store.db import Backend
 from errauto_daemon.store.outbox import insert_alert
 from errauto_daemon.store.records import ConfigProblem, InboxFile, Replacement
+
+
+def machine() -> tuple[str, str]:
+    """This process's machine as the database tells machines apart: its host, its state directory."""
+    return socket.gethostname(), str(paths.state_dir())
+
 
 _REPLACES = re.compile(r"replaces ([0-9a-f]+) with ([0-9a-f]+)")
 
@@ -20,17 +28,43 @@ class Sources:
 
     # -- repositories ----------------------------------------------------------------
 
-    def add_repo(self, path: str) -> bool:
+    def add_repo(self, path: str, remote: str | None = None) -> bool:
+        """Register a clone on this machine (this state directory); `remote`: the repository's name
+        in a cluster, its push remote's URL (`repo.remote_name`). Re-registering updates it.
+        A SQLite file is one machine's: its rows name none, so a renamed host keeps them."""
+        host, home = machine() if self._db.shared else ("", "")
         with self._db.transaction() as tx:
-            return tx.insert_new("repos", [{"path": path, "added_at": time.time()}]) == 1
+            known = tx.row("SELECT remote FROM repos WHERE host IN ('', ?) AND home IN ('', ?) AND path = ?",
+                           (host, home, path))
+            if known is not None:
+                if known["remote"] != remote:
+                    tx.execute("UPDATE repos SET remote = ? WHERE host IN ('', ?) AND home IN ('', ?) AND path = ?",
+                               (remote, host, home, path))
+                return False
+            return tx.insert_new("repos", [{"host": host, "home": home, "path": path, "remote": remote,
+                                            "added_at": time.time()}]) == 1
 
     def remove_repo(self, path: str) -> bool:
+        host, home = machine()
         with self._db.transaction() as tx:
-            tx.execute("DELETE FROM config_problems WHERE repo = ?", (path,))
-            return tx.execute("DELETE FROM repos WHERE path = ?", (path,)) == 1
+            removed = tx.execute("DELETE FROM repos WHERE host IN ('', ?) AND home IN ('', ?) AND path = ?",
+                                 (host, home, path))
+            if not tx.row("SELECT 1 AS one FROM repos WHERE path = ?", (path,)):
+                tx.execute("DELETE FROM config_problems WHERE repo = ?", (path,))
+            return removed >= 1
 
     def repos(self) -> list[str]:
-        return [r[0] for r in self._db.read.tuples("SELECT path FROM repos ORDER BY path")]
+        """The repositories this machine (this state directory) registered."""
+        host, home = machine()
+        return [r[0] for r in self._db.read.tuples(
+            "SELECT DISTINCT path FROM repos WHERE host IN ('', ?) AND home IN ('', ?) ORDER BY path", (host, home))]
+
+    def clone_of(self, remote: str) -> str | None:
+        """This machine's registered clone of the repository named `remote`, if it has one."""
+        host, home = machine()
+        row = self._db.read.row("SELECT path FROM repos WHERE remote = ? AND host IN ('', ?) AND home IN ('', ?) "
+                                "ORDER BY path LIMIT 1", (remote, host, home))
+        return row["path"] if row else None
 
     # -- configurations that cannot be used --------------------------------------------
 

@@ -118,13 +118,19 @@ class Submissions:
     def insert_submission(
         self, *, repo: str, target: str, source: str, source_detail: str | None, title: str,
         author: str | None, note: str | None, patch_sha256: str, dedup_key: str,
-        state: State = State.QUEUED, reason: str | None = None,
+        state: State = State.QUEUED, reason: str | None = None, remote: str | None = None,
     ) -> tuple[Submission, bool]:
-        """Record a submission, or return the existing one with the same dedup key."""
+        """Record a submission, or return the existing one with the same dedup key: in the same
+        repository, which is its push remote when it has one (`remote`: sent to two machines' clones,
+        a patch is one submission), else its clone."""
         now = time.time()
         with self._db.transaction() as tx:
-            existing = tx.row("SELECT * FROM submissions WHERE repo = ? AND target = ? AND dedup_key = ?",
-                              (repo, target, dedup_key))
+            if remote is not None:
+                existing = tx.row("SELECT * FROM submissions WHERE remote = ? AND target = ? AND dedup_key = ? "
+                                  "ORDER BY id LIMIT 1", (remote, target, dedup_key))
+            else:
+                existing = tx.row("SELECT * FROM submissions WHERE repo = ? AND target = ? AND dedup_key = ?",
+                                  (repo, target, dedup_key))
             if existing is not None:
                 tx.execute("INSERT INTO events (submission_id, ts, kind, detail) VALUES (?, ?, 'duplicate', ?)",
                            (existing["id"], now, f"{source}: {source_detail or ''}".strip(": ")))
@@ -132,10 +138,10 @@ class Submissions:
             state = check_state(state)
             route = Route.REJECTED if state == State.REJECTED else None
             sub_id = tx.insert(
-                """INSERT INTO submissions (repo, target, source, source_detail, title, author, note,
+                """INSERT INTO submissions (repo, remote, target, source, source_detail, title, author, note,
                        patch_sha256, dedup_key, state, route, reason, created_at, updated_at, decided_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                (repo, target, source, source_detail, title, author, note, patch_sha256, dedup_key,
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (repo, remote, target, source, source_detail, title, author, note, patch_sha256, dedup_key,
                  state, route, reason, now, now, now if state in DECIDED else None))
             tx.execute("INSERT INTO events (submission_id, ts, kind, to_state, route, detail) "
                        "VALUES (?, ?, 'state', ?, ?, ?)", (sub_id, now, state, route, reason or source))
@@ -212,6 +218,7 @@ class Submissions:
             fields["explanation"] = json.dumps(fields["explanation"], sort_keys=True)
         now = time.time()
         with self._db.transaction() as tx:
+            self._db.check_hold(tx, sub_id)
             before = _submission_row(tx, sub_id)
             if expect is not None and before["state"] not in expect:
                 raise FatalError(f"submission {sub_id} is {before['state']}, not {' or '.join(expect)}")
@@ -236,6 +243,7 @@ class Submissions:
         cancel it raises Cancelled (`honour_cancel` rejects it instead).
         """
         with self._db.transaction() as tx:
+            self._db.check_hold(tx, sub_id)
             row = tx.row("SELECT id, state FROM submissions WHERE id = ?", (sub_id,))
             if row is not None and row["state"] in expect:
                 _refuse_if_cancelled(tx, row)
@@ -291,6 +299,7 @@ class Submissions:
         check_fields("begin_carrying_out", facts, FACT_FIELDS)
         now = time.time()
         with self._db.transaction() as tx:
+            self._db.check_hold(tx, sub_id)
             reason = _pending_cancel(tx, sub_id)
             if reason is not None:
                 raise Cancelled(reason)

@@ -17,8 +17,10 @@ T = TypeVar("T")
 
 
 class DaemonProcess:
-    def __init__(self, log: Path, *, workers: int = 2, grace: float = 5.0, rescan: float = 1.0) -> None:
+    def __init__(self, log: Path, *, workers: int = 2, grace: float = 5.0, rescan: float = 1.0,
+                 env: dict[str, str] | None = None) -> None:
         self.log = log
+        self.env = env
         self.args = ["--workers", str(workers), "--grace", str(grace), "--rescan", str(rescan)]
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -28,7 +30,7 @@ class DaemonProcess:
             self.proc = subprocess.Popen(
                 [PYTHON, "-m", "errauto_daemon", "daemon", "run", "--ready-fd", str(write_end), *self.args],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=out, pass_fds=(write_end,),
-                start_new_session=True, env=os.environ.copy())
+                start_new_session=True, env=self.env if self.env is not None else os.environ.copy())
         os.close(write_end)
         message = b""
         deadline = time.monotonic() + timeout

@@ -1,0 +1,183 @@
+"""Several machines on one PostgreSQL state: a submission recorded on any of them is a job any
+worker with a clone of its repository takes (errauto_daemon/jobs.py), merges go to the shared
+remote by push, and a worker killed mid-validation or mid-merge loses nothing and doubles nothing.
+
+Each "machine" is a state directory, a clone of one bare remote and a daemon of its own."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from errauto_daemon.store import Store
+from tests.helpers.cluster import Machine
+from tests.helpers.daemon import DaemonProcess, all_decided, drop, progress, wait_until
+from tests.helpers.gitrepo import CALC, GitRepo, config_toml, git, python_project
+
+pytestmark = pytest.mark.parametrize("backend", ["postgresql"])  # machines share a server, never a file
+
+FIX = {"calc.py": CALC.replace("a - b", "a + b")}
+
+
+def shared_remote(tmp_path: Path, config: str) -> tuple[Path, GitRepo]:
+    seed = python_project(tmp_path / "seed", config=config)
+    remote = tmp_path / "remote.git"
+    git(tmp_path, "clone", "-q", "--bare", str(seed.path), str(remote))
+    return remote, seed
+
+
+def notes_patch(seed: GitRepo, i: int, *, text: str | None = None) -> bytes:
+    return seed.make_patch({f"notes/n{i:03d}.txt": text if text is not None else f"note {i}\n"})
+
+
+def test_a_patch_recorded_on_one_machine_is_validated_and_pushed_by_another(
+        tmp_path: Path, daemons: list[DaemonProcess]) -> None:
+    remote, seed = shared_remote(tmp_path, config_toml(top='push = "origin"\n'))
+    a = Machine(tmp_path, "a", remote)  # records only: no daemon runs there
+    b = Machine(tmp_path, "b", remote)
+    b.start(daemons)
+    patch = tmp_path / "fix.patch"
+    patch.write_bytes(seed.make_patch(FIX))
+
+    sent = a.errauto("submit", str(patch), "--repo", str(a.clone), "--json")
+    assert sent.returncode == 0, sent.stderr
+
+    store = Store()
+    (sub,) = wait_until(lambda: all_decided(store, 1), timeout=120, poll=0.2, what="the decision")
+    assert sub.state == "merged", sub.reason
+    assert sub.repo == str(a.clone) and sub.remote == str(remote.resolve())
+    assert "a + b" in git(remote, "show", "main:calc.py")
+    assert git(remote, "rev-parse", "main").strip() == sub.merged_commit
+    assert "a + b" in (b.clone / "calc.py").read_text()  # the machine that merged followed its push
+    assert "a - b" in (a.clone / "calc.py").read_text()  # the recording machine's clone was not touched
+    assert f"submission {sub.id}: merged" in b.log
+
+
+def test_the_same_patch_sent_to_two_machines_is_one_submission(tmp_path: Path) -> None:
+    remote, seed = shared_remote(tmp_path, config_toml(top='push = "origin"\n'))
+    a, b = Machine(tmp_path, "a", remote), Machine(tmp_path, "b", remote)
+    patch = tmp_path / "fix.patch"
+    patch.write_bytes(seed.make_patch(FIX))
+    for machine in (a, b):
+        sent = machine.errauto("submit", str(patch), "--repo", str(machine.clone))
+        assert sent.returncode == 0, sent.stderr
+    store = Store()
+    (sub,) = store.submissions()
+    assert [e["kind"] for e in store.events(sub.id)].count("duplicate") == 1
+    jobs = store.sql("SELECT status, args ->> 'sub_id' FROM procrastinate_jobs")
+    assert jobs == [("todo", str(sub.id))]  # one job waits for it, whoever sent it
+
+
+def test_a_machine_without_a_clone_leaves_the_job_to_one_that_has_it(
+        tmp_path: Path, daemons: list[DaemonProcess]) -> None:
+    remote, seed = shared_remote(tmp_path, config_toml(top='push = "origin"\n'))
+    a = Machine(tmp_path, "a", remote)
+    other_remote = tmp_path / "other.git"
+    git(tmp_path, "clone", "-q", "--bare", str(remote), str(other_remote))
+    b = Machine(tmp_path, "b", other_remote)  # a clone of another repository only
+    b.start(daemons, workers=1)
+    patch = tmp_path / "fix.patch"
+    patch.write_bytes(seed.make_patch(FIX))
+    assert a.errauto("submit", str(patch), "--repo", str(a.clone)).returncode == 0
+    store = Store()
+    wait_until(lambda: "left for another machine" in b.log,
+               timeout=60, what="machine b to decline the job")
+    assert store.submissions()[0].state == "queued"  # not failed, not claimed: waiting for a clone
+    a.start(daemons, workers=1)
+    (sub,) = wait_until(lambda: all_decided(store, 1), timeout=120, poll=0.2, what="the decision")
+    assert sub.state == "merged", sub.reason
+
+
+@pytest.mark.slow
+def test_three_workers_sixty_patches_killed_workers_and_a_server_restart(
+        tmp_path: Path, daemons: list[DaemonProcess], postgres: object) -> None:
+    """60 patches from the inboxes and `submit` of three machines, 8 of them conflicting pairs.
+    One worker is SIGKILLed mid-validation, another mid-merge (its push held by the remote's
+    hook), and the server restarts once. Afterwards every submission is decided exactly once,
+    the remote holds each merged patch exactly once, and each decision's alert was recorded once."""
+    # One check of a second (so a worker can be killed mid-validation) that every patch passes.
+    config = ('target = "main"\npush = "origin"\nmax_revalidations = 20\n'
+              '[checks.tests]\ncommand = ["sh", "-c", "sleep 1; test -d notes"]\n')
+    remote, seed = shared_remote(tmp_path, config)
+    hold = tmp_path / "hold-next-push"
+    pushing = tmp_path / "pushing"
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text(f"#!/bin/sh\nif [ -e {hold} ]; then rm -f {hold}; echo $$ > {pushing}; sleep 30; fi\nexit 0\n")
+    hook.chmod(0o755)
+    machines = [Machine(tmp_path, name, remote) for name in ("m1", "m2", "m3")]
+    for m in machines:
+        m.start(daemons, workers=2)
+    store = Store()
+
+    patches: list[tuple[str, bytes]] = []
+    for i in range(44):
+        patches.append((f"n{i:03d}.patch", notes_patch(seed, i)))
+    for pair in range(8):  # the same new file with two different texts: only one of each pair can merge
+        for side in "ab":
+            patches.append((f"c{pair}{side}.patch", notes_patch(seed, 900 + pair, text=f"pair {pair} {side}\n")))
+    assert len(patches) == 60
+    for n, (name, data) in enumerate(patches):
+        m = machines[n % 3]
+        if n % 2:
+            drop(m.inbox, name, data)
+        else:
+            path = m.root / name
+            path.write_bytes(data)
+            assert m.errauto("submit", str(path), "--repo", str(m.clone)).returncode == 0
+
+    # One worker killed mid-validation: the first machine seen validating.
+    def validating_machine() -> Machine | None:
+        busy = {w.home: w.busy for w in store.workers()}
+        return next((m for m in machines if busy.get(str(m.root / "state"), 0) > 0
+                     and any(s.state == "validating" for s in store.submissions(limit=1000))), None)
+    killed_validating = wait_until(validating_machine, timeout=120, poll=0.1, what="a busy worker")
+    assert killed_validating.daemon is not None
+    killed_validating.daemon.kill()
+
+    # Another killed mid-merge: its push waits in the remote's hook.
+    hold.touch()
+    pid = int(wait_until(lambda: pushing.exists() and pushing.read_text().strip(), timeout=120,
+                         poll=0.1, what="a push held by the hook"))
+    pusher = next(m for m in machines if m is not killed_validating and m.daemon is not None
+                  and _descends_from(pid, m.daemon.pid))
+    assert pusher.daemon is not None
+    pusher.daemon.kill()
+
+    postgres.restart()  # type: ignore[attr-defined]
+    for m in (killed_validating, pusher):  # the machines come back
+        m.start(daemons, workers=2)
+
+    subs = wait_until(lambda: all_decided(store, 60), timeout=600, poll=0.5,
+                      what=f"60 decisions ({progress(store)})")
+    assert len(subs) == 60
+    merged = [s for s in subs if s.state == "merged"]
+    # Each decided once: one decision event per submission's final state.
+    for s in subs:
+        decisions = [e for e in store.events(s.id) if e["kind"] == "state" and e["to_state"] == s.state]
+        assert len(decisions) == 1, (s.id, s.state, store.events(s.id))
+    # The remote holds each merged patch once; of each conflicting pair at most one merged.
+    files = git(remote, "ls-tree", "--name-only", "main", "notes/").split()
+    assert len(files) == len(set(files)) == len(merged)
+    log = git(remote, "log", "--format=%s", "main")
+    for s in merged:
+        assert log.count(s.title) == 1, s.title
+    for pair in range(8):
+        assert sum(1 for s in merged if s.source_detail and s.source_detail.startswith(f"c{pair}")) <= 1
+    assert len(merged) >= 44  # every independent patch merged
+    # Alerts: one per decision that raises one, never two.
+    alerts = store.sql("SELECT submission_id, kind, COUNT(*) FROM outbox WHERE submission_id IS NOT NULL "
+                       "GROUP BY submission_id, kind HAVING COUNT(*) > 1")
+    assert alerts == []
+
+
+def _descends_from(pid: int, ancestor: int) -> bool:
+    while pid > 1:
+        if pid == ancestor:
+            return True
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return False
+        pid = int(fields[1])
+    return False
+
