@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -125,7 +126,8 @@ def merge_validated(store: Store, repo: pygit2.Repository, config: Config, sub: 
     # (Cancelled here if theirs came first).
     store.begin_carrying_out(sub.id, "a merge", merge_intent=str(new))
     outcome = merge.merge(repo, config, validation.base, str(new),
-                          f"errauto: merge submission {sub.id} ({sub.title})", submission_id=sub.id)
+                          f"errauto: merge submission {sub.id} ({sub.title})", submission_id=sub.id,
+                          across=merges_serial(store, sub, config))
     if outcome.status != merge.MergeStatus.MERGED or not rewrites:
         return outcome, ""
     for old, mine in rewrites:
@@ -135,6 +137,14 @@ def merge_validated(store: Store, repo: pygit2.Repository, config: Config, sub: 
 
 def _since(started: float) -> float:
     return round(time.perf_counter() - started, 6)
+
+
+def merges_serial(store: Store, sub: Submission, config: Config) -> AbstractContextManager[None] | None:
+    """The lock of merges into the submission's target on every machine of a shared state: its
+    repository's push remote and target name it. None on one machine (the file lock suffices)."""
+    if not store.shared or sub.remote is None:
+        return None
+    return store.serial(f"merge {sub.remote} {config.target_ref}")
 
 
 @dataclass(frozen=True)
@@ -241,7 +251,8 @@ class _Carrying:
                 client.check_access()
                 # Serialised with every other merge into this target: two
                 # pull requests validated on one base are never merged together.
-                with merge.target_lock(self.repo, self.config.target_ref):
+                with merge.target_lock(self.repo, self.config.target_ref,
+                                       merges_serial(self.store, self.sub, self.config)):
                     done = self.merge_at_once(client, started)
         except github.GitHubError as exc:
             return self.github_failed(exc)

@@ -53,7 +53,7 @@ def submit(
     config = config_mod.load(repo, target)
     tip = repo.references[config.target_ref].peel(pygit2.Commit)
     return record(store, repo_root(repo), config, data, source=source, name=name, note=note,
-                  title=title, exists=lambda p: p in tip.tree, remote=remote_name(repo, config.push))
+                  title=title, exists=lambda p: p in tip.tree, remote=remote_name(repo, config.push, config.remote_url))
 
 
 def record(

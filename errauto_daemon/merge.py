@@ -27,7 +27,7 @@ import json
 import os
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,14 +168,17 @@ def _key(repo: pygit2.Repository, ref: str) -> str:
 
 
 @contextmanager
-def target_lock(repo: pygit2.Repository, ref: str) -> Iterator[None]:
+def target_lock(repo: pygit2.Repository, ref: str,
+                across: AbstractContextManager[None] | None = None) -> Iterator[None]:
     """Serialise merges into one target; repair what a killed merge left first.
 
     Re-entrant within a thread: a validation that holds the lock (to merge
     next, see Validator._decide) still goes through `merge()`, which takes it.
-    Other threads and processes wait.
+    Other threads and processes wait. `across`: the same target's lock for
+    every machine of a shared state (`carryout.merges_serial`), taken first.
     """
-    with locks.reentrant(paths.locks_dir() / f"merge-{_key(repo, ref)}.lock") as taken:
+    with across or nullcontext(), \
+            locks.reentrant(paths.locks_dir() / f"merge-{_key(repo, ref)}.lock") as taken:
         if taken:
             _repair(repo, ref)
         yield
@@ -377,12 +380,13 @@ def _undo(moved: Sequence[Path], old: str, new: str) -> None:
 
 
 def merge(repo: pygit2.Repository, config: Config, base: str, new: str, message: str, *,
-          submission_id: int | None = None) -> MergeOutcome:
+          submission_id: int | None = None, across: AbstractContextManager[None] | None = None) -> MergeOutcome:
     """Make `new` (a commit whose first parent chain reaches `base`) the target's tip.
 
     With `submission_id`, the merged tip gets its note in `refs/notes/errauto`.
+    `across`: see `target_lock`.
     """
-    with target_lock(repo, config.target_ref):
+    with target_lock(repo, config.target_ref, across):
         outcome = _merge_locked(repo, config, base, new, message)
         if outcome.status == MergeStatus.MERGED and submission_id is not None:
             try:
@@ -422,6 +426,22 @@ def remote_tip(repo: pygit2.Repository, config: Config) -> str | None:
         return git.fetch(common_dir(repo), config.push, config.target_ref)
     except git.FetchFailed:
         return None
+
+
+def follow_remote(repo: pygit2.Repository, config: Config) -> None:
+    """Bring the local target up to the push remote's (a fetch, then a fast-forward), so that a
+    validation starts from what the remote has: on a shared state other machines merge there.
+    A local target that is not behind (ahead, diverged, unreachable remote) is left as it is: the
+    push says what to do then."""
+    tip = remote_tip(repo, config)
+    if tip is None:
+        return
+    with target_lock(repo, config.target_ref):
+        local = repo.references.get(config.target_ref)
+        if local is None or str(local.target) == tip:
+            return
+        if repo.descendant_of(pygit2.Oid(hex=tip), local.target):
+            fast_forward(repo, config, str(local.target), tip, f"errauto: fast-forward to {config.push}")
 
 
 # A push the remote refused while another push held the ref's lock: worth sending again shortly.

@@ -30,6 +30,7 @@ from errauto_daemon import config as config_mod
 from errauto_daemon import git, intake, patchfile
 from errauto_daemon.config import Config
 from errauto_daemon.errors import FatalError
+from errauto_daemon.repo import normal_url
 from errauto_daemon.store import Store, Submission
 
 log = logging.getLogger("errauto.refs")
@@ -71,10 +72,24 @@ def submit_update(store: Store, gitdir: Path, root: str, config: Config, ref: st
         store.set_ref_seen(root, ref, tip, None)
         _retire(gitdir, ref, tip, None)
         return None
-    result = intake.record(store, root, config, data, source=source, name=ref, note=note)
+    result = intake.record(store, root, config, data, source=source, name=ref, note=note,
+                           remote=_remote(gitdir, config, workdir))
     store.set_ref_seen(root, ref, tip, result.submission.id)
     _retire(gitdir, ref, tip, result.submission.id)
     return result.submission, result.created
+
+
+def _remote(gitdir: Path, config: Config, workdir: Path | None) -> str | None:
+    """`repo.remote_name` with the git command line: on the git server, `remote_url` names the
+    repository the workers clone (the server's own path names it to nobody else)."""
+    base = workdir or gitdir
+    if config.remote_url:
+        return normal_url(config.remote_url, base)
+    if not config.push:
+        return None
+    found = git.run(("config", "--get", f"remote.{config.push}.url"), gitdir, check=False)
+    url = found.stdout.decode("utf-8", "surrogateescape").strip()
+    return normal_url(url, base) if found.returncode == 0 and url else None
 
 
 def kept_ref(sub_id: int) -> str:

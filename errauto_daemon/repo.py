@@ -38,25 +38,28 @@ def common_dir(repo: pygit2.Repository) -> str:
     return str(gitdir.resolve())
 
 
-def remote_name(repo: pygit2.Repository, remote: str | None) -> str | None:
-    """The repository's name among machines sharing one database: the URL of its push remote
-    (`push = "origin"`), written one way whichever clone reads it; None without a push remote.
-
-    A local path is resolved (relative to the clone's git dir, as git does); a URL loses a
-    trailing slash and `.git`, so `git@host:team/app.git` and `git@host:team/app` are one."""
+def remote_name(repo: pygit2.Repository, remote: str | None, url: str | None = None) -> str | None:
+    """The repository's name among machines sharing one database: `url` when the configuration
+    gives one (`remote_url`), else the URL of its push remote (`push = "origin"`), written one way
+    whichever clone reads it (`normal_url`); None without either."""
+    if url:
+        return normal_url(url, repo.workdir or common_dir(repo))
     if not remote:
         return None
     try:
-        url = repo.remotes[remote].url
+        found = repo.remotes[remote].url
     except (KeyError, ValueError):
         return None
-    if not url:
-        return None
+    return normal_url(found, repo.workdir or common_dir(repo)) if found else None
+
+
+def normal_url(url: str, base: str | Path) -> str:
+    """A remote's URL written one way: a local path resolved (relative to `base`, as git does), a
+    URL without a trailing slash or `.git`, so `git@host:team/app.git` and `git@host:team/app`
+    are one repository."""
     url = url.strip()
-    local = url.startswith("file://") or ("://" not in url and not _SCP.match(url))
-    if local:
+    if url.startswith("file://") or ("://" not in url and not _SCP.match(url)):
         path = url[len("file://"):] if url.startswith("file://") else url
-        base = repo.workdir or common_dir(repo)
         return os.path.realpath(os.path.join(base, os.path.expanduser(path))).rstrip("/")
     url = url.rstrip("/")
     return url[:-len(".git")] if url.endswith(".git") else url

@@ -41,7 +41,7 @@ from errauto_daemon import checks as checks_mod
 from errauto_daemon import config as config_mod
 from errauto_daemon import guard, merge, paths, route, sandbox, score
 from errauto_daemon.admission import admit
-from errauto_daemon.carryout import Again, Outcome, carry_out, merge_approved, record
+from errauto_daemon.carryout import Again, Outcome, carry_out, merge_approved, merges_serial, record
 from errauto_daemon.config import Config
 from errauto_daemon.domain import CheckStatus, Route, State
 from errauto_daemon.errors import STOPPING, Cancelled, FatalError, HoldLost, PatchRejected
@@ -53,6 +53,7 @@ from errauto_daemon.patchapply import Overlay
 from errauto_daemon.progress import SILENT, Progress
 from errauto_daemon.repo import open_repo, remote_name
 from errauto_daemon.store import DECIDED, CheckRow, Store, Submission
+from errauto_daemon.store.sources import machine
 from errauto_daemon.validation import Validation
 from errauto_daemon.workspace import Pool
 
@@ -341,13 +342,15 @@ class Validator:
         return mine
 
     def _clone_here(self, sub: Submission) -> bool:
-        """Whether the clone the submission was recorded in is on this machine (`errauto apply` in
-        a clone errauto does not watch): its path names a clone of the same push remote."""
-        if not os.path.isdir(sub.repo):
+        """Whether the clone the submission was recorded in is this machine's (`errauto apply` in a
+        clone errauto does not watch): recorded here, and still a clone of the same remote. Another
+        machine's path is never used, even where this machine has the same path."""
+        if sub.recorded_by != ":".join(machine()) or not os.path.isdir(sub.repo):
             return False
         try:
             repo = self._open(sub.repo)
-            return remote_name(repo, self._config(repo, sub).push) == sub.remote
+            config = self._config(repo, sub)
+            return remote_name(repo, config.push, config.remote_url) == sub.remote
         except FatalError:
             return False
 
@@ -366,6 +369,8 @@ class Validator:
     def _decide(self, sub: Submission) -> Submission:
         repo = self._open(self.local_root(sub))
         config = self._config(repo, sub)
+        if config.push and self.store.shared:
+            merge.follow_remote(repo, config)  # other machines merged there since this clone looked
         revalidations = 0
         while True:
             with ExitStack() as locked:
@@ -374,7 +379,8 @@ class Validator:
                     # lock, so the next merge is ours. Without it, other workers'
                     # merges can keep moving the target under a patch until it runs
                     # out of revalidations (seen with a burst of mergeable patches).
-                    locked.enter_context(merge.target_lock(repo, config.target_ref))
+                    locked.enter_context(merge.target_lock(repo, config.target_ref,
+                                                           merges_serial(self.store, sub, config)))
                 done = self._decide_once(repo, config, sub, revalidations)
                 if isinstance(done, Submission):
                     return done

@@ -5,10 +5,12 @@ remote by push, and a worker killed mid-validation or mid-merge loses nothing an
 Each "machine" is a state directory, a clone of one bare remote and a daemon of its own."""
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from errauto_daemon.main import main
 from errauto_daemon.store import Store
 from tests.helpers.cluster import Machine
 from tests.helpers.daemon import DaemonProcess, all_decided, drop, progress, wait_until
@@ -51,6 +53,58 @@ def test_a_patch_recorded_on_one_machine_is_validated_and_pushed_by_another(
     assert "a + b" in (b.clone / "calc.py").read_text()  # the machine that merged followed its push
     assert "a - b" in (a.clone / "calc.py").read_text()  # the recording machine's clone was not touched
     assert f"submission {sub.id}: merged" in b.log
+
+
+def test_a_worker_validates_on_the_remotes_tip_not_on_its_stale_clone(
+        tmp_path: Path, daemons: list[DaemonProcess]) -> None:
+    """Another machine merged since this worker's clone last looked: the worker fetches the remote
+    before validating, so the patch is validated once, on what it will be merged onto."""
+    remote, seed = shared_remote(tmp_path, config_toml(top='push = "origin"\n'))
+    b = Machine(tmp_path, "b", remote)
+    elsewhere = tmp_path / "elsewhere"
+    git(tmp_path, "clone", "-q", str(remote), str(elsewhere))
+    (elsewhere / "CHANGES").write_text("merged on another machine\n")
+    git(elsewhere, "add", "CHANGES")
+    git(elsewhere, "commit", "-q", "-m", "another machine's merge")
+    git(elsewhere, "push", "-q", "origin", "main")
+    moved = git(remote, "rev-parse", "main").strip()
+    patch = tmp_path / "fix.patch"
+    patch.write_bytes(seed.make_patch(FIX))
+    assert b.errauto("submit", str(patch), "--repo", str(b.clone)).returncode == 0
+    b.start(daemons)
+    store = Store()
+    (sub,) = wait_until(lambda: all_decided(store, 1), timeout=120, poll=0.2, what="the decision")
+    assert sub.state == "merged" and sub.base_commit == moved, (sub.state, sub.reason)
+    assert not any(e["kind"] == "revalidate" for e in store.events(sub.id))  # validated once
+    assert git(remote, "rev-parse", "main^").strip() == moved
+
+
+def test_a_push_to_the_git_servers_submit_ref_is_validated_by_a_worker(
+        tmp_path: Path, daemons: list[DaemonProcess], capsys: pytest.CaptureFixture[str]) -> None:
+    """Intake on the git server: its post-receive hook records the push under the URL the workers
+    clone from (`remote_url`), so a worker's clone of it validates the patch and pushes the merge."""
+    bare = tmp_path / "server.git"
+    config = config_toml(top=f'push = "origin"\nremote_url = "{bare}"\n')
+    seed = python_project(tmp_path / "seed", config=config)
+    git(tmp_path, "clone", "-q", "--bare", str(seed.path), str(bare))
+    assert main(["hooks", "install", "--repo", str(bare), "--server"]) == 0
+    capsys.readouterr()
+    worker = Machine(tmp_path, "worker", bare)
+    worker.start(daemons)
+    dev = tmp_path / "dev"
+    git(tmp_path, "clone", "-q", str(bare), str(dev))
+    (dev / "calc.py").write_text(CALC.replace("a - b", "a + b"))
+    git(dev, "commit", "-qam", "Fix add()")
+
+    pushed = subprocess.run(["git", "push", "origin", "HEAD:refs/for/main"], cwd=dev, capture_output=True, text=True)
+
+    assert pushed.returncode == 0 and "errauto: queued 1" in pushed.stderr, pushed.stderr
+    store = Store()
+    (sub,) = wait_until(lambda: all_decided(store, 1), timeout=120, poll=0.2, what="the decision")
+    assert (sub.source, sub.state, sub.remote) == ("post-receive", "merged", str(bare.resolve())), sub.reason
+    assert sub.repo == str(bare.resolve())  # recorded on the server, validated in the worker's clone
+    assert "a + b" in git(bare, "show", "main:calc.py")
+    assert f"submission {sub.id}: merged" in worker.log
 
 
 def test_the_same_patch_sent_to_two_machines_is_one_submission(tmp_path: Path) -> None:
@@ -136,7 +190,7 @@ def test_three_workers_sixty_patches_killed_workers_and_a_server_restart(
 
     # Another killed mid-merge: its push waits in the remote's hook.
     hold.touch()
-    pid = int(wait_until(lambda: pushing.exists() and pushing.read_text().strip(), timeout=120,
+    pid = int(wait_until(lambda: pushing.read_text().strip() if pushing.exists() else None, timeout=120,
                          poll=0.1, what="a push held by the hook"))
     pusher = next(m for m in machines if m is not killed_validating and m.daemon is not None
                   and _descends_from(pid, m.daemon.pid))
@@ -181,3 +235,27 @@ def _descends_from(pid: int, ancestor: int) -> bool:
         pid = int(fields[1])
     return False
 
+
+
+@pytest.mark.slow
+def test_merges_into_one_target_are_serialised_across_machines(
+        tmp_path: Path, daemons: list[DaemonProcess]) -> None:
+    """Two machines, two workers each, every patch mergeable. A patch whose push found the remote
+    moved validates again holding the target's lock on every machine (not only its own), so one
+    revalidation is always enough: none is held for a target that kept moving."""
+    config = ('target = "main"\npush = "origin"\nmax_revalidations = 1\n'
+              '[checks.tests]\ncommand = ["sh", "-c", "sleep 0.2; test -d notes"]\n')
+    remote, seed = shared_remote(tmp_path, config)
+    machines = [Machine(tmp_path, name, remote) for name in ("m1", "m2")]
+    for n in range(24):
+        m = machines[n % 2]
+        path = m.root / f"n{n}.patch"
+        path.write_bytes(notes_patch(seed, n))
+        assert m.errauto("submit", str(path), "--repo", str(m.clone)).returncode == 0
+    for m in machines:
+        m.start(daemons, workers=2)
+    store = Store()
+    subs = wait_until(lambda: all_decided(store, 24), timeout=300, poll=0.3, what=f"24 decisions ({progress(store)})")
+    assert {s.state for s in subs} == {"merged"}, [(s.id, s.state, s.reason) for s in subs if s.state != "merged"]
+    assert any(e["kind"] == "revalidate" for s in subs for e in store.events(s.id))  # the race did happen
+    assert len(git(remote, "ls-tree", "--name-only", "main", "notes/").split()) == 24

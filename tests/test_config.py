@@ -55,6 +55,8 @@ def load(repo: GitRepo) -> config.Config:
     ("[evidence]\nmin_changed_lines_covered = 1.5\n", "evidence.min_changed_lines_covered"),
     ("[evidence]\ntest_files = []\n", "evidence.test_files"),
     ("[evidence]\nstrict = true\n", "evidence.strict"),
+    ("remote_url = ' '\n", "remote_url must be the URL the machines clone the repository from"),
+    ("remote_url = 3\n", "remote_url must be"),
 ])
 def test_bad_config_fails_with_one_line_naming_the_key(
         repo: GitRepo, tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, key: str) -> None:
@@ -251,6 +253,7 @@ auto_merge_threshold = 0.9
 pr_threshold = 0.7
 workers = 3
 push = "origin"
+remote_url = "git@git.internal:team/app.git"
 submit_refs = ["refs/for/*", "refs/fix/*"]
 protected_paths = ["ci/**"]
 secret_env = ["DEPLOY_KEY"]
@@ -312,3 +315,18 @@ def test_evidence_settings_are_read(repo: GitRepo) -> None:
 def load_defaults_checks_have_no_reports() -> bool:
     check = config.CheckConfig("tests", ("pytest",), 1.0)
     return check.junit is None and check.line_data is None and check.reruns == 2
+
+
+def test_a_remote_url_is_written_one_way_whichever_clone_reads_it(tmp_path: Path) -> None:
+    """What names a repository among machines sharing one state (`remote_url`, or `push`'s URL)."""
+    from errauto_daemon.repo import normal_url
+
+    assert normal_url("git@git.internal:team/app.git", "/a") == normal_url("git@git.internal:team/app/", "/b") \
+        == "git@git.internal:team/app"
+    assert normal_url("https://git.internal/team/app.git", "/") == "https://git.internal/team/app"
+    assert normal_url("ssh://git@git.internal:2222/team/app", "/") == "ssh://git@git.internal:2222/team/app"
+    (tmp_path / "remote.git").mkdir()
+    (tmp_path / "clone").mkdir()
+    resolved = str((tmp_path / "remote.git").resolve())
+    assert normal_url("../remote.git", tmp_path / "clone") == resolved  # as git resolves a relative remote
+    assert normal_url(f"file://{tmp_path}/remote.git/", "/") == resolved

@@ -142,6 +142,7 @@ def _old_database(path: Path, version: int) -> None:
     old.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(version),))
     old.execute("INSERT INTO submissions (repo, target, source, title, patch_sha256, dedup_key, state, "
                 "created_at, updated_at) VALUES ('/r', 'main', 'cli', 'old', 'x', 'k', 'awaiting_review', 1, 1)")
+    old.execute("INSERT INTO repos (path, added_at) VALUES ('/r', 1)")
     old.commit()
     old.close()
 
@@ -150,7 +151,7 @@ def _tables(store: Store) -> set[str]:
     return {str(r[0]) for r in rows(store, "SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
-@pytest.mark.parametrize("version", [1, 2, 3, 4])
+@pytest.mark.parametrize("version", [1, 2, 3, 4, 5, 6])
 def test_an_older_database_is_migrated_to_the_current_schema(tmp_path: Path, version: int) -> None:
     path = tmp_path / "old" / "errauto.db"
     _old_database(path, version)
@@ -160,7 +161,9 @@ def test_an_older_database_is_migrated_to_the_current_schema(tmp_path: Path, ver
     assert _tables(store) == _tables(fresh)
     assert {"outbox", "deliveries", "inbox_files", "config_problems", "flaky_tests"} <= _tables(store)
     # The old row is there and works with every new column.
-    assert store.get(1).title == "old" and store.get(1).claimed_at is None
+    assert store.get(1).title == "old" and store.get(1).claimed_at is None and store.get(1).remote is None
+    assert store.repos() == ["/r"]  # registered before repositories were per machine: still this one's
+    assert store.add_repo("/r", "/srv/git/app") is False and store.clone_of("/srv/git/app") == "/r"
     store.add_inbox_file(1, "/r", "/inbox/old.patch")
     store.transition(1, State.REJECTED, reason="no")
     assert [a.kind for a in store.alerts()] == ["rejected"]

@@ -285,3 +285,30 @@ def test_a_hold_lost_with_the_servers_session_fences_its_holder(url: str, postgr
             store.requeue(sub_id, "interrupted")
     assert store.get(sub_id).state == State.QUEUED
     store.close()
+
+
+def test_a_named_lock_is_held_across_machines_and_re_entrant(url: str) -> None:
+    """`serial`: what serialises merges into one target on every machine of a shared state."""
+    import threading
+
+    mine, theirs = Store(url), Store(url)
+    order: list[str] = []
+    with mine.serial("merge origin main"):
+        with mine.serial("merge origin main"):  # re-entrant in its thread
+            pass
+
+        def other() -> None:
+            with theirs.serial("merge origin main"):
+                order.append("theirs")
+            theirs.close()
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join(1.0)
+        assert thread.is_alive() and order == []  # waits for mine
+        with theirs.serial("merge origin other-branch"):  # another name does not wait
+            order.append("another")
+        order.append("mine released")
+    thread.join(10)
+    assert order == ["another", "mine released", "theirs"]
+    mine.close()

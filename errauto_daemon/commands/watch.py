@@ -14,7 +14,7 @@ def add(directory: str, *, as_json: bool = False) -> int:
     repo = open_repo(directory)
     config = config_mod.load(repo)  # a broken config is reported now, not in the daemon's log
     root = repo_root(repo)
-    added = Store().add_repo(root, remote_name(repo, config.push))
+    added = Store().add_repo(root, remote_name(repo, config.push, config.remote_url))
     folder = inbox.ensure_inbox(root)
     wake()
     if as_json:

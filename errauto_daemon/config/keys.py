@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 _TOP_KEYS: dict[str, type | tuple[type, ...]] = {
     "target": str, "inbox": str, "auto_merge_threshold": float, "pr_threshold": float,
-    "workers": int, "push": str, "submit_refs": list, "protected_paths": list,
+    "workers": int, "push": str, "remote_url": str, "submit_refs": list, "protected_paths": list,
     "max_patch_bytes": int, "max_hunk_lines": int, "max_files": int, "max_blob_bytes": int,
     "max_parse_seconds": float, "max_revalidations": int, "secret_env": list, "checks": dict, "github": dict,
     "alerts": dict, "monitor": dict, "status": dict, "evidence": dict, "sandbox": str, "sandbox_readable": list,
@@ -119,7 +119,7 @@ def _already_checked(key: str, value: Any) -> bool:
         return value is None or isinstance(value, GithubConfig)
     if key in ("checks", "submit_refs", "protected_paths", "secret_env", "sandbox_readable"):
         return isinstance(value, tuple)
-    return key == "push" and value is None
+    return key in ("push", "remote_url") and value is None
 
 
 def _thresholds(values: Mapping[str, Any], fail: _Fail) -> dict[str, Any]:
@@ -168,6 +168,10 @@ def _names(values: Mapping[str, Any], fail: _Fail) -> dict[str, Any]:
         if not values["push"].strip():
             raise fail("push", "must name a remote")
         out["push"] = values["push"].strip()
+    if values.get("remote_url") is not None:
+        if not values["remote_url"].strip():
+            raise fail("remote_url", "must be the URL the machines clone the repository from")
+        out["remote_url"] = values["remote_url"].strip()
     return out
 
 

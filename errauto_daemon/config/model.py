@@ -150,6 +150,8 @@ class Config:
     pr_threshold: float = 0.80
     workers: int = 2
     push: str | None = None
+    # The URL every machine knows the repository by (machines sharing one state); else `push`'s URL.
+    remote_url: str | None = None
     submit_refs: tuple[str, ...] = ("refs/for/*",)
     protected_paths: tuple[str, ...] = DEFAULT_PROTECTED
     max_patch_bytes: int = Limits.max_patch_bytes

@@ -360,7 +360,7 @@ def check_config(store: Store, root: str) -> bool:
         return False
     if store.config_valid(root):
         log.info("the configuration of %s can be used again", root)
-    remote = remote_name(repo, config.push)
+    remote = remote_name(repo, config.push, config.remote_url)
     if remote and store.clone_of(remote) != root:
         store.add_repo(root, remote)  # named by its push remote to the other machines (`push` set since)
     return True

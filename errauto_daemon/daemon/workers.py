@@ -118,6 +118,7 @@ class JobSlots:
         if self.workers.stopping.is_set() or not self.workers.intact():
             return False
         validator = self.free.get()
+        log.debug("submission %d handed to the workers (a job)", sub_id)
         with self.workers.in_flight_lock:
             self.workers.in_flight.add(sub_id)
         try:

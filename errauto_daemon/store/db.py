@@ -16,7 +16,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -269,6 +269,8 @@ DROP TABLE repos;
 ALTER TABLE repos_by_machine RENAME TO repos;
 CREATE INDEX repos_remote ON repos (remote);
 ALTER TABLE submissions ADD COLUMN remote TEXT;
+-- The machine (host:state directory) that recorded it: only there is its clone's path its own.
+ALTER TABLE submissions ADD COLUMN recorded_by TEXT;
 CREATE INDEX submissions_remote ON submissions (remote, target, dedup_key);
 """,
 }
@@ -353,6 +355,8 @@ class Backend(Protocol):
 
     def check_hold(self, tx: Transaction, sub_id: int) -> None: ...
 
+    def serial(self, name: str) -> AbstractContextManager[None]: ...
+
     def local_date(self, column: str) -> str: ...
 
     def using_index(self, index: str) -> str: ...
@@ -436,6 +440,10 @@ class Database(PerThread):
 
     def check_hold(self, tx: Transaction, sub_id: int) -> None:
         """A flock is lost only with its process: nothing to check."""
+
+    def serial(self, name: str) -> AbstractContextManager[None]:
+        """One machine's file: what must be serialised is, by the locks in its state directory."""
+        return nullcontext()
 
     @contextmanager
     def hold(self, sub_id: int) -> Iterator[bool]:

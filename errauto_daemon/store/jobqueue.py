@@ -1,8 +1,9 @@
-"""What the store tells the job queue (`jobs`, Procrastinate's tables in the same PostgreSQL
-schema): whether its tables are there, which queued submissions have no job, and the
-connection through which a job is added beside the store's own writes."""
+"""What machines sharing one state coordinate through: the job queue (`jobs`, Procrastinate's
+tables in the same PostgreSQL schema: whether they are there, which queued submissions have no
+job, the connection through which a job is added) and named locks across machines (`serial`)."""
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Any
 
 from errauto_daemon.domain import State
@@ -33,3 +34,9 @@ class JobQueue:
             raise TypeError("not a server store")
         server: Any = self._db
         return server.conn
+
+    def serial(self, name: str) -> AbstractContextManager[None]:
+        """Hold the lock `name` across every machine of this database, waiting for it (re-entrant
+        within a thread; it dies with its holder). On a SQLite file, nothing: one machine's
+        file locks serialise it already."""
+        return self._db.serial(name)

@@ -65,7 +65,7 @@ _KEYS: dict[str, tuple[str, ...]] = {
     "config_problems": ("repo",),
     "refs_seen": ("repo", "ref"),
     "monitor": ("id",),
-    "repos": ("path",),
+    "repos": ("host", "home", "path"),
     "patches": ("sha256",),
     "workers": ("host", "home"),
 }
@@ -269,13 +269,15 @@ class PostgresDatabase(PerThread):
         writes = self._keys(conn)[0]  # an int this module computed: safe to write into the statement
         conn.execute(f"BEGIN; SELECT pg_advisory_xact_lock({int(writes)}, 0)".encode())
 
-    def _keys(self, conn: psycopg.Connection[Any]) -> tuple[int, int]:
-        """The first keys of this errauto's advisory locks (writes, holds), from its database and schema."""
-        keys: tuple[int, int] | None = getattr(self, "_lock_keys", None)
+    def _keys(self, conn: psycopg.Connection[Any]) -> tuple[int, int, int]:
+        """The first keys of this errauto's advisory locks (writes, holds, named locks such as a
+        target's merges), from its database and schema."""
+        keys: tuple[int, int, int] | None = getattr(self, "_lock_keys", None)
         if keys is None:
             found = conn.execute("SELECT current_database(), current_schema()").fetchone()
             where = f"{found[0]}.{found[1]}" if found else ""
-            keys = (_int32(f"errauto writes {where}"), _int32(f"errauto holds {where}"))
+            keys = (_int32(f"errauto writes {where}"), _int32(f"errauto holds {where}"),
+                    _int32(f"errauto serial {where}"))
             self._lock_keys = keys
         return keys
 
@@ -293,6 +295,25 @@ class PostgresDatabase(PerThread):
         finally:
             holds.pop(sub_id, None)
             conn.close()  # ends the session, and with it the lock
+
+    @contextmanager
+    def serial(self, name: str) -> Iterator[None]:
+        """Wait for, then hold, the lock called `name` across every machine of this database (a
+        session advisory lock on a connection of its own: it dies with its holder). Re-entrant
+        within a thread."""
+        held: set[str] = getattr(self._local, "serial", None) or set()
+        self._local.serial = held
+        if name in held:
+            yield
+            return
+        conn = self._connect()
+        try:
+            conn.execute("SELECT pg_advisory_lock(%s, %s)", (self._keys(conn)[2], _int32(name)))
+            held.add(name)
+            yield
+        finally:
+            held.discard(name)
+            conn.close()
 
     def _holds(self) -> dict[int, int]:
         """This thread's holds: submission -> the server process of the session that holds it."""

@@ -46,6 +46,7 @@ class Submission:
     decided_at: float | None
     claimed_at: float | None = None  # when its current (or last) validation began
     remote: str | None = None  # the repository's push remote, its name among machines (None: its clone)
+    recorded_by: str | None = None  # host:state directory of the machine that recorded it
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Submission:

@@ -39,6 +39,7 @@ from errauto_daemon.store.records import (
     check_fields,
     check_state,
 )
+from errauto_daemon.store.sources import machine
 
 CANCEL = "cancel"  # event: a person rejected the submission while it was being validated
 CARRY_OUT = "carry_out"  # event: its validation began carrying out a merge or a pull request
@@ -138,10 +139,10 @@ class Submissions:
             state = check_state(state)
             route = Route.REJECTED if state == State.REJECTED else None
             sub_id = tx.insert(
-                """INSERT INTO submissions (repo, remote, target, source, source_detail, title, author, note,
-                       patch_sha256, dedup_key, state, route, reason, created_at, updated_at, decided_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                (repo, remote, target, source, source_detail, title, author, note, patch_sha256, dedup_key,
+                """INSERT INTO submissions (repo, remote, recorded_by, target, source, source_detail, title, author,
+                       note, patch_sha256, dedup_key, state, route, reason, created_at, updated_at, decided_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (repo, remote, ":".join(machine()), target, source, source_detail, title, author, note, patch_sha256, dedup_key,
                  state, route, reason, now, now, now if state in DECIDED else None))
             tx.execute("INSERT INTO events (submission_id, ts, kind, to_state, route, detail) "
                        "VALUES (?, ?, 'state', ?, ?, ?)", (sub_id, now, state, route, reason or source))

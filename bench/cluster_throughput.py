@@ -1,0 +1,152 @@
+"""Throughput against the number of workers sharing one PostgreSQL state, with a check that sleeps.
+
+Each worker is a "machine": its own state directory, its own clone of one
+bare remote (`push = "origin"`), and a daemon with one slot. The only check
+sleeps one second, so the CPU of this 2-core machine is not what limits a
+worker; the ideal is `workers x 3600` patches an hour. Patches are submitted
+on the workers in turn (`errauto submit`, several files per call) once every
+daemon is ready, and the clock stops when the last is decided.
+
+Two kinds of patch, each its own series:
+
+  review     the check fails, so every patch is decided without a merge:
+             what the workers validate, in parallel
+  merge      the check passes and every patch merges (each adds its own
+             file): merges into one target are serialised across machines,
+             and a patch whose target moved while it was validated is
+             validated again before it merges
+
+and beside them the SQLite file with one daemon of one slot, the embedded
+default, on the same patches.
+
+    python bench/cluster_throughput.py [--workers 1 2 4 8] [--per-worker 8] [--kinds review merge]
+
+Checks run with `sandbox = "off"`: this measures the queue, not bubblewrap.
+Nothing is asserted; docs/performance.md records results.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CHECK = {"review": "sleep 1; exit 1", "merge": "sleep 1"}
+
+
+def config(kind: str) -> str:
+    return ('target = "main"\npush = "origin"\nsandbox = "off"\nmax_revalidations = 50\n'
+            f'[checks.tests]\ncommand = ["sh", "-c", "{CHECK[kind]}"]\n')
+
+
+def run(work: Path, *, workers: int, patches: int, kind: str, url: str | None) -> float:
+    """Seconds from the first submission to the last decision."""
+    from errauto_daemon.store import DECIDED, Store
+    from tests.helpers.daemon import DaemonProcess
+    from tests.helpers.gitrepo import git, python_project
+
+    seed = python_project(work / "seed", config=config(kind))
+    remote = work / "remote.git"
+    git(work, "clone", "-q", "--bare", str(seed.path), str(remote))
+    base = {**os.environ, "HOME": str(work / "home"), "GIT_CONFIG_NOSYSTEM": "1"}
+    base.pop("ERRAUTO_DATABASE_URL", None)
+    (work / "home").mkdir()
+    (work / "home" / ".gitconfig").write_text("[user]\n\tname = Bench\n\temail = bench@example.com\n")
+    machines = []
+    for i in range(workers):
+        env = {**base, "ERRAUTO_HOME": str(work / f"m{i}" / "state"), "XDG_CACHE_HOME": str(work / f"m{i}" / "cache")}
+        if url is not None:
+            env["ERRAUTO_DATABASE_URL"] = url
+        clone = work / f"m{i}" / "clone"
+        git(work, "clone", "-q", str(remote), str(clone))
+        subprocess.run([sys.executable, "-m", "errauto_daemon", "watch", "add", str(clone)], env=env, check=True,
+                       capture_output=True)
+        machines.append((env, clone))
+    files: list[list[Path]] = [[] for _ in machines]
+    for n in range(patches):
+        path = work / f"p{n:03d}.patch"
+        path.write_bytes(seed.make_patch({f"notes/n{n:03d}.txt": f"note {n}\n"}))
+        files[n % workers].append(path)
+    daemons = [DaemonProcess(work / f"m{i}" / "daemon.log", workers=1, grace=5.0, rescan=30.0, env=env)
+               for i, (env, _) in enumerate(machines)]
+    try:
+        for d in daemons:
+            d.start()
+        store = Store(url if url is not None else Path(machines[0][0]["ERRAUTO_HOME"]) / "errauto.db")
+        started = time.perf_counter()
+        for (env, clone), mine in zip(machines, files):
+            subprocess.run([sys.executable, "-m", "errauto_daemon", "submit", *map(str, mine), "--repo", str(clone)],
+                           env=env, check=True, capture_output=True)
+        while True:
+            subs = store.submissions(limit=10_000)
+            if len(subs) == patches and all(s.state in DECIDED for s in subs):
+                elapsed = time.perf_counter() - started
+                break
+            if time.perf_counter() - started > 1800:
+                raise RuntimeError("not decided within 30 minutes")
+            time.sleep(0.1)
+        want = "merged" if kind == "merge" else "awaiting_review"
+        wrong = [(s.id, s.state, s.reason) for s in subs if s.state != want]
+        if wrong:
+            raise RuntimeError(f"not all {want}: {wrong[:3]}")
+        store.close()
+        return elapsed
+    finally:
+        for d in daemons:
+            try:
+                d.terminate(timeout=30)
+            except Exception:
+                d.kill()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--per-worker", type=int, default=8, help="patches per worker (at least 16 in all)")
+    parser.add_argument("--kinds", nargs="+", default=["review", "merge"], choices=sorted(CHECK))
+    args = parser.parse_args()
+
+    import psycopg
+
+    from errauto_daemon.store import Store
+    from tests.helpers.postgres import PostgresServer
+
+    server = PostgresServer.create()
+    runs = 0
+    try:
+        for kind in args.kinds:
+            print(f"{kind}: the check {'fails (decided without a merge)' if kind == 'review' else 'passes (merged)'}")
+            print(f"  {'backend':<11} {'workers':>7} {'patches':>7} {'seconds':>8} {'per hour':>9} "
+                  f"{'ideal':>7} {'of ideal':>8}")
+            series = [("sqlite", 1)] + [("postgresql", w) for w in args.workers]
+            for backend, workers in series:
+                patches = max(16, args.per_worker * workers)
+                work = Path(tempfile.mkdtemp(prefix="errauto-bench-cluster-"))
+                url = None
+                if backend == "postgresql":
+                    runs += 1
+                    with psycopg.connect(server.url, autocommit=True) as conn:
+                        conn.execute(f"CREATE SCHEMA bench{runs}")
+                    url = f"{server.url}&options=-csearch_path%3Dbench{runs}"
+                    Store(url, migrate=True).close()
+                try:
+                    seconds = run(work, workers=workers, patches=patches, kind=kind, url=url)
+                finally:
+                    shutil.rmtree(work, ignore_errors=True)
+                per_hour = patches / seconds * 3600
+                ideal = workers * 3600
+                print(f"  {backend:<11} {workers:>7} {patches:>7} {seconds:>8.1f} {per_hour:>9.0f} "
+                      f"{ideal:>7} {per_hour / ideal:>7.0%}", flush=True)
+    finally:
+        server.destroy()
+
+
+if __name__ == "__main__":
+    main()
