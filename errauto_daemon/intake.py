@@ -45,15 +45,18 @@ def submit(
     note: str | None = None,
     target: str | None = None,
     title: str | None = None,
+    queue_job: bool = True,
 ) -> SubmitResult:
-    """Record a patch for the repository at (or above) `repo_dir`."""
+    """Record a patch for the repository at (or above) `repo_dir`. `queue_job`: False when the
+    caller validates it at once (`errauto apply`): no job for another machine to take."""
     import pygit2
 
     repo = open_repo(repo_dir)
     config = config_mod.load(repo, target)
     tip = repo.references[config.target_ref].peel(pygit2.Commit)
     return record(store, repo_root(repo), config, data, source=source, name=name, note=note,
-                  title=title, exists=lambda p: p in tip.tree, remote=remote_name(repo, config.push, config.remote_url))
+                  title=title, exists=lambda p: p in tip.tree, remote=remote_name(repo, config.push, config.remote_url),
+                  queue_job=queue_job)
 
 
 def record(
@@ -68,6 +71,7 @@ def record(
     title: str | None = None,
     exists: Callable[[str], bool] | None = None,
     remote: str | None = None,
+    queue_job: bool = True,
 ) -> SubmitResult:
     """Record a patch whose repository and configuration the caller already has.
 
@@ -99,7 +103,7 @@ def record(
         # rejection stands.
         if store.requeue(submission.id, f"resubmitted ({source})", expect=(State.REJECTED, State.FAILED)):
             submission = store.get(submission.id)
-    if submission.state == State.QUEUED and store.shared:
+    if submission.state == State.QUEUED and store.shared and queue_job:
         jobs.enqueue(store, submission.id)
     return SubmitResult(submission, created)
 

@@ -381,6 +381,9 @@ class Validator:
                     # out of revalidations (seen with a burst of mergeable patches).
                     locked.enter_context(merge.target_lock(repo, config.target_ref,
                                                            merges_serial(self.store, sub, config)))
+                    if config.push and self.store.shared:
+                        # Other machines merged until this lock was ours; none can now.
+                        merge.follow_remote(repo, config)
                 done = self._decide_once(repo, config, sub, revalidations)
                 if isinstance(done, Submission):
                     return done

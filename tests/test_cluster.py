@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from errauto_daemon import jobs
+from errauto_daemon.domain import State
 from errauto_daemon.main import main
 from errauto_daemon.store import Store
 from tests.helpers.cluster import Machine
@@ -120,6 +122,32 @@ def test_the_same_patch_sent_to_two_machines_is_one_submission(tmp_path: Path) -
     assert [e["kind"] for e in store.events(sub.id)].count("duplicate") == 1
     jobs = store.sql("SELECT status, args ->> 'sub_id' FROM procrastinate_jobs")
     assert jobs == [("todo", str(sub.id))]  # one job waits for it, whoever sent it
+
+
+def test_errauto_apply_validates_at_once_and_leaves_no_job(tmp_path: Path) -> None:
+    remote, seed = shared_remote(tmp_path, config_toml(top='push = "origin"\n'))
+    a = Machine(tmp_path, "a", remote)
+    patch = tmp_path / "fix.patch"
+    patch.write_bytes(seed.make_patch(FIX))
+    done = a.errauto("apply", str(patch), "--repo", str(a.clone))
+    assert done.returncode == 0, done.stderr
+    store = Store()
+    assert store.get(1).state == "merged"
+    assert store.sql("SELECT COUNT(*) FROM procrastinate_jobs") == [(0,)]
+
+
+def test_the_sweep_gives_each_queued_submission_without_a_job_one(tmp_path: Path) -> None:
+    """What an intake killed between its record and its job, or a server restart, leaves."""
+    store = Store()
+    ids = [store.insert_submission(repo="/r", target="main", source="cli", source_detail=None, title=f"p{n}",
+                                   author=None, note=None, patch_sha256=f"{n:064x}", dedup_key=f"k{n}")[0].id
+           for n in range(3)]
+    store.transition(ids[2], State.REJECTED, reason="no")  # decided: no job
+    assert jobs.sweep(store) == 2
+    assert jobs.sweep(store) == 0  # each has its waiting job
+    assert sorted(store.sql("SELECT status, args ->> 'sub_id', queueing_lock FROM procrastinate_jobs")) == \
+        [("todo", str(i), f"sub-{i}") for i in ids[:2]]
+    assert jobs.enqueue(store, ids[0]) is False  # one waiting job per submission, whoever asks
 
 
 def test_a_machine_without_a_clone_leaves_the_job_to_one_that_has_it(

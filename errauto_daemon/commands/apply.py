@@ -31,7 +31,9 @@ def apply(patch: str, *, repo: str, target: str | None, auto_merge_threshold: fl
           pr_threshold: float | None, as_json: bool, quiet: bool = False) -> int:
     data, name = read_patch_arg(patch)
     store = Store()
-    result = intake.submit(store, repo, data, source="cli", name=name, target=target)
+    # Validated here and now: no job for a daemon to take (if this process dies first, the
+    # daemons' sweep gives the queued submission one).
+    result = intake.submit(store, repo, data, source="cli", name=name, target=target, queue_job=False)
     sub = result.submission
 
     def thresholds(config: Config) -> Config:
