@@ -176,6 +176,9 @@ def settle(store: Store, sub: Submission) -> None:
     if not files:
         _adopt_unrecorded(store, sub)
         files = store.inbox_files(sub.id)
+    if files and store.shared:  # another machine's files are its own to move (`settle_waiting`, there)
+        mine = set(store.repos())
+        files = [f for f in files if f.repo in mine]
     for taken in files:
         current = Path(original_name(taken.path))
         dest = current.parent.parent / FATE[sub.state] / current.name
@@ -192,6 +195,15 @@ def settle(store: Store, sub: Submission) -> None:
         except OSError as exc:
             log.warning("submission %d: cannot move %s to %s/: %s", sub.id, recorded_name(str(current)),
                         dest.parent.name, exc)
+
+
+def settle_waiting(store: Store) -> int:
+    """Settle this machine's inbox files of submissions decided elsewhere (another machine sharing
+    the state decided them, and left these files waiting in `queued/`); how many submissions."""
+    waiting = store.waiting_inbox_files(store.repos(), FATE[State.QUEUED])
+    for sub_id in waiting:
+        settle(store, store.get(sub_id))
+    return len(waiting)
 
 
 def _adopt_unrecorded(store: Store, sub: Submission) -> None:

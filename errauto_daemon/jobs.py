@@ -65,11 +65,14 @@ class _StoreConnection:
     thread. Enqueueing opens no pool, no thread and no connection of its own."""
 
     def __init__(self, store: Store) -> None:
-        self.store = store
+        self.store = weakref.ref(store)  # the cache below must not keep its key alive
 
     @contextmanager
     def connection(self) -> Iterator[Any]:
-        yield self.store.server_connection()
+        store = self.store()
+        if store is None:
+            raise RuntimeError("the store that queued this job is gone")
+        yield store.server_connection()
 
 
 _enqueuers: weakref.WeakKeyDictionary[Store, procrastinate.App] = weakref.WeakKeyDictionary()

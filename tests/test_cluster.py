@@ -5,12 +5,14 @@ remote by push, and a worker killed mid-validation or mid-merge loses nothing an
 Each "machine" is a state directory, a clone of one bare remote and a daemon of its own."""
 from __future__ import annotations
 
+import json
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from errauto_daemon import jobs
+from errauto_daemon import inbox, jobs
 from errauto_daemon.domain import State
 from errauto_daemon.main import main
 from errauto_daemon.store import Store
@@ -136,6 +138,36 @@ def test_errauto_apply_validates_at_once_and_leaves_no_job(tmp_path: Path) -> No
     assert store.sql("SELECT COUNT(*) FROM procrastinate_jobs") == [(0,)]
 
 
+def test_an_inbox_file_decided_elsewhere_is_filed_by_its_own_machine(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Machine b decides a patch machine a took from its inbox: b cannot move a's file (on another
+    machine it does not exist), so a's daemon files it by its fate on its next rescan."""
+    remote, seed = shared_remote(tmp_path, config_toml(top='push = "origin"\n'))
+    a = Machine(tmp_path, "a", remote)
+    as_a = {"ERRAUTO_HOME": a.env["ERRAUTO_HOME"], "XDG_CACHE_HOME": a.env["XDG_CACHE_HOME"]}
+    for key, value in as_a.items():
+        monkeypatch.setenv(key, value)
+    store = Store()
+    inbox.ensure_inbox(str(a.clone))
+    taken = inbox.take(store, str(a.clone), drop(a.inbox, "fix.patch", seed.make_patch(FIX)))
+    assert taken is not None
+    [waiting] = (a.inbox / "queued").iterdir()
+
+    monkeypatch.setenv("ERRAUTO_HOME", str(tmp_path / "b" / "state"))  # machine b, which decides it
+    there = Store()
+    inbox.settle(there, there.transition(taken.id, State.REJECTED, reason="decided on b"))
+    assert waiting.exists()  # not b's to move
+
+    for key, value in as_a.items():
+        monkeypatch.setenv(key, value)
+    assert inbox.settle_waiting(store) == 1
+    assert not waiting.exists() and (a.inbox / "rejected" / waiting.name).exists()
+    assert "decided on b" in (a.inbox / "rejected" / (waiting.name + ".reason.txt")).read_text()
+    assert inbox.settle_waiting(store) == 0
+    there.close()
+    store.close()
+
+
 def test_the_sweep_gives_each_queued_submission_without_a_job_one(tmp_path: Path) -> None:
     """What an intake killed between its record and its job, or a server restart, leaves."""
     store = Store()
@@ -246,10 +278,20 @@ def test_three_workers_sixty_patches_killed_workers_and_a_server_restart(
     for pair in range(8):
         assert sum(1 for s in merged if s.source_detail and s.source_detail.startswith(f"c{pair}")) <= 1
     assert len(merged) >= 44  # every independent patch merged
-    # Alerts: one per decision that raises one, never two.
-    alerts = store.sql("SELECT submission_id, kind, COUNT(*) FROM outbox WHERE submission_id IS NOT NULL "
-                       "GROUP BY submission_id, kind HAVING COUNT(*) > 1")
-    assert alerts == []
+    # Alerts: each decision's recorded once, and delivered once, by one machine, to its alerts.jsonl.
+    kinds = {"merged": "auto_merged", "rejected": "rejected"}
+    alerts = [a for a in store.alerts(limit=10_000) if a.submission_id is not None]
+    assert Counter((a.submission_id, a.kind) for a in alerts) == Counter((s.id, kinds[s.state]) for s in subs)
+
+    def delivered() -> Counter[int] | None:
+        ids: Counter[int] = Counter()
+        for m in machines:
+            path = m.root / "state" / "alerts.jsonl"
+            if path.exists():
+                ids.update(json.loads(line)["id"] for line in path.read_text().splitlines() if line.strip())
+        return ids if set(ids) >= {a.id for a in alerts} else None
+    sent = wait_until(delivered, timeout=120, poll=0.5, what="every alert delivered")
+    assert [a.id for a in alerts if sent[a.id] != 1] == []
 
 
 def _descends_from(pid: int, ancestor: int) -> bool:

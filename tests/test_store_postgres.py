@@ -92,7 +92,16 @@ def test_db_migrate_creates_the_schema_and_commands_wait_for_it(
     assert code == 0 and "nothing to do" in out
     code, out, _ = run(capsys, "db", "status", "--json")
     assert code == 0 and '"backend": "postgresql"' in out and f'"schema": {SCHEMA_VERSION}' in out
+    assert json.loads(out)["job_queue"] is True  # the job queue's tables came with the schema
     assert run(capsys, "queue", "list")[0] == 0
+
+
+def test_a_daemon_refuses_a_server_without_the_job_queue(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    Store().sql("DROP TABLE procrastinate_jobs CASCADE")
+    code, out, _ = run(capsys, "db", "status")
+    assert code == 0 and "job queue missing: run `errauto db migrate`" in out
+    code, _, err = run(capsys, "daemon", "run")
+    assert code == 5 and "has no job queue yet: run `errauto db migrate`" in err
 
 
 def test_a_schema_this_errauto_does_not_know_is_refused(url: str, capsys: pytest.CaptureFixture[str]) -> None:

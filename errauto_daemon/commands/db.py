@@ -29,12 +29,15 @@ def status(*, as_json: bool) -> int:
     """Where the state database is and which schema it has, without changing it."""
     where = configured()
     store = Store(where)
+    jobs = store.has_job_tables() if store.shared else None  # a server's validations are jobs
     store.close()
     backend = "postgresql" if is_postgres(where) else "sqlite"
     if as_json:
-        print(json.dumps({"backend": backend, "database": shown(where), "schema": SCHEMA_VERSION}))
+        print(json.dumps({"backend": backend, "database": shown(where), "schema": SCHEMA_VERSION,
+                          "job_queue": jobs}))
     else:
-        print(f"errauto: state database {shown(where)} ({backend}), schema {SCHEMA_VERSION}")
+        queue = "" if jobs is None else ", job queue " + ("ready" if jobs else "missing: run `errauto db migrate`")
+        print(f"errauto: state database {shown(where)} ({backend}), schema {SCHEMA_VERSION}{queue}")
     return 0
 
 

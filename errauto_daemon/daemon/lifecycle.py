@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 from watchdog.observers.api import ObservedWatch
 
-from errauto_daemon import __version__, jobs, merge, paths
+from errauto_daemon import __version__, inbox, jobs, merge, paths
 from errauto_daemon.daemon.alerts import Alerts
 from errauto_daemon.daemon.control import exit_now, exit_reserve, join_until, wake_loop
 from errauto_daemon.daemon.logs import setup_logging
@@ -110,6 +110,8 @@ class Daemon:
         setup_logging(self.verbose)
         logging.getLogger("errauto").addHandler(self.alerts.error_handler)
         self.store = store = Store()
+        if store.shared and not store.has_job_tables():
+            raise ConfigError(f"the state database {store} has no job queue yet: run `errauto db migrate`")
         self.state = StateGuard(store.path) if store.path is not None else None  # a file that can vanish
         store.daemon_started(os.getpid(), socket.gethostname(), __version__)
         self.me = (socket.gethostname(), str(paths.state_dir()), os.getpid())
@@ -133,8 +135,6 @@ class Daemon:
 
     def _start_jobs(self, store: Store) -> None:
         """On a database machines share, validations are jobs any daemon may take (`jobs`)."""
-        if not store.has_job_tables():
-            raise ConfigError(f"the state database {store} has no job queue yet: run `errauto db migrate`")
         slots = self.workers.count(store)
         self.job_slots = JobSlots(self.workers, store, slots)
         self.runner = jobs.Runner(store, slots, self.job_slots.decide, name=f"{self.me[0]}:{self.me[2]}")
@@ -237,6 +237,8 @@ class Daemon:
                 log.debug("periodic rescan of %d repositories", len(self.watch.watched))
                 self.watch.rescan_all()
                 recover(store)  # an `errauto apply` or `queue process` killed meanwhile
+                if store.shared and inbox.settle_waiting(store):
+                    log.debug("settled inbox files of submissions other machines decided")
                 last_scan = now
             if self.runner is None:
                 self.workers.feed(store)
