@@ -7,6 +7,9 @@ worker; the ideal is `workers x 3600` patches an hour. Patches are submitted
 on every worker at once (`errauto submit`, several files per call) once
 every daemon is ready, and the clock stops when the last is decided.
 
+With `--intake inbox` the patch files are renamed into every worker's inbox
+folder instead (no process starts; the daemons take them).
+
 Two kinds of patch, each its own series:
 
   review     the check fails, so every patch is decided without a merge:
@@ -54,7 +57,7 @@ class Run:
     steady: float  # decisions an hour after the first, to the last (the pipeline full)
 
 
-def run(work: Path, *, workers: int, patches: int, kind: str, url: str | None) -> Run:
+def run(work: Path, *, workers: int, patches: int, kind: str, url: str | None, intake: str) -> Run:
     from errauto_daemon.store import DECIDED, Store
     from tests.helpers.daemon import DaemonProcess
     from tests.helpers.gitrepo import git, python_project
@@ -77,8 +80,9 @@ def run(work: Path, *, workers: int, patches: int, kind: str, url: str | None) -
                        capture_output=True)
         machines.append((env, clone))
     files: list[list[Path]] = [[] for _ in machines]
+    (work / "out").mkdir()
     for n in range(patches):
-        path = work / f"p{n:03d}.patch"
+        path = work / "out" / f"p{n:03d}.patch"
         path.write_bytes(seed.make_patch({f"notes/n{n:03d}.txt": f"note {n}\n"}))
         files[n % workers].append(path)
     daemons = [DaemonProcess(work / f"m{i}" / "daemon.log", workers=1, grace=5.0, rescan=30.0, env=env)
@@ -88,11 +92,16 @@ def run(work: Path, *, workers: int, patches: int, kind: str, url: str | None) -
             d.start()
         store = Store(url if url is not None else Path(machines[0][0]["ERRAUTO_HOME"]) / "errauto.db")
         started = time.perf_counter()
-        sending = [subprocess.Popen([sys.executable, "-m", "errauto_daemon", "submit", *map(str, mine),
-                                     "--repo", str(clone)], env=env, stdout=subprocess.DEVNULL)
-                   for (env, clone), mine in zip(machines, files)]  # every machine's intake at once
-        if any(p.wait() != 0 for p in sending):
-            raise RuntimeError("errauto submit failed")
+        if intake == "inbox":  # dropped into every machine's inbox folder, the safe way (renamed in)
+            for (_, clone), mine in zip(machines, files):
+                for path in mine:
+                    os.rename(path, clone / "patches" / path.name)
+        else:
+            sending = [subprocess.Popen([sys.executable, "-m", "errauto_daemon", "submit", *map(str, mine),
+                                         "--repo", str(clone)], env=env, stdout=subprocess.DEVNULL)
+                       for (env, clone), mine in zip(machines, files)]  # every machine's intake at once
+            if any(p.wait() != 0 for p in sending):
+                raise RuntimeError("errauto submit failed")
         while True:
             subs = store.submissions(limit=10_000)
             if len(subs) == patches and all(s.state in DECIDED for s in subs):
@@ -124,6 +133,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--per-worker", type=int, default=8, help="patches per worker (at least 16 in all)")
     parser.add_argument("--kinds", nargs="+", default=["review", "merge"], choices=sorted(CHECK))
+    parser.add_argument("--intake", default="submit", choices=["submit", "inbox"],
+                        help="`errauto submit` on every worker at once, or files renamed into their inboxes")
     args = parser.parse_args()
 
     import psycopg
@@ -150,7 +161,7 @@ def main() -> None:
                     url = f"{server.url}&options=-csearch_path%3Dbench{runs}"
                     Store(url, migrate=True).close()
                 try:
-                    done = run(work, workers=workers, patches=patches, kind=kind, url=url)
+                    done = run(work, workers=workers, patches=patches, kind=kind, url=url, intake=args.intake)
                 finally:
                     if not os.environ.get("BENCH_KEEP"):  # a failed run's folder, to look at
                         shutil.rmtree(work, ignore_errors=True)

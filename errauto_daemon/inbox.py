@@ -45,6 +45,7 @@ from errauto_daemon.openfiles import being_written
 from errauto_daemon.patchfile import SUFFIXES
 from errauto_daemon.repo import open_repo
 from errauto_daemon.store import DECIDED, Store, Submission
+from errauto_daemon.store.sources import machine
 
 log = logging.getLogger("errauto.inbox")
 
@@ -177,8 +178,8 @@ def settle(store: Store, sub: Submission) -> None:
         _adopt_unrecorded(store, sub)
         files = store.inbox_files(sub.id)
     if files and store.shared:  # another machine's files are its own to move (`settle_waiting`, there)
-        mine = set(store.repos())
-        files = [f for f in files if f.repo in mine]
+        me = ":".join(machine())
+        files = [f for f in files if f.machine in (None, me)]
     for taken in files:
         current = Path(original_name(taken.path))
         dest = current.parent.parent / FATE[sub.state] / current.name
@@ -200,7 +201,7 @@ def settle(store: Store, sub: Submission) -> None:
 def settle_waiting(store: Store) -> int:
     """Settle this machine's inbox files of submissions decided elsewhere (another machine sharing
     the state decided them, and left these files waiting in `queued/`); how many submissions."""
-    waiting = store.waiting_inbox_files(store.repos(), FATE[State.QUEUED])
+    waiting = store.waiting_inbox_files(FATE[State.QUEUED])
     for sub_id in waiting:
         settle(store, store.get(sub_id))
     return len(waiting)

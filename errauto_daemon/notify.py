@@ -141,9 +141,18 @@ class Router:
 
     def _configs(self, alert: Alert) -> list[AlertsConfig]:
         if alert.repo is not None:
-            return [self._config(alert.repo, alert.target)]
+            return [self._config(self._clone(alert), alert.target)]
         repos = self.store.repos()
         return [self._config(r, None) for r in repos] or [self._default()]
+
+    def _clone(self, alert: Alert) -> str:
+        """Where to read the alert's repository's `[alerts]`: on a state machines share, this
+        machine's clone of the submission's remote (the recording machine's path is its own)."""
+        assert alert.repo is not None
+        if not self.store.shared or alert.submission_id is None:
+            return alert.repo
+        remote = self.store.get(alert.submission_id).remote
+        return (self.store.clone_of(remote) if remote else None) or alert.repo
 
     def _config(self, repo: str, target: str | None) -> AlertsConfig:
         key = (repo, target)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from errauto_daemon import inbox, jobs
+from errauto_daemon import inbox, jobs, notify
 from errauto_daemon.domain import State
 from errauto_daemon.main import main
 from errauto_daemon.store import Store
@@ -168,6 +168,25 @@ def test_an_inbox_file_decided_elsewhere_is_filed_by_its_own_machine(
     store.close()
 
 
+def test_an_alert_is_routed_by_this_machines_clone_of_its_repository(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any machine's sender may deliver an alert recorded on another: it reads the repository's
+    `[alerts]` from its own clone of the remote, not from the recording machine's path."""
+    config = config_toml(top='push = "origin"\n', extra='[alerts]\ndisabled = ["review_needed"]\n')
+    remote, _ = shared_remote(tmp_path, config)
+    b = Machine(tmp_path, "b", remote)
+    monkeypatch.setenv("ERRAUTO_HOME", b.env["ERRAUTO_HOME"])
+    store = Store()
+    sub, _ = store.insert_submission(repo=str(tmp_path / "on-another-machine"), remote=str(remote.resolve()),
+                                     target="main", source="inbox", source_detail="fix.patch", title="fix",
+                                     author=None, note=None, patch_sha256="0" * 64, dedup_key="k",
+                                     state=State.AWAITING_REVIEW, reason="held")
+    [alert] = [a for a in store.alerts() if a.submission_id == sub.id]
+    assert alert.kind == "review_needed"
+    assert notify.Router(store, env={}).sinks(alert) == []  # b's clone disables it
+    store.close()
+
+
 def test_the_sweep_gives_each_queued_submission_without_a_job_one(tmp_path: Path) -> None:
     """What an intake killed between its record and its job, or a server restart, leaves."""
     store = Store()
@@ -230,14 +249,17 @@ def test_three_workers_sixty_patches_killed_workers_and_a_server_restart(
         for side in "ab":
             patches.append((f"c{pair}{side}.patch", notes_patch(seed, 900 + pair, text=f"pair {pair} {side}\n")))
     assert len(patches) == 60
+    sent: dict[str, list[str]] = {m.name: [] for m in machines}
     for n, (name, data) in enumerate(patches):
         m = machines[n % 3]
         if n % 2:
             drop(m.inbox, name, data)
         else:
-            path = m.root / name
-            path.write_bytes(data)
-            assert m.errauto("submit", str(path), "--repo", str(m.clone)).returncode == 0
+            (m.root / name).write_bytes(data)
+            sent[m.name].append(str(m.root / name))
+    for m in machines:  # one `errauto submit` a machine: the work outlasts intake even on a loaded machine
+        done = m.errauto("submit", *sent[m.name], "--repo", str(m.clone))
+        assert done.returncode == 0, done.stderr
 
     # One worker killed mid-validation: the first machine seen validating.
     def validating_machine() -> Machine | None:

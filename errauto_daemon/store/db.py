@@ -271,6 +271,8 @@ CREATE INDEX repos_remote ON repos (remote);
 ALTER TABLE submissions ADD COLUMN remote TEXT;
 -- The machine (host:state directory) that recorded it: only there is its clone's path its own.
 ALTER TABLE submissions ADD COLUMN recorded_by TEXT;
+-- The machine that took an inbox file: only it can move the file.
+ALTER TABLE inbox_files ADD COLUMN machine TEXT;
 CREATE INDEX submissions_remote ON submissions (remote, target, dedup_key);
 """,
 }

@@ -144,6 +144,7 @@ class InboxFile:
     submission_id: int
     repo: str
     path: str
+    machine: str | None = None  # host:state directory of the machine that took it (None: before schema 7)
 
 
 @dataclass(frozen=True)

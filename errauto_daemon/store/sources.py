@@ -7,11 +7,10 @@ from __future__ import annotations
 import re
 import socket
 import time
-from collections.abc import Sequence
 
 from errauto_daemon import paths
 from errauto_daemon.domain import State
-from errauto_daemon.store.db import Backend, placeholders
+from errauto_daemon.store.db import Backend
 from errauto_daemon.store.outbox import insert_alert
 from errauto_daemon.store.records import ConfigProblem, InboxFile, Replacement
 
@@ -102,24 +101,22 @@ class Sources:
 
     def add_inbox_file(self, sub_id: int, repo: str, path: str) -> None:
         with self._db.transaction() as tx:
-            tx.execute("INSERT INTO inbox_files (submission_id, repo, path, taken_at) VALUES (?, ?, ?, ?)",
-                       (sub_id, repo, path, time.time()))
+            tx.execute("INSERT INTO inbox_files (submission_id, repo, path, taken_at, machine) VALUES (?, ?, ?, ?, ?)",
+                       (sub_id, repo, path, time.time(), ":".join(machine())))
 
     def inbox_files(self, sub_id: int) -> list[InboxFile]:
-        return [InboxFile(r["id"], r["submission_id"], r["repo"], r["path"]) for r in self._db.read.rows(
-            "SELECT id, submission_id, repo, path FROM inbox_files WHERE submission_id = ? ORDER BY id",
+        return [InboxFile(r["id"], r["submission_id"], r["repo"], r["path"], r["machine"]) for r in self._db.read.rows(
+            "SELECT id, submission_id, repo, path, machine FROM inbox_files WHERE submission_id = ? ORDER BY id",
             (sub_id,))]
 
-    def waiting_inbox_files(self, repos: Sequence[str], folder: str, limit: int = 200) -> list[int]:
-        """Decided submissions with a file of one of `repos` still in the inbox's `folder` (where taken
+    def waiting_inbox_files(self, folder: str, limit: int = 200) -> list[int]:
+        """Decided submissions with a file this machine took still in the inbox's `folder` (where taken
         files wait for their decision): decided on another machine, which cannot move this one's files."""
-        if not repos:
-            return []
         undecided = (State.QUEUED, State.VALIDATING)
         return [int(r[0]) for r in self._db.read.tuples(
-            f"SELECT DISTINCT f.submission_id FROM inbox_files f JOIN submissions s ON s.id = f.submission_id "
-            f"WHERE f.repo IN ({placeholders(len(repos))}) AND s.state NOT IN (?, ?) AND f.path LIKE ? "
-            "ORDER BY f.submission_id LIMIT ?", (*repos, *undecided, f"%/{folder}/%", limit))]
+            "SELECT DISTINCT f.submission_id FROM inbox_files f JOIN submissions s ON s.id = f.submission_id "
+            "WHERE f.machine = ? AND s.state NOT IN (?, ?) AND f.path LIKE ? ORDER BY f.submission_id LIMIT ?",
+            (":".join(machine()), *undecided, f"%/{folder}/%", limit))]
 
     def inbox_file_moved(self, file_id: int, path: str) -> None:
         with self._db.transaction() as tx:
