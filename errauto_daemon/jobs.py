@@ -136,12 +136,21 @@ class Runner:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[Any] | None = None
         self._started = threading.Event()
+        self._stopping = threading.Event()
+        self._running = 0  # jobs running now
+        self._running_lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, name="jobs", daemon=True)
         self.failed: BaseException | None = None
 
     def _job(self, sub_id: int) -> None:
-        if not self.decide(int(sub_id)):
-            enqueue(self.store, int(sub_id), delay=ELSEWHERE_AGAIN)
+        with self._running_lock:
+            self._running += 1
+        try:
+            if not self.decide(int(sub_id)):
+                enqueue(self.store, int(sub_id), delay=ELSEWHERE_AGAIN)
+        finally:
+            with self._running_lock:
+                self._running -= 1
 
     def start(self) -> None:
         self.thread.start()
@@ -161,9 +170,11 @@ class Runner:
         """Run the worker; when it fails (the server restarted under it), open it again shortly."""
         self._task = asyncio.current_task()
         self._started.set()
-        while True:
+        while not self._stopping.is_set():
             try:
                 async with self.app.open_async():
+                    if self._stopping.is_set():  # asked to stop while the pool opened
+                        return
                     await self.app.run_worker_async(
                         queues=[QUEUE], concurrency=self.slots, name=self.name, wait=True,
                         install_signal_handlers=False, listen_notify=True, fetch_job_polling_interval=2.0,
@@ -173,20 +184,40 @@ class Runner:
             except asyncio.CancelledError:
                 return
             except Exception as exc:
+                if self._stopping.is_set():
+                    return
                 log.warning("the job worker lost the server (%s); starting it again", type(exc).__name__)
                 self.app = _worker_app(self.url, self.slots)
                 self.app.task(name=TASK, queue=QUEUE, pass_context=False)(self._job)
-                await asyncio.sleep(RESTART_AFTER)
+                try:
+                    await asyncio.sleep(RESTART_AFTER)
+                except asyncio.CancelledError:
+                    return
 
     def stop(self, timeout: float) -> None:
-        """Take no new job; wait up to `timeout` for the running ones (the daemon cancels their checks)."""
-        loop, task = self._loop, self._task
-        if loop is not None and task is not None and not loop.is_closed():
+        """Take no new job; wait up to `timeout` for the running ones (the daemon cancels their checks).
+        A cancel that lands before the worker runs (the pool opening) is seen by the flag."""
+        self._stopping.set()
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
             try:
-                loop.call_soon_threadsafe(task.cancel)
+                loop.call_soon_threadsafe(self._cancel, True)
             except RuntimeError:
                 pass  # the loop ended meanwhile
         self.thread.join(timeout)
+
+    def _cancel(self, first: bool = False) -> None:
+        """On the loop: cancel the worker, and again each second while no job runs. Procrastinate
+        then lets running jobs finish; a cancel lost in its start (Python before 3.12 can drop one
+        in `asyncio.wait_for`) would leave it running past the daemon's stop."""
+        task, loop = self._task, self._loop
+        if task is None or loop is None or task.done():
+            return
+        with self._running_lock:
+            idle = self._running == 0
+        if first or idle:
+            task.cancel()
+        loop.call_later(1.0, self._cancel)
 
     def retry_stalled(self) -> int:
         """Put back the running jobs of workers that stopped sending heartbeats; how many."""

@@ -312,8 +312,8 @@ def test_three_workers_sixty_patches_killed_workers_and_a_server_restart(
             if path.exists():
                 ids.update(json.loads(line)["id"] for line in path.read_text().splitlines() if line.strip())
         return ids if set(ids) >= {a.id for a in alerts} else None
-    sent = wait_until(delivered, timeout=120, poll=0.5, what="every alert delivered")
-    assert [a.id for a in alerts if sent[a.id] != 1] == []
+    delivered_ids = wait_until(delivered, timeout=120, poll=0.5, what="every alert delivered")
+    assert [a.id for a in alerts if delivered_ids[a.id] != 1] == []
 
 
 def _descends_from(pid: int, ancestor: int) -> bool:
