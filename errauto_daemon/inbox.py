@@ -45,7 +45,7 @@ from errauto_daemon.openfiles import being_written
 from errauto_daemon.patchfile import SUFFIXES
 from errauto_daemon.repo import open_repo
 from errauto_daemon.store import DECIDED, Store, Submission
-from errauto_daemon.store.sources import machine
+from errauto_daemon.store.sources import machine_name
 
 log = logging.getLogger("errauto.inbox")
 
@@ -178,7 +178,7 @@ def settle(store: Store, sub: Submission) -> None:
         _adopt_unrecorded(store, sub)
         files = store.inbox_files(sub.id)
     if files and store.shared:  # another machine's files are its own to move (`settle_waiting`, there)
-        me = ":".join(machine())
+        me = machine_name()
         files = [f for f in files if f.machine in (None, me)]
     for taken in files:
         current = Path(original_name(taken.path))

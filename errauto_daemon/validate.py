@@ -53,7 +53,7 @@ from errauto_daemon.patchapply import Overlay
 from errauto_daemon.progress import SILENT, Progress
 from errauto_daemon.repo import open_repo, remote_name
 from errauto_daemon.store import DECIDED, CheckRow, Store, Submission
-from errauto_daemon.store.sources import machine
+from errauto_daemon.store.sources import machine_name
 from errauto_daemon.validation import Validation
 from errauto_daemon.workspace import Pool
 
@@ -345,7 +345,7 @@ class Validator:
         """Whether the clone the submission was recorded in is this machine's (`errauto apply` in a
         clone errauto does not watch): recorded here, and still a clone of the same remote. Another
         machine's path is never used, even where this machine has the same path."""
-        if sub.recorded_by != ":".join(machine()) or not os.path.isdir(sub.repo):
+        if sub.recorded_by != machine_name() or not os.path.isdir(sub.repo):
             return False
         try:
             repo = self._open(sub.repo)

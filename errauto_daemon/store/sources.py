@@ -20,6 +20,11 @@ def machine() -> tuple[str, str]:
     return socket.gethostname(), str(paths.state_dir())
 
 
+def machine_name() -> str:
+    """`machine()` in one column (`host:state directory`): who recorded a submission, took a file."""
+    return ":".join(machine())
+
+
 _REPLACES = re.compile(r"replaces ([0-9a-f]+) with ([0-9a-f]+)")
 
 
@@ -102,7 +107,7 @@ class Sources:
     def add_inbox_file(self, sub_id: int, repo: str, path: str) -> None:
         with self._db.transaction() as tx:
             tx.execute("INSERT INTO inbox_files (submission_id, repo, path, taken_at, machine) VALUES (?, ?, ?, ?, ?)",
-                       (sub_id, repo, path, time.time(), ":".join(machine())))
+                       (sub_id, repo, path, time.time(), machine_name()))
 
     def inbox_files(self, sub_id: int) -> list[InboxFile]:
         return [InboxFile(r["id"], r["submission_id"], r["repo"], r["path"], r["machine"]) for r in self._db.read.rows(
@@ -116,7 +121,7 @@ class Sources:
         return [int(r[0]) for r in self._db.read.tuples(
             "SELECT DISTINCT f.submission_id FROM inbox_files f JOIN submissions s ON s.id = f.submission_id "
             "WHERE f.machine = ? AND s.state NOT IN (?, ?) AND f.path LIKE ? ORDER BY f.submission_id LIMIT ?",
-            (":".join(machine()), *undecided, f"%/{folder}/%", limit))]
+            (machine_name(), *undecided, f"%/{folder}/%", limit))]
 
     def inbox_file_moved(self, file_id: int, path: str) -> None:
         with self._db.transaction() as tx:

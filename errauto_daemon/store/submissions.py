@@ -39,7 +39,7 @@ from errauto_daemon.store.records import (
     check_fields,
     check_state,
 )
-from errauto_daemon.store.sources import machine
+from errauto_daemon.store.sources import machine_name
 
 CANCEL = "cancel"  # event: a person rejected the submission while it was being validated
 CARRY_OUT = "carry_out"  # event: its validation began carrying out a merge or a pull request
@@ -142,7 +142,7 @@ class Submissions:
                 """INSERT INTO submissions (repo, remote, recorded_by, target, source, source_detail, title, author,
                        note, patch_sha256, dedup_key, state, route, reason, created_at, updated_at, decided_at)
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                (repo, remote, ":".join(machine()), target, source, source_detail, title, author, note, patch_sha256, dedup_key,
+                (repo, remote, machine_name(), target, source, source_detail, title, author, note, patch_sha256, dedup_key,
                  state, route, reason, now, now, now if state in DECIDED else None))
             tx.execute("INSERT INTO events (submission_id, ts, kind, to_state, route, detail) "
                        "VALUES (?, ?, 'state', ?, ?, ?)", (sub_id, now, state, route, reason or source))
